@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* Anti-spoofing of frames sent by a VM (schema v1, docs/policy.md):
+ * source MAC, IPv4/IPv6 source, ARP sender, ND target, and the DHCP-server and
+ * router-advertisement guards. Returns -1 to pass or a DROP_* reason. */
+#ifndef HOOKD_ANTISPOOF_H
+#define HOOKD_ANTISPOOF_H
+
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/udp.h>
+#include <linux/icmpv6.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "parse.h"
+
+#define PASS (-1)
+#define ETH_P_8021AD_ 0x88A8
+#define IPV6_MAX_EXT_HDRS 4
+
+/* ICMPv6 neighbour discovery message types (RFC 4861) */
+#define ND_ROUTER_SOLICIT  133
+#define ND_ROUTER_ADVERT   134
+#define ND_NEIGHBOR_SOLICIT 135
+#define ND_NEIGHBOR_ADVERT 136
+#define ND_REDIRECT        137
+
+struct arp_eth_ipv4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[6];
+	__u8 spa[4];
+	__u8 tha[6];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] &&
+	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+}
+
+/* Does ADDR (16 bytes) fall inside one of the NIC's prefixes? */
+static __always_inline int addr_allowed(__u32 ifindex, const __u8 *addr)
+{
+	struct addr_key key = { .prefixlen = 32 + 128, .ifindex = ifindex };
+
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&hookd_addrs, &key) != NULL;
+}
+
+static __always_inline int addr4_allowed(__u32 ifindex, __be32 addr)
+{
+	struct addr_key key = { .prefixlen = 32 + 128, .ifindex = ifindex };
+
+	key.addr[10] = 0xff;
+	key.addr[11] = 0xff;
+	__builtin_memcpy(&key.addr[12], &addr, 4);
+	return bpf_map_lookup_elem(&hookd_addrs, &key) != NULL;
+}
+
+static __always_inline int check_arp(struct __sk_buff *skb, const struct nic_config *cfg)
+{
+	struct arp_eth_ipv4 *arp = pkt_ptr(skb, ETH_HLEN, sizeof(*arp));
+	__be32 spa;
+
+	if (!arp || arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
+	    arp->hlen != 6 || arp->plen != 4)
+		return DROP_MALFORMED;
+	if (!mac_eq(arp->sha, cfg->mac))
+		return DROP_ARP_SPOOF;
+	if (!(cfg->flags & NIC_F_CHECK_IP))
+		return PASS;
+	__builtin_memcpy(&spa, arp->spa, 4);
+	/* 0.0.0.0 is an ARP probe (RFC 5227) for address conflict detection. */
+	if (spa == 0 || addr4_allowed(skb->ifindex, spa))
+		return PASS;
+	return DROP_ARP_SPOOF;
+}
+
+static __always_inline int check_ipv4(struct __sk_buff *skb, const struct nic_config *cfg)
+{
+	struct iphdr *ip = pkt_ptr(skb, ETH_HLEN, sizeof(*ip));
+	int frag_later, dhcp_client = 0;
+	struct udphdr *udp = NULL;
+	__u32 l4;
+
+	if (!ip || ip->version != 4 || ip->ihl < 5)
+		return DROP_MALFORMED;
+	l4 = ETH_HLEN + ip->ihl * 4;
+	/* Non-first fragments carry no L4 header; ports are not read from them. */
+	frag_later = (ip->frag_off & bpf_htons(0x1fff)) != 0;
+	if (ip->protocol == IPPROTO_UDP && !frag_later) {
+		udp = pkt_ptr(skb, l4, sizeof(*udp));
+		if (!udp)
+			return DROP_MALFORMED;
+		if (udp->source == bpf_htons(67) && !(cfg->flags & NIC_F_ALLOW_DHCP_SERVER))
+			return DROP_DHCP_SERVER;
+		dhcp_client = udp->source == bpf_htons(68) && udp->dest == bpf_htons(67);
+	}
+	if (!(cfg->flags & NIC_F_CHECK_IP))
+		return PASS;
+	if (addr4_allowed(skb->ifindex, ip->saddr))
+		return PASS;
+	/* A DHCP client has no address yet: DISCOVER/REQUEST come from 0.0.0.0. */
+	if (ip->saddr == 0 && dhcp_client)
+		return PASS;
+	return DROP_IP_SPOOF;
+}
+
+static __always_inline int is_ipv6_ext(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING ||
+	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT;
+}
+
+static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_config *cfg)
+{
+	struct ipv6hdr *ip6 = pkt_ptr(skb, ETH_HLEN, sizeof(*ip6));
+	__u32 off = ETH_HLEN + sizeof(struct ipv6hdr);
+	int first_frag = 1, unspec_src;
+	__u8 nh;
+
+	if (!ip6 || ip6->version != 6)
+		return DROP_MALFORMED;
+	nh = ip6->nexthdr;
+	unspec_src = !(ip6->saddr.in6_u.u6_addr32[0] | ip6->saddr.in6_u.u6_addr32[1] |
+		       ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]);
+	if ((cfg->flags & NIC_F_CHECK_IP) && !unspec_src &&
+	    !addr_allowed(skb->ifindex, (const __u8 *)&ip6->saddr))
+		return DROP_IP_SPOOF;
+
+	/* Walk a bounded extension-header chain so the guards below cannot be
+	 * dodged by hiding ICMPv6/UDP behind it; longer chains are dropped. */
+#pragma unroll
+	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
+		__u8 *ext;
+
+		if (!is_ipv6_ext(nh))
+			break;
+		ext = pkt_ptr(skb, off, 8);
+		if (!ext)
+			return DROP_MALFORMED;
+		if (nh == IPPROTO_FRAGMENT) {
+			/* offset field != 0: a later fragment, no L4 header in it */
+			if ((ext[2] << 5 | ext[3] >> 3) != 0)
+				first_frag = 0;
+			off += 8;
+		} else {
+			off += (ext[1] + 1) * 8;
+		}
+		nh = ext[0];
+	}
+	if (is_ipv6_ext(nh))
+		return DROP_MALFORMED;
+
+	/* DAD and MLD come from :: (RFC 4862, RFC 3810) before an address is
+	 * valid; anything else from :: is a spoof. */
+	if (unspec_src && nh != IPPROTO_ICMPV6 && (cfg->flags & NIC_F_CHECK_IP))
+		return DROP_IP_SPOOF;
+	if (!first_frag)
+		return PASS;
+
+	if (nh == IPPROTO_ICMPV6) {
+		__u8 *icmp = pkt_ptr(skb, off, 24);
+
+		if (!icmp) {
+			/* Error and echo messages may be shorter than an ND message. */
+			icmp = pkt_ptr(skb, off, 4);
+			if (!icmp)
+				return DROP_MALFORMED;
+			if (icmp[0] >= ND_ROUTER_SOLICIT && icmp[0] <= ND_REDIRECT)
+				return DROP_MALFORMED;
+			return PASS;
+		}
+		if (icmp[0] == ND_ROUTER_ADVERT && !(cfg->flags & NIC_F_ALLOW_RA))
+			return DROP_ROUTER_ADVERT;
+		if (icmp[0] == ND_REDIRECT && !(cfg->flags & NIC_F_ALLOW_RA))
+			return DROP_ROUTER_ADVERT;
+		if (!(cfg->flags & NIC_F_CHECK_IP))
+			return PASS;
+		/* A VM may only advertise its own addresses; a neighbour
+		 * solicitation from :: (DAD) names the address it claims. */
+		if (icmp[0] == ND_NEIGHBOR_ADVERT ||
+		    (icmp[0] == ND_NEIGHBOR_SOLICIT && unspec_src)) {
+			if (!addr_allowed(skb->ifindex, icmp + 8))
+				return DROP_ND_SPOOF;
+		}
+		return PASS;
+	}
+	if (nh == IPPROTO_UDP) {
+		struct udphdr *udp = pkt_ptr(skb, off, sizeof(*udp));
+
+		if (!udp)
+			return DROP_MALFORMED;
+		if (udp->source == bpf_htons(547) && !(cfg->flags & NIC_F_ALLOW_DHCP_SERVER))
+			return DROP_DHCP_SERVER;
+	}
+	return PASS;
+}
+
+/* Verdict for a frame the VM sent on a managed NIC. */
+static __always_inline int antispoof(struct __sk_buff *skb, const struct nic_config *cfg)
+{
+	struct ethhdr *eth = pkt_ptr(skb, 0, ETH_HLEN);
+
+	if (!eth)
+		return DROP_MALFORMED;
+	if (!mac_eq(eth->h_source, cfg->mac))
+		return DROP_MAC_SPOOF;
+	switch (bpf_ntohs(eth->h_proto)) {
+	case ETH_P_ARP:
+		return check_arp(skb, cfg);
+	case ETH_P_IP:
+		return check_ipv4(skb, cfg);
+	case ETH_P_IPV6:
+		return check_ipv6(skb, cfg);
+	case ETH_P_8021Q:
+	case ETH_P_8021AD_:
+		return DROP_VLAN;
+	default:
+		return DROP_ETHERTYPE;
+	}
+}
+
+#endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* hookd's maps. Pinned by name under /sys/fs/bpf/hookd/maps so that a
+ * restarted daemon, and programs still attached, share them. */
+#ifndef HOOKD_MAPS_H
+#define HOOKD_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "types.h"
+
+#define MAX_NICS  4096
+#define MAX_ADDRS 65536
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct nic_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_nics SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_ADDRS);
+	__type(key, struct addr_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct nic_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_stats SEC(".maps");
+
+#endif

@@ -1,0 +1,150 @@
+//! Rust mirror of `c/lib/types.h`. `tests/layout.rs` checks every size and
+//! field offset against the BTF that clang wrote into the object.
+
+use std::net::IpAddr;
+
+pub const NIC_F_MANAGED: u16 = 1 << 0;
+pub const NIC_F_CHECK_IP: u16 = 1 << 1;
+pub const NIC_F_ALLOW_DHCP_SERVER: u16 = 1 << 2;
+pub const NIC_F_ALLOW_RA: u16 = 1 << 3;
+
+/// Number of drop counters per NIC (`DROP_REASONS`).
+pub const DROP_REASONS: usize = 16;
+
+/// Why the data path dropped a frame; the index into [`NicStats::drops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DropReason {
+    MacSpoof = 0,
+    IpSpoof = 1,
+    ArpSpoof = 2,
+    NdSpoof = 3,
+    DhcpServer = 4,
+    RouterAdvert = 5,
+    Vlan = 6,
+    Ethertype = 7,
+    Malformed = 8,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 9] = [
+        Self::MacSpoof,
+        Self::IpSpoof,
+        Self::ArpSpoof,
+        Self::NdSpoof,
+        Self::DhcpServer,
+        Self::RouterAdvert,
+        Self::Vlan,
+        Self::Ethertype,
+        Self::Malformed,
+    ];
+
+    /// Stable name used in `hookctl` output, JSON and D-Bus.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MacSpoof => "mac_spoof",
+            Self::IpSpoof => "ip_spoof",
+            Self::ArpSpoof => "arp_spoof",
+            Self::NdSpoof => "nd_spoof",
+            Self::DhcpServer => "dhcp_server",
+            Self::RouterAdvert => "router_advert",
+            Self::Vlan => "vlan",
+            Self::Ethertype => "ethertype",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NicConfig {
+    pub mac: [u8; 6],
+    pub flags: u16,
+    pub reserved: u32,
+    pub generation: u64,
+}
+
+/// The part of `struct addr_key` after `prefixlen`; aya's
+/// [`aya::maps::lpm_trie::Key`] adds the prefix length in front.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddrData {
+    pub ifindex: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct addr_key`: the LPM key of `hookd_addrs`.
+pub type AddrKey = aya::maps::lpm_trie::Key<AddrData>;
+
+/// Key for `ifindex`'s prefix `addr/len`; IPv4 is stored IPv4-mapped.
+pub fn addr_key(ifindex: u32, addr: IpAddr, len: u8) -> AddrKey {
+    let (addr, len) = match addr {
+        IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), u32::from(len) + 96),
+        IpAddr::V6(a) => (a.octets(), u32::from(len)),
+    };
+    AddrKey::new(32 + len, AddrData { ifindex, addr })
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NicStats {
+    pub to_vm_packets: u64,
+    pub to_vm_bytes: u64,
+    pub from_vm_packets: u64,
+    pub from_vm_bytes: u64,
+    pub drops: [u64; DROP_REASONS],
+}
+
+impl Default for NicStats {
+    fn default() -> Self {
+        Self {
+            to_vm_packets: 0,
+            to_vm_bytes: 0,
+            from_vm_packets: 0,
+            from_vm_bytes: 0,
+            drops: [0; DROP_REASONS],
+        }
+    }
+}
+
+impl NicStats {
+    /// Adds another CPU's counters to these.
+    pub fn add(&mut self, other: &NicStats) {
+        self.to_vm_packets += other.to_vm_packets;
+        self.to_vm_bytes += other.to_vm_bytes;
+        self.from_vm_packets += other.from_vm_packets;
+        self.from_vm_bytes += other.from_vm_bytes;
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
+// SAFETY: plain #[repr(C)] data with no padding holes the kernel could leak
+// into, every bit pattern valid.
+unsafe impl aya::Pod for NicConfig {}
+unsafe impl aya::Pod for AddrData {}
+unsafe impl aya::Pod for NicStats {}
+
+const _: () = assert!(std::mem::size_of::<NicConfig>() == 24);
+const _: () = assert!(std::mem::size_of::<AddrKey>() == 24);
+const _: () = assert!(std::mem::size_of::<NicStats>() == 32 + 8 * DROP_REASONS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_keys_are_mapped_and_count_the_ifindex() {
+        let k = addr_key(7, "192.0.2.10".parse().unwrap(), 32);
+        assert_eq!(k.prefix_len(), 32 + 128);
+        assert_eq!(k.data().ifindex, 7);
+        assert_eq!(
+            &k.data().addr[..12],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+        );
+        assert_eq!(&k.data().addr[12..], &[192, 0, 2, 10]);
+        let k6 = addr_key(7, "2001:db8::".parse().unwrap(), 64);
+        assert_eq!(k6.prefix_len(), 96);
+    }
+}

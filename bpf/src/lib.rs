@@ -1,0 +1,21 @@
+//! hookd's eBPF programs, compiled from `c/` by `build.rs` and embedded here,
+//! and the Rust mirror of the map layouts in `c/lib/types.h`.
+
+pub mod layout;
+
+/// The object holding hookd's tap programs and maps.
+pub static HOOKD_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hookd.bpf.o"));
+
+/// A classifier that does nothing, for side-by-side measurements.
+pub static EMPTY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/empty.bpf.o"));
+
+/// Program attached at tc ingress of a tap: frames sent by the VM.
+pub const PROG_FROM_VM: &str = "hookd_from_vm";
+/// Program attached at tc egress of a tap: frames delivered to the VM.
+pub const PROG_TO_VM: &str = "hookd_to_vm";
+/// Map: tap ifindex -> [`layout::NicConfig`].
+pub const MAP_NICS: &str = "hookd_nics";
+/// Map: LPM [`layout::AddrKey`] -> u32, the NIC's allowed source prefixes.
+pub const MAP_ADDRS: &str = "hookd_addrs";
+/// Map: tap ifindex -> per-CPU [`layout::NicStats`].
+pub const MAP_STATS: &str = "hookd_stats";

@@ -1,0 +1,115 @@
+//! hookd's D-Bus contract, shared by the daemon, `hookctl` and the libvirt
+//! hook: well-known names, error names, the types carried by methods, and a
+//! client proxy. The bus policy file and introspection XML sit beside this
+//! crate in `dbus/`.
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::Type;
+
+/// Well-known name hookd owns on the system bus.
+pub const BUS_NAME: &str = "org.hookd.Hookd1";
+/// Object path of the manager object.
+pub const MANAGER_PATH: &str = "/org/hookd/Hookd1";
+/// Interface of the manager object.
+pub const MANAGER_INTERFACE: &str = "org.hookd.Hookd1.Manager";
+/// The bus policy file installed in /usr/share/dbus-1/system.d/.
+pub const BUS_POLICY: &str = include_str!("../org.hookd.Hookd1.conf");
+
+/// Errors hookd returns, named `org.hookd.Hookd1.Error.<Variant>` on the bus.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.hookd.Hookd1.Error")]
+pub enum Error {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The domain XML or its hookd policy is invalid; the message names the
+    /// element, attribute and line.
+    InvalidPolicy(String),
+    /// An argument (operation name, domain name, ...) is not acceptable.
+    InvalidArgument(String),
+    /// hookd could not attach or program the data path.
+    AttachFailed(String),
+    /// No such domain is known to hookd.
+    NotFound(String),
+    /// The caller may not do this.
+    AccessDenied(String),
+}
+
+/// A row of `ListDomains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct DomainSummary {
+    pub name: String,
+    pub uuid: String,
+    /// true when the domain carries hookd policy.
+    pub managed: bool,
+    /// Number of NICs hookd attached to.
+    pub attached_nics: u32,
+    /// The libvirt hook phase at which hookd attached, e.g. "start".
+    pub attached_at: String,
+}
+
+/// One counter of a NIC: name and value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Counter {
+    pub name: String,
+    pub value: u64,
+}
+
+/// A NIC of a domain as hookd sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NicInfo {
+    pub mac: String,
+    /// libvirt interface type: network, bridge, ethernet, ...
+    pub kind: String,
+    /// Tap device, empty when the NIC has none hookd can attach to.
+    pub tap: String,
+    pub ifindex: u32,
+    /// "anti-spoofing", "counters only" or "not attached: <why>".
+    pub mode: String,
+    /// "tcx", "netlink" or "" when not attached.
+    pub attach: String,
+    /// Allowed source prefixes (the policy's addresses plus the link-local).
+    pub addresses: Vec<String>,
+    /// Counters: to_vm/from_vm packets and bytes, then drops by reason.
+    pub counters: Vec<Counter>,
+}
+
+/// Everything hookd knows about one domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct DomainDetail {
+    pub name: String,
+    pub uuid: String,
+    pub managed: bool,
+    pub attached_at: String,
+    pub generation: u64,
+    pub nics: Vec<NicInfo>,
+}
+
+/// Client side of `org.hookd.Hookd1.Manager`.
+#[zbus::proxy(
+    interface = "org.hookd.Hookd1.Manager",
+    default_service = "org.hookd.Hookd1",
+    default_path = "/org/hookd/Hookd1"
+)]
+pub trait Manager {
+    /// A libvirt hook invocation: `/etc/libvirt/hooks/qemu.d/50-hookd` calls
+    /// this with its arguments and the domain XML it read on stdin. Returns a
+    /// one-line summary of what hookd did.
+    fn hook_event(
+        &self,
+        domain: &str,
+        operation: &str,
+        sub_operation: &str,
+        extra: &str,
+        xml: &str,
+    ) -> Result<String, Error>;
+
+    /// Domains hookd has attached to.
+    fn list_domains(&self) -> Result<Vec<DomainSummary>, Error>;
+
+    /// One domain, by name or UUID.
+    fn get_domain(&self, domain: &str) -> Result<DomainDetail, Error>;
+
+    /// hookd's version.
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}

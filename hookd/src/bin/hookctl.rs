@@ -1,0 +1,255 @@
+//! hookctl: the operator's client for hookd.
+
+use clap::{Parser, Subcommand};
+use hookd_dbus::{DomainDetail, DomainSummary, ManagerProxy};
+use std::io::Read;
+use std::process::ExitCode;
+
+/// Inspect hookd, the eBPF data plane for libvirt VMs.
+///
+/// `domains` and `show` ask the running daemon over D-Bus; `explain` needs
+/// no daemon and checks a domain XML before `virsh define`.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List the domains hookd has attached to.
+    Domains,
+    /// Show one domain: NICs, taps, what is attached, counters.
+    Show {
+        /// Domain name or UUID.
+        domain: String,
+    },
+    /// Parse a domain XML the way hookd does and print what it would attach
+    /// and enforce, or the validation error with its line (exit status 1).
+    Explain {
+        /// Domain XML file (e.g. from `virsh dumpxml`), or - for stdin.
+        file: String,
+    },
+}
+
+/// Exit statuses: 0 ok, 1 invalid input or refused, 2 usage, 3 hookd unreachable, 4 not found.
+const EXIT_INVALID: u8 = 1;
+const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_NOT_FOUND: u8 = 4;
+
+struct Failure(u8, String);
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
+            .collect();
+        out += line.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(v).map_err(|e| Failure(EXIT_INVALID, e.to_string()))
+}
+
+async fn proxy() -> Result<ManagerProxy<'static>, Failure> {
+    let unreachable = |e: zbus::Error| {
+        Failure(
+            EXIT_UNREACHABLE,
+            format!("cannot reach hookd on the system bus: {e}"),
+        )
+    };
+    let conn = zbus::Connection::system().await.map_err(unreachable)?;
+    let dbus = zbus::fdo::DBusProxy::new(&conn)
+        .await
+        .map_err(unreachable)?;
+    let name = zbus::names::BusName::try_from(hookd_dbus::BUS_NAME)
+        .map_err(|e| Failure(EXIT_INVALID, e.to_string()))?;
+    if !dbus
+        .name_has_owner(name)
+        .await
+        .map_err(|e| unreachable(e.into()))?
+    {
+        return Err(Failure(
+            EXIT_UNREACHABLE,
+            format!(
+                "hookd is not running ({} has no owner on the system bus)",
+                hookd_dbus::BUS_NAME
+            ),
+        ));
+    }
+    ManagerProxy::new(&conn).await.map_err(unreachable)
+}
+
+fn call_failed(e: hookd_dbus::Error) -> Failure {
+    match e {
+        hookd_dbus::Error::NotFound(m) => Failure(EXIT_NOT_FOUND, m),
+        hookd_dbus::Error::ZBus(e) => Failure(EXIT_UNREACHABLE, e.to_string()),
+        e => Failure(EXIT_INVALID, e.to_string()),
+    }
+}
+
+fn render_domains(list: &[DomainSummary]) -> String {
+    let mut rows = vec![vec![
+        "NAME".into(),
+        "UUID".into(),
+        "POLICY".into(),
+        "NICS".into(),
+        "ATTACHED AT".into(),
+    ]];
+    for d in list {
+        rows.push(vec![
+            d.name.clone(),
+            d.uuid.clone(),
+            if d.managed {
+                "hookd".into()
+            } else {
+                "none".into()
+            },
+            d.attached_nics.to_string(),
+            d.attached_at.clone(),
+        ]);
+    }
+    table(&rows)
+}
+
+fn render_domain(d: &DomainDetail) -> String {
+    let mut out = format!(
+        "domain {} ({})\n  policy: {}, generation {}, attached at {}\n",
+        d.name,
+        d.uuid,
+        if d.managed {
+            "hookd"
+        } else {
+            "none (counters only)"
+        },
+        d.generation,
+        d.attached_at
+    );
+    let mut rows = vec![vec![
+        "MAC".into(),
+        "TYPE".into(),
+        "TAP".into(),
+        "IFINDEX".into(),
+        "ATTACH".into(),
+        "MODE".into(),
+    ]];
+    for n in &d.nics {
+        rows.push(vec![
+            n.mac.clone(),
+            n.kind.clone(),
+            if n.tap.is_empty() {
+                "-".into()
+            } else {
+                n.tap.clone()
+            },
+            n.ifindex.to_string(),
+            if n.attach.is_empty() {
+                "-".into()
+            } else {
+                n.attach.clone()
+            },
+            n.mode.clone(),
+        ]);
+    }
+    out += &table(&rows);
+    for n in d.nics.iter().filter(|n| !n.counters.is_empty()) {
+        out += &format!("\n{} {}\n", n.mac, n.tap);
+        if !n.addresses.is_empty() {
+            out += &format!("  allowed sources: {}\n", n.addresses.join(", "));
+        }
+        let nonzero: Vec<String> = n
+            .counters
+            .iter()
+            .filter(|c| !c.name.starts_with("drop_") || c.value > 0)
+            .map(|c| format!("  {:<22} {}", c.name, c.value))
+            .collect();
+        out += &nonzero.join("\n");
+        out.push('\n');
+    }
+    out
+}
+
+async fn run(cli: Cli) -> Result<String, Failure> {
+    match cli.cmd {
+        Cmd::Domains => {
+            let list = proxy().await?.list_domains().await.map_err(call_failed)?;
+            if cli.json {
+                json(&list)
+            } else {
+                Ok(render_domains(&list))
+            }
+        }
+        Cmd::Show { domain } => {
+            let d = proxy()
+                .await?
+                .get_domain(&domain)
+                .await
+                .map_err(call_failed)?;
+            if cli.json {
+                json(&d)
+            } else {
+                Ok(render_domain(&d))
+            }
+        }
+        Cmd::Explain { file } => {
+            let mut xml = String::new();
+            let limit = hookd::xml_tree::MAX_XML_BYTES as u64 + 1;
+            let read = if file == "-" {
+                std::io::stdin().take(limit).read_to_string(&mut xml)
+            } else {
+                std::fs::File::open(&file).and_then(|f| f.take(limit).read_to_string(&mut xml))
+            };
+            read.map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
+            let ex = hookd::explain::explain(&xml)
+                .map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
+            if cli.json { json(&ex) } else { Ok(ex.render()) }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure(code, msg)) => {
+            eprintln!("hookctl: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `/etc/hookd/hookd.toml`. Every key is optional; see packaging's commented
+//! default file and docs/configuration.md.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/hookd/hookd.toml";
+
+/// How programs are attached to taps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// tcx where the kernel has it (6.6+), else a clsact qdisc via netlink.
+    Auto,
+    Tcx,
+    Netlink,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How to attach: auto, tcx or netlink.
+    pub attach: AttachMode,
+    /// Count the traffic of domains without hookd policy (never filtered).
+    pub count_unmanaged: bool,
+    /// Where programs, maps and links are pinned (a directory on bpffs).
+    pub pin_dir: PathBuf,
+    /// Runtime state: what hookd attached, per domain.
+    pub run_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            attach: AttachMode::Auto,
+            count_unmanaged: true,
+            pin_dir: PathBuf::from("/sys/fs/bpf/hookd"),
+            run_dir: PathBuf::from("/run/hookd"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Reads `path`; a missing file at the default path means defaults.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        let c = Config::parse("attach = \"netlink\"\ncount_unmanaged = false\n").unwrap();
+        assert_eq!(c.attach, AttachMode::Netlink);
+        assert!(!c.count_unmanaged);
+        let e = Config::parse("atach = \"tcx\"").unwrap_err().to_string();
+        assert!(e.contains("atach"), "{e}");
+        assert!(Config::parse("attach = \"xdp\"").is_err());
+    }
+}

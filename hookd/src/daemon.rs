@@ -1,0 +1,339 @@
+//! The daemon's core: turns hook events into attach/detach work on the data
+//! plane and keeps the per-domain records. No D-Bus here (see `service`).
+
+use crate::datapath::{Attachment, Datapath, DatapathError};
+use crate::domain::{self, Domain};
+use crate::hook::{HookAction, HookArgs};
+use crate::netdev;
+use crate::plan::{self, NicMode, Stage};
+use crate::state::{DomainRecord, NicRecord, StateDir, StateError};
+use hookd_bpf::layout::{DropReason, NicStats};
+
+/// What the daemon needs from the kernel. `Datapath` is the real one; unit
+/// tests of the D-Bus service, which run without root, use a recording fake.
+pub trait DataPlane: Send {
+    /// Writes the NIC's maps, then attaches both programs to `tap`.
+    fn attach_nic(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(u32, Attachment), DatapathError>;
+    /// Detaches from the NIC and removes its map entries.
+    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError>;
+    /// Removes what is left of the domain's pins.
+    fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError>;
+    /// Is the NIC still attached as recorded (tap present, links pinned)?
+    fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
+    fn stats(&self, ifindex: u32) -> Option<NicStats>;
+}
+
+impl DataPlane for Datapath {
+    fn attach_nic(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(u32, Attachment), DatapathError> {
+        let ifindex = netdev::ifindex(tap).map_err(|source| DatapathError::NoTap {
+            tap: tap.to_string(),
+            source,
+        })?;
+        self.program_nic(ifindex, mac, mode, generation)?;
+        match self.attach(uuid, tap) {
+            Ok(a) => Ok((ifindex, a)),
+            Err(e) => {
+                let _ = self.forget_nic(ifindex);
+                Err(e)
+            }
+        }
+    }
+
+    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
+        self.detach(uuid, &nic.tap, Attachment::parse(&nic.attach))?;
+        self.forget_nic(nic.ifindex)
+    }
+
+    fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError> {
+        self.remove_domain_pins(uuid)
+    }
+
+    fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool {
+        let same_dev = netdev::ifindex(&nic.tap).is_ok_and(|i| i == nic.ifindex);
+        let linked = match Attachment::parse(&nic.attach) {
+            Some(Attachment::Tcx) => self.links_pinned(uuid, &nic.tap),
+            _ => true,
+        };
+        same_dev && linked
+    }
+
+    fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        Datapath::stats(self, ifindex)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    InvalidPolicy(String),
+    #[error("{0}")]
+    AttachFailed(String),
+    #[error("no domain '{0}' is known to hookd")]
+    NotFound(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+pub struct Daemon {
+    dp: Box<dyn DataPlane>,
+    state: StateDir,
+    records: Vec<DomainRecord>,
+    count_unmanaged: bool,
+    generation: u64,
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    mac.parse::<crate::mac::MacAddr>()
+        .map(|m| m.0)
+        .unwrap_or_default()
+}
+
+impl Daemon {
+    /// Adopts the records of a previous daemon: NICs still attached are kept
+    /// as they are (their pinned links never stopped enforcing); NICs whose
+    /// tap is gone are cleaned up.
+    pub fn new(dp: Box<dyn DataPlane>, state: StateDir, count_unmanaged: bool) -> Daemon {
+        let (records, errors) = state.load_all();
+        for e in errors {
+            tracing::warn!(error = %e, "ignoring unreadable state file");
+        }
+        let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
+        let mut d = Daemon {
+            dp,
+            state,
+            records: Vec::new(),
+            count_unmanaged,
+            generation,
+        };
+        for mut rec in records {
+            let (alive, gone): (Vec<NicRecord>, Vec<NicRecord>) = rec
+                .nics
+                .drain(..)
+                .partition(|n| n.attach.is_empty() || d.dp.still_attached(&rec.uuid, n));
+            for nic in &gone {
+                tracing::info!(domain = %rec.name, tap = %nic.tap, "tap gone while hookd was away: cleaning up");
+                if let Err(e) = d.dp.detach_nic(&rec.uuid, nic) {
+                    tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e, "cleanup failed");
+                }
+            }
+            rec.nics = alive;
+            if rec.nics.iter().all(|n| n.attach.is_empty()) {
+                let _ = d.dp.forget_domain(&rec.uuid);
+                let _ = d.state.remove(&rec.uuid);
+                tracing::info!(domain = %rec.name, "domain no longer running: forgotten");
+            } else {
+                tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
+                if !gone.is_empty() {
+                    let _ = d.state.save(&rec);
+                }
+                d.records.push(rec);
+            }
+        }
+        d
+    }
+
+    pub fn records(&self) -> &[DomainRecord] {
+        &self.records
+    }
+
+    pub fn find(&self, key: &str) -> Option<&DomainRecord> {
+        self.records.iter().find(|r| r.uuid == key || r.name == key)
+    }
+
+    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        self.dp.stats(ifindex)
+    }
+
+    /// One libvirt hook call. Returns a one-line summary.
+    pub fn hook_event(&mut self, args: &HookArgs, xml: &str) -> Result<String, DaemonError> {
+        let op = args.op();
+        match op.action() {
+            HookAction::Ignore => Ok(format!(
+                "{} {}: nothing to do",
+                args.operation, args.sub_operation
+            )),
+            HookAction::Validate => {
+                let dom =
+                    domain::parse(xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+                let plans = plan::plan_domain(&dom, self.count_unmanaged, Stage::BeforeTaps)
+                    .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+                Ok(format!(
+                    "{}: policy valid, {} NIC(s)",
+                    dom.name,
+                    plans.len()
+                ))
+            }
+            HookAction::Attach => {
+                let dom =
+                    domain::parse(xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+                self.attach_domain(&dom, &args.operation)
+            }
+            HookAction::Detach => {
+                // stopped/release XML may lack <target dev>: detach what the
+                // record says was attached.
+                let key = domain::parse(xml)
+                    .map(|d| d.uuid)
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| args.domain.clone());
+                self.detach_domain(&key)
+            }
+        }
+    }
+
+    fn attach_domain(&mut self, dom: &Domain, phase: &str) -> Result<String, DaemonError> {
+        let plans = plan::plan_domain(dom, self.count_unmanaged, Stage::TapsExist)
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        let previous = self
+            .records
+            .iter()
+            .position(|r| r.uuid == dom.uuid)
+            .map(|i| self.records.remove(i));
+        self.generation += 1;
+        let generation = self.generation;
+        let mut nics: Vec<NicRecord> = Vec::new();
+        let mut failure = None;
+        for p in &plans {
+            let mac = p.mac.map(|m| m.to_string()).unwrap_or_default();
+            let mut rec = NicRecord {
+                mac: mac.clone(),
+                kind: p.kind.clone(),
+                tap: p.tap.clone().unwrap_or_default(),
+                ifindex: 0,
+                mode: p.mode.describe(),
+                attach: String::new(),
+                addresses: match &p.mode {
+                    NicMode::AntiSpoofing { prefixes, .. } => {
+                        prefixes.iter().map(|n| n.to_string()).collect()
+                    }
+                    _ => Vec::new(),
+                },
+            };
+            if !matches!(p.mode, NicMode::NotAttached { .. }) {
+                match self
+                    .dp
+                    .attach_nic(&dom.uuid, &rec.tap, mac_bytes(&mac), &p.mode, generation)
+                {
+                    Ok((ifindex, how)) => {
+                        rec.ifindex = ifindex;
+                        rec.attach = how.name().to_string();
+                    }
+                    Err(e) => {
+                        failure = Some(format!("NIC {mac} (tap {}): {e}", rec.tap));
+                        break;
+                    }
+                }
+            }
+            nics.push(rec);
+        }
+        // NICs of the previous attachment that are not in the new one.
+        if let Some(prev) = &previous {
+            for old in &prev.nics {
+                let kept = nics
+                    .iter()
+                    .any(|n| n.tap == old.tap && n.ifindex == old.ifindex && !n.attach.is_empty());
+                if !kept && !old.attach.is_empty() {
+                    let _ = self.dp.detach_nic(&dom.uuid, old);
+                }
+            }
+        }
+        if let Some(why) = failure {
+            // Nothing half-applied: undo this call's attachments.
+            for n in nics.iter().filter(|n| !n.attach.is_empty()) {
+                let _ = self.dp.detach_nic(&dom.uuid, n);
+            }
+            let _ = self.dp.forget_domain(&dom.uuid);
+            let _ = self.state.remove(&dom.uuid);
+            tracing::error!(domain = %dom.name, error = %why, "attach failed");
+            return Err(DaemonError::AttachFailed(why));
+        }
+        let rec = DomainRecord {
+            name: dom.name.clone(),
+            uuid: dom.uuid.clone(),
+            managed: dom.policy.is_some(),
+            attached_at: previous
+                .map(|p| p.attached_at)
+                .unwrap_or_else(|| phase.to_string()),
+            generation,
+            nics,
+        };
+        let attached = rec.nics.iter().filter(|n| !n.attach.is_empty()).count();
+        let summary = format!(
+            "{}: {} on {attached} of {} NIC(s)",
+            dom.name,
+            if rec.managed {
+                "policy applied"
+            } else {
+                "counting (no hookd policy)"
+            },
+            rec.nics.len()
+        );
+        for w in plan::warnings(dom) {
+            tracing::warn!(domain = %dom.name, "{w}");
+        }
+        self.state.save(&rec)?;
+        tracing::info!(domain = %dom.name, phase, generation, "{summary}");
+        self.records.push(rec);
+        Ok(summary)
+    }
+
+    fn detach_domain(&mut self, key: &str) -> Result<String, DaemonError> {
+        let Some(i) = self
+            .records
+            .iter()
+            .position(|r| r.uuid == key || r.name == key)
+        else {
+            return Ok(format!("{key}: not attached, nothing to do"));
+        };
+        let rec = self.records.remove(i);
+        let mut errors = Vec::new();
+        for nic in rec.nics.iter().filter(|n| !n.attach.is_empty()) {
+            if let Err(e) = self.dp.detach_nic(&rec.uuid, nic) {
+                errors.push(format!("{}: {e}", nic.tap));
+            }
+        }
+        if let Err(e) = self.dp.forget_domain(&rec.uuid) {
+            errors.push(e.to_string());
+        }
+        self.state.remove(&rec.uuid)?;
+        if errors.is_empty() {
+            tracing::info!(domain = %rec.name, "detached");
+            Ok(format!("{}: detached", rec.name))
+        } else {
+            tracing::warn!(domain = %rec.name, errors = ?errors, "detached with errors");
+            Ok(format!(
+                "{}: detached, with errors: {}",
+                rec.name,
+                errors.join("; ")
+            ))
+        }
+    }
+}
+
+/// Counters as name/value pairs, in a stable order.
+pub fn counters(s: &NicStats) -> Vec<(String, u64)> {
+    let mut v = vec![
+        ("to_vm_packets".to_string(), s.to_vm_packets),
+        ("to_vm_bytes".to_string(), s.to_vm_bytes),
+        ("from_vm_packets".to_string(), s.from_vm_packets),
+        ("from_vm_bytes".to_string(), s.from_vm_bytes),
+    ];
+    for r in DropReason::ALL {
+        v.push((format!("drop_{}", r.name()), s.drops[r as usize]));
+    }
+    v
+}

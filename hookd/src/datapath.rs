@@ -1,0 +1,425 @@
+//! The kernel side: loads hookd's eBPF object once, pins programs and maps
+//! under the pin directory, attaches to taps (tcx, or a clsact qdisc via
+//! netlink), pins the links so enforcement outlives the daemon, and writes
+//! the per-NIC map entries.
+//!
+//! Pin layout under `pin_dir` (default /sys/fs/bpf/hookd):
+//!   maps/hookd_nics, maps/hookd_addrs, maps/hookd_stats
+//!   progs/hookd_from_vm, progs/hookd_to_vm
+//!   links/<domain uuid>/<tap>.from_vm, links/<domain uuid>/<tap>.to_vm
+
+use crate::config::AttachMode;
+use crate::netdev;
+use crate::plan::NicMode;
+use aya::maps::{HashMap, LpmTrie, MapData, PerCpuHashMap, PerCpuValues};
+use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
+use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use hookd_bpf::layout::{self, AddrData, AddrKey, NicConfig, NicStats};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("{path} is not on a bpf filesystem; mount one with: mount -t bpf bpf /sys/fs/bpf")]
+    NotBpffs { path: PathBuf },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("loading hookd's eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("{what}: {source}")]
+    Program {
+        what: String,
+        source: aya::programs::ProgramError,
+    },
+    #[error("{what}: {source}")]
+    Map {
+        what: String,
+        source: aya::maps::MapError,
+    },
+    #[error("{what}: {source}")]
+    Pin {
+        what: String,
+        source: aya::pin::PinError,
+    },
+    #[error("tap {tap}: {source}")]
+    NoTap { tap: String, source: std::io::Error },
+    #[error("eBPF object has no {0}")]
+    Missing(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Io { what, source }
+}
+
+fn map_err(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Map { what, source }
+}
+
+fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Program { what, source }
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into `buf`, which outlives the call.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    rc == 0 && buf.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// How one NIC's programs were attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    Tcx,
+    Netlink,
+}
+
+impl Attachment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attachment::Tcx => "tcx",
+            Attachment::Netlink => "netlink",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Attachment> {
+        match s {
+            "tcx" => Some(Attachment::Tcx),
+            "netlink" => Some(Attachment::Netlink),
+            _ => None,
+        }
+    }
+}
+
+/// The two programs and where each goes on a tap.
+const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+    (hookd_bpf::PROG_FROM_VM, TcAttachType::Ingress, "from_vm"),
+    (hookd_bpf::PROG_TO_VM, TcAttachType::Egress, "to_vm"),
+];
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    nics: HashMap<MapData, u32, NicConfig>,
+    addrs: LpmTrie<MapData, AddrData, u32>,
+    stats: PerCpuHashMap<MapData, u32, NicStats>,
+    pin_dir: PathBuf,
+    mode: AttachMode,
+    ncpus: usize,
+}
+
+impl Datapath {
+    /// Loads the programs and opens (or creates) the pinned maps.
+    pub fn open(pin_dir: &Path, mode: AttachMode) -> Result<Datapath, DatapathError> {
+        let parent = pin_dir.parent().unwrap_or(pin_dir);
+        std::fs::create_dir_all(pin_dir)
+            .map_err(io_err(format!("creating {}", pin_dir.display())))?;
+        if !is_bpffs(pin_dir) {
+            return Err(DatapathError::NotBpffs {
+                path: parent.to_owned(),
+            });
+        }
+        let maps_dir = pin_dir.join("maps");
+        let progs_dir = pin_dir.join("progs");
+        for d in [&maps_dir, &progs_dir, &pin_dir.join("links")] {
+            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(hookd_bpf::HOOKD_OBJ)?;
+        for (name, _, _) in PROGRAMS {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| DatapathError::Missing(name.to_string()))?
+                .try_into()
+                .map_err(prog_err(name))?;
+            prog.load().map_err(prog_err(format!("loading {name}")))?;
+            // Replace the pin of a previous daemon: links keep their own
+            // reference to the program they were attached with.
+            let pin = progs_dir.join(name);
+            let _ = std::fs::remove_file(&pin);
+            prog.pin(&pin).map_err(|source| DatapathError::Pin {
+                what: format!("pinning {}", pin.display()),
+                source,
+            })?;
+        }
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| DatapathError::Missing(name.to_string()))
+        };
+        let nics = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NICS)?)
+            .map_err(map_err("hookd_nics"))?;
+        let addrs = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_ADDRS)?)
+            .map_err(map_err("hookd_addrs"))?;
+        let stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_STATS)?)
+            .map_err(map_err("hookd_stats"))?;
+        let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
+            what: what.to_string(),
+            source,
+        })?;
+        Ok(Datapath {
+            ebpf,
+            nics,
+            addrs,
+            stats,
+            pin_dir: pin_dir.to_owned(),
+            mode,
+            ncpus,
+        })
+    }
+
+    /// The loaded program `name`, for BPF_PROG_TEST_RUN in tests and benchmarks.
+    pub fn program(&self, name: &str) -> Option<&SchedClassifier> {
+        self.ebpf.program(name).and_then(|p| p.try_into().ok())
+    }
+
+    fn link_pin(&self, uuid: &str, tap: &str, suffix: &str) -> PathBuf {
+        self.pin_dir
+            .join("links")
+            .join(uuid)
+            .join(format!("{tap}.{suffix}"))
+    }
+
+    /// Writes the NIC's map entries. Done before attaching, so the first
+    /// frame the programs see is already judged by the policy.
+    pub fn program_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError> {
+        self.clear_addrs(ifindex)?;
+        let flags = match mode {
+            NicMode::AntiSpoofing { flags, prefixes } => {
+                for p in prefixes {
+                    let key: AddrKey = layout::addr_key(ifindex, p.addr(), p.prefix_len());
+                    self.addrs
+                        .insert(&key, 1, 0)
+                        .map_err(map_err(format!("adding {p} for ifindex {ifindex}")))?;
+                }
+                *flags
+            }
+            _ => 0,
+        };
+        let zero = PerCpuValues::try_from(vec![NicStats::default(); self.ncpus])
+            .map_err(io_err("per-CPU stats"))?;
+        if self.stats.get(&ifindex, 0).is_err() {
+            self.stats
+                .insert(ifindex, zero, 0)
+                .map_err(map_err("creating counters"))?;
+        }
+        let cfg = NicConfig {
+            mac,
+            flags,
+            reserved: 0,
+            generation,
+        };
+        self.nics
+            .insert(ifindex, cfg, 0)
+            .map_err(map_err("writing NIC config"))?;
+        Ok(())
+    }
+
+    fn clear_addrs(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        let stale: Vec<AddrKey> = self
+            .addrs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().ifindex == ifindex)
+            .collect();
+        for k in stale {
+            self.addrs
+                .remove(&k)
+                .map_err(map_err("removing a stale prefix"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every map entry of `ifindex`.
+    pub fn forget_nic(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        let _ = self.nics.remove(&ifindex);
+        let _ = self.stats.remove(&ifindex);
+        self.clear_addrs(ifindex)
+    }
+
+    /// Attaches both programs to `tap` and pins the links under the domain.
+    pub fn attach(&mut self, uuid: &str, tap: &str) -> Result<Attachment, DatapathError> {
+        let dir = self.pin_dir.join("links").join(uuid);
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let use_tcx = self.mode != AttachMode::Netlink;
+        let mut done: Vec<&str> = Vec::new();
+        let mut result = Ok(Attachment::Tcx);
+        for (name, kind, suffix) in PROGRAMS {
+            let attempt = if use_tcx {
+                self.attach_tcx(uuid, tap, name, kind, suffix)
+            } else {
+                Err(None)
+            };
+            let r = match attempt {
+                Ok(()) => Ok(Attachment::Tcx),
+                Err(Some(e)) if self.mode == AttachMode::Tcx => Err(e),
+                Err(e) => {
+                    if let Some(e) = e {
+                        tracing::warn!(tap, error = %e, "tcx attach failed; falling back to a clsact qdisc");
+                    }
+                    self.attach_netlink(tap, name, kind)
+                        .map(|_| Attachment::Netlink)
+                }
+            };
+            match r {
+                Ok(a) => {
+                    done.push(suffix);
+                    result = Ok(a);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            // Nothing half-applied: undo the program that did attach.
+            let _ = self.detach(uuid, tap, None);
+        }
+        result
+    }
+
+    fn attach_tcx(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        name: &str,
+        kind: TcAttachType,
+        suffix: &str,
+    ) -> Result<(), Option<DatapathError>> {
+        let pin = self.link_pin(uuid, tap, suffix);
+        let _ = std::fs::remove_file(&pin);
+        let prog: &mut SchedClassifier = self.program_mut(name).map_err(Some)?;
+        let id = prog
+            .attach_with_options(tap, kind, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(|e| Some(prog_err(format!("tcx attach of {name} to {tap}"))(e)))?;
+        let link = prog
+            .take_link(id)
+            .map_err(|e| Some(prog_err("taking link")(e)))?;
+        let fd: FdLink = link.try_into().map_err(|e| {
+            Some(DatapathError::Io {
+                what: format!("link of {name}: {e}"),
+                source: std::io::Error::other("not an fd link"),
+            })
+        })?;
+        fd.pin(&pin).map_err(|source| {
+            Some(DatapathError::Pin {
+                what: format!("pinning {}", pin.display()),
+                source,
+            })
+        })?;
+        Ok(())
+    }
+
+    fn attach_netlink(
+        &mut self,
+        tap: &str,
+        name: &str,
+        kind: TcAttachType,
+    ) -> Result<(), DatapathError> {
+        // EEXIST when the qdisc is already there is fine.
+        let _ = tc::qdisc_add_clsact(tap);
+        let prog: &mut SchedClassifier = self.program_mut(name)?;
+        let id = prog
+            .attach_with_options(tap, kind, TcAttachOptions::Netlink(NlOptions::default()))
+            .map_err(prog_err(format!("netlink attach of {name} to {tap}")))?;
+        let link = prog.take_link(id).map_err(prog_err("taking link"))?;
+        // A netlink filter stays on the qdisc until removed by name (see
+        // `detach`); dropping the handle would detach it now.
+        std::mem::forget(link);
+        Ok(())
+    }
+
+    fn program_mut(&mut self, name: &str) -> Result<&mut SchedClassifier, DatapathError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| DatapathError::Missing(name.to_string()))?
+            .try_into()
+            .map_err(prog_err(name))
+    }
+
+    /// Detaches hookd's programs from `tap` (links pinned under the domain,
+    /// or netlink filters by program name). A tap that is already gone is
+    /// not an error: the kernel detached with it.
+    pub fn detach(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        how: Option<Attachment>,
+    ) -> Result<(), DatapathError> {
+        for (name, kind, suffix) in PROGRAMS {
+            let pin = self.link_pin(uuid, tap, suffix);
+            if pin.exists() {
+                match PinnedLink::from_pin(&pin) {
+                    // Unpinning hands back the last reference; dropping it detaches.
+                    Ok(link) => drop(
+                        link.unpin()
+                            .map_err(io_err(format!("unpinning {}", pin.display())))?,
+                    ),
+                    Err(_) => std::fs::remove_file(&pin)
+                        .map_err(io_err(format!("removing {}", pin.display())))?,
+                }
+            }
+            if how != Some(Attachment::Tcx) && netdev::ifindex(tap).is_ok() {
+                let _ = tc::qdisc_detach_program(tap, kind, name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the domain's link directory once its NICs are detached.
+    pub fn remove_domain_pins(&self, uuid: &str) -> Result<(), DatapathError> {
+        let dir = self.pin_dir.join("links").join(uuid);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err(format!("removing {}", dir.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Are both links of `tap` still pinned?
+    pub fn links_pinned(&self, uuid: &str, tap: &str) -> bool {
+        PROGRAMS
+            .iter()
+            .all(|(_, _, s)| self.link_pin(uuid, tap, s).exists())
+    }
+
+    /// The NIC's counters summed over CPUs.
+    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        let per_cpu = self.stats.get(&ifindex, 0).ok()?;
+        let mut total = NicStats::default();
+        for s in per_cpu.iter() {
+            total.add(s);
+        }
+        Some(total)
+    }
+
+    /// The NIC config hookd wrote for `ifindex`.
+    pub fn nic_config(&self, ifindex: u32) -> Option<NicConfig> {
+        self.nics.get(&ifindex, 0).ok()
+    }
+
+    /// Number of prefixes stored for `ifindex`.
+    pub fn prefix_count(&self, ifindex: u32) -> usize {
+        self.addrs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().ifindex == ifindex)
+            .count()
+    }
+}

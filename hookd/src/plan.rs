@@ -1,0 +1,185 @@
+//! What hookd will do with a domain's NICs: pure planning from the parsed
+//! domain XML, shared by the daemon and `hookctl explain`.
+
+use crate::domain::{Domain, Interface};
+use crate::mac::MacAddr;
+use crate::policy::InterfacePolicy;
+use hookd_bpf::layout::{NIC_F_ALLOW_DHCP_SERVER, NIC_F_ALLOW_RA, NIC_F_CHECK_IP, NIC_F_MANAGED};
+use ipnet::{IpNet, Ipv6Net};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum NicMode {
+    /// Policy present: anti-spoofing with these flags and source prefixes.
+    AntiSpoofing { flags: u16, prefixes: Vec<IpNet> },
+    /// No policy for this NIC: its traffic is counted, never filtered.
+    CountersOnly,
+    /// hookd leaves this NIC alone, and says why.
+    NotAttached { reason: String },
+}
+
+impl NicMode {
+    pub fn describe(&self) -> String {
+        match self {
+            NicMode::AntiSpoofing { .. } => "anti-spoofing".into(),
+            NicMode::CountersOnly => "counters only".into(),
+            NicMode::NotAttached { reason } => format!("not attached: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NicPlan {
+    pub mac: Option<MacAddr>,
+    pub kind: String,
+    pub tap: Option<String>,
+    pub mode: NicMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "line {line}: <interface> {mac}: hookd policy applies to it, but {reason}; refusing to run it unprotected"
+    )]
+    NotEnforceable {
+        line: u32,
+        mac: String,
+        reason: String,
+    },
+    #[error(
+        "line {line}: <interface> {mac}: hookd policy applies to it but it has no <target dev> (tap) yet"
+    )]
+    NoTap { line: u32, mac: String },
+}
+
+/// Whether the taps must be present: true from `start begin` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    BeforeTaps,
+    TapsExist,
+}
+
+fn mac_text(nic: &Interface) -> String {
+    nic.mac
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| "(no mac)".into())
+}
+
+fn enforcement(nic: &Interface, p: &InterfacePolicy) -> NicMode {
+    let mut flags = NIC_F_MANAGED;
+    let mut prefixes = p.addresses.clone();
+    if !prefixes.is_empty() {
+        flags |= NIC_F_CHECK_IP;
+        // The guest's own EUI-64 link-local address is always allowed.
+        if let Some(mac) = nic.mac {
+            let ll = IpNet::V6(Ipv6Net::from(mac.eui64_link_local()));
+            if !prefixes.contains(&ll) {
+                prefixes.push(ll);
+            }
+        }
+    }
+    if p.allow_dhcp_server {
+        flags |= NIC_F_ALLOW_DHCP_SERVER;
+    }
+    if p.allow_router_advertisements {
+        flags |= NIC_F_ALLOW_RA;
+    }
+    NicMode::AntiSpoofing { flags, prefixes }
+}
+
+/// Plans every NIC of `domain`. A NIC covered by policy that hookd cannot
+/// enforce is an error: the VM must not run unprotected.
+pub fn plan_domain(
+    domain: &Domain,
+    count_unmanaged: bool,
+    stage: Stage,
+) -> Result<Vec<NicPlan>, PlanError> {
+    domain
+        .interfaces
+        .iter()
+        .map(|nic| {
+            let policy = domain.policy.as_ref().and_then(|p| p.for_mac(nic.mac));
+            let attachable = nic.attachable();
+            let mode = match (policy, attachable) {
+                (Some(_), Err(reason)) => {
+                    return Err(PlanError::NotEnforceable {
+                        line: nic.line,
+                        mac: mac_text(nic),
+                        reason,
+                    });
+                }
+                (Some(_), Ok(())) if nic.target_dev.is_none() && stage == Stage::TapsExist => {
+                    return Err(PlanError::NoTap {
+                        line: nic.line,
+                        mac: mac_text(nic),
+                    });
+                }
+                (Some(p), Ok(())) => enforcement(nic, p),
+                (None, Err(reason)) => NicMode::NotAttached { reason },
+                (None, Ok(())) if !count_unmanaged => NicMode::NotAttached {
+                    reason: "no hookd policy, and count_unmanaged is off".into(),
+                },
+                (None, Ok(())) if nic.target_dev.is_none() && stage == Stage::TapsExist => {
+                    NicMode::NotAttached {
+                        reason: "no <target dev> in the XML".into(),
+                    }
+                }
+                (None, Ok(())) => NicMode::CountersOnly,
+            };
+            Ok(NicPlan {
+                mac: nic.mac,
+                kind: nic.kind.clone(),
+                tap: nic.target_dev.clone(),
+                mode,
+            })
+        })
+        .collect()
+}
+
+/// Things an operator should know that are not errors.
+pub fn warnings(domain: &Domain) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(policy) = &domain.policy else {
+        return out;
+    };
+    for ip in &policy.interfaces {
+        if let Some(mac) = ip.mac
+            && !domain.interfaces.iter().any(|n| n.mac == Some(mac))
+        {
+            out.push(format!(
+                "line {}: <hookd:interface mac=\"{mac}\"> matches no <interface> of the domain (yet): it applies once such a NIC exists",
+                ip.line
+            ));
+        }
+        if ip.addresses.is_empty() {
+            out.push(format!(
+                "line {}: <hookd:interface{}> has no <hookd:address>: its MAC is checked but any IP source address is allowed",
+                ip.line,
+                ip.mac.map(|m| format!(" mac=\"{m}\"")).unwrap_or_default()
+            ));
+        }
+        if ip.route.is_some() {
+            out.push(format!(
+                "line {}: <hookd:route> is reserved for routed mode and not enforced by this version",
+                ip.line
+            ));
+        }
+        if ip.ingress.is_some() || ip.egress.is_some() {
+            out.push(format!(
+                "line {}: <hookd:ingress>/<hookd:egress> rules are validated but this version enforces anti-spoofing and counters only",
+                ip.line
+            ));
+        }
+    }
+    for nic in &domain.interfaces {
+        if policy.for_mac(nic.mac).is_none() {
+            out.push(format!(
+                "line {}: <interface> {} has no hookd policy: it is counted, not filtered",
+                nic.line,
+                mac_text(nic)
+            ));
+        }
+    }
+    out
+}

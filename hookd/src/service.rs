@@ -1,0 +1,155 @@
+//! `org.hookd.Hookd1.Manager` on D-Bus, over the daemon core.
+
+use crate::daemon::{self, Daemon, DaemonError};
+use crate::hook::HookArgs;
+use crate::xml_tree::MAX_XML_BYTES;
+use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use zbus::Connection;
+use zbus::message::Header;
+
+pub struct Manager {
+    daemon: Arc<Mutex<Daemon>>,
+}
+
+impl Manager {
+    pub fn new(daemon: Arc<Mutex<Daemon>>) -> Manager {
+        Manager { daemon }
+    }
+}
+
+impl From<DaemonError> for Error {
+    fn from(e: DaemonError) -> Error {
+        match e {
+            DaemonError::InvalidPolicy(m) => Error::InvalidPolicy(m),
+            DaemonError::AttachFailed(m) => Error::AttachFailed(m),
+            DaemonError::NotFound(m) => {
+                Error::NotFound(format!("no domain '{m}' is known to hookd"))
+            }
+            DaemonError::State(e) => Error::AttachFailed(e.to_string()),
+        }
+    }
+}
+
+/// The caller's uid: from the bus for bus connections, from the socket for
+/// peer-to-peer ones.
+async fn caller_uid(hdr: &Header<'_>, conn: &Connection) -> Result<u32, Error> {
+    let uid = match hdr.sender() {
+        Some(sender) => {
+            let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+            dbus.get_connection_credentials(sender.clone().into())
+                .await
+                .map_err(|e| Error::AccessDenied(e.to_string()))?
+                .unix_user_id()
+        }
+        None => conn
+            .peer_creds()
+            .await
+            .map_err(|e| Error::AccessDenied(format!("reading the peer's credentials: {e}")))?
+            .unix_user_id(),
+    };
+    uid.ok_or_else(|| Error::AccessDenied("the caller's uid is unknown".into()))
+}
+
+async fn require_root(hdr: &Header<'_>, conn: &Connection, what: &str) -> Result<(), Error> {
+    match caller_uid(hdr, conn).await? {
+        0 => Ok(()),
+        uid => Err(Error::AccessDenied(format!(
+            "{what} is reserved to root (caller uid {uid})"
+        ))),
+    }
+}
+
+#[zbus::interface(name = "org.hookd.Hookd1.Manager")]
+impl Manager {
+    #[allow(clippy::too_many_arguments)] // the D-Bus signature is the hook's five strings
+    async fn hook_event(
+        &self,
+        domain: String,
+        operation: String,
+        sub_operation: String,
+        extra: String,
+        xml: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        require_root(&hdr, conn, "HookEvent").await?;
+        if xml.len() > MAX_XML_BYTES {
+            return Err(Error::InvalidPolicy(format!(
+                "domain XML is {} bytes, more than the {MAX_XML_BYTES}-byte limit",
+                xml.len()
+            )));
+        }
+        let args = HookArgs {
+            domain,
+            operation,
+            sub_operation,
+            extra,
+        };
+        tracing::debug!(hook = %args, "hook event");
+        let mut d = self.daemon.lock().await;
+        d.hook_event(&args, &xml).map_err(|e| {
+            tracing::warn!(hook = %args, error = %e, "hook event refused");
+            e.into()
+        })
+    }
+
+    async fn list_domains(&self) -> Vec<DomainSummary> {
+        let d = self.daemon.lock().await;
+        d.records()
+            .iter()
+            .map(|r| DomainSummary {
+                name: r.name.clone(),
+                uuid: r.uuid.clone(),
+                managed: r.managed,
+                attached_nics: r.nics.iter().filter(|n| !n.attach.is_empty()).count() as u32,
+                attached_at: r.attached_at.clone(),
+            })
+            .collect()
+    }
+
+    async fn get_domain(&self, domain: String) -> Result<DomainDetail, Error> {
+        let d = self.daemon.lock().await;
+        let r = d
+            .find(&domain)
+            .ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
+        Ok(DomainDetail {
+            name: r.name.clone(),
+            uuid: r.uuid.clone(),
+            managed: r.managed,
+            attached_at: r.attached_at.clone(),
+            generation: r.generation,
+            nics: r
+                .nics
+                .iter()
+                .map(|n| NicInfo {
+                    mac: n.mac.clone(),
+                    kind: n.kind.clone(),
+                    tap: n.tap.clone(),
+                    ifindex: n.ifindex,
+                    mode: n.mode.clone(),
+                    attach: n.attach.clone(),
+                    addresses: n.addresses.clone(),
+                    counters: if n.attach.is_empty() {
+                        Vec::new()
+                    } else {
+                        d.stats(n.ifindex)
+                            .map(|s| {
+                                daemon::counters(&s)
+                                    .into_iter()
+                                    .map(|(name, value)| Counter { name, value })
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    #[zbus(property)]
+    async fn version(&self) -> String {
+        crate::VERSION.to_string()
+    }
+}

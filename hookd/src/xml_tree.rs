@@ -1,0 +1,307 @@
+//! A small namespace-aware element tree with line numbers, built with
+//! quick-xml under hard limits. Domain XML and hookd's policy are read from
+//! it; nothing here knows about libvirt.
+
+use quick_xml::NsReader;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+
+/// Largest document accepted. libvirt's own domain XML is far smaller; the
+/// cap keeps a hostile caller from making hookd allocate without bound.
+pub const MAX_XML_BYTES: usize = 4 * 1024 * 1024;
+/// Deepest element nesting accepted.
+pub const MAX_DEPTH: usize = 64;
+/// Most elements accepted in one document.
+pub const MAX_ELEMENTS: usize = 200_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ns: Option<String>,
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// Namespace URI, None when unqualified.
+    pub ns: Option<String>,
+    /// Local name.
+    pub name: String,
+    /// Prefixed name as written, for messages (`hookd:rule`).
+    pub qname: String,
+    pub attrs: Vec<Attr>,
+    pub children: Vec<Element>,
+    pub text: String,
+    /// 1-based line of the start tag.
+    pub line: u32,
+}
+
+impl Element {
+    /// Unqualified children named `name`.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.children
+            .iter()
+            .filter(move |c| c.ns.is_none() && c.name == name)
+    }
+
+    pub fn child<'a>(&'a self, name: &'a str) -> Option<&'a Element> {
+        self.children_named(name).next()
+    }
+
+    /// Value of the unqualified attribute `name`.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.ns.is_none() && a.name == name)
+            .map(|a| a.value.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("XML is {size} bytes, more than the {max}-byte limit")]
+    TooLarge { size: usize, max: usize },
+    #[error("line {line}: malformed XML: {message}")]
+    Malformed { line: u32, message: String },
+    #[error("line {line}: elements nested deeper than {MAX_DEPTH} levels")]
+    TooDeep { line: u32 },
+    #[error("line {line}: more than {MAX_ELEMENTS} elements")]
+    TooManyElements { line: u32 },
+    #[error("line {line}: <!DOCTYPE> is not accepted (libvirt never writes one)")]
+    DocType { line: u32 },
+    #[error("line {line}: unknown namespace prefix '{prefix}'")]
+    UnknownPrefix { line: u32, prefix: String },
+    #[error("no root element")]
+    Empty,
+}
+
+/// Tracks the line number of a byte offset, moving forward only.
+struct Lines<'a> {
+    text: &'a [u8],
+    pos: usize,
+    line: u32,
+}
+
+impl Lines<'_> {
+    fn at(&mut self, pos: usize) -> u32 {
+        let pos = pos.min(self.text.len());
+        if pos > self.pos {
+            self.line += self.text[self.pos..pos]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u32;
+            self.pos = pos;
+        }
+        self.line
+    }
+}
+
+fn ns_of(r: ResolveResult<'_>, line: u32) -> Result<Option<String>, XmlError> {
+    match r {
+        ResolveResult::Bound(ns) => Ok(Some(ns.as_ref().to_string())),
+        ResolveResult::Unbound => Ok(None),
+        ResolveResult::Unknown(prefix) => Err(XmlError::UnknownPrefix { line, prefix }),
+    }
+}
+
+fn malformed(line: u32, e: impl std::fmt::Display) -> XmlError {
+    XmlError::Malformed {
+        line,
+        message: e.to_string(),
+    }
+}
+
+fn element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, line: u32) -> Result<Element, XmlError> {
+    let (ns, local) = reader.resolver().resolve_element(e.name());
+    let mut el = Element {
+        ns: ns_of(ns, line)?,
+        name: local.as_ref().to_string(),
+        qname: e.name().as_ref().to_string(),
+        attrs: Vec::new(),
+        children: Vec::new(),
+        text: String::new(),
+        line,
+    };
+    for a in e.attributes() {
+        let a = a.map_err(|err| malformed(line, err))?;
+        let key = a.key.as_ref();
+        if key == "xmlns" || key.starts_with("xmlns:") {
+            continue;
+        }
+        let (ns, local) = reader.resolver().resolve_attribute(a.key);
+        let value = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|err| malformed(line, err))?;
+        el.attrs.push(Attr {
+            ns: ns_of(ns, line)?,
+            name: local.as_ref().to_string(),
+            value: value.into_owned(),
+        });
+    }
+    Ok(el)
+}
+
+/// Text of a general reference (`&amp;`, `&#x41;`); other entities are refused.
+fn resolve_ref(name: &str, line: u32) -> Result<String, XmlError> {
+    let c = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        _ => {
+            let code = if let Some(hex) = name.strip_prefix("#x") {
+                u32::from_str_radix(hex, 16).ok()
+            } else if let Some(dec) = name.strip_prefix('#') {
+                dec.parse().ok()
+            } else {
+                None
+            };
+            return code
+                .and_then(char::from_u32)
+                .map(String::from)
+                .ok_or_else(|| malformed(line, format!("unknown entity &{name};")));
+        }
+    };
+    Ok(c.to_string())
+}
+
+/// Parses `text` into its root element.
+pub fn parse(text: &str) -> Result<Element, XmlError> {
+    if text.len() > MAX_XML_BYTES {
+        return Err(XmlError::TooLarge {
+            size: text.len(),
+            max: MAX_XML_BYTES,
+        });
+    }
+    let mut reader = NsReader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut lines = Lines {
+        text: text.as_bytes(),
+        pos: 0,
+        line: 1,
+    };
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let line = lines.at(reader.buffer_position() as usize);
+        let event = reader.read_event().map_err(|e| {
+            let line = lines.at(reader.error_position() as usize);
+            malformed(line, e)
+        })?;
+        // Whitespace before '<' belongs to the previous text event, so the
+        // tag's own line is where the non-blank input starts.
+        let tag_line = line;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                count += 1;
+                if count > MAX_ELEMENTS {
+                    return Err(XmlError::TooManyElements { line: tag_line });
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep { line: tag_line });
+                }
+                if root.is_some() {
+                    return Err(malformed(tag_line, "content after the root element"));
+                }
+                let el = element(&reader, e, tag_line)?;
+                if matches!(event, Event::Start(_)) {
+                    stack.push(el);
+                } else {
+                    attach(&mut stack, &mut root, el);
+                }
+            }
+            Event::End(_) => {
+                if let Some(el) = stack.pop() {
+                    attach(&mut stack, &mut root, el);
+                }
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&t.xml10_content());
+                } else if !t.trim().is_empty() {
+                    return Err(malformed(tag_line, "text outside the root element"));
+                }
+            }
+            Event::CData(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&t);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name = r.to_string();
+                let s = resolve_ref(&name, tag_line)?;
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&s);
+                }
+            }
+            Event::DocType(_) => return Err(XmlError::DocType { line: tag_line }),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if let Some(open) = stack.last() {
+        return Err(malformed(
+            lines.at(text.len()),
+            format!("<{}> (line {}) is never closed", open.qname, open.line),
+        ));
+    }
+    root.ok_or(XmlError::Empty)
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_lines_and_entities() {
+        let xml = "<domain>\n  <name>a&amp;b&#x41;</name>\n  <metadata>\n    <x:p xmlns:x=\"urn:x\" x:k=\"v\" k=\"w\"/>\n  </metadata>\n</domain>";
+        let root = parse(xml).unwrap();
+        assert_eq!(root.name, "domain");
+        assert_eq!(root.child("name").unwrap().text, "a&bA");
+        assert_eq!(root.child("name").unwrap().line, 2);
+        let p = &root.child("metadata").unwrap().children[0];
+        assert_eq!(p.ns.as_deref(), Some("urn:x"));
+        assert_eq!(p.qname, "x:p");
+        assert_eq!(p.line, 4);
+        assert_eq!(p.attr("k"), Some("w"));
+        assert_eq!(p.attrs.len(), 2);
+    }
+
+    #[test]
+    fn limits_and_malformed_input_are_errors() {
+        assert!(matches!(
+            parse(&"x".repeat(MAX_XML_BYTES + 1)),
+            Err(XmlError::TooLarge { .. })
+        ));
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert!(matches!(parse(&deep), Err(XmlError::TooDeep { .. })));
+        assert!(matches!(
+            parse("<a>\n<b></a>"),
+            Err(XmlError::Malformed { line: 2, .. })
+        ));
+        assert!(matches!(parse("<a>"), Err(XmlError::Malformed { .. })));
+        assert!(matches!(
+            parse("<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>"),
+            Err(XmlError::DocType { .. })
+        ));
+        assert!(matches!(
+            parse("<a>&x;</a>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse("<p:a/>"),
+            Err(XmlError::UnknownPrefix { .. })
+        ));
+        assert!(matches!(parse(""), Err(XmlError::Empty)));
+        assert!(matches!(parse("<a/><b/>"), Err(XmlError::Malformed { .. })));
+    }
+}

@@ -1,0 +1,192 @@
+//! Parsing and planning of real libvirt domain XML shapes (fixtures/).
+
+use hookd::domain::{self, DomainError};
+use hookd::plan::{self, NicMode, Stage};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn network_interface_with_unrelated_metadata_is_unmanaged() {
+    let d = domain::parse(&fixture("network-nat.xml")).unwrap();
+    assert_eq!(d.name, "web1");
+    assert_eq!(d.uuid, "6f1a1b0e-2b7a-4c55-9a57-3b3f4f0f0a01");
+    assert!(d.policy.is_none());
+    assert_eq!(d.interfaces.len(), 1);
+    let n = &d.interfaces[0];
+    assert_eq!(
+        (n.kind.as_str(), n.target_dev.as_deref(), n.alias.as_deref()),
+        ("network", Some("vnet2"), Some("net0"))
+    );
+    assert_eq!(n.mac.unwrap().to_string(), "52:54:00:6b:3c:58");
+    let p = plan::plan_domain(&d, true, Stage::TapsExist).unwrap();
+    assert_eq!(p[0].mode, NicMode::CountersOnly);
+    let p = plan::plan_domain(&d, false, Stage::TapsExist).unwrap();
+    assert!(matches!(p[0].mode, NicMode::NotAttached { .. }));
+}
+
+#[test]
+fn bridge_domain_with_policy_on_two_nics() {
+    let d = domain::parse(&fixture("bridge-policy-multi.xml")).unwrap();
+    assert_eq!(d.name, "db & cache");
+    let pol = d.policy.as_ref().unwrap();
+    assert_eq!(pol.interfaces.len(), 2);
+    let p = plan::plan_domain(&d, true, Stage::TapsExist).unwrap();
+    assert_eq!(p.len(), 2);
+    let NicMode::AntiSpoofing { flags, prefixes } = &p[0].mode else {
+        panic!("{:?}", p[0])
+    };
+    let names: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "192.0.2.10/32",
+            "2001:db8::10/128",
+            "fe80::5054:ff:fe00:a/128"
+        ]
+    );
+    assert_eq!(
+        *flags,
+        hookd_bpf::layout::NIC_F_MANAGED | hookd_bpf::layout::NIC_F_CHECK_IP
+    );
+    let NicMode::AntiSpoofing { flags, .. } = &p[1].mode else {
+        panic!()
+    };
+    assert_ne!(flags & hookd_bpf::layout::NIC_F_ALLOW_DHCP_SERVER, 0);
+    assert_eq!(p[1].tap.as_deref(), Some("vnet1"));
+}
+
+#[test]
+fn ethernet_tap_without_policy_is_counted() {
+    let d = domain::parse(&fixture("ethernet-unmanaged.xml")).unwrap();
+    let p = plan::plan_domain(&d, true, Stage::TapsExist).unwrap();
+    assert_eq!(p[0].tap.as_deref(), Some("tap-tiny"));
+    assert_eq!(p[0].mode, NicMode::CountersOnly);
+}
+
+#[test]
+fn nics_without_a_host_tap_are_left_alone_when_unmanaged() {
+    let d = domain::parse(&fixture("exotic-nics.xml")).unwrap();
+    let kinds: Vec<&str> = d.interfaces.iter().map(|i| i.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "direct",
+            "vhostuser",
+            "user",
+            "hostdev",
+            "network",
+            "network"
+        ]
+    );
+    let p = plan::plan_domain(&d, true, Stage::TapsExist).unwrap();
+    for nic in &p[..5] {
+        assert!(matches!(nic.mode, NicMode::NotAttached { .. }), "{nic:?}");
+    }
+    // a network NIC whose XML has no tap (defined, not running)
+    assert!(matches!(&p[5].mode, NicMode::NotAttached { reason } if reason.contains("target dev")));
+    assert_eq!(
+        plan::plan_domain(&d, true, Stage::BeforeTaps).unwrap()[5].mode,
+        NicMode::CountersOnly
+    );
+}
+
+#[test]
+fn policy_on_a_nic_hookd_cannot_filter_is_refused() {
+    let d = domain::parse(&fixture("policy-on-hostdev.xml")).unwrap();
+    let e = plan::plan_domain(&d, true, Stage::BeforeTaps)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hostdev") && e.contains("unprotected") && e.starts_with("line 12"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_policy_names_element_attribute_and_line() {
+    let e = domain::parse(&fixture("bad-port.xml")).unwrap_err();
+    assert!(e.is_policy_error());
+    assert_eq!(
+        e.to_string(),
+        "line 8: <hookd:rule> attribute 'ports': port 70000 is out of range 1-65535"
+    );
+}
+
+#[test]
+fn domain_without_devices_or_uuid() {
+    let d = domain::parse(&fixture("no-devices.xml")).unwrap();
+    assert_eq!(d.name, "headless");
+    assert!(d.interfaces.is_empty() && d.uuid.is_empty());
+}
+
+#[test]
+fn documents_that_are_not_domains() {
+    assert!(matches!(
+        domain::parse("<network><name>x</name></network>"),
+        Err(DomainError::NotADomain { .. })
+    ));
+    assert!(matches!(
+        domain::parse("<domain><uuid>x</uuid></domain>"),
+        Err(DomainError::Missing {
+            missing: "name",
+            ..
+        })
+    ));
+    let e = domain::parse(
+        "<domain><name>a</name><devices><interface type='bridge'><mac address='zz'/></interface></devices></domain>",
+    );
+    assert!(matches!(e, Err(DomainError::BadMac { .. })));
+    let two = "<domain><name>a</name><metadata><p xmlns='urn:hookd:policy:1'/><p xmlns='urn:hookd:policy:1'/></metadata></domain>";
+    assert!(matches!(
+        domain::parse(two),
+        Err(DomainError::TwoPolicies { .. })
+    ));
+    let wrong = "<domain><name>a</name><metadata><h:rules xmlns:h='urn:hookd:policy:1'/></metadata></domain>";
+    assert!(
+        domain::parse(wrong)
+            .unwrap_err()
+            .to_string()
+            .contains("<h:rules>")
+    );
+}
+
+#[test]
+fn hook_policy_detection_fails_closed() {
+    assert!(domain::mentions_hookd_policy(&fixture(
+        "bridge-policy-multi.xml"
+    )));
+    assert!(domain::mentions_hookd_policy(&fixture("bad-port.xml")));
+    assert!(!domain::mentions_hookd_policy(&fixture("network-nat.xml")));
+    // broken XML that mentions hookd's namespace counts as carrying policy
+    assert!(domain::mentions_hookd_policy(
+        "<domain><metadata><x xmlns='urn:hookd:policy:1'>"
+    ));
+    assert!(!domain::mentions_hookd_policy("<domain>"));
+}
+
+#[test]
+fn explain_renders_what_would_be_enforced() {
+    let ex = hookd::explain::explain(&fixture("bridge-policy-multi.xml")).unwrap();
+    let text = ex.render();
+    assert!(text.contains("managed"), "{text}");
+    assert!(
+        text.contains("nic 52:54:00:00:00:0a type bridge tap vnet0: anti-spoofing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("192.0.2.10/32, 2001:db8::10/128, fe80::5054:ff:fe00:a/128"),
+        "{text}"
+    );
+    assert!(
+        text.contains("allow tcp ports 5432 remote 198.51.100.0/24"),
+        "{text}"
+    );
+    let err = hookd::explain::explain(&fixture("bad-port.xml")).unwrap_err();
+    assert!(err.contains("line 8"), "{err}");
+}

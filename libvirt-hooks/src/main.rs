@@ -1,0 +1,83 @@
+//! The libvirt qemu hook, installed as /etc/libvirt/hooks/qemu.d/50-hookd.
+//!
+//! libvirt runs it as `50-hookd DOMAIN OPERATION SUB-OPERATION EXTRA` with the
+//! domain XML on stdin. It forwards all of that to hookd over the system bus
+//! with a bounded wait and never calls libvirt (libvirt would deadlock). Exit
+//! status: non-zero only when a VM carrying hookd policy is being started and
+//! its policy was not applied (see hookd::hook::decide_exit).
+
+use hookd::hook::{self, HookArgs, Outcome};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a VM start may wait for hookd. libvirt holds the domain's job
+/// lock meanwhile, so this stays short.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn forward(args: &HookArgs, xml: &str) -> Outcome {
+    let call = async {
+        let conn = zbus::connection::Builder::system()
+            .method_timeout(TIMEOUT)
+            .build()
+            .await?;
+        let proxy = hookd_dbus::ManagerProxy::new(&conn).await?;
+        proxy
+            .hook_event(
+                &args.domain,
+                &args.operation,
+                &args.sub_operation,
+                &args.extra,
+                xml,
+            )
+            .await
+    };
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Err(_) => Outcome::Unreachable(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Ok(Ok(summary)) => Outcome::Done(summary),
+        Ok(Err(hookd_dbus::Error::ZBus(e))) => Outcome::Unreachable(e.to_string()),
+        Ok(Err(e)) => Outcome::Refused(e.to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match HookArgs::from_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hookd hook: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limit = hookd::xml_tree::MAX_XML_BYTES;
+    let mut raw = Vec::new();
+    if let Err(e) = std::io::stdin()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut raw)
+    {
+        eprintln!("hookd hook: reading the domain XML from stdin: {e}");
+    }
+    let xml = String::from_utf8_lossy(&raw).into_owned();
+    if args.op().echoes_xml() {
+        // libvirt takes our stdout as the domain XML here: hand it back as is.
+        let mut out = std::io::stdout();
+        let _ = out.write_all(&raw).and_then(|_| out.flush());
+    }
+    let has_policy = hookd::domain::mentions_hookd_policy(&xml);
+    let outcome = if raw.len() > limit {
+        Outcome::Refused(format!("domain XML exceeds hookd's {limit}-byte limit"))
+    } else {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(forward(&args, &xml)),
+            Err(e) => Outcome::Unreachable(format!("starting the runtime: {e}")),
+        }
+    };
+    let exit = hook::decide_exit(&args, has_policy, &outcome);
+    if let Some(m) = exit.message {
+        eprintln!("{m}");
+    }
+    ExitCode::from(exit.code as u8)
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# System packages for building hookd and running its three test tiers.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+  clang-19 llvm-19 libbpf-dev bpftool \
+  dbus iproute2 kmod cpio busybox-static \
+  libvirt-daemon-system libvirt-clients qemu-system-x86 \
+  jq ca-certificates >/dev/null
+echo "install-deps: packages installed"

@@ -1,0 +1,129 @@
+#!/bin/sh
+# /init of the hookd test guest (busybox ash, busybox applets only).
+#
+# Kernel command line parameters:
+#   hookd.ip=ADDR/LEN       IPv4 address of eth0 (required for any traffic)
+#   hookd.peer=IP           the address the scenario pings
+#   hookd.scenario=NAME     idle | spoof   (default idle)
+#   hookd.ip6=ADDR/LEN      optional; only honoured by "idle" (see below)
+#
+# Every line goes to the serial console (ttyS0) prefixed with "hookd-guest: "
+# so a test can grep for it, e.g. "hookd-guest: RESULT spoof_ip=ok".
+# Stable markers: "GUEST READY" (eth0 configured, nothing sent yet),
+# "RESULT <step>=ok|fail", "GUEST DONE".  A RESULT is "ok" when the step's
+# traffic got an answer (so with hookd enforcing, spoof_* are expected "fail").
+
+PATH=/bin
+export PATH
+/bin/busybox --install -s /bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+[ -c /dev/ttyS0 ] && exec </dev/null >/dev/ttyS0 2>&1
+
+P="hookd-guest:"
+log() { echo "$P $*"; }
+# run CMD...: run it, print its output prefixed, return its status.
+run() {
+    "$@" >/tmp/run.out 2>&1
+    rc=$?
+    sed "s/^/$P   | /" /tmp/run.out
+    return $rc
+}
+result() { # result NAME STATUS
+    if [ "$2" -eq 0 ]; then log "RESULT $1=ok"; else log "RESULT $1=fail"; fi
+}
+forever() { while :; do sleep 3600; done; }
+
+IP= PEER= IP6= SCENARIO=idle
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+        hookd.ip=*)       IP=${arg#hookd.ip=} ;;
+        hookd.ip6=*)      IP6=${arg#hookd.ip6=} ;;
+        hookd.peer=*)     PEER=${arg#hookd.peer=} ;;
+        hookd.scenario=*) SCENARIO=${arg#hookd.scenario=} ;;
+    esac
+done
+log "booted kernel $(uname -r) at $(cut -d' ' -f1 /proc/uptime)s scenario=$SCENARIO ip=$IP peer=$PEER"
+
+# No IPv6 unless asked: with IPv6 on, bringing eth0 up sends MLD reports,
+# router solicitations and DAD for the link-local address. The spoof scenario
+# needs its spoofed packets to be the very first frames the guest emits, so
+# IPv6 is disabled (default + all) BEFORE virtio_net creates eth0, and eth0
+# inherits disable_ipv6=1. IPv4 sends nothing on "ip addr add"/"link up"
+# (arp_notify=0, no IGMP report for 224.0.0.1).
+for f in /proc/sys/net/ipv6/conf/default/disable_ipv6 /proc/sys/net/ipv6/conf/all/disable_ipv6; do
+    [ -w "$f" ] && echo 1 > "$f"
+done
+
+while read -r m; do
+    insmod "/lib/modules/$m.ko" || log "insmod $m failed"
+done < /lib/modules/order
+
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -e /sys/class/net/eth0 ]; then
+    log "GUEST ERROR no eth0"
+    forever
+fi
+
+ip link set lo up
+[ -n "$IP" ] && ip addr add "$IP" dev eth0
+ip link set eth0 up
+MAC=$(cat /sys/class/net/eth0/address)
+log "eth0 mac=$MAC addr=$IP"
+
+ping_ok() { # ping_ok TRIES PING-ARGS...: ok if any attempt gets a reply
+    tries=$1; shift
+    n=0
+    while [ $n -lt "$tries" ]; do
+        run ping "$@" && return 0
+        n=$((n + 1))
+    done
+    return 1
+}
+
+scenario_idle() {
+    if [ -n "$IP6" ]; then
+        echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
+        ip -6 addr add "$IP6" dev eth0 nodad
+    fi
+    log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
+    forever
+}
+
+scenario_spoof() {
+    log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
+    # a. Spoofed IPv4 source: these ARP + ICMP frames are the first the guest sends.
+    ip addr add 192.0.2.99/32 dev eth0
+    run ping -c 3 -W 1 -I 192.0.2.99 "$PEER"; result spoof_ip $?
+    ip addr del 192.0.2.99/32 dev eth0
+    ip neigh flush dev eth0
+
+    # b. Legitimate traffic (retried: ARP may need a moment).
+    ping_ok 3 -c 3 -W 2 "$PEER"; result legit $?
+
+    # c. Spoofed MAC.
+    ip link set eth0 down
+    ip link set eth0 address 52:54:00:ff:ff:ff
+    ip link set eth0 up
+    ip neigh flush dev eth0
+    run ping -c 3 -W 1 "$PEER"; result spoof_mac $?
+    ip link set eth0 down
+    ip link set eth0 address "$MAC"
+    ip link set eth0 up
+    ip neigh flush dev eth0
+
+    # d. Legitimate again, with the real MAC restored.
+    ping_ok 3 -c 3 -W 2 "$PEER"; result legit_after $?
+
+    log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
+    forever
+}
+
+case $SCENARIO in
+    idle)  scenario_idle ;;
+    spoof) scenario_spoof ;;
+    *)     log "GUEST ERROR unknown scenario $SCENARIO"; forever ;;
+esac
