@@ -21,6 +21,14 @@ pub trait DataPlane: Send {
         mode: &NicMode,
         generation: u64,
     ) -> Result<(u32, Attachment), DatapathError>;
+    /// Rewrites the maps of a NIC that is already attached.
+    fn update_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError>;
     /// Detaches from the NIC and removes its map entries.
     fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError>;
     /// Removes what is left of the domain's pins.
@@ -51,6 +59,16 @@ impl DataPlane for Datapath {
                 Err(e)
             }
         }
+    }
+
+    fn update_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError> {
+        self.program_nic(ifindex, mac, mode, generation)
     }
 
     fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
@@ -223,19 +241,33 @@ impl Daemon {
                     _ => Vec::new(),
                 },
             };
-            if !matches!(p.mode, NicMode::NotAttached { .. }) {
-                match self
+            // Already attached to this very tap (started after start, a
+            // reconnect): keep the links, refresh the maps.
+            let existing = previous.as_ref().and_then(|prev| {
+                prev.nics.iter().find(|o| {
+                    o.tap == rec.tap && !o.attach.is_empty() && self.dp.still_attached(&dom.uuid, o)
+                })
+            });
+            let result = match (&p.mode, existing) {
+                (NicMode::NotAttached { .. }, _) => Ok(None),
+                (mode, Some(old)) => self
                     .dp
-                    .attach_nic(&dom.uuid, &rec.tap, mac_bytes(&mac), &p.mode, generation)
-                {
-                    Ok((ifindex, how)) => {
-                        rec.ifindex = ifindex;
-                        rec.attach = how.name().to_string();
-                    }
-                    Err(e) => {
-                        failure = Some(format!("NIC {mac} (tap {}): {e}", rec.tap));
-                        break;
-                    }
+                    .update_nic(old.ifindex, mac_bytes(&mac), mode, generation)
+                    .map(|()| Some((old.ifindex, old.attach.clone()))),
+                (mode, None) => self
+                    .dp
+                    .attach_nic(&dom.uuid, &rec.tap, mac_bytes(&mac), mode, generation)
+                    .map(|(i, how)| Some((i, how.name().to_string()))),
+            };
+            match result {
+                Ok(Some((ifindex, how))) => {
+                    rec.ifindex = ifindex;
+                    rec.attach = how;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(format!("NIC {mac} (tap {}): {e}", rec.tap));
+                    break;
                 }
             }
             nics.push(rec);
@@ -252,7 +284,8 @@ impl Daemon {
             }
         }
         if let Some(why) = failure {
-            // Nothing half-applied: undo this call's attachments.
+            // Nothing half-applied: undo this call's attachments (a domain
+            // that was already protected keeps its links; see below).
             for n in nics.iter().filter(|n| !n.attach.is_empty()) {
                 let _ = self.dp.detach_nic(&dom.uuid, n);
             }

@@ -6,7 +6,7 @@
 //! Pin layout under `pin_dir` (default /sys/fs/bpf/hookd):
 //!   maps/hookd_nics, maps/hookd_addrs, maps/hookd_stats
 //!   progs/hookd_from_vm, progs/hookd_to_vm
-//!   links/<domain uuid>/<tap>.from_vm, links/<domain uuid>/<tap>.to_vm
+//!   links/<domain uuid>/<tap>-from_vm, links/<domain uuid>/<tap>-to_vm
 
 use crate::config::AttachMode;
 use crate::netdev;
@@ -77,6 +77,35 @@ fn is_bpffs(path: &Path) -> bool {
     rc == 0 && buf.f_type as i64 == BPF_FS_MAGIC
 }
 
+/// The default pin location lives on /sys/fs/bpf; where nobody mounted a
+/// bpffs there (no systemd, a container), hookd mounts one, as cilium does.
+fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
+    if is_bpffs(dir) {
+        return Ok(());
+    }
+    if dir == Path::new("/sys/fs/bpf") {
+        let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+        let (src, target, fstype) = (c("bpf"), c("/sys/fs/bpf"), c("bpf"));
+        // SAFETY: all pointers are valid NUL-terminated strings or null.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc == 0 {
+            tracing::info!("mounted a bpf filesystem on /sys/fs/bpf");
+            return Ok(());
+        }
+    }
+    Err(DatapathError::NotBpffs {
+        path: dir.to_owned(),
+    })
+}
+
 /// How one NIC's programs were attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attachment {
@@ -120,13 +149,9 @@ impl Datapath {
     /// Loads the programs and opens (or creates) the pinned maps.
     pub fn open(pin_dir: &Path, mode: AttachMode) -> Result<Datapath, DatapathError> {
         let parent = pin_dir.parent().unwrap_or(pin_dir);
+        ensure_bpffs(parent)?;
         std::fs::create_dir_all(pin_dir)
             .map_err(io_err(format!("creating {}", pin_dir.display())))?;
-        if !is_bpffs(pin_dir) {
-            return Err(DatapathError::NotBpffs {
-                path: parent.to_owned(),
-            });
-        }
         let maps_dir = pin_dir.join("maps");
         let progs_dir = pin_dir.join("progs");
         for d in [&maps_dir, &progs_dir, &pin_dir.join("links")] {
@@ -182,10 +207,12 @@ impl Datapath {
     }
 
     fn link_pin(&self, uuid: &str, tap: &str, suffix: &str) -> PathBuf {
+        // bpffs refuses dots in names ("reserved for future extensions").
+        let tap = tap.replace('.', "_");
         self.pin_dir
             .join("links")
             .join(uuid)
-            .join(format!("{tap}.{suffix}"))
+            .join(format!("{tap}-{suffix}"))
     }
 
     /// Writes the NIC's map entries. Done before attaching, so the first

@@ -20,7 +20,6 @@
 #define IPV6_MAX_EXT_HDRS 4
 
 /* ICMPv6 neighbour discovery message types (RFC 4861) */
-#define ND_ROUTER_SOLICIT  133
 #define ND_ROUTER_ADVERT   134
 #define ND_NEIGHBOR_SOLICIT 135
 #define ND_NEIGHBOR_ADVERT 136
@@ -166,20 +165,13 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 		return PASS;
 
 	if (nh == IPPROTO_ICMPV6) {
-		__u8 *icmp = pkt_ptr(skb, off, 24);
+		__u8 *icmp = pkt_ptr(skb, off, 4);
+		__u8 *target;
 
-		if (!icmp) {
-			/* Error and echo messages may be shorter than an ND message. */
-			icmp = pkt_ptr(skb, off, 4);
-			if (!icmp)
-				return DROP_MALFORMED;
-			if (icmp[0] >= ND_ROUTER_SOLICIT && icmp[0] <= ND_REDIRECT)
-				return DROP_MALFORMED;
-			return PASS;
-		}
-		if (icmp[0] == ND_ROUTER_ADVERT && !(cfg->flags & NIC_F_ALLOW_RA))
-			return DROP_ROUTER_ADVERT;
-		if (icmp[0] == ND_REDIRECT && !(cfg->flags & NIC_F_ALLOW_RA))
+		if (!icmp)
+			return DROP_MALFORMED;
+		if ((icmp[0] == ND_ROUTER_ADVERT || icmp[0] == ND_REDIRECT) &&
+		    !(cfg->flags & NIC_F_ALLOW_RA))
 			return DROP_ROUTER_ADVERT;
 		if (!(cfg->flags & NIC_F_CHECK_IP))
 			return PASS;
@@ -187,7 +179,10 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 		 * solicitation from :: (DAD) names the address it claims. */
 		if (icmp[0] == ND_NEIGHBOR_ADVERT ||
 		    (icmp[0] == ND_NEIGHBOR_SOLICIT && unspec_src)) {
-			if (!addr_allowed(skb->ifindex, icmp + 8))
+			target = pkt_ptr(skb, off + 8, 16);
+			if (!target)
+				return DROP_MALFORMED;
+			if (!addr_allowed(skb->ifindex, target))
 				return DROP_ND_SPOOF;
 		}
 		return PASS;

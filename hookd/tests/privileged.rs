@@ -1,0 +1,765 @@
+//! Tier 2: the real kernel. hookd's programs are loaded and run through
+//! BPF_PROG_TEST_RUN, and attached to real taps in a private network
+//! namespace where the test plays the VM through the tap's file descriptor.
+//!
+//! Needs root. These tests are `#[ignore]`d in a plain `cargo test` and run
+//! by scripts/test-all.sh (`--include-ignored`), where they fail, never skip,
+//! if they cannot run.
+
+mod support;
+
+use aya::programs::{TestRun, TestRunOptions};
+use hookd::config::AttachMode;
+use hookd::daemon::{Daemon, DataPlane};
+use hookd::datapath::{Attachment, Datapath};
+use hookd::hook::HookArgs;
+use hookd::plan::NicMode;
+use hookd::state::StateDir;
+use hookd_bpf::layout::{DropReason, NIC_F_CHECK_IP, NIC_F_MANAGED};
+use ipnet::IpNet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+use support::*;
+
+const VM_MAC: &str = "52:54:00:00:00:0a";
+const HOST_MAC: &str = "02:00:00:00:00:01";
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_UNSPEC: u32 = u32::MAX; // -1: pass on to the next program / the stack
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn antispoof_mode(prefixes: &[&str]) -> NicMode {
+    let mut p: Vec<IpNet> = prefixes.iter().map(|p| p.parse().unwrap()).collect();
+    p.push(IpNet::V6(ipnet::Ipv6Net::from(
+        VM_MAC
+            .parse::<hookd::mac::MacAddr>()
+            .unwrap()
+            .eui64_link_local(),
+    )));
+    NicMode::AntiSpoofing {
+        flags: NIC_F_MANAGED | NIC_F_CHECK_IP,
+        prefixes: p,
+    }
+}
+
+fn run(dp: &Datapath, frame: &[u8]) -> u32 {
+    let prog = dp.program(hookd_bpf::PROG_FROM_VM).unwrap();
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    prog.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
+}
+
+/// BPF_PROG_TEST_RUN runs on the loopback device of the namespace: ifindex 1.
+const TEST_IFINDEX: u32 = 1;
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn antispoofing_verdicts_through_bpf_prog_test_run() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let m = mac(VM_MAC);
+    let other = mac("52:54:00:00:00:99");
+    let h = mac(HOST_MAC);
+    dp.program_nic(
+        TEST_IFINDEX,
+        m,
+        &antispoof_mode(&["192.0.2.10/32", "2001:db8::10/128"]),
+        1,
+    )
+    .unwrap();
+
+    let echo = icmp_echo(1);
+    let ll = VM_MAC
+        .parse::<hookd::mac::MacAddr>()
+        .unwrap()
+        .eui64_link_local();
+    let cases: Vec<(&str, Vec<u8>, u32, Option<DropReason>)> = vec![
+        (
+            "legit IPv4",
+            eth(
+                h,
+                m,
+                0x0800,
+                &ipv4(v4("192.0.2.10"), v4("192.0.2.1"), 1, &echo),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "spoofed source MAC",
+            eth(
+                h,
+                other,
+                0x0800,
+                &ipv4(v4("192.0.2.10"), v4("192.0.2.1"), 1, &echo),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::MacSpoof),
+        ),
+        (
+            "spoofed IPv4 source",
+            eth(
+                h,
+                m,
+                0x0800,
+                &ipv4(v4("192.0.2.99"), v4("192.0.2.1"), 1, &echo),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "DHCP discover from 0.0.0.0",
+            eth(
+                [0xff; 6],
+                m,
+                0x0800,
+                &ipv4(
+                    v4("0.0.0.0"),
+                    v4("255.255.255.255"),
+                    17,
+                    &udp(68, 67, &[0; 240]),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "UDP from 0.0.0.0 that is not DHCP",
+            eth(
+                [0xff; 6],
+                m,
+                0x0800,
+                &ipv4(
+                    v4("0.0.0.0"),
+                    v4("255.255.255.255"),
+                    17,
+                    &udp(68, 68, &[0; 8]),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "DHCP server reply",
+            eth(
+                [0xff; 6],
+                m,
+                0x0800,
+                &ipv4(
+                    v4("192.0.2.10"),
+                    v4("255.255.255.255"),
+                    17,
+                    &udp(67, 68, &[0; 240]),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::DhcpServer),
+        ),
+        (
+            "IPv4 options running past the frame",
+            eth(
+                h,
+                m,
+                0x0800,
+                &[
+                    &[0x4f, 0, 0, 60, 0, 1, 0, 0, 64, 17, 0, 0][..],
+                    &[192, 0, 2, 10, 192, 0, 2, 1],
+                ]
+                .concat(),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::Malformed),
+        ),
+        (
+            "IPv4 header length below 20",
+            eth(h, m, 0x0800, &[0x44; 20]),
+            TC_ACT_SHOT,
+            Some(DropReason::Malformed),
+        ),
+        (
+            "truncated neighbour advertisement",
+            [
+                &eth(h, m, 0x86dd, &[])[..14],
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &[136, 0, 0, 0, 0, 0, 0, 0],
+                )[..],
+            ]
+            .concat(),
+            TC_ACT_SHOT,
+            Some(DropReason::Malformed),
+        ),
+        (
+            "ARP from own address",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(m, v4("192.0.2.10"), v4("192.0.2.1")),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "ARP probe from 0.0.0.0",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(m, v4("0.0.0.0"), v4("192.0.2.10")),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "ARP with foreign sender IP",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(m, v4("192.0.2.1"), v4("192.0.2.2")),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::ArpSpoof),
+        ),
+        (
+            "ARP with foreign sender MAC",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(other, v4("192.0.2.10"), v4("192.0.2.1")),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::ArpSpoof),
+        ),
+        (
+            "legit IPv6",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("2001:db8::1"),
+                    58,
+                    &[128, 0, 0, 0, 0, 1, 0, 1],
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "EUI-64 link-local source",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(ll, v6("ff02::2"), 58, &[133, 0, 0, 0, 0, 0, 0, 0]),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "spoofed IPv6 source",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::99"),
+                    v6("2001:db8::1"),
+                    58,
+                    &[128, 0, 0, 0, 0, 1, 0, 1],
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "foreign link-local source",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("fe80::1"),
+                    v6("ff02::2"),
+                    58,
+                    &[133, 0, 0, 0, 0, 0, 0, 0],
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "DAD for own address from ::",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    Ipv6Addr::UNSPECIFIED,
+                    v6("ff02::1:ff00:10"),
+                    58,
+                    &icmpv6_nd(135, v6("2001:db8::10")),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "DAD for a foreign address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    Ipv6Addr::UNSPECIFIED,
+                    v6("ff02::1:ff00:1"),
+                    58,
+                    &icmpv6_nd(135, v6("2001:db8::1")),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::NdSpoof),
+        ),
+        (
+            "UDP from ::",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(Ipv6Addr::UNSPECIFIED, v6("ff02::1"), 17, &udp(1, 2, &[])),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "neighbour solicitation for the router",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1:ff00:1"),
+                    58,
+                    &icmpv6_nd(135, v6("2001:db8::1")),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "NA for own address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(136, v6("2001:db8::10")),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "NA for a foreign address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(136, v6("2001:db8::1")),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::NdSpoof),
+        ),
+        (
+            "router advertisement",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    ll,
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(134, Ipv6Addr::UNSPECIFIED),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::RouterAdvert),
+        ),
+        (
+            "RA behind a hop-by-hop header",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    ll,
+                    v6("ff02::1"),
+                    0,
+                    &[
+                        &[58u8, 0, 1, 4, 0, 0, 0, 0][..],
+                        &icmpv6_nd(134, Ipv6Addr::UNSPECIFIED),
+                    ]
+                    .concat(),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::RouterAdvert),
+        ),
+        (
+            "DHCPv6 server reply",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(ll, v6("fe80::1"), 17, &udp(547, 546, &[0; 8])),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::DhcpServer),
+        ),
+        (
+            "VLAN-tagged frame",
+            eth(h, m, 0x8100, &[0, 5, 8, 0]),
+            TC_ACT_SHOT,
+            Some(DropReason::Vlan),
+        ),
+        (
+            "unknown ethertype",
+            eth(h, m, 0x88b5, &[0; 8]),
+            TC_ACT_SHOT,
+            Some(DropReason::Ethertype),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, frame, want, reason) in &cases {
+        let before = dp.stats(TEST_IFINDEX).unwrap();
+        let got = run(&dp, frame);
+        let after = dp.stats(TEST_IFINDEX).unwrap();
+        if got != *want {
+            failures.push(format!("{name}: verdict {got:#x}, want {want:#x}"));
+        }
+        if let Some(r) = reason {
+            if after.drops[*r as usize] != before.drops[*r as usize] + 1 {
+                failures.push(format!("{name}: drop counter {} not incremented", r.name()));
+            }
+        } else if after.from_vm_packets != before.from_vm_packets + 1 {
+            failures.push(format!("{name}: from_vm_packets not incremented"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // A NIC whose policy has no addresses: MAC checked, IP sources not.
+    dp.program_nic(
+        TEST_IFINDEX,
+        m,
+        &NicMode::AntiSpoofing {
+            flags: NIC_F_MANAGED,
+            prefixes: vec![],
+        },
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        run(&dp, &cases[2].1),
+        TC_ACT_UNSPEC,
+        "IP not checked without addresses"
+    );
+    assert_eq!(
+        run(&dp, &cases[1].1),
+        TC_ACT_SHOT,
+        "MAC still checked without addresses"
+    );
+    // Unmanaged NIC: counted, never filtered.
+    dp.program_nic(TEST_IFINDEX, m, &NicMode::CountersOnly, 3)
+        .unwrap();
+    for (name, frame, _, _) in &cases {
+        assert_eq!(
+            run(&dp, frame),
+            TC_ACT_UNSPEC,
+            "unmanaged NIC filtered {name}"
+        );
+    }
+    dp.forget_nic(TEST_IFINDEX).unwrap();
+    assert!(dp.stats(TEST_IFINDEX).is_none() && dp.nic_config(TEST_IFINDEX).is_none());
+    assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
+    // Unknown NIC: not ours to judge.
+    assert_eq!(run(&dp, &cases[1].1), TC_ACT_UNSPEC);
+}
+
+/// Sends an echo request from the "VM" and counts the host's replies.
+fn ping_from_vm(tap: &mut Tap, src_mac: &str, src_ip: &str, seq: u16) -> usize {
+    let f = eth(
+        mac(HOST_MAC),
+        mac(src_mac),
+        0x0800,
+        &ipv4(v4(src_ip), v4("192.0.2.1"), 1, &icmp_echo(seq)),
+    );
+    tap.send(&f);
+    echo_replies(&tap.recv_for(Duration::from_millis(400)), seq)
+}
+
+/// Sets up a tap in `ns` as the host side of a VM with static neighbours for
+/// the addresses the tests send from, so a frame that passes gets a reply.
+fn host_side(tap: &str) {
+    sh(&format!(
+        "ip link set {tap} address {HOST_MAC} && ip addr add 192.0.2.1/24 dev {tap} && ip link set {tap} up && \
+         ip neigh replace 192.0.2.10 lladdr {VM_MAC} dev {tap} nud permanent && \
+         ip neigh replace 192.0.2.99 lladdr {VM_MAC} dev {tap} nud permanent && \
+         sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{tap}.rp_filter=0"
+    ));
+}
+
+fn tap_enforcement(mode: AttachMode, expect: Attachment) {
+    let fs = Bpffs::new();
+    let ns = Netns::new(if expect == Attachment::Tcx {
+        "tcx"
+    } else {
+        "nl"
+    });
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        Netns::enter(&name);
+        let mut tap = Tap::create("hk0");
+        host_side("hk0");
+        let uuid = "00000000-0000-4000-8000-00000000000a";
+        let mut dp = Datapath::open(&pin_dir, mode).unwrap();
+
+        // Before hookd: everything passes, spoofed or not.
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1),
+            1,
+            "baseline: spoofed ping answered"
+        );
+
+        let (ifindex, how) = dp
+            .attach_nic(
+                uuid,
+                "hk0",
+                mac(VM_MAC),
+                &antispoof_mode(&["192.0.2.10/32"]),
+                1,
+            )
+            .unwrap();
+        assert_eq!(how, expect);
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2),
+            1,
+            "legit ping answered"
+        );
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 3),
+            0,
+            "spoofed IP dropped"
+        );
+        assert_eq!(
+            ping_from_vm(&mut tap, "52:54:00:00:00:99", "192.0.2.10", 4),
+            0,
+            "spoofed MAC dropped"
+        );
+        let s = dp.stats(ifindex).unwrap();
+        assert_eq!(s.drops[DropReason::IpSpoof as usize], 1);
+        assert_eq!(s.drops[DropReason::MacSpoof as usize], 1);
+        assert!(s.from_vm_packets >= 1 && s.to_vm_packets >= 1, "{s:?}");
+
+        // The daemon goes away: links stay pinned, enforcement continues.
+        drop(dp);
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 5),
+            0,
+            "still enforced with no daemon"
+        );
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 6), 1);
+        // A new daemon adopts the pinned maps: counters carried on.
+        let mut dp = Datapath::open(&pin_dir, mode).unwrap();
+        assert_eq!(
+            dp.stats(ifindex).unwrap().drops[DropReason::IpSpoof as usize],
+            2
+        );
+
+        // Detach: nothing of the NIC is left, and traffic is no longer filtered.
+        let rec = hookd::state::NicRecord {
+            mac: VM_MAC.into(),
+            kind: "ethernet".into(),
+            tap: "hk0".into(),
+            ifindex,
+            mode: "anti-spoofing".into(),
+            attach: how.name().into(),
+            addresses: vec![],
+        };
+        dp.detach_nic(uuid, &rec).unwrap();
+        dp.forget_domain(uuid).unwrap();
+        assert!(dp.stats(ifindex).is_none() && dp.nic_config(ifindex).is_none());
+        assert_eq!(dp.prefix_count(ifindex), 0);
+        assert!(!pin_dir.join("links").join(uuid).exists());
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 7),
+            1,
+            "detached: spoofed ping answered again"
+        );
+        let tc = std::process::Command::new("tc")
+            .args(["filter", "show", "dev", "hk0", "ingress"])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&tc.stdout).contains("hookd"),
+            "netlink filter left behind"
+        );
+    })
+    .join()
+    .expect("tap test thread");
+    drop(ns);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn tap_frames_are_judged_with_tcx_and_survive_a_daemon_restart() {
+    tap_enforcement(AttachMode::Auto, Attachment::Tcx);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn netlink_clsact_fallback_enforces_the_same() {
+    tap_enforcement(AttachMode::Netlink, Attachment::Netlink);
+}
+
+fn domain_xml(tap: &str, with_policy: bool, with_target: bool) -> String {
+    let policy = if with_policy {
+        "<metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface>\
+         <hookd:address prefix='192.0.2.10/32'/></hookd:interface></hookd:policy></metadata>"
+    } else {
+        ""
+    };
+    let target = if with_target {
+        format!("<target dev='{tap}'/>")
+    } else {
+        String::new()
+    };
+    format!(
+        "<domain type='qemu'><name>vm1</name><uuid>00000000-0000-4000-8000-0000000000b1</uuid>{policy}\
+         <devices><interface type='ethernet'><mac address='{VM_MAC}'/>{target}</interface></devices></domain>"
+    )
+}
+
+fn hook(d: &mut Daemon, op: &str, xml: &str) -> Result<String, hookd::daemon::DaemonError> {
+    let args = HookArgs {
+        domain: "vm1".into(),
+        operation: op.into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    };
+    d.hook_event(&args, xml)
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn daemon_lifecycle_is_idempotent_and_cleans_up() {
+    let fs = Bpffs::new();
+    let ns = Netns::new("daemon");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        Netns::enter(&name);
+        let mut tap = Tap::create("vnet7");
+        host_side("vnet7");
+        let run = tempfile::tempdir().unwrap();
+        let open = || {
+            let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+            Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true)
+        };
+        let mut d = open();
+        let xml = domain_xml("vnet7", true, true);
+        assert!(
+            hook(&mut d, "prepare", &domain_xml("vnet7", true, false))
+                .unwrap()
+                .contains("valid")
+        );
+        hook(&mut d, "start", &xml).unwrap();
+        hook(&mut d, "started", &xml).unwrap(); // twice is harmless
+        assert_eq!(d.records().len(), 1);
+        assert_eq!(d.records()[0].attached_at, "start");
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1), 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2), 1);
+
+        // Restart: the new daemon adopts the record and the pinned links.
+        drop(d);
+        let mut d = open();
+        assert_eq!(d.records().len(), 1, "adopted");
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 3), 0);
+
+        // stopped XML without <target dev>: detached from the record.
+        hook(&mut d, "stopped", &domain_xml("vnet7", true, false)).unwrap();
+        assert!(d.records().is_empty());
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 4), 1);
+        assert!(
+            std::fs::read_dir(pin_dir.join("links"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "link pins left"
+        );
+        assert!(
+            std::fs::read_dir(run.path().join("domains"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "state left"
+        );
+        // Stopping an unknown domain is harmless.
+        assert!(
+            hook(&mut d, "release", &xml)
+                .unwrap()
+                .contains("nothing to do")
+        );
+
+        // Invalid policy at start: refused, nothing attached.
+        let bad = xml.replace("192.0.2.10/32", "192.0.2.10/33");
+        let e = hook(&mut d, "start", &bad).unwrap_err().to_string();
+        assert!(e.contains("hookd:address") && e.contains("prefix"), "{e}");
+        assert!(d.records().is_empty());
+        // A tap that does not exist: attach fails, nothing half-applied.
+        let e = hook(&mut d, "start", &domain_xml("vnet-missing", true, true))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vnet-missing"), "{e}");
+        assert!(d.records().is_empty());
+        assert!(
+            std::fs::read_dir(pin_dir.join("links"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        drop(tap);
+    })
+    .join()
+    .expect("daemon test thread");
+    drop(ns);
+}

@@ -1,0 +1,273 @@
+//! Helpers for the privileged tests: a private bpffs, a network namespace,
+//! a tap driven from its file descriptor, and frame builders.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
+    assert!(st.success(), "command failed: {cmd}");
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "privileged tests must run as root (scripts/test-all.sh)"
+    );
+}
+
+/// A bpf filesystem mounted on a fresh temporary directory.
+pub struct Bpffs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Bpffs {
+    pub fn new() -> Bpffs {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!("mount -t bpf bpf {}", dir.path().display()));
+        Bpffs { dir }
+    }
+    pub fn pin_dir(&self) -> PathBuf {
+        self.dir.path().join("hookd")
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        require_root();
+        let name = format!("hookd-t-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        sh(&format!("ip netns add {name}"));
+        Netns { name }
+    }
+
+    /// Moves the calling thread into the namespace. Run test bodies in a
+    /// dedicated thread so the test harness' threads stay where they were.
+    pub fn enter(name: &str) {
+        let f = File::open(format!("/run/netns/{name}")).unwrap();
+        // SAFETY: valid fd of a netns file.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A tap whose file descriptor plays the VM: what we write, the host
+/// receives from the "guest"; what the host sends to the guest, we read.
+pub struct Tap {
+    pub name: String,
+    file: File,
+}
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    flags: libc::c_short,
+    pad: [u8; 22],
+}
+
+const TUNSETIFF: libc::c_ulong = 0x400454ca;
+
+impl Tap {
+    /// Creates `name` in the calling thread's network namespace.
+    pub fn create(name: &str) -> Tap {
+        let path = CString::new("/dev/net/tun").unwrap();
+        // SAFETY: plain open(2) of a valid path.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "open /dev/net/tun: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+            pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: TUNSETIFF takes a struct ifreq, which IfReq mirrors.
+        let rc = unsafe { libc::ioctl(fd, TUNSETIFF, &mut req) };
+        assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        // SAFETY: fd is ours.
+        let file = unsafe { File::from_raw_fd(fd) };
+        Tap {
+            name: name.into(),
+            file,
+        }
+    }
+
+    pub fn send(&mut self, frame: &[u8]) {
+        self.file.write_all(frame).unwrap();
+    }
+
+    /// Frames the host sends to the guest within `wait`.
+    pub fn recv_for(&mut self, wait: Duration) -> Vec<Vec<u8>> {
+        let end = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < end {
+            match self.file.read(&mut buf) {
+                Ok(n) => out.push(buf[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("tap read: {e}"),
+            }
+        }
+        out
+    }
+}
+
+// ---- frames -------------------------------------------------------------
+
+pub fn mac(s: &str) -> [u8; 6] {
+    s.parse::<hookd::mac::MacAddr>().unwrap().0
+}
+
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        };
+        sum += u32::from(w);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    while f.len() < 60 {
+        f.push(0);
+    }
+    f
+}
+
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + payload.len();
+    let mut h = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+pub fn icmp_echo(seq: u16) -> Vec<u8> {
+    let mut m = vec![8, 0, 0, 0, 0x12, 0x34, (seq >> 8) as u8, seq as u8];
+    m.extend_from_slice(b"hookd-test-payload");
+    let c = checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = vec![0; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+pub fn arp(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    a.extend_from_slice(&sha);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&tpa.octets());
+    a
+}
+
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.push(next);
+    h.push(255);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// ICMPv6 message with a 4-byte body field then `target` (ND layout).
+pub fn icmpv6_nd(kind: u8, target: Ipv6Addr) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&target.octets());
+    m
+}
+
+/// The echo-reply frames among `frames` with our id and `seq`.
+pub fn echo_replies(frames: &[Vec<u8>], seq: u16) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.len() >= 14 + 20 + 8 && f[12..14] == [8, 0] && f[14 + 9] == 1)
+        .filter(|f| {
+            let icmp = &f[14 + usize::from(f[14] & 0xf) * 4..];
+            icmp[0] == 0 && icmp[4..6] == [0x12, 0x34] && icmp[6..8] == seq.to_be_bytes()
+        })
+        .count()
+}
