@@ -119,7 +119,14 @@ scenario_spoof() {
     ping_ok 3 -c 3 -W 2 "$PEER"; result legit_after $?
 
     log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
-    forever
+    # e. Keep trying one spoofed and one legitimate ping per second, so the
+    # host can watch enforcement continue (e.g. while hookd restarts).
+    ip addr add 192.0.2.99/32 dev eth0
+    while :; do
+        ping -c 1 -W 1 -I 192.0.2.99 "$PEER" >/dev/null 2>&1
+        ping -c 1 -W 1 "$PEER" >/dev/null 2>&1
+        sleep 1
+    done
 }
 
 case $SCENARIO in

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Tier 3: hookd with real libvirt and real TCG guests, in a private sandbox
+# (own network, mount and PID namespaces; own dbus-daemon, virtlogd, libvirtd
+# with the hook installed, and hookd). Run as root from the repository:
+#   bash vm-tests/run-vm-tests.sh [TARGET_DIR]
+# Prints one line per check and ends with "vm-tests: N passed, M failed".
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+source "$HERE/lib/sandbox.sh"
+sandbox_enter "$0" "$@"
+
+BIN=${1:-$REPO/target/debug}
+for b in hookd hookctl hookd-qemu-hook; do
+    [ -x "$BIN/$b" ] || sb_die "$BIN/$b missing: run cargo build --workspace first"
+done
+export HOOKD_BIN=$BIN/hookd HOOKD_HOOK_BIN=$BIN/hookd-qemu-hook
+export HOOKD_DBUS_POLICY=$REPO/dbus/org.hookd.Hookd1.conf
+HOOKCTL=$BIN/hookctl
+PASS=0 FAIL=0
+check() { # check NAME CONDITION-COMMAND...
+    local name=$1
+    shift
+    if "$@"; then
+        PASS=$((PASS + 1)); echo "ok   - $name"
+    else
+        FAIL=$((FAIL + 1)); echo "FAIL - $name"
+    fi
+}
+summary() {
+    echo "vm-tests: $PASS passed, $FAIL failed"
+    if [ "$FAIL" -ne 0 ] && [ -n "${SB:-}" ]; then
+        echo "--- hookd.log (tail)"; tail -n 40 "$SB/hookd.log" || true
+    fi
+}
+trap 'summary; sandbox_cleanup' EXIT
+
+sandbox_setup
+trap 'summary; sandbox_cleanup' EXIT
+sandbox_start_daemons
+
+policy() { # policy FILE MAC PREFIX [extra inner XML]
+    cat > "$1" <<P
+    <hookd:policy xmlns:hookd="urn:hookd:policy:1">
+      <hookd:interface mac="$2">
+        <hookd:address prefix="$3"/>${4:-}
+      </hookd:interface>
+    </hookd:policy>
+P
+}
+counter() { # counter DOMAIN NAME: sum of that counter over the domain's NICs
+    "$HOOKCTL" show "$1" --json | jq "[.nics[].counters[] | select(.name == \"$2\") | .value] | add // 0"
+}
+console_has() { grep -q -- "$2" "$SB/$1.console"; }
+hookd_tcx_links() { # tcx links (bpf link type 11) whose program is one of hookd's
+    local ids
+    ids=$(bpftool -j prog show | jq -c '[.[] | select(.name == "hookd_from_vm" or .name == "hookd_to_vm") | .id]')
+    bpftool -j link list | jq --argjson ids "$ids" '[.[] | select((.type == 11 or .type == "tcx") and (.prog_id as $p | $ids | index($p)))] | length'
+}
+pinned_drops() { # pinned_drops IFINDEX REASON: a drop counter read straight from the pinned map
+    local off=$((32 + 8 * $2)) total=0 lo hi
+    while read -r lo hi; do
+        total=$((total + lo + 256 * hi))
+    done < <(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_stats \
+        | jq -r --arg k "$(printf '0x%02x' "$1")" \
+            ".[] | select(.key[0] == \$k) | .values[].value | \"\\(.[$off]) \\(.[$((off + 1))])\"")
+    echo "$total"
+}
+
+policy "$SB/vm1.policy" 52:54:00:00:00:0a 192.0.2.10/32
+sandbox_define_vm vm1 52:54:00:00:00:0a 192.0.2.10/24 192.0.2.1 spoof "$SB/vm1.policy"
+sandbox_define_vm vm2 52:54:00:00:00:0b 192.0.2.11/24 192.0.2.1 spoof
+
+echo "# two guests: vm1 with hookd policy, vm2 without"
+check "virsh start vm1 (policy)" sandbox_start_vm vm1
+check "virsh start vm2 (no policy)" sandbox_start_vm vm2
+TAP1=$(sandbox_vm_tap vm1)
+TAP2=$(sandbox_vm_tap vm2)
+UUID1=$(sb_virsh domuuid vm1)
+check "hookd attached to vm1 at 'start', before the guest ran" \
+    test "$("$HOOKCTL" show vm1 --json | jq -r .attached_at)" = start
+check "vm1's tap $TAP1 carries hookd's programs (tcx)" \
+    test "$("$HOOKCTL" show vm1 --json | jq -r '.nics[0] | "\(.tap) \(.attach) \(.mode)"')" = "$TAP1 tcx anti-spoofing"
+check "the kernel holds 4 tcx links running hookd's programs (2 per VM)" test "$(hookd_tcx_links)" -eq 4
+check "vm2 is counted, not filtered" \
+    test "$("$HOOKCTL" show vm2 --json | jq -r '"\(.managed) \(.nics[0].mode)"')" = "false counters only"
+
+sandbox_wait_console vm1 'GUEST DONE' 150 || true
+sandbox_wait_console vm2 'GUEST DONE' 150 || true
+echo "# what the guests saw"
+check "vm1: its first frames, from a spoofed IP, were dropped" console_has vm1 "RESULT spoof_ip=fail"
+check "vm1: legitimate ping passes" console_has vm1 "RESULT legit=ok"
+check "vm1: ping from a changed MAC is dropped" console_has vm1 "RESULT spoof_mac=fail"
+check "vm1: legitimate again after restoring the MAC" console_has vm1 "RESULT legit_after=ok"
+for step in spoof_ip legit spoof_mac legit_after; do
+    check "vm2 (no policy): $step passes" console_has vm2 "RESULT $step=ok"
+done
+echo "# counters"
+check "vm1: MAC spoofs counted" test "$(counter vm1 drop_mac_spoof)" -gt 0
+check "vm1: IP/ARP spoofs counted" test "$(( $(counter vm1 drop_ip_spoof) + $(counter vm1 drop_arp_spoof) ))" -gt 0
+check "vm1: legitimate traffic counted both ways" test "$(counter vm1 from_vm_packets)" -gt 0 -a "$(counter vm1 to_vm_packets)" -gt 0
+check "vm2: traffic counted, nothing dropped" test "$(counter vm2 from_vm_packets)" -gt 0 -a "$(counter vm2 drop_ip_spoof)" -eq 0
+"$HOOKCTL" show vm1
+
+echo "# hookd restarts while vm1 keeps sending spoofed frames"
+IFX1=$("$HOOKCTL" show vm1 --json | jq .nics[0].ifindex)
+sandbox_stop_hookd TERM
+d0=$(pinned_drops "$IFX1" 1)
+sleep 4
+d1=$(pinned_drops "$IFX1" 1)
+check "hookd stopped: its 4 tcx links remain" test "$(hookd_tcx_links)" -eq 4
+check "hookd stopped: spoofed frames still dropped and counted ($d0 -> $d1)" test "$d1" -gt "$d0"
+check "hookctl says hookd is down (exit 3)" sh -c "\"$HOOKCTL\" domains >/dev/null 2>&1; test \$? -eq 3"
+sandbox_start_hookd
+check "restarted hookd adopted both domains" test "$("$HOOKCTL" domains --json | jq -r '[.[].name] | sort | join(",")')" = "vm1,vm2"
+check "a second hookd refuses to start" sh -c "! timeout 10 \"$HOOKD_BIN\" >$SB/second.log 2>&1 && grep -q 'already owned' $SB/second.log"
+
+echo "# virsh destroy leaves nothing of vm1"
+sb_virsh destroy vm1 >/dev/null
+check "hookctl show vm1: not found (exit 4)" sh -c "\"$HOOKCTL\" show vm1 >/dev/null 2>&1; test \$? -eq 4"
+check "vm1's 2 tcx links are gone, vm2's remain" test "$(hookd_tcx_links)" -eq 2
+check "no link pins left for vm1" test ! -e "/sys/fs/bpf/hookd/links/$UUID1"
+check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_nics | jq -e '.[] | select(.key == [$(($IFX1 & 255)),$((($IFX1 >> 8) & 255)),0,0] or .formatted.key == $IFX1)' >/dev/null"
+check "no state file left for vm1" test ! -e "/run/hookd/domains/$UUID1.json"
+check "vm2 untouched" test "$("$HOOKCTL" show vm2 --json | jq -r .nics[0].tap)" = "$TAP2"
+
+echo "# bad policy, and hookd down"
+policy "$SB/vm3.policy" 52:54:00:00:00:0c 192.0.2.12/32 '
+        <hookd:egress><hookd:rule action="deny" protocol="udp" ports="70000"/></hookd:egress>'
+sandbox_define_vm vm3 52:54:00:00:00:0c 192.0.2.12/24 192.0.2.1 idle "$SB/vm3.policy"
+out=$(sb_virsh start vm3 2>&1) && rc=0 || rc=$?
+check "vm3 with an invalid policy does not start" test "$rc" -ne 0
+check "the error names element, attribute and line" grep -q "line .*<hookd:rule> attribute 'ports': port 70000" <<<"$out"
+echo "    $out" | head -3
+sandbox_stop_hookd TERM
+policy "$SB/vm4.policy" 52:54:00:00:00:0d 192.0.2.13/32
+sandbox_define_vm vm4 52:54:00:00:00:0d 192.0.2.13/24 192.0.2.1 idle "$SB/vm4.policy"
+out=$(sb_virsh start vm4 2>&1) && rc=0 || rc=$?
+check "hookd down: vm4 with policy does not start unprotected" test "$rc" -ne 0 -a "$(sb_virsh domstate vm4)" != running
+check "the error says hookd is not available" grep -q "hookd is not available" <<<"$out"
+sandbox_define_vm vm5 52:54:00:00:00:0e 192.0.2.14/24 192.0.2.1 idle
+check "hookd down: vm5 without policy starts anyway" sandbox_start_vm vm5
+sb_virsh destroy vm5 >/dev/null 2>&1 || true
+sb_virsh destroy vm2 >/dev/null 2>&1 || true
+[ "$FAIL" -eq 0 ]
