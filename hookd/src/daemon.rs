@@ -272,6 +272,33 @@ impl Daemon {
             }
             nics.push(rec);
         }
+        if let Some(why) = failure {
+            // Nothing half-applied: undo what this call attached. NICs that
+            // were already attached keep their links, and the domain keeps
+            // its previous record, so a failed re-apply never unprotects it.
+            let was_attached = |n: &NicRecord| {
+                previous.as_ref().is_some_and(|p| {
+                    p.nics
+                        .iter()
+                        .any(|o| o.tap == n.tap && o.ifindex == n.ifindex)
+                })
+            };
+            for n in nics
+                .iter()
+                .filter(|n| !n.attach.is_empty() && !was_attached(n))
+            {
+                let _ = self.dp.detach_nic(&dom.uuid, n);
+            }
+            match previous {
+                Some(prev) => self.records.push(prev),
+                None => {
+                    let _ = self.dp.forget_domain(&dom.uuid);
+                    let _ = self.state.remove(&dom.uuid);
+                }
+            }
+            tracing::error!(domain = %dom.name, error = %why, "attach failed");
+            return Err(DaemonError::AttachFailed(why));
+        }
         // NICs of the previous attachment that are not in the new one.
         if let Some(prev) = &previous {
             for old in &prev.nics {
@@ -282,17 +309,6 @@ impl Daemon {
                     let _ = self.dp.detach_nic(&dom.uuid, old);
                 }
             }
-        }
-        if let Some(why) = failure {
-            // Nothing half-applied: undo this call's attachments (a domain
-            // that was already protected keeps its links; see below).
-            for n in nics.iter().filter(|n| !n.attach.is_empty()) {
-                let _ = self.dp.detach_nic(&dom.uuid, n);
-            }
-            let _ = self.dp.forget_domain(&dom.uuid);
-            let _ = self.state.remove(&dom.uuid);
-            tracing::error!(domain = %dom.name, error = %why, "attach failed");
-            return Err(DaemonError::AttachFailed(why));
         }
         let rec = DomainRecord {
             name: dom.name.clone(),

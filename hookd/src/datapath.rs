@@ -224,19 +224,37 @@ impl Datapath {
         mode: &NicMode,
         generation: u64,
     ) -> Result<(), DatapathError> {
-        self.clear_addrs(ifindex)?;
-        let flags = match mode {
-            NicMode::AntiSpoofing { flags, prefixes } => {
-                for p in prefixes {
-                    let key: AddrKey = layout::addr_key(ifindex, p.addr(), p.prefix_len());
-                    self.addrs
-                        .insert(&key, 1, 0)
-                        .map_err(map_err(format!("adding {p} for ifindex {ifindex}")))?;
-                }
-                *flags
-            }
-            _ => 0,
+        let (flags, prefixes) = match mode {
+            NicMode::AntiSpoofing { flags, prefixes } => (*flags, prefixes.as_slice()),
+            _ => (0, &[][..]),
         };
+        // New prefixes go in before stale ones go out, so a re-applied
+        // policy never drops an address that both versions allow.
+        let keys: Vec<AddrKey> = prefixes
+            .iter()
+            .map(|p| layout::addr_key(ifindex, p.addr(), p.prefix_len()))
+            .collect();
+        for (key, p) in keys.iter().zip(prefixes) {
+            self.addrs
+                .insert(key, 1, 0)
+                .map_err(map_err(format!("adding {p} for ifindex {ifindex}")))?;
+        }
+        let stale: Vec<AddrKey> = self
+            .addrs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                k.data().ifindex == ifindex
+                    && !keys
+                        .iter()
+                        .any(|n| n.prefix_len() == k.prefix_len() && n.data() == k.data())
+            })
+            .collect();
+        for k in stale {
+            self.addrs
+                .remove(&k)
+                .map_err(map_err("removing a stale prefix"))?;
+        }
         let zero = PerCpuValues::try_from(vec![NicStats::default(); self.ncpus])
             .map_err(io_err("per-CPU stats"))?;
         if self.stats.get(&ifindex, 0).is_err() {

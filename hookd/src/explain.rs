@@ -120,7 +120,7 @@ impl Explanation {
             if self.managed {
                 "managed: carries hookd policy (fails closed if it cannot be applied)"
             } else {
-                "unmanaged: no hookd policy; its traffic is counted, never filtered"
+                "unmanaged: no hookd policy; never filtered (counted unless count_unmanaged = false)"
             }
         );
         if self.nics.is_empty() {

@@ -172,10 +172,13 @@ pub fn warnings(domain: &Domain) -> Vec<String> {
             ));
         }
     }
+    if policy.interfaces.is_empty() {
+        out.push("<hookd:policy> has no <hookd:interface>: the domain counts as managed (it fails closed without hookd) but no NIC is filtered".into());
+    }
     for nic in &domain.interfaces {
         if policy.for_mac(nic.mac).is_none() {
             out.push(format!(
-                "line {}: <interface> {} has no hookd policy: it is counted, not filtered",
+                "line {}: <interface> {} has no hookd policy: it is not filtered (counted where hookd can attach and count_unmanaged is on)",
                 nic.line,
                 mac_text(nic)
             ));

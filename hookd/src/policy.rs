@@ -124,7 +124,13 @@ type Result<T> = std::result::Result<T, PolicyError>;
 fn check_shape(el: &Element, allowed: &[&str], children: bool) -> Result<()> {
     for a in &el.attrs {
         if a.ns.is_some() || !allowed.contains(&a.name.as_str()) {
-            let mut msg = format!("unknown attribute '{}'", a.name);
+            let mut msg = match &a.ns {
+                Some(ns) => format!(
+                    "attribute '{}' in namespace {ns} is not accepted; write it without a prefix",
+                    a.name
+                ),
+                None => format!("unknown attribute '{}'", a.name),
+            };
             if !allowed.is_empty() {
                 msg += &format!(" (allowed: {})", allowed.join(", "));
             }
@@ -439,6 +445,20 @@ fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
                 check_shape(c, &["prefix"], false)?;
                 let p = prefix_attr(c, "prefix")?
                     .ok_or_else(|| PolicyError::new(c, Some("prefix"), "is required"))?;
+                // The data path keeps IPv4 prefixes as IPv4-mapped IPv6
+                // (::ffff:a.b.c.d); an IPv6 prefix over that range would
+                // silently allow IPv4 sources.
+                if let IpNet::V6(v6) = p
+                    && v6.contains(&std::net::Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0, 0]))
+                {
+                    return Err(PolicyError::new(
+                        c,
+                        Some("prefix"),
+                        format!(
+                            "{p} covers the IPv4-mapped range ::ffff:0:0/96; list IPv4 prefixes as IPv4"
+                        ),
+                    ));
+                }
                 if ifp.addresses.contains(&p) {
                     return Err(PolicyError::new(
                         c,

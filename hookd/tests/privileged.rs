@@ -585,7 +585,23 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
             0,
             "spoofed MAC dropped"
         );
+        // A VLAN-tagged frame: the kernel moves the tag into skb metadata
+        // before tc ingress; the program must still see and drop it.
+        let inner = ipv4(v4("192.0.2.10"), v4("192.0.2.1"), 1, &icmp_echo(9));
+        let tagged = eth(
+            mac(HOST_MAC),
+            mac(VM_MAC),
+            0x8100,
+            &[&[0u8, 5, 8, 0][..], &inner].concat(),
+        );
+        tap.send(&tagged);
+        tap.recv_for(Duration::from_millis(200));
         let s = dp.stats(ifindex).unwrap();
+        assert_eq!(
+            s.drops[DropReason::Vlan as usize],
+            1,
+            "VLAN-tagged frame from the VM dropped"
+        );
         assert_eq!(s.drops[DropReason::IpSpoof as usize], 1);
         assert_eq!(s.drops[DropReason::MacSpoof as usize], 1);
         assert!(s.from_vm_packets >= 1 && s.to_vm_packets >= 1, "{s:?}");

@@ -15,7 +15,18 @@ use std::time::Duration;
 /// lock meanwhile, so this stays short.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// libvirt runs hooks with a cleaned environment, so in production this is
+/// always [`TIMEOUT`]; tests shorten it with HOOKD_HOOK_TIMEOUT_MS.
+fn timeout() -> Duration {
+    std::env::var("HOOKD_HOOK_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(TIMEOUT)
+}
+
 async fn forward(args: &HookArgs, xml: &str) -> Outcome {
+    let limit = timeout();
     let call = async {
         let conn = zbus::connection::Builder::system()
             .method_timeout(TIMEOUT)
@@ -32,8 +43,8 @@ async fn forward(args: &HookArgs, xml: &str) -> Outcome {
             )
             .await
     };
-    match tokio::time::timeout(TIMEOUT, call).await {
-        Err(_) => Outcome::Unreachable(format!("no answer within {} s", TIMEOUT.as_secs())),
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Outcome::Unreachable(format!("no answer within {:.1} s", limit.as_secs_f64())),
         Ok(Ok(summary)) => Outcome::Done(summary),
         Ok(Err(hookd_dbus::Error::ZBus(e))) => Outcome::Unreachable(e.to_string()),
         Ok(Err(e)) => Outcome::Refused(e.to_string()),

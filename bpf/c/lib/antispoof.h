@@ -97,24 +97,21 @@ static __always_inline int check_ipv4(struct __sk_buff *skb, const struct nic_co
 		udp = pkt_ptr(skb, l4, sizeof(*udp));
 		if (!udp)
 			return DROP_MALFORMED;
-		if (udp->source == bpf_htons(67) && !(cfg->flags & NIC_F_ALLOW_DHCP_SERVER))
-			return DROP_DHCP_SERVER;
 		dhcp_client = udp->source == bpf_htons(68) && udp->dest == bpf_htons(67);
 	}
-	if (!(cfg->flags & NIC_F_CHECK_IP))
-		return PASS;
-	if (addr4_allowed(skb->ifindex, ip->saddr))
-		return PASS;
 	/* A DHCP client has no address yet: DISCOVER/REQUEST come from 0.0.0.0. */
-	if (ip->saddr == 0 && dhcp_client)
-		return PASS;
-	return DROP_IP_SPOOF;
+	if ((cfg->flags & NIC_F_CHECK_IP) && !addr4_allowed(skb->ifindex, ip->saddr) &&
+	    !(ip->saddr == 0 && dhcp_client))
+		return DROP_IP_SPOOF;
+	if (udp && udp->source == bpf_htons(67) && !(cfg->flags & NIC_F_ALLOW_DHCP_SERVER))
+		return DROP_DHCP_SERVER;
+	return PASS;
 }
 
 static __always_inline int is_ipv6_ext(__u8 nh)
 {
 	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING ||
-	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT;
+	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH;
 }
 
 static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_config *cfg)
@@ -127,6 +124,11 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 	if (!ip6 || ip6->version != 6)
 		return DROP_MALFORMED;
 	nh = ip6->nexthdr;
+	/* IPv4-mapped sources never appear on the wire (RFC 4291 2.5.5.2); the
+	 * address trie stores IPv4 prefixes in that form, so refuse them here. */
+	if (ip6->saddr.in6_u.u6_addr32[0] == 0 && ip6->saddr.in6_u.u6_addr32[1] == 0 &&
+	    ip6->saddr.in6_u.u6_addr32[2] == bpf_htonl(0xffff))
+		return DROP_IP_SPOOF;
 	unspec_src = !(ip6->saddr.in6_u.u6_addr32[0] | ip6->saddr.in6_u.u6_addr32[1] |
 		       ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]);
 	if ((cfg->flags & NIC_F_CHECK_IP) && !unspec_src &&
@@ -149,6 +151,8 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 			if ((ext[2] << 5 | ext[3] >> 3) != 0)
 				first_frag = 0;
 			off += 8;
+		} else if (nh == IPPROTO_AH) {
+			off += (ext[1] + 2) * 4; /* RFC 4302: length in 4-octet units, minus 2 */
 		} else {
 			off += (ext[1] + 1) * 8;
 		}
@@ -205,6 +209,10 @@ static __always_inline int antispoof(struct __sk_buff *skb, const struct nic_con
 
 	if (!eth)
 		return DROP_MALFORMED;
+	/* The kernel strips an outer 802.1Q/802.1ad tag into skb metadata
+	 * before tc ingress: a tagged frame shows up here as vlan_present. */
+	if (skb->vlan_present)
+		return DROP_VLAN;
 	if (!mac_eq(eth->h_source, cfg->mac))
 		return DROP_MAC_SPOOF;
 	switch (bpf_ntohs(eth->h_proto)) {

@@ -1,0 +1,231 @@
+//! Tier 1: org.hookd.Hookd1.Manager over a peer-to-peer D-Bus connection,
+//! no root and no bus daemon needed. The data plane here is a recording
+//! stand-in (the real one is exercised in privileged.rs and vm-tests/): it
+//! lets these tests check what the service asks of the kernel side.
+
+use hookd::daemon::{Daemon, DataPlane};
+use hookd::datapath::{Attachment, DatapathError};
+use hookd::plan::NicMode;
+use hookd::service::Manager;
+use hookd::state::{NicRecord, StateDir};
+use hookd_bpf::layout::NicStats;
+use hookd_dbus::{Error, ManagerProxy};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex as StdMutex};
+
+#[derive(Default)]
+struct Calls(Vec<String>);
+
+struct RecordingPlane(Arc<StdMutex<Calls>>);
+
+impl DataPlane for RecordingPlane {
+    fn attach_nic(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        _mac: [u8; 6],
+        mode: &NicMode,
+        _g: u64,
+    ) -> Result<(u32, Attachment), DatapathError> {
+        if tap == "missing0" {
+            return Err(DatapathError::NoTap {
+                tap: tap.into(),
+                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+            });
+        }
+        self.0
+            .lock()
+            .unwrap()
+            .0
+            .push(format!("attach {uuid} {tap} {}", mode.describe()));
+        Ok((42, Attachment::Tcx))
+    }
+    fn update_nic(
+        &mut self,
+        ifindex: u32,
+        _mac: [u8; 6],
+        _mode: &NicMode,
+        _g: u64,
+    ) -> Result<(), DatapathError> {
+        self.0.lock().unwrap().0.push(format!("update {ifindex}"));
+        Ok(())
+    }
+    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
+        self.0
+            .lock()
+            .unwrap()
+            .0
+            .push(format!("detach {uuid} {}", nic.tap));
+        Ok(())
+    }
+    fn forget_domain(&mut self, _uuid: &str) -> Result<(), DatapathError> {
+        Ok(())
+    }
+    fn still_attached(&self, _uuid: &str, _nic: &NicRecord) -> bool {
+        true
+    }
+    fn stats(&self, _ifindex: u32) -> Option<NicStats> {
+        let mut s = NicStats {
+            from_vm_packets: 7,
+            ..Default::default()
+        };
+        s.drops[1] = 3;
+        Some(s)
+    }
+}
+
+const UUID: &str = "00000000-0000-4000-8000-0000000000c1";
+
+fn xml(policy: &str, tap: &str) -> String {
+    format!(
+        "<domain type='kvm'>\n<name>vm1</name>\n<uuid>{UUID}</uuid>\n<metadata>{policy}</metadata>\n\
+         <devices><interface type='bridge'><mac address='52:54:00:00:00:0a'/><target dev='{tap}'/></interface></devices></domain>"
+    )
+}
+
+const POLICY: &str = "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface mac='52:54:00:00:00:0a'>\n<hookd:address prefix='192.0.2.10/32'/>\n</hookd:interface>\n</hookd:policy>";
+
+async fn setup() -> (
+    ManagerProxy<'static>,
+    Arc<StdMutex<Calls>>,
+    tempfile::TempDir,
+    zbus::Connection,
+) {
+    let calls = Arc::new(StdMutex::new(Calls::default()));
+    let run = tempfile::tempdir().unwrap();
+    let daemon = Daemon::new(
+        Box::new(RecordingPlane(calls.clone())),
+        StateDir::open(run.path()).unwrap(),
+        true,
+    );
+    let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
+    let (a, b) = UnixStream::pair().unwrap();
+    let guid = zbus::Guid::generate();
+    let server = zbus::connection::Builder::unix_stream(a)
+        .server(guid)
+        .p2p()
+        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon))
+        .build();
+    let client = zbus::connection::Builder::unix_stream(b).p2p().build();
+    let (server, client) = tokio::try_join!(server, client).unwrap();
+    let proxy = ManagerProxy::new(&client).await.unwrap();
+    (proxy, calls, run, server)
+}
+
+async fn hook(p: &ManagerProxy<'_>, op: &str, xml: &str) -> Result<String, Error> {
+    p.hook_event("vm1", op, "begin", "-", xml).await
+}
+
+#[tokio::test]
+async fn version_and_empty_lists() {
+    let (p, _, _run, _s) = setup().await;
+    assert_eq!(p.version().await.unwrap(), hookd::VERSION);
+    assert!(p.list_domains().await.unwrap().is_empty());
+    match p.get_domain("nope").await {
+        Err(Error::NotFound(m)) => assert!(m.contains("nope")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_over_dbus() {
+    let (p, calls, run, _s) = setup().await;
+    let good = xml(POLICY, "vnet0");
+    assert!(
+        hook(&p, "prepare", &good)
+            .await
+            .unwrap()
+            .contains("policy valid")
+    );
+    assert!(
+        calls.lock().unwrap().0.is_empty(),
+        "prepare attaches nothing"
+    );
+    hook(&p, "start", &good).await.unwrap();
+    hook(&p, "started", &good).await.unwrap();
+    assert_eq!(
+        calls.lock().unwrap().0,
+        [
+            format!("attach {UUID} vnet0 anti-spoofing"),
+            "update 42".to_string()
+        ]
+    );
+    let list = p.list_domains().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (
+            list[0].name.as_str(),
+            list[0].managed,
+            list[0].attached_nics,
+            list[0].attached_at.as_str()
+        ),
+        ("vm1", true, 1, "start")
+    );
+    let d = p.get_domain(UUID).await.unwrap();
+    assert_eq!(d.nics[0].tap, "vnet0");
+    assert_eq!(
+        d.nics[0].addresses,
+        ["192.0.2.10/32", "fe80::5054:ff:fe00:a/128"]
+    );
+    let c: Vec<(String, u64)> = d.nics[0]
+        .counters
+        .iter()
+        .map(|c| (c.name.clone(), c.value))
+        .collect();
+    assert!(
+        c.contains(&("from_vm_packets".into(), 7)) && c.contains(&("drop_ip_spoof".into(), 3)),
+        "{c:?}"
+    );
+    assert!(run.path().join(format!("domains/{UUID}.json")).exists());
+    // stopped XML without <target dev>: detached from what was recorded.
+    hook(&p, "stopped", &xml(POLICY, "")).await.unwrap();
+    assert_eq!(
+        calls.lock().unwrap().0.last().unwrap(),
+        &format!("detach {UUID} vnet0")
+    );
+    assert!(p.list_domains().await.unwrap().is_empty());
+    assert!(!run.path().join(format!("domains/{UUID}.json")).exists());
+    assert!(
+        hook(&p, "release", &good)
+            .await
+            .unwrap()
+            .contains("nothing to do")
+    );
+    assert!(
+        hook(&p, "migrate", &good)
+            .await
+            .unwrap()
+            .contains("nothing to do")
+    );
+}
+
+#[tokio::test]
+async fn invalid_input_is_refused_with_typed_errors_and_changes_nothing() {
+    let (p, calls, _run, _s) = setup().await;
+    let bad = xml(&POLICY.replace("192.0.2.10/32", "192.0.2.10/40"), "vnet0");
+    for op in ["prepare", "start"] {
+        match hook(&p, op, &bad).await {
+            Err(Error::InvalidPolicy(m)) => assert!(
+                m.starts_with("line 6: <hookd:address> attribute 'prefix'"),
+                "{m}"
+            ),
+            other => panic!("{op}: {other:?}"),
+        }
+    }
+    match hook(&p, "start", "<domain><name>x</name>").await {
+        Err(Error::InvalidPolicy(m)) => {
+            assert!(m.contains("malformed") || m.contains("never closed"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let huge = "x".repeat(hookd::xml_tree::MAX_XML_BYTES + 1);
+    assert!(
+        matches!(hook(&p, "start", &huge).await, Err(Error::InvalidPolicy(m)) if m.contains("limit"))
+    );
+    match hook(&p, "start", &xml(POLICY, "missing0")).await {
+        Err(Error::AttachFailed(m)) => assert!(m.contains("missing0"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(calls.lock().unwrap().0.is_empty());
+    assert!(p.list_domains().await.unwrap().is_empty());
+}
