@@ -12,3 +12,5 @@ echo "== build"
 cargo build --workspace --all-targets
 echo "== tests (unit, privileged, vm)"
 cargo test --workspace -- --include-ignored --test-threads=1
+echo "== packages (.deb and .rpm: build, check, install, VM tests on the installed system, remove, purge)"
+bash scripts/test-packages.sh

@@ -10,13 +10,18 @@ REPO=$(cd "$HERE/.." && pwd)
 source "$HERE/lib/sandbox.sh"
 sandbox_enter "$0" "$@"
 
+# Binaries: from the build tree by default (argument: its directory), or
+# from an installed system (test-packages.sh sets HOOKD_BIN, HOOKCTL,
+# HOOKD_HOOK_BIN, and HOOKD_DBUS_POLICY= to use the installed bus policy).
 BIN=${1:-$REPO/target/debug}
-for b in hookd hookctl hookd-qemu-hook; do
-    [ -x "$BIN/$b" ] || sb_die "$BIN/$b missing: run cargo build --workspace first"
+export HOOKD_BIN=${HOOKD_BIN:-$BIN/hookd}
+export HOOKD_HOOK_BIN=${HOOKD_HOOK_BIN:-$BIN/hookd-qemu-hook}
+export HOOKD_DBUS_POLICY=${HOOKD_DBUS_POLICY-$REPO/dbus/org.hookd.Hookd1.conf}
+HOOKCTL=${HOOKCTL:-$BIN/hookctl}
+for b in "$HOOKD_BIN" "$HOOKD_HOOK_BIN" "$HOOKCTL"; do
+    [ -x "$b" ] || sb_die "$b missing: run cargo build --workspace first"
 done
-export HOOKD_BIN=$BIN/hookd HOOKD_HOOK_BIN=$BIN/hookd-qemu-hook
-export HOOKD_DBUS_POLICY=$REPO/dbus/org.hookd.Hookd1.conf
-HOOKCTL=$BIN/hookctl
+echo "# hookd $HOOKD_BIN, hook $HOOKD_HOOK_BIN, hookctl $HOOKCTL, bus policy ${HOOKD_DBUS_POLICY:-installed}"
 PASS=0 FAIL=0
 check() { # check NAME CONDITION-COMMAND...
     local name=$1

@@ -273,53 +273,36 @@ impl Daemon {
             nics.push(rec);
         }
         if let Some(why) = failure {
-            // Nothing half-applied: undo what this call attached. NICs that
-            // were already attached keep their links, and the domain keeps
-            // its previous record, so a failed re-apply never unprotects it.
-            let was_attached = |n: &NicRecord| {
-                previous.as_ref().is_some_and(|p| {
-                    p.nics
-                        .iter()
-                        .any(|o| o.tap == n.tap && o.ifindex == n.ifindex)
-                })
-            };
-            for n in nics
-                .iter()
-                .filter(|n| !n.attach.is_empty() && !was_attached(n))
-            {
-                let _ = self.dp.detach_nic(&dom.uuid, n);
-            }
-            match previous {
-                Some(prev) => self.records.push(prev),
-                None => {
-                    let _ = self.dp.forget_domain(&dom.uuid);
-                    let _ = self.state.remove(&dom.uuid);
-                }
-            }
+            self.undo_attach(&dom.uuid, &nics, previous);
             tracing::error!(domain = %dom.name, error = %why, "attach failed");
             return Err(DaemonError::AttachFailed(why));
-        }
-        // NICs of the previous attachment that are not in the new one.
-        if let Some(prev) = &previous {
-            for old in &prev.nics {
-                let kept = nics
-                    .iter()
-                    .any(|n| n.tap == old.tap && n.ifindex == old.ifindex && !n.attach.is_empty());
-                if !kept && !old.attach.is_empty() {
-                    let _ = self.dp.detach_nic(&dom.uuid, old);
-                }
-            }
         }
         let rec = DomainRecord {
             name: dom.name.clone(),
             uuid: dom.uuid.clone(),
             managed: dom.policy.is_some(),
             attached_at: previous
-                .map(|p| p.attached_at)
+                .as_ref()
+                .map(|p| p.attached_at.clone())
                 .unwrap_or_else(|| phase.to_string()),
             generation,
             nics,
         };
+        if let Err(e) = self.state.save(&rec) {
+            // Without its record hookd could not detach at stop: undo.
+            self.undo_attach(&dom.uuid, &rec.nics, previous);
+            return Err(e.into());
+        }
+        // NICs of the previous attachment that are not in the new one.
+        for old in previous.iter().flat_map(|p| &p.nics) {
+            let kept = rec
+                .nics
+                .iter()
+                .any(|n| n.tap == old.tap && n.ifindex == old.ifindex && !n.attach.is_empty());
+            if !kept && !old.attach.is_empty() {
+                let _ = self.dp.detach_nic(&dom.uuid, old);
+            }
+        }
         let attached = rec.nics.iter().filter(|n| !n.attach.is_empty()).count();
         let summary = format!(
             "{}: {} on {attached} of {} NIC(s)",
@@ -334,10 +317,35 @@ impl Daemon {
         for w in plan::warnings(dom) {
             tracing::warn!(domain = %dom.name, "{w}");
         }
-        self.state.save(&rec)?;
         tracing::info!(domain = %dom.name, phase, generation, "{summary}");
         self.records.push(rec);
         Ok(summary)
+    }
+
+    /// Nothing half-applied: undoes what an attach call attached. NICs that
+    /// were already attached keep their links, and the domain keeps its
+    /// previous record, so a failed re-apply never unprotects it.
+    fn undo_attach(&mut self, uuid: &str, nics: &[NicRecord], previous: Option<DomainRecord>) {
+        let was_attached = |n: &NicRecord| {
+            previous.as_ref().is_some_and(|p| {
+                p.nics
+                    .iter()
+                    .any(|o| o.tap == n.tap && o.ifindex == n.ifindex)
+            })
+        };
+        for n in nics
+            .iter()
+            .filter(|n| !n.attach.is_empty() && !was_attached(n))
+        {
+            let _ = self.dp.detach_nic(uuid, n);
+        }
+        match previous {
+            Some(prev) => self.records.push(prev),
+            None => {
+                let _ = self.dp.forget_domain(uuid);
+                let _ = self.state.remove(uuid);
+            }
+        }
     }
 
     fn detach_domain(&mut self, key: &str) -> Result<String, DaemonError> {

@@ -300,42 +300,36 @@ impl Datapath {
     pub fn attach(&mut self, uuid: &str, tap: &str) -> Result<Attachment, DatapathError> {
         let dir = self.pin_dir.join("links").join(uuid);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let use_tcx = self.mode != AttachMode::Netlink;
-        let mut done: Vec<&str> = Vec::new();
-        let mut result = Ok(Attachment::Tcx);
-        for (name, kind, suffix) in PROGRAMS {
-            let attempt = if use_tcx {
-                self.attach_tcx(uuid, tap, name, kind, suffix)
-            } else {
-                Err(None)
-            };
-            let r = match attempt {
-                Ok(()) => Ok(Attachment::Tcx),
-                Err(Some(e)) if self.mode == AttachMode::Tcx => Err(e),
-                Err(e) => {
-                    if let Some(e) = e {
-                        tracing::warn!(tap, error = %e, "tcx attach failed; falling back to a clsact qdisc");
-                    }
-                    self.attach_netlink(tap, name, kind)
-                        .map(|_| Attachment::Netlink)
-                }
-            };
-            match r {
-                Ok(a) => {
-                    done.push(suffix);
-                    result = Ok(a);
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        // Both programs of a tap use the same method, so detach and
+        // adoption only ever have one kind of attachment to deal with.
+        let result = match self.mode {
+            AttachMode::Netlink => self.attach_all_netlink(tap),
+            AttachMode::Tcx => self.attach_all_tcx(uuid, tap),
+            AttachMode::Auto => self.attach_all_tcx(uuid, tap).or_else(|e| {
+                tracing::warn!(tap, error = %e, "tcx attach failed; falling back to a clsact qdisc");
+                let _ = self.detach(uuid, tap, Some(Attachment::Tcx));
+                self.attach_all_netlink(tap)
+            }),
+        };
         if result.is_err() {
             // Nothing half-applied: undo the program that did attach.
             let _ = self.detach(uuid, tap, None);
         }
         result
+    }
+
+    fn attach_all_tcx(&mut self, uuid: &str, tap: &str) -> Result<Attachment, DatapathError> {
+        for (name, kind, suffix) in PROGRAMS {
+            self.attach_tcx(uuid, tap, name, kind, suffix)?;
+        }
+        Ok(Attachment::Tcx)
+    }
+
+    fn attach_all_netlink(&mut self, tap: &str) -> Result<Attachment, DatapathError> {
+        for (name, kind, _) in PROGRAMS {
+            self.attach_netlink(tap, name, kind)?;
+        }
+        Ok(Attachment::Netlink)
     }
 
     fn attach_tcx(
@@ -345,27 +339,21 @@ impl Datapath {
         name: &str,
         kind: TcAttachType,
         suffix: &str,
-    ) -> Result<(), Option<DatapathError>> {
+    ) -> Result<(), DatapathError> {
         let pin = self.link_pin(uuid, tap, suffix);
         let _ = std::fs::remove_file(&pin);
-        let prog: &mut SchedClassifier = self.program_mut(name).map_err(Some)?;
+        let prog: &mut SchedClassifier = self.program_mut(name)?;
         let id = prog
             .attach_with_options(tap, kind, TcAttachOptions::TcxOrder(LinkOrder::default()))
-            .map_err(|e| Some(prog_err(format!("tcx attach of {name} to {tap}"))(e)))?;
-        let link = prog
-            .take_link(id)
-            .map_err(|e| Some(prog_err("taking link")(e)))?;
-        let fd: FdLink = link.try_into().map_err(|e| {
-            Some(DatapathError::Io {
-                what: format!("link of {name}: {e}"),
-                source: std::io::Error::other("not an fd link"),
-            })
+            .map_err(prog_err(format!("tcx attach of {name} to {tap}")))?;
+        let link = prog.take_link(id).map_err(prog_err("taking link"))?;
+        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Io {
+            what: format!("link of {name}: {e}"),
+            source: std::io::Error::other("not an fd link"),
         })?;
-        fd.pin(&pin).map_err(|source| {
-            Some(DatapathError::Pin {
-                what: format!("pinning {}", pin.display()),
-                source,
-            })
+        fd.pin(&pin).map_err(|source| DatapathError::Pin {
+            what: format!("pinning {}", pin.display()),
+            source,
         })?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! need no privileges; `datapath` and `netdev` touch the kernel; `service`
 //! is the D-Bus face of the daemon.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod datapath;

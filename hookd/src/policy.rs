@@ -237,6 +237,16 @@ pub fn parse_prefix(s: &str) -> std::result::Result<IpNet, String> {
     Ok(net)
 }
 
+/// Does `net` overlap ::ffff:0:0/96 (contain it, or lie inside it)?
+fn overlaps_ipv4_mapped(net: &ipnet::Ipv6Net) -> bool {
+    let mapped = u128::from(std::net::Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0, 0]));
+    if net.prefix_len() <= 96 {
+        net.contains(&std::net::Ipv6Addr::from(mapped))
+    } else {
+        u128::from(net.addr()) >> 32 == mapped >> 32
+    }
+}
+
 fn prefix_attr(el: &Element, attr: &str) -> Result<Option<IpNet>> {
     el.attr(attr)
         .map(|v| parse_prefix(v.trim()).map_err(|m| PolicyError::new(el, Some(attr), m)))
@@ -449,7 +459,7 @@ fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
                 // (::ffff:a.b.c.d); an IPv6 prefix over that range would
                 // silently allow IPv4 sources.
                 if let IpNet::V6(v6) = p
-                    && v6.contains(&std::net::Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0, 0]))
+                    && overlaps_ipv4_mapped(&v6)
                 {
                     return Err(PolicyError::new(
                         c,

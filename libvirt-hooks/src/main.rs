@@ -61,19 +61,26 @@ fn main() -> ExitCode {
         }
     };
     let limit = hookd::xml_tree::MAX_XML_BYTES;
+    // Where libvirt reads our stdout back as the domain XML, all of the
+    // input is passed through, whatever its size; elsewhere reading stops
+    // past the limit hookd would refuse anyway.
+    let echo = args.op().echoes_xml();
     let mut raw = Vec::new();
-    if let Err(e) = std::io::stdin()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut raw)
-    {
+    let read = if echo {
+        std::io::stdin().read_to_end(&mut raw)
+    } else {
+        std::io::stdin()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut raw)
+    };
+    if let Err(e) = read {
         eprintln!("hookd hook: reading the domain XML from stdin: {e}");
     }
-    let xml = String::from_utf8_lossy(&raw).into_owned();
-    if args.op().echoes_xml() {
-        // libvirt takes our stdout as the domain XML here: hand it back as is.
+    if echo {
         let mut out = std::io::stdout();
         let _ = out.write_all(&raw).and_then(|_| out.flush());
     }
+    let xml = String::from_utf8_lossy(&raw).into_owned();
     let has_policy = hookd::domain::mentions_hookd_policy(&xml);
     let outcome = if raw.len() > limit {
         Outcome::Refused(format!("domain XML exceeds hookd's {limit}-byte limit"))

@@ -1,40 +1,10 @@
 //! hookctl: the operator's client for hookd.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use hookd::cli::{Command as Cmd, Hookctl as Cli};
 use hookd_dbus::{DomainDetail, DomainSummary, ManagerProxy};
 use std::io::Read;
 use std::process::ExitCode;
-
-/// Inspect hookd, the eBPF data plane for libvirt VMs.
-///
-/// `domains` and `show` ask the running daemon over D-Bus; `explain` needs
-/// no daemon and checks a domain XML before `virsh define`.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// List the domains hookd has attached to.
-    Domains,
-    /// Show one domain: NICs, taps, what is attached, counters.
-    Show {
-        /// Domain name or UUID.
-        domain: String,
-    },
-    /// Parse a domain XML the way hookd does and print what it would attach
-    /// and enforce, or the validation error with its line (exit status 1).
-    Explain {
-        /// Domain XML file (e.g. from `virsh dumpxml`), or - for stdin.
-        file: String,
-    },
-}
 
 /// Exit statuses: 0 ok, 1 invalid input or refused, 2 usage, 3 hookd unreachable, 4 not found.
 const EXIT_INVALID: u8 = 1;

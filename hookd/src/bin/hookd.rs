@@ -2,40 +2,17 @@
 //! pins the eBPF programs, attaches them to VM taps on libvirt hook calls.
 
 use clap::Parser;
+use hookd::cli::DaemonArgs;
 use hookd::config::{AttachMode, Config};
 use hookd::daemon::Daemon;
 use hookd::datapath::Datapath;
 use hookd::service::Manager;
 use hookd::state::StateDir;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// eBPF data plane for libvirt/KVM virtual machines.
-///
-/// Runs as a D-Bus system service (org.hookd.Hookd1). The libvirt hook
-/// /etc/libvirt/hooks/qemu.d/50-hookd calls it on every VM start and stop.
-/// Programs and links are pinned under the pin directory, so VMs stay
-/// protected while hookd restarts.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = hookd::config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Override the pin directory (on bpffs) from the configuration.
-    #[arg(long)]
-    pin_dir: Option<PathBuf>,
-    /// Override the runtime state directory from the configuration.
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
-    /// Override how programs are attached: auto, tcx or netlink.
-    #[arg(long, value_parser = ["auto", "tcx", "netlink"])]
-    attach: Option<String>,
-}
-
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: DaemonArgs) -> Result<(), String> {
     let explicit = args.config.as_os_str() != hookd::config::DEFAULT_PATH;
     let mut cfg = Config::load(&args.config, explicit).map_err(|e| e.to_string())?;
     if let Some(p) = args.pin_dir {
@@ -96,7 +73,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = DaemonArgs::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
