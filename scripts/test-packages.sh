@@ -58,6 +58,8 @@ check "installed: man page" test -s /usr/share/man/man8/hookd.8.gz
 if command -v systemd-analyze >/dev/null; then
     check "systemd-analyze verifies hookd.service" systemd-analyze verify /lib/systemd/system/hookd.service
 fi
+dpkg -i "$DEB" | tee /tmp/hookd-dpkg-upgrade.txt
+check "reinstall/upgrade runs the upgrade path (pinned programs keep enforcing)" grep -q "pinned programs keep enforcing" /tmp/hookd-dpkg-upgrade.txt
 hook_copy=$(mktemp)
 install -m 0755 /etc/libvirt/hooks/qemu.d/50-hookd "$hook_copy"
 echo "== VM tests against the installed system"
