@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod domain;
 pub mod explain;
+pub mod firewall;
 pub mod hook;
 pub mod mac;
 pub mod netdev;
