@@ -24,10 +24,14 @@ pub enum DropReason {
     Vlan = 6,
     Ethertype = 7,
     Malformed = 8,
+    FwRule = 9,
+    FwDefault = 10,
+    CtInvalid = 11,
+    Fragment = 12,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 13] = [
         Self::MacSpoof,
         Self::IpSpoof,
         Self::ArpSpoof,
@@ -37,6 +41,10 @@ impl DropReason {
         Self::Vlan,
         Self::Ethertype,
         Self::Malformed,
+        Self::FwRule,
+        Self::FwDefault,
+        Self::CtInvalid,
+        Self::Fragment,
     ];
 
     /// Stable name used in `hookctl` output, JSON and D-Bus.
@@ -51,6 +59,10 @@ impl DropReason {
             Self::Vlan => "vlan",
             Self::Ethertype => "ethertype",
             Self::Malformed => "malformed",
+            Self::FwRule => "fw_rule",
+            Self::FwDefault => "fw_default",
+            Self::CtInvalid => "ct_invalid",
+            Self::Fragment => "fragment",
         }
     }
 }
@@ -60,8 +72,82 @@ impl DropReason {
 pub struct NicConfig {
     pub mac: [u8; 6],
     pub flags: u16,
-    pub reserved: u32,
+    /// FW_* mode of traffic to the VM.
+    pub fw_ingress: u8,
+    /// FW_* mode of traffic from the VM.
+    pub fw_egress: u8,
+    /// Which half (0/1) of the firewall tables is live: a policy update
+    /// writes the other half, then flips this in one map update.
+    pub fw_gen: u8,
+    pub pad: u8,
     pub generation: u64,
+}
+
+pub const FW_OFF: u8 = 0;
+pub const FW_ALLOW: u8 = 1;
+pub const FW_DENY: u8 = 2;
+pub const DIR_INGRESS: u8 = 0;
+pub const DIR_EGRESS: u8 = 1;
+
+/// `struct fw_class_key` after `prefixlen`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwClassData {
+    pub ifindex: u32,
+    pub half: u8,
+    pub dir: u8,
+    pub pad: [u8; 2],
+    pub addr: [u8; 16],
+}
+
+/// `struct fw_rule_key` after `prefixlen`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwRuleData {
+    pub ifindex: u32,
+    pub half: u8,
+    pub dir: u8,
+    pub proto: u8,
+    pub any: u8,
+    pub class: u32,
+    /// Big endian, so that LPM prefix bits are the high bits.
+    pub port: [u8; 2],
+    pub pad: [u8; 2],
+}
+
+/// `struct ct_key`: a tracked connection, from the VM's point of view.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtKey {
+    pub ifindex: u32,
+    pub proto: u8,
+    pub pad: [u8; 3],
+    pub vm_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub vm_port: u16,
+    pub remote_port: u16,
+}
+
+/// `struct ct_entry`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    pub last_seen: u64,
+    pub state: u8,
+    pub origin: u8,
+    pub pad: [u8; 6],
+}
+
+/// Fixed bits of the firewall LPM keys, before the address / port bits.
+pub const FW_CLASS_FIXED_BITS: u32 = 64;
+pub const FW_RULE_FIXED_BITS: u32 = 96;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwVerdict {
+    pub deny: u8,
+    pub log: u8,
+    pub rule: u16,
 }
 
 /// The part of `struct addr_key` after `prefixlen`; aya's
@@ -124,10 +210,17 @@ impl NicStats {
 // into, every bit pattern valid.
 unsafe impl aya::Pod for NicConfig {}
 unsafe impl aya::Pod for AddrData {}
+unsafe impl aya::Pod for FwClassData {}
+unsafe impl aya::Pod for FwRuleData {}
+unsafe impl aya::Pod for FwVerdict {}
+unsafe impl aya::Pod for CtKey {}
+unsafe impl aya::Pod for CtEntry {}
 unsafe impl aya::Pod for NicStats {}
 
 const _: () = assert!(std::mem::size_of::<NicConfig>() == 24);
 const _: () = assert!(std::mem::size_of::<AddrKey>() == 24);
+const _: () = assert!(std::mem::size_of::<aya::maps::lpm_trie::Key<FwClassData>>() == 28);
+const _: () = assert!(std::mem::size_of::<aya::maps::lpm_trie::Key<FwRuleData>>() == 20);
 const _: () = assert!(std::mem::size_of::<NicStats>() == 32 + 8 * DROP_REASONS);
 
 #[cfg(test)]

@@ -19,3 +19,9 @@ pub const MAP_NICS: &str = "hookd_nics";
 pub const MAP_ADDRS: &str = "hookd_addrs";
 /// Map: tap ifindex -> per-CPU [`layout::NicStats`].
 pub const MAP_STATS: &str = "hookd_stats";
+/// Map: LPM remote prefix -> firewall class.
+pub const MAP_FW_CLASSES: &str = "hookd_fw_classes";
+/// Map: LPM (class, protocol, port block) -> [`layout::FwVerdict`].
+pub const MAP_FW_RULES: &str = "hookd_fw_rules";
+/// Map: LRU connection tracking.
+pub const MAP_CT: &str = "hookd_ct";

@@ -1,7 +1,10 @@
 //! The Rust mirror of the map layouts must match what clang compiled: sizes
 //! and member offsets are read from the object's BTF with bpftool.
 
-use hookd_bpf::layout::{AddrData, AddrKey, NicConfig, NicStats};
+use aya::maps::lpm_trie::Key;
+use hookd_bpf::layout::{
+    AddrData, AddrKey, CtEntry, CtKey, FwClassData, FwRuleData, FwVerdict, NicConfig, NicStats,
+};
 use std::mem::{offset_of, size_of};
 use std::process::Command;
 
@@ -53,14 +56,17 @@ fn rust_layouts_match_the_compiled_btf() {
     let dump = String::from_utf8(out.stdout).unwrap();
 
     type Case = (&'static str, usize, Vec<(&'static str, usize)>);
-    let cases: [Case; 3] = [
+    let cases: [Case; 8] = [
         (
             "nic_config",
             size_of::<NicConfig>(),
             vec![
                 ("mac", offset_of!(NicConfig, mac)),
                 ("flags", offset_of!(NicConfig, flags)),
-                ("reserved", offset_of!(NicConfig, reserved)),
+                ("fw_ingress", offset_of!(NicConfig, fw_ingress)),
+                ("fw_egress", offset_of!(NicConfig, fw_egress)),
+                ("fw_gen", offset_of!(NicConfig, fw_gen)),
+                ("pad", offset_of!(NicConfig, pad)),
                 ("generation", offset_of!(NicConfig, generation)),
             ],
         ),
@@ -83,6 +89,65 @@ fn rust_layouts_match_the_compiled_btf() {
                 ("from_vm_packets", offset_of!(NicStats, from_vm_packets)),
                 ("from_vm_bytes", offset_of!(NicStats, from_vm_bytes)),
                 ("drops", offset_of!(NicStats, drops)),
+            ],
+        ),
+        (
+            "fw_class_key",
+            size_of::<Key<FwClassData>>(),
+            vec![
+                ("prefixlen", 0),
+                ("ifindex", 4 + offset_of!(FwClassData, ifindex)),
+                ("half", 4 + offset_of!(FwClassData, half)),
+                ("dir", 4 + offset_of!(FwClassData, dir)),
+                ("pad", 4 + offset_of!(FwClassData, pad)),
+                ("addr", 4 + offset_of!(FwClassData, addr)),
+            ],
+        ),
+        (
+            "fw_rule_key",
+            size_of::<Key<FwRuleData>>(),
+            vec![
+                ("prefixlen", 0),
+                ("ifindex", 4 + offset_of!(FwRuleData, ifindex)),
+                ("half", 4 + offset_of!(FwRuleData, half)),
+                ("dir", 4 + offset_of!(FwRuleData, dir)),
+                ("proto", 4 + offset_of!(FwRuleData, proto)),
+                ("any", 4 + offset_of!(FwRuleData, any)),
+                ("class", 4 + offset_of!(FwRuleData, class)),
+                ("port", 4 + offset_of!(FwRuleData, port)),
+                ("pad", 4 + offset_of!(FwRuleData, pad)),
+            ],
+        ),
+        (
+            "fw_verdict",
+            size_of::<FwVerdict>(),
+            vec![
+                ("deny", offset_of!(FwVerdict, deny)),
+                ("log", offset_of!(FwVerdict, log)),
+                ("rule", offset_of!(FwVerdict, rule)),
+            ],
+        ),
+        (
+            "ct_key",
+            size_of::<CtKey>(),
+            vec![
+                ("ifindex", offset_of!(CtKey, ifindex)),
+                ("proto", offset_of!(CtKey, proto)),
+                ("pad", offset_of!(CtKey, pad)),
+                ("vm_addr", offset_of!(CtKey, vm_addr)),
+                ("remote_addr", offset_of!(CtKey, remote_addr)),
+                ("vm_port", offset_of!(CtKey, vm_port)),
+                ("remote_port", offset_of!(CtKey, remote_port)),
+            ],
+        ),
+        (
+            "ct_entry",
+            size_of::<CtEntry>(),
+            vec![
+                ("last_seen", offset_of!(CtEntry, last_seen)),
+                ("state", offset_of!(CtEntry, state)),
+                ("origin", offset_of!(CtEntry, origin)),
+                ("pad", offset_of!(CtEntry, pad)),
             ],
         ),
     ];

@@ -9,13 +9,19 @@
 //!   links/<domain uuid>/<tap>-from_vm, links/<domain uuid>/<tap>-to_vm
 
 use crate::config::AttachMode;
+use crate::firewall::Compiled;
 use crate::netdev;
+use crate::plan::NicFirewall;
 use crate::plan::NicMode;
+use aya::maps::lpm_trie::Key;
 use aya::maps::{HashMap, LpmTrie, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
-use hookd_bpf::layout::{self, AddrData, AddrKey, NicConfig, NicStats};
+use hookd_bpf::layout::{
+    self, AddrData, AddrKey, CtEntry, CtKey, FwClassData, FwRuleData, FwVerdict, NicConfig,
+    NicStats,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +146,9 @@ pub struct Datapath {
     nics: HashMap<MapData, u32, NicConfig>,
     addrs: LpmTrie<MapData, AddrData, u32>,
     stats: PerCpuHashMap<MapData, u32, NicStats>,
+    fw_classes: LpmTrie<MapData, FwClassData, u32>,
+    fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
+    ct: HashMap<MapData, CtKey, CtEntry>,
     pin_dir: PathBuf,
     mode: AttachMode,
     ncpus: usize,
@@ -186,6 +195,12 @@ impl Datapath {
             .map_err(map_err("hookd_addrs"))?;
         let stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_STATS)?)
             .map_err(map_err("hookd_stats"))?;
+        let fw_classes = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_CLASSES)?)
+            .map_err(map_err("hookd_fw_classes"))?;
+        let fw_rules = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_RULES)?)
+            .map_err(map_err("hookd_fw_rules"))?;
+        let ct =
+            HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_CT)?).map_err(map_err("hookd_ct"))?;
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
             source,
@@ -195,6 +210,9 @@ impl Datapath {
             nics,
             addrs,
             stats,
+            fw_classes,
+            fw_rules,
+            ct,
             pin_dir: pin_dir.to_owned(),
             mode,
             ncpus,
@@ -224,9 +242,14 @@ impl Datapath {
         mode: &NicMode,
         generation: u64,
     ) -> Result<(), DatapathError> {
-        let (flags, prefixes) = match mode {
-            NicMode::AntiSpoofing { flags, prefixes } => (*flags, prefixes.as_slice()),
-            _ => (0, &[][..]),
+        let none = NicFirewall::default();
+        let (flags, prefixes, fw) = match mode {
+            NicMode::AntiSpoofing {
+                flags,
+                prefixes,
+                firewall,
+            } => (*flags, prefixes.as_slice(), firewall),
+            _ => (0, &[][..], &none),
         };
         // New prefixes go in before stale ones go out, so a re-applied
         // policy never drops an address that both versions allow.
@@ -262,16 +285,122 @@ impl Datapath {
                 .insert(ifindex, zero, 0)
                 .map_err(map_err("creating counters"))?;
         }
+        // Security groups: write the idle half of the tables, then switch
+        // halves with the one nic_config update below, so a packet sees the
+        // old rules or the new ones, never a mix; then drop the old half.
+        let old = self.nics.get(&ifindex, 0).ok();
+        let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
+        self.clear_fw(ifindex, Some(half))?;
+        if let Err(e) = self.write_fw(ifindex, half, fw) {
+            let _ = self.clear_fw(ifindex, Some(half));
+            return Err(e);
+        }
+        let fw_mode = |c: &Option<Compiled>| match c {
+            None => layout::FW_OFF,
+            Some(c) if c.default_deny => layout::FW_DENY,
+            Some(_) => layout::FW_ALLOW,
+        };
         let cfg = NicConfig {
             mac,
             flags,
-            reserved: 0,
+            fw_ingress: fw_mode(&fw.ingress),
+            fw_egress: fw_mode(&fw.egress),
+            fw_gen: half,
+            pad: 0,
             generation,
         };
         self.nics
             .insert(ifindex, cfg, 0)
             .map_err(map_err("writing NIC config"))?;
+        if old.is_some() {
+            self.clear_fw(ifindex, Some(half ^ 1))?;
+        }
         Ok(())
+    }
+
+    fn write_fw(&mut self, ifindex: u32, half: u8, fw: &NicFirewall) -> Result<(), DatapathError> {
+        for (dir, table) in [
+            (layout::DIR_INGRESS, &fw.ingress),
+            (layout::DIR_EGRESS, &fw.egress),
+        ] {
+            let Some(t) = table else { continue };
+            for (prefix, class) in &t.classes {
+                let key = Key::new(
+                    layout::FW_CLASS_FIXED_BITS + u32::from(prefix.len),
+                    FwClassData {
+                        ifindex,
+                        half,
+                        dir,
+                        pad: [0; 2],
+                        addr: prefix.addr.to_be_bytes(),
+                    },
+                );
+                self.fw_classes.insert(&key, class, 0).map_err(map_err(
+                    "writing a firewall class (too many rules for the maps?)",
+                ))?;
+            }
+            for (k, v) in &t.rules {
+                let key = Key::new(
+                    layout::FW_RULE_FIXED_BITS + u32::from(k.block.len),
+                    FwRuleData {
+                        ifindex,
+                        half,
+                        dir,
+                        proto: k.proto,
+                        any: u8::from(k.any),
+                        class: k.class,
+                        port: k.block.value.to_be_bytes(),
+                        pad: [0; 2],
+                    },
+                );
+                let val = FwVerdict {
+                    deny: u8::from(v.deny),
+                    log: u8::from(v.log),
+                    rule: v.rule,
+                };
+                self.fw_rules.insert(&key, val, 0).map_err(map_err(
+                    "writing a firewall rule (too many rules for the maps?)",
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the firewall entries of `ifindex` (of one half, or both).
+    fn clear_fw(&mut self, ifindex: u32, half: Option<u8>) -> Result<(), DatapathError> {
+        let ours = |i: u32, h: u8| i == ifindex && half.is_none_or(|x| x == h);
+        let classes: Vec<Key<FwClassData>> = self
+            .fw_classes
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| ours(k.data().ifindex, k.data().half))
+            .collect();
+        for k in classes {
+            self.fw_classes
+                .remove(&k)
+                .map_err(map_err("removing a firewall class"))?;
+        }
+        let rules: Vec<Key<FwRuleData>> = self
+            .fw_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| ours(k.data().ifindex, k.data().half))
+            .collect();
+        for k in rules {
+            self.fw_rules
+                .remove(&k)
+                .map_err(map_err("removing a firewall rule"))?;
+        }
+        Ok(())
+    }
+
+    /// Number of firewall rule-table entries stored for `ifindex`.
+    pub fn fw_rule_count(&self, ifindex: u32) -> usize {
+        self.fw_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().ifindex == ifindex)
+            .count()
     }
 
     fn clear_addrs(&mut self, ifindex: u32) -> Result<(), DatapathError> {
@@ -293,7 +422,32 @@ impl Datapath {
     pub fn forget_nic(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         let _ = self.nics.remove(&ifindex);
         let _ = self.stats.remove(&ifindex);
+        self.clear_fw(ifindex, None)?;
+        self.clear_ct(ifindex);
         self.clear_addrs(ifindex)
+    }
+
+    /// Forgets the NIC's tracked connections (an LRU map: entries the
+    /// kernel evicts meanwhile are simply gone).
+    fn clear_ct(&mut self, ifindex: u32) {
+        let keys: Vec<CtKey> = self
+            .ct
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == ifindex)
+            .collect();
+        for k in keys {
+            let _ = self.ct.remove(&k);
+        }
+    }
+
+    /// Number of tracked connections of `ifindex`.
+    pub fn ct_count(&self, ifindex: u32) -> usize {
+        self.ct
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == ifindex)
+            .count()
     }
 
     /// Attaches both programs to `tap` and pins the links under the domain.

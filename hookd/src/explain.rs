@@ -138,7 +138,10 @@ impl Explanation {
                 nic.kind,
                 nic.mode.describe()
             );
-            if let NicMode::AntiSpoofing { flags, prefixes } = &nic.mode {
+            if let NicMode::AntiSpoofing {
+                flags, prefixes, ..
+            } = &nic.mode
+            {
                 let _ = writeln!(out, "      source MAC must be {mac}");
                 if prefixes.is_empty() {
                     let _ = writeln!(out, "      IP sources: not checked (no <hookd:address>)");

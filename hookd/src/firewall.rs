@@ -18,7 +18,7 @@
 //! longest match finds it. `reference_verdict` is the rule-by-rule
 //! definition; tests check both agree on random policies and packets.
 
-use crate::policy::{Action, Direction, Protocol, Rule, PROTO_ICMP, PROTO_ICMPV6};
+use crate::policy::{Action, Direction, PROTO_ICMP, PROTO_ICMPV6, Protocol, Rule};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -41,7 +41,11 @@ pub struct Prefix {
 }
 
 fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 impl Prefix {
@@ -70,7 +74,10 @@ impl Prefix {
     }
 
     fn ancestor(&self, len: u8) -> Prefix {
-        Prefix { addr: self.addr & mask128(len), len }
+        Prefix {
+            addr: self.addr & mask128(len),
+            len,
+        }
     }
 }
 
@@ -82,7 +89,11 @@ pub struct PortBlock {
 }
 
 fn mask16(len: u8) -> u16 {
-    if len == 0 { 0 } else { u16::MAX << (16 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u16::MAX << (16 - u32::from(len))
+    }
 }
 
 impl PortBlock {
@@ -93,7 +104,10 @@ impl PortBlock {
     }
 
     fn ancestor(&self, len: u8) -> PortBlock {
-        PortBlock { value: self.value & mask16(len), len }
+        PortBlock {
+            value: self.value & mask16(len),
+            len,
+        }
     }
 }
 
@@ -102,12 +116,19 @@ pub fn port_blocks(first: u16, last: u16) -> Vec<PortBlock> {
     let mut out = Vec::new();
     let (mut lo, hi) = (u32::from(first), u32::from(last));
     while lo <= hi {
-        let mut size = if lo == 0 { 1 << 16 } else { 1u32 << lo.trailing_zeros().min(16) };
+        let mut size = if lo == 0 {
+            1 << 16
+        } else {
+            1u32 << lo.trailing_zeros().min(16)
+        };
         while lo + size - 1 > hi {
             size >>= 1;
         }
         let len = 16 - size.trailing_zeros() as u8;
-        out.push(PortBlock { value: lo as u16, len });
+        out.push(PortBlock {
+            value: lo as u16,
+            len,
+        });
         lo += size;
     }
     out
@@ -149,11 +170,21 @@ pub fn packet_port(proto: u8, dport: u16, icmp_type: u8, icmp_code: u8) -> u16 {
 
 fn rule_blocks(r: &Rule) -> Vec<PortBlock> {
     if !r.ports.is_empty() {
-        return r.ports.iter().flat_map(|p| port_blocks(p.first, p.last)).collect();
+        return r
+            .ports
+            .iter()
+            .flat_map(|p| port_blocks(p.first, p.last))
+            .collect();
     }
     match (r.icmp_type, r.icmp_code) {
-        (Some(t), Some(c)) => vec![PortBlock { value: u16::from(t) << 8 | u16::from(c), len: 16 }],
-        (Some(t), None) => vec![PortBlock { value: u16::from(t) << 8, len: 8 }],
+        (Some(t), Some(c)) => vec![PortBlock {
+            value: u16::from(t) << 8 | u16::from(c),
+            len: 16,
+        }],
+        (Some(t), None) => vec![PortBlock {
+            value: u16::from(t) << 8,
+            len: 8,
+        }],
         _ => vec![PortBlock::ALL],
     }
 }
@@ -169,8 +200,20 @@ fn proto_key(p: Protocol) -> (u8, bool) {
 fn stronger(a: Option<Verdict>, b: Verdict) -> Verdict {
     match a {
         None => b,
-        Some(a) if a.deny != b.deny => if a.deny { a } else { b },
-        Some(a) => if a.rule <= b.rule { a } else { b },
+        Some(a) if a.deny != b.deny => {
+            if a.deny {
+                a
+            } else {
+                b
+            }
+        }
+        Some(a) => {
+            if a.rule <= b.rule {
+                a
+            } else {
+                b
+            }
+        }
     }
 }
 
@@ -187,10 +230,14 @@ pub fn compile(dir: &Direction) -> Compiled {
     // Rules by prefix (None = any remote), for ancestor walks.
     let mut by_prefix: HashMap<Option<Prefix>, Vec<usize>> = HashMap::new();
     for (i, r) in dir.rules.iter().enumerate() {
-        by_prefix.entry(r.remote.as_ref().map(Prefix::from_net)).or_default().push(i);
+        by_prefix
+            .entry(r.remote.as_ref().map(Prefix::from_net))
+            .or_default()
+            .push(i);
     }
     // For each class, the rules whose prefix contains the class prefix.
-    let mut groups: Vec<(u32, Vec<usize>)> = vec![(0, by_prefix.get(&None).cloned().unwrap_or_default())];
+    let mut groups: Vec<(u32, Vec<usize>)> =
+        vec![(0, by_prefix.get(&None).cloned().unwrap_or_default())];
     for (p, &c) in &class_of {
         let mut rules = Vec::new();
         for len in 0..=p.len {
@@ -211,9 +258,18 @@ pub fn compile(dir: &Direction) -> Compiled {
         for &i in &rules {
             let r = &dir.rules[i];
             let (proto, any) = proto_key(r.protocol);
-            let v = Verdict { deny: r.action == Action::Deny, rule: i as u16, log: r.log };
+            let v = Verdict {
+                deny: r.action == Action::Deny,
+                rule: i as u16,
+                log: r.log,
+            };
             for block in rule_blocks(r) {
-                let key = RuleKey { class, proto, any, block };
+                let key = RuleKey {
+                    class,
+                    proto,
+                    any,
+                    block,
+                };
                 let cur = raw.get(&key).copied();
                 raw.insert(key, stronger(cur, v));
             }
@@ -222,7 +278,10 @@ pub fn compile(dir: &Direction) -> Compiled {
         for key in raw.keys() {
             let mut v: Option<Verdict> = None;
             for len in 0..=key.block.len {
-                let anc = RuleKey { block: key.block.ancestor(len), ..*key };
+                let anc = RuleKey {
+                    block: key.block.ancestor(len),
+                    ..*key
+                };
                 if let Some(a) = raw.get(&anc) {
                     v = Some(stronger(v, *a));
                 }
@@ -244,11 +303,16 @@ pub fn reference_verdict(dir: &Direction, p: &Packet) -> (Action, Option<usize>)
             Protocol::Number(n) => n == p.proto,
         };
         let port_ok = if !r.ports.is_empty() {
-            r.ports.iter().any(|rg| (rg.first..=rg.last).contains(&p.port))
+            r.ports
+                .iter()
+                .any(|rg| (rg.first..=rg.last).contains(&p.port))
         } else {
-            r.icmp_type.is_none_or(|t| (p.port >> 8) as u8 == t) && r.icmp_code.is_none_or(|c| p.port as u8 == c)
+            r.icmp_type.is_none_or(|t| (p.port >> 8) as u8 == t)
+                && r.icmp_code.is_none_or(|c| p.port as u8 == c)
         };
-        let remote_ok = r.remote.is_none_or(|n| Prefix::from_net(&n).contains(Prefix::host(p.remote)));
+        let remote_ok = r
+            .remote
+            .is_none_or(|n| Prefix::from_net(&n).contains(Prefix::host(p.remote)));
         proto_ok && port_ok && remote_ok
     };
     let first = |a: Action| dir.rules.iter().position(|r| r.action == a && matches(r));
@@ -280,7 +344,9 @@ impl Compiled {
                 let best = self
                     .rules
                     .iter()
-                    .filter(|(k, _)| k.class == c && k.proto == proto && k.any == any && k.block.contains(p.port))
+                    .filter(|(k, _)| {
+                        k.class == c && k.proto == proto && k.any == any && k.block.contains(p.port)
+                    })
                     .max_by_key(|(k, _)| k.block.len);
                 if let Some((_, found)) = best {
                     v = Some(stronger(v, *found));
@@ -290,7 +356,14 @@ impl Compiled {
         match v {
             Some(v) if v.deny => (Action::Deny, Some(usize::from(v.rule))),
             Some(v) => (Action::Allow, Some(usize::from(v.rule))),
-            None => (if self.default_deny { Action::Deny } else { Action::Allow }, None),
+            None => (
+                if self.default_deny {
+                    Action::Deny
+                } else {
+                    Action::Allow
+                },
+                None,
+            ),
         }
     }
 }
@@ -298,7 +371,7 @@ impl Compiled {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PortRange, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+    use crate::policy::{PROTO_SCTP, PROTO_TCP, PROTO_UDP, PortRange};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
@@ -309,7 +382,11 @@ mod tests {
         let covered: u32 = b.iter().map(|b| 1u32 << (16 - b.len)).sum();
         assert_eq!(covered, 81);
         for p in 0..=65535u16 {
-            assert_eq!(b.iter().any(|b| b.contains(p)), (8000..=8080).contains(&p), "{p}");
+            assert_eq!(
+                b.iter().any(|b| b.contains(p)),
+                (8000..=8080).contains(&p),
+                "{p}"
+            );
         }
         assert!(port_blocks(1, 65535).len() <= 16);
     }
@@ -338,10 +415,25 @@ mod tests {
                 let a = Ipv4Addr::new(198, 51, 100, rng.below(4) as u8 * 16 + 1);
                 Some(IpNet::new(IpAddr::V4(a), len).unwrap().trunc())
             }
-            4 => Some(IpNet::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)), 32).unwrap()),
+            4 => Some(
+                IpNet::new(
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)),
+                    32,
+                )
+                .unwrap(),
+            ),
             _ => {
                 let len = [48u8, 64, 127, 128][rng.below(4) as usize];
-                let a = Ipv6Addr::new(0x2001, 0xdb8, 0, rng.below(2) as u16, 0, 0, 0, rng.below(4) as u16);
+                let a = Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    rng.below(2) as u16,
+                    0,
+                    0,
+                    0,
+                    rng.below(4) as u16,
+                );
                 Some(IpNet::new(IpAddr::V6(a), len).unwrap().trunc())
             }
         }
@@ -357,7 +449,11 @@ mod tests {
             _ => Protocol::Number(PROTO_TCP),
         };
         let mut r = Rule {
-            action: if rng.below(3) == 0 { Action::Deny } else { Action::Allow },
+            action: if rng.below(3) == 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
             protocol,
             ports: Vec::new(),
             icmp_type: None,
@@ -366,7 +462,11 @@ mod tests {
             log: rng.below(4) == 0,
             line: 1,
         };
-        if matches!(protocol, Protocol::Number(PROTO_TCP | PROTO_UDP | PROTO_SCTP)) && rng.below(3) > 0 {
+        if matches!(
+            protocol,
+            Protocol::Number(PROTO_TCP | PROTO_UDP | PROTO_SCTP)
+        ) && rng.below(3) > 0
+        {
             for _ in 0..=rng.below(3) {
                 let a = rng.below(100) as u16 + 1;
                 let b = a + rng.below(40) as u16;
@@ -384,17 +484,42 @@ mod tests {
 
     fn random_packet(rng: &mut Rng) -> Packet {
         let remote = if rng.below(2) == 0 {
-            IpAddr::V4(Ipv4Addr::new(198, 51, 100 + rng.below(2) as u8, rng.below(80) as u8))
+            IpAddr::V4(Ipv4Addr::new(
+                198,
+                51,
+                100 + rng.below(2) as u8,
+                rng.below(80) as u8,
+            ))
         } else {
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8 + rng.below(2) as u16, 0, rng.below(2) as u16, 0, 0, 0, rng.below(6) as u16))
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8 + rng.below(2) as u16,
+                0,
+                rng.below(2) as u16,
+                0,
+                0,
+                0,
+                rng.below(6) as u16,
+            ))
         };
-        let proto = [PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, 47][rng.below(6) as usize];
+        let proto = [
+            PROTO_TCP,
+            PROTO_UDP,
+            PROTO_ICMP,
+            PROTO_ICMPV6,
+            PROTO_SCTP,
+            47,
+        ][rng.below(6) as usize];
         let port = if matches!(proto, PROTO_ICMP | PROTO_ICMPV6) {
             (rng.below(5) as u16) << 8 | rng.below(3) as u16
         } else {
             rng.below(160) as u16
         };
-        Packet { remote, proto, port }
+        Packet {
+            remote,
+            proto,
+            port,
+        }
     }
 
     #[test]
@@ -403,7 +528,11 @@ mod tests {
         for round in 0..300 {
             let n = 1 + rng.below(25) as usize;
             let dir = Direction {
-                default: if rng.below(2) == 0 { Action::Allow } else { Action::Deny },
+                default: if rng.below(2) == 0 {
+                    Action::Allow
+                } else {
+                    Action::Deny
+                },
                 rules: (0..n).map(|_| random_rule(&mut rng)).collect(),
             };
             let c = compile(&dir);
@@ -411,7 +540,11 @@ mod tests {
                 let p = random_packet(&mut rng);
                 let want = reference_verdict(&dir, &p);
                 let got = c.lookup(&p);
-                assert_eq!(got.0, want.0, "round {round}: {p:?}\nrules: {:#?}", dir.rules);
+                assert_eq!(
+                    got.0, want.0,
+                    "round {round}: {p:?}\nrules: {:#?}",
+                    dir.rules
+                );
                 assert_eq!(got.1, want.1, "round {round}: deciding rule for {p:?}");
             }
         }
@@ -423,7 +556,10 @@ mod tests {
         let rule = |action, remote| Rule {
             action,
             protocol: Protocol::Number(PROTO_TCP),
-            ports: vec![PortRange { first: 22, last: 22 }],
+            ports: vec![PortRange {
+                first: 22,
+                last: 22,
+            }],
             icmp_type: None,
             icmp_code: None,
             remote,
@@ -432,9 +568,16 @@ mod tests {
         };
         let dir = Direction {
             default: Action::Allow,
-            rules: vec![rule(Action::Deny, net("198.51.100.0/24")), rule(Action::Allow, net("198.51.100.5/32"))],
+            rules: vec![
+                rule(Action::Deny, net("198.51.100.0/24")),
+                rule(Action::Allow, net("198.51.100.5/32")),
+            ],
         };
-        let p = Packet { remote: "198.51.100.5".parse().unwrap(), proto: PROTO_TCP, port: 22 };
+        let p = Packet {
+            remote: "198.51.100.5".parse().unwrap(),
+            proto: PROTO_TCP,
+            port: 22,
+        };
         assert_eq!(compile(&dir).lookup(&p), (Action::Deny, Some(0)));
     }
 }

@@ -2,6 +2,7 @@
 //! domain XML, shared by the daemon and `hookctl explain`.
 
 use crate::domain::{Domain, Interface};
+use crate::firewall::{self, Compiled};
 use crate::mac::MacAddr;
 use crate::policy::InterfacePolicy;
 use hookd_bpf::layout::{NIC_F_ALLOW_DHCP_SERVER, NIC_F_ALLOW_RA, NIC_F_CHECK_IP, NIC_F_MANAGED};
@@ -11,8 +12,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "mode", rename_all = "kebab-case")]
 pub enum NicMode {
-    /// Policy present: anti-spoofing with these flags and source prefixes.
-    AntiSpoofing { flags: u16, prefixes: Vec<IpNet> },
+    /// Policy present: anti-spoofing with these flags and source prefixes,
+    /// and the security-group tables of each direction that has rules.
+    AntiSpoofing {
+        flags: u16,
+        prefixes: Vec<IpNet>,
+        #[serde(skip)]
+        firewall: NicFirewall,
+    },
     /// No policy for this NIC: its traffic is counted, never filtered.
     CountersOnly,
     /// hookd leaves this NIC alone, and says why.
@@ -27,6 +34,14 @@ impl NicMode {
             NicMode::NotAttached { reason } => format!("not attached: {reason}"),
         }
     }
+}
+
+/// Compiled `<ingress>` / `<egress>`; None where the element is absent
+/// (that direction is allowed).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NicFirewall {
+    pub ingress: Option<Compiled>,
+    pub egress: Option<Compiled>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,7 +100,14 @@ fn enforcement(nic: &Interface, p: &InterfacePolicy) -> NicMode {
     if p.allow_router_advertisements {
         flags |= NIC_F_ALLOW_RA;
     }
-    NicMode::AntiSpoofing { flags, prefixes }
+    NicMode::AntiSpoofing {
+        flags,
+        prefixes,
+        firewall: NicFirewall {
+            ingress: p.ingress.as_ref().map(firewall::compile),
+            egress: p.egress.as_ref().map(firewall::compile),
+        },
+    }
 }
 
 /// Plans every NIC of `domain`. A NIC covered by policy that hookd cannot
@@ -162,12 +184,6 @@ pub fn warnings(domain: &Domain) -> Vec<String> {
         if ip.route.is_some() {
             out.push(format!(
                 "line {}: <hookd:route> is reserved for routed mode and not enforced by this version",
-                ip.line
-            ));
-        }
-        if ip.ingress.is_some() || ip.egress.is_some() {
-            out.push(format!(
-                "line {}: <hookd:ingress>/<hookd:egress> rules are validated but this version enforces anti-spoofing and counters only",
                 ip.line
             ));
         }

@@ -38,7 +38,10 @@ fn bridge_domain_with_policy_on_two_nics() {
     assert_eq!(pol.interfaces.len(), 2);
     let p = plan::plan_domain(&d, true, Stage::TapsExist).unwrap();
     assert_eq!(p.len(), 2);
-    let NicMode::AntiSpoofing { flags, prefixes } = &p[0].mode else {
+    let NicMode::AntiSpoofing {
+        flags, prefixes, ..
+    } = &p[0].mode
+    else {
         panic!("{:?}", p[0])
     };
     let names: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();

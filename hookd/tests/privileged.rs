@@ -44,6 +44,7 @@ fn antispoof_mode(prefixes: &[&str]) -> NicMode {
     NicMode::AntiSpoofing {
         flags: NIC_F_MANAGED | NIC_F_CHECK_IP,
         prefixes: p,
+        firewall: Default::default(),
     }
 }
 
@@ -483,6 +484,7 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
         &NicMode::AntiSpoofing {
             flags: NIC_F_MANAGED,
             prefixes: vec![],
+            firewall: Default::default(),
         },
         2,
     )
@@ -778,4 +780,350 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
     .join()
     .expect("daemon test thread");
     drop(ns);
+}
+
+fn run_prog(dp: &Datapath, prog: &str, frame: &[u8]) -> u32 {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    dp.program(prog)
+        .unwrap()
+        .test_run(opts)
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
+}
+
+/// Programs TEST_IFINDEX with the policy `inner` (children of the
+/// <hookd:interface> of VM_MAC, which owns 192.0.2.10/32 and 2001:db8::10/128).
+fn program_policy(dp: &mut Datapath, inner: &str, generation: u64) {
+    let xml = format!(
+        "<domain><name>fw</name><uuid>u</uuid><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+         <hookd:interface mac='{VM_MAC}'><hookd:address prefix='192.0.2.10/32'/><hookd:address prefix='2001:db8::10/128'/>\
+         {inner}</hookd:interface></hookd:policy></metadata><devices><interface type='bridge'>\
+         <mac address='{VM_MAC}'/></interface></devices></domain>"
+    );
+    let dom = hookd::domain::parse(&xml).unwrap();
+    let plan = hookd::plan::plan_domain(&dom, true, hookd::plan::Stage::BeforeTaps).unwrap();
+    dp.program_nic(TEST_IFINDEX, mac(VM_MAC), &plan[0].mode, generation)
+        .unwrap();
+}
+
+const VM4: &str = "192.0.2.10";
+
+/// A frame to the VM (ingress) from `src`.
+fn to_vm4(src: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    eth(
+        mac(VM_MAC),
+        mac(HOST_MAC),
+        0x0800,
+        &ipv4(v4(src), v4(VM4), proto, l4),
+    )
+}
+/// A frame from the VM (egress) to `dst`.
+fn from_vm4(dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    eth(
+        mac(HOST_MAC),
+        mac(VM_MAC),
+        0x0800,
+        &ipv4(v4(VM4), v4(dst), proto, l4),
+    )
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn security_group_rules_and_connection_tracking() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    program_policy(
+        &mut dp,
+        "<hookd:ingress default='deny'>\
+           <hookd:rule action='allow' protocol='tcp' ports='22,8000-8080' remote='198.51.100.0/24'/>\
+           <hookd:rule action='deny' protocol='tcp' ports='22' remote='198.51.100.66/32'/>\
+           <hookd:rule action='allow' protocol='icmp' icmp-type='8'/>\
+           <hookd:rule action='allow' protocol='tcp' ports='80' remote='2001:db8:1::/48'/>\
+         </hookd:ingress>\
+         <hookd:egress default='allow'>\
+           <hookd:rule action='deny' protocol='udp' ports='53' remote='203.0.113.0/24'/>\
+         </hookd:egress>",
+        1,
+    );
+    let to = hookd_bpf::PROG_TO_VM;
+    let from = hookd_bpf::PROG_FROM_VM;
+    let drops = |dp: &Datapath, r: DropReason| dp.stats(TEST_IFINDEX).unwrap().drops[r as usize];
+    let mut failures = Vec::new();
+    let mut expect =
+        |dp: &Datapath, name: &str, prog: &str, frame: Vec<u8>, want: Option<DropReason>| {
+            let before = want.map(|r| drops(dp, r));
+            let got = run_prog(dp, prog, &frame);
+            match want {
+                None if got != TC_ACT_UNSPEC => {
+                    failures.push(format!("{name}: dropped, want pass"))
+                }
+                Some(r) if got != TC_ACT_SHOT => {
+                    failures.push(format!("{name}: passed, want drop ({})", r.name()))
+                }
+                Some(r) if drops(dp, r) != before.unwrap() + 1 => {
+                    failures.push(format!("{name}: {} not counted", r.name()))
+                }
+                _ => {}
+            }
+        };
+
+    // Stateless rule kinds, ingress.
+    expect(
+        &dp,
+        "allowed port from allowed prefix",
+        to,
+        to_vm4("198.51.100.7", 6, &tcp(40000, 22, SYN)),
+        None,
+    );
+    expect(
+        &dp,
+        "allowed range",
+        to,
+        to_vm4("198.51.100.7", 6, &tcp(40001, 8080, SYN)),
+        None,
+    );
+    expect(
+        &dp,
+        "port outside the rules",
+        to,
+        to_vm4("198.51.100.7", 6, &tcp(40002, 8081, SYN)),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "prefix outside the rules",
+        to,
+        to_vm4("203.0.113.5", 6, &tcp(40003, 22, SYN)),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "deny beats a wider allow",
+        to,
+        to_vm4("198.51.100.66", 6, &tcp(40004, 22, SYN)),
+        Some(DropReason::FwRule),
+    );
+    expect(
+        &dp,
+        "icmp type 8 allowed",
+        to,
+        to_vm4("203.0.113.5", 1, &icmp(8, 0, 7, &[])),
+        None,
+    );
+    expect(
+        &dp,
+        "icmp type 13 not",
+        to,
+        to_vm4("203.0.113.5", 1, &icmp(13, 0, 7, &[])),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "udp not allowed",
+        to,
+        to_vm4("198.51.100.7", 17, &udp(5353, 22, &[])),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "TCP segment of no connection",
+        to,
+        to_vm4("198.51.100.9", 6, &tcp(40005, 22, ACK)),
+        Some(DropReason::CtInvalid),
+    );
+    let v6_to = |src: &str, l4: &[u8]| {
+        eth(
+            mac(VM_MAC),
+            mac(HOST_MAC),
+            0x86dd,
+            &ipv6(v6(src), v6("2001:db8::10"), 6, l4),
+        )
+    };
+    expect(
+        &dp,
+        "IPv6 allowed prefix",
+        to,
+        v6_to("2001:db8:1::5", &tcp(40006, 80, SYN)),
+        None,
+    );
+    expect(
+        &dp,
+        "IPv6 other prefix",
+        to,
+        v6_to("2001:db8:2::5", &tcp(40007, 80, SYN)),
+        Some(DropReason::FwDefault),
+    );
+    // Established: the allowed SYN's connection carries on both ways.
+    expect(
+        &dp,
+        "reply of an allowed inbound connection",
+        from,
+        from_vm4("198.51.100.7", 6, &tcp(22, 40000, SYN | ACK)),
+        None,
+    );
+    expect(
+        &dp,
+        "inbound ACK of the tracked connection",
+        to,
+        to_vm4("198.51.100.7", 6, &tcp(40000, 22, ACK)),
+        None,
+    );
+    // Egress rules.
+    expect(
+        &dp,
+        "egress deny rule",
+        from,
+        from_vm4("203.0.113.9", 17, &udp(5000, 53, &[])),
+        Some(DropReason::FwRule),
+    );
+    expect(
+        &dp,
+        "egress default allow",
+        from,
+        from_vm4("198.51.100.1", 17, &udp(5000, 53, &[])),
+        None,
+    );
+    // Stateful replies to VM-initiated traffic pass the deny-by-default ingress.
+    expect(
+        &dp,
+        "VM opens TCP",
+        from,
+        from_vm4("203.0.113.10", 6, &tcp(50000, 443, SYN)),
+        None,
+    );
+    expect(
+        &dp,
+        "its SYN-ACK comes back",
+        to,
+        to_vm4("203.0.113.10", 6, &tcp(443, 50000, SYN | ACK)),
+        None,
+    );
+    expect(
+        &dp,
+        "a SYN-ACK from another port does not",
+        to,
+        to_vm4("203.0.113.10", 6, &tcp(444, 50000, SYN | ACK)),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "VM sends UDP",
+        from,
+        from_vm4("203.0.113.10", 17, &udp(5000, 9999, &[])),
+        None,
+    );
+    expect(
+        &dp,
+        "the UDP reply passes",
+        to,
+        to_vm4("203.0.113.10", 17, &udp(9999, 5000, &[])),
+        None,
+    );
+    expect(
+        &dp,
+        "UDP from another port does not",
+        to,
+        to_vm4("203.0.113.10", 17, &udp(9998, 5000, &[])),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "VM pings",
+        from,
+        from_vm4("203.0.113.10", 1, &icmp(8, 0, 0x1234, &[])),
+        None,
+    );
+    expect(
+        &dp,
+        "the echo reply passes",
+        to,
+        to_vm4("203.0.113.10", 1, &icmp(0, 0, 0x1234, &[])),
+        None,
+    );
+    expect(
+        &dp,
+        "an echo reply nobody asked for does not",
+        to,
+        to_vm4("203.0.113.10", 1, &icmp(0, 0, 0x9999, &[])),
+        Some(DropReason::FwDefault),
+    );
+    // ICMP errors about a tracked connection pass; others do not.
+    let quoted = ipv4(v4(VM4), v4("203.0.113.10"), 17, &udp(5000, 9999, &[]));
+    expect(
+        &dp,
+        "port unreachable about the VM's UDP flow",
+        to,
+        to_vm4("198.51.100.1", 1, &icmp(3, 3, 0, &quoted)),
+        None,
+    );
+    let stray = ipv4(v4(VM4), v4("203.0.113.11"), 17, &udp(5000, 9999, &[]));
+    expect(
+        &dp,
+        "port unreachable about nothing tracked",
+        to,
+        to_vm4("198.51.100.1", 1, &icmp(3, 3, 0, &stray)),
+        Some(DropReason::FwDefault),
+    );
+    // RST closes; later segments of the connection are strays.
+    expect(
+        &dp,
+        "remote resets the VM's connection",
+        to,
+        to_vm4("203.0.113.10", 6, &tcp(443, 50000, RST)),
+        None,
+    );
+    expect(
+        &dp,
+        "after RST the connection is gone",
+        to,
+        to_vm4("203.0.113.10", 6, &tcp(443, 50000, ACK)),
+        Some(DropReason::FwDefault),
+    );
+    // A non-first fragment carries no ports: it cannot pass port rules.
+    let mut frag = ipv4(v4("198.51.100.7"), v4(VM4), 6, &[0u8; 24]);
+    frag[6] = 0;
+    frag[7] = 10; // fragment offset 80 bytes
+    expect(
+        &dp,
+        "non-first fragment",
+        to,
+        eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &frag),
+        Some(DropReason::Fragment),
+    );
+    assert!(
+        failures.is_empty(),
+        "{} wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // Replacing the policy swaps table halves: no old entries stay behind,
+    // and the new rules apply at once.
+    let before = dp.fw_rule_count(TEST_IFINDEX);
+    program_policy(
+        &mut dp,
+        "<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='23'/></hookd:ingress>",
+        2,
+    );
+    assert!(dp.fw_rule_count(TEST_IFINDEX) < before);
+    assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 1);
+    assert_eq!(
+        run_prog(&dp, to, &to_vm4("198.51.100.7", 6, &tcp(40010, 22, SYN))),
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        run_prog(&dp, to, &to_vm4("203.0.113.5", 6, &tcp(40011, 23, SYN))),
+        TC_ACT_UNSPEC
+    );
+    assert!(dp.ct_count(TEST_IFINDEX) > 0, "connections tracked");
+    dp.forget_nic(TEST_IFINDEX).unwrap();
+    assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 0);
+    assert_eq!(
+        dp.ct_count(TEST_IFINDEX),
+        0,
+        "detaching forgets the NIC's connections"
+    );
 }

@@ -14,10 +14,10 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "parse.h"
+#include "flow.h"
 
 #define PASS (-1)
 #define ETH_P_8021AD_ 0x88A8
-#define IPV6_MAX_EXT_HDRS 4
 
 /* ICMPv6 neighbour discovery message types (RFC 4861) */
 #define ND_ROUTER_ADVERT   134
@@ -108,12 +108,6 @@ static __always_inline int check_ipv4(struct __sk_buff *skb, const struct nic_co
 	return PASS;
 }
 
-static __always_inline int is_ipv6_ext(__u8 nh)
-{
-	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING ||
-	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH;
-}
-
 static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_config *cfg)
 {
 	struct ipv6hdr *ip6 = pkt_ptr(skb, ETH_HLEN, sizeof(*ip6));
@@ -135,30 +129,9 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 	    !addr_allowed(skb->ifindex, (const __u8 *)&ip6->saddr))
 		return DROP_IP_SPOOF;
 
-	/* Walk a bounded extension-header chain so the guards below cannot be
-	 * dodged by hiding ICMPv6/UDP behind it; longer chains are dropped. */
-#pragma unroll
-	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
-		__u8 *ext;
-
-		if (!is_ipv6_ext(nh))
-			break;
-		ext = pkt_ptr(skb, off, 8);
-		if (!ext)
-			return DROP_MALFORMED;
-		if (nh == IPPROTO_FRAGMENT) {
-			/* offset field != 0: a later fragment, no L4 header in it */
-			if ((ext[2] << 5 | ext[3] >> 3) != 0)
-				first_frag = 0;
-			off += 8;
-		} else if (nh == IPPROTO_AH) {
-			off += (ext[1] + 2) * 4; /* RFC 4302: length in 4-octet units, minus 2 */
-		} else {
-			off += (ext[1] + 1) * 8;
-		}
-		nh = ext[0];
-	}
-	if (is_ipv6_ext(nh))
+	/* The guards below cannot be dodged by hiding ICMPv6/UDP behind an
+	 * extension-header chain: it is walked, and overlong ones dropped. */
+	if (ipv6_walk_ext(skb, &off, &nh, &first_frag) < 0)
 		return DROP_MALFORMED;
 
 	/* DAD and MLD come from :: (RFC 4862, RFC 3810) before an address is

@@ -36,4 +36,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_stats SEC(".maps");
 
+#define MAX_FW_CLASSES 262144
+#define MAX_FW_RULES   1048576
+#define MAX_CT         262144
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_FW_CLASSES);
+	__type(key, struct fw_class_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_fw_classes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_FW_RULES);
+	__type(key, struct fw_rule_key);
+	__type(value, struct fw_verdict);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_fw_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_CT);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_ct SEC(".maps");
+
 #endif

@@ -9,12 +9,14 @@
 /* Pointer to LEN bytes at OFF of the linear packet data, or NULL. */
 static __always_inline void *pkt_ptr(struct __sk_buff *skb, __u32 off, __u32 len)
 {
-	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
+	void *p = (void *)(long)skb->data + off;
 
-	if (data + off + len > end)
+	/* Check and return the same pointer, so the verifier sees the bound
+	 * on the register the caller dereferences. */
+	if (p + len > end)
 		return NULL;
-	return data + off;
+	return p;
 }
 
 #endif

@@ -23,14 +23,83 @@
 #define DROP_VLAN          6
 #define DROP_ETHERTYPE     7
 #define DROP_MALFORMED     8
-#define DROP_REASONS       16 /* room for the firewall's reasons */
+#define DROP_FW_RULE       9  /* a deny rule matched */
+#define DROP_FW_DEFAULT    10 /* no rule matched and the default is deny */
+#define DROP_CT_INVALID    11 /* TCP segment of no tracked connection, not a SYN */
+#define DROP_FRAGMENT      12 /* non-first fragment where rules need ports */
+#define DROP_REASONS       16
+
+/* nic_config.fw_ingress / fw_egress */
+#define FW_OFF   0 /* no <ingress>/<egress> element: that direction is allowed */
+#define FW_ALLOW 1 /* rules, default allow */
+#define FW_DENY  2 /* rules, default deny */
+
+/* Directions, as in the policy: ingress = to the VM, egress = from it. */
+#define DIR_INGRESS 0
+#define DIR_EGRESS  1
 
 /* Key of nic_config and nic_stats: the tap's ifindex. */
 struct nic_config {
 	__u8 mac[6];
 	__u16 flags;
-	__u32 reserved;
+	__u8 fw_ingress;  /* FW_* */
+	__u8 fw_egress;   /* FW_* */
+	__u8 fw_gen;      /* which half (0/1) of the firewall tables is live */
+	__u8 pad;
 	__u64 generation; /* policy generation, for hookctl show */
+};
+
+/* LPM key of hookd_fw_classes: remote address -> class (most specific rule
+ * prefix containing it). Fixed part: 64 bits, then up to 128 address bits. */
+struct fw_class_key {
+	__u32 prefixlen;
+	__u32 ifindex;
+	__u8 half;      /* nic_config.fw_gen this entry belongs to */
+	__u8 dir;
+	__u8 pad[2];
+	__u8 addr[16];
+};
+
+/* LPM key of hookd_fw_rules: fixed part 96 bits, then up to 16 port bits
+ * (big endian; for ICMP the port is type << 8 | code). */
+struct fw_rule_key {
+	__u32 prefixlen;
+	__u32 ifindex;
+	__u8 half;      /* nic_config.fw_gen this entry belongs to */
+	__u8 dir;
+	__u8 proto;
+	__u8 any;        /* 1: the rule's protocol is "any" (proto is 0) */
+	__u32 class;
+	__u8 port[2];
+	__u8 pad[2];
+};
+
+struct fw_verdict {
+	__u8 deny;
+	__u8 log;
+	__u16 rule;      /* index of the deciding rule in its direction */
+};
+
+/* Connection tracking, keyed from the VM's point of view. */
+struct ct_key {
+	__u32 ifindex;
+	__u8 proto;
+	__u8 pad[3];
+	__u8 vm_addr[16];
+	__u8 remote_addr[16];
+	__u16 vm_port;
+	__u16 remote_port;
+};
+
+#define CT_NEW         1 /* TCP: SYN seen; UDP/ICMP: one direction seen */
+#define CT_ESTABLISHED 2 /* TCP: SYN-ACK seen; UDP/ICMP: a reply seen */
+#define CT_CLOSING     3 /* TCP: FIN seen */
+
+struct ct_entry {
+	__u64 last_seen;   /* bpf_ktime_get_ns */
+	__u8 state;        /* CT_* */
+	__u8 origin;       /* DIR_* of the first packet */
+	__u8 pad[6];
 };
 
 /* LPM key of nic_addrs: ifindex, then the address. IPv4 is stored as an

@@ -271,3 +271,24 @@ pub fn echo_replies(frames: &[Vec<u8>], seq: u16) -> usize {
         })
         .count()
 }
+
+pub fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14] = 0xff;
+    t
+}
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const FIN: u8 = 0x01;
+pub const RST: u8 = 0x04;
+
+pub fn icmp(kind: u8, code: u8, id: u16, rest: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, code, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+    m.extend_from_slice(rest);
+    m
+}
