@@ -129,6 +129,39 @@ check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinne
 check "no state file left for vm1" test ! -e "/run/hookd/domains/$UUID1.json"
 check "vm2 untouched" test "$("$HOOKCTL" show vm2 --json | jq -r .nics[0].tap)" = "$TAP2"
 
+echo "# security groups: a guest with a deny-by-default ingress"
+cat > "$SB/fw.policy" <<'P'
+    <hookd:policy xmlns:hookd="urn:hookd:policy:1">
+      <hookd:interface mac="52:54:00:00:00:2a">
+        <hookd:address prefix="192.0.2.20/32"/>
+        <hookd:ingress default="deny">
+          <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
+        </hookd:ingress>
+        <hookd:egress default="allow">
+          <hookd:rule action="deny" protocol="tcp" ports="9999" remote="192.0.2.1/32"/>
+        </hookd:egress>
+      </hookd:interface>
+    </hookd:policy>
+P
+# The host side listens where the guest connects out (9998 allowed, 9999 denied).
+busybox nc -ll -p 9998 -e /bin/cat </dev/null >/dev/null 2>&1 &
+sb_record_pid nc9998 $!
+busybox nc -ll -p 9999 -e /bin/cat </dev/null >/dev/null 2>&1 &
+sb_record_pid nc9999 $!
+sandbox_define_vm fw 52:54:00:00:00:2a 192.0.2.20/24 192.0.2.1 fw "$SB/fw.policy"
+check "virsh start fw" sandbox_start_vm fw
+sandbox_wait_console fw 'GUEST DONE' 150 || true
+tcp_to() { timeout 4 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+check "host -> guest tcp 8080 (allowed by a rule) connects" tcp_to 192.0.2.20 8080
+check "host -> guest tcp 9000 (no rule, default deny) does not" sh -c "! timeout 5 bash -c 'exec 3<>/dev/tcp/192.0.2.20/9000' 2>/dev/null"
+check "host -> guest ping (no rule) gets no reply" sh -c "! ping -c 2 -W 1 192.0.2.20 >/dev/null 2>&1"
+check "guest -> host ping: the reply passes the deny-by-default ingress (conntrack)" console_has fw "RESULT ping_out=ok"
+check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "RESULT tcp_out_allowed=ok"
+check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
+check "fw: default-deny drops counted" test "$(counter fw drop_fw_default)" -gt 0
+check "fw: deny-rule drops counted" test "$(counter fw drop_fw_rule)" -gt 0
+"$HOOKCTL" show fw | sed -n '/allowed sources/,$p'
+
 echo "# bad policy, and hookd down"
 policy "$SB/vm3.policy" 52:54:00:00:00:0c 192.0.2.12/32 '
         <hookd:egress><hookd:rule action="deny" protocol="udp" ports="70000"/></hookd:egress>'

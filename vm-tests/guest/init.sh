@@ -129,7 +129,23 @@ scenario_spoof() {
     done
 }
 
+# Security groups: serve TCP 8080 (allowed by the test's policy) and 9000
+# (not allowed); check from the inside that replies to the guest's own
+# traffic pass a deny-by-default ingress, and that an egress deny rule holds.
+scenario_fw() {
+    mkdir -p /www && echo hookd > /www/index.html
+    httpd -p 8080 -h /www
+    nc -ll -p 9000 -e /bin/cat &
+    log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
+    ping_ok 3 -c 2 -W 2 "$PEER"; result ping_out $?
+    run nc -w 3 "$PEER" 9998 </dev/null; result tcp_out_allowed $?
+    run nc -w 3 "$PEER" 9999 </dev/null; result tcp_out_denied $?
+    log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
+    forever
+}
+
 case $SCENARIO in
+    fw)    scenario_fw ;;
     idle)  scenario_idle ;;
     spoof) scenario_spoof ;;
     *)     log "GUEST ERROR unknown scenario $SCENARIO"; forever ;;
