@@ -1127,3 +1127,54 @@ fn security_group_rules_and_connection_tracking() {
         "detaching forgets the NIC's connections"
     );
 }
+
+/// A packet whose verdict is "allow" under policy X and under policy Y, but
+/// "deny" under any mix of the two (the class ids of its remote differ
+/// between X and Y), is run continuously while hookd swaps X and Y.
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn policy_updates_are_atomic_under_continuous_traffic() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let x = "<hookd:ingress default='deny'>\
+               <hookd:rule action='allow' protocol='icmp' icmp-type='13' remote='198.51.100.1/32'/>\
+             </hookd:ingress>";
+    let y = "<hookd:ingress default='deny'>\
+               <hookd:rule action='deny' protocol='tcp' remote='198.51.100.0/32'/>\
+               <hookd:rule action='allow' protocol='icmp' icmp-type='13' remote='198.51.100.1/32'/>\
+             </hookd:ingress>";
+    program_policy(&mut dp, x, 1);
+    // ICMP timestamp requests are not tracked: every one is judged by rules.
+    let frame = to_vm4("198.51.100.1", 1, &icmp(13, 0, 1, &[0; 12]));
+    assert_eq!(run_prog(&dp, hookd_bpf::PROG_TO_VM, &frame), TC_ACT_UNSPEC);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let prog_pin = fs.pin_dir().join("progs").join(hookd_bpf::PROG_TO_VM);
+    let runner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let prog = aya::programs::SchedClassifier::from_pin(&prog_pin).unwrap();
+            let (mut runs, mut denied) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let opts = TestRunOptions { data_in: Some(&frame), repeat: 50, ..Default::default() };
+                let r = prog.test_run(opts).unwrap();
+                runs += 50;
+                if r.return_value != TC_ACT_UNSPEC {
+                    denied += 1;
+                }
+            }
+            (runs, denied)
+        })
+    };
+    let swaps = 400;
+    for i in 0..swaps {
+        program_policy(&mut dp, if i % 2 == 0 { y } else { x }, 2 + i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (runs, denied) = runner.join().unwrap();
+    println!("{swaps} policy swaps under {runs} packets: {denied} batches saw a mixed policy");
+    assert!(runs > 0);
+    assert_eq!(denied, 0, "a packet saw a mix of old and new rules");
+}
