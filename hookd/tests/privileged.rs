@@ -1134,8 +1134,8 @@ fn security_group_rules_and_connection_tracking() {
 #[test]
 #[ignore = "privileged: run by scripts/test-all.sh"]
 fn policy_updates_are_atomic_under_continuous_traffic() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let fs = Bpffs::new();
     let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
     let x = "<hookd:ingress default='deny'>\
@@ -1158,7 +1158,11 @@ fn policy_updates_are_atomic_under_continuous_traffic() {
             let prog = aya::programs::SchedClassifier::from_pin(&prog_pin).unwrap();
             let (mut runs, mut denied) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
-                let opts = TestRunOptions { data_in: Some(&frame), repeat: 50, ..Default::default() };
+                let opts = TestRunOptions {
+                    data_in: Some(&frame),
+                    repeat: 50,
+                    ..Default::default()
+                };
                 let r = prog.test_run(opts).unwrap();
                 runs += 50;
                 if r.return_value != TC_ACT_UNSPEC {
