@@ -4,7 +4,7 @@
 use crate::domain::{Domain, Interface};
 use crate::firewall::{self, Compiled};
 use crate::mac::MacAddr;
-use crate::policy::InterfacePolicy;
+use crate::policy::{Direction, InterfacePolicy};
 use hookd_bpf::layout::{NIC_F_ALLOW_DHCP_SERVER, NIC_F_ALLOW_RA, NIC_F_CHECK_IP, NIC_F_MANAGED};
 use ipnet::{IpNet, Ipv6Net};
 use serde::Serialize;
@@ -55,6 +55,16 @@ pub struct NicPlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(
+        "line {line}: <hookd:interface> for {mac}: its <hookd:{direction}> rules compile to {entries} table entries and {classes} remote prefixes, more than one NIC may use ({MAX_FW_RULE_ENTRIES} and {MAX_FW_CLASSES}); merge port ranges or prefixes"
+    )]
+    TooLarge {
+        line: u32,
+        mac: String,
+        direction: String,
+        entries: usize,
+        classes: usize,
+    },
+    #[error(
         "line {line}: <interface> {mac}: hookd policy applies to it, but {reason}; refusing to run it unprotected"
     )]
     NotEnforceable {
@@ -81,7 +91,33 @@ fn mac_text(nic: &Interface) -> String {
         .unwrap_or_else(|| "(no mac)".into())
 }
 
-fn enforcement(nic: &Interface, p: &InterfacePolicy) -> NicMode {
+/// Most firewall table entries one NIC direction may use: the maps are
+/// shared by every NIC (hookd_fw_rules holds 1,048,576, hookd_fw_classes
+/// 262,144), so one VM may not take them all.
+pub const MAX_FW_RULE_ENTRIES: usize = 131_072;
+pub const MAX_FW_CLASSES: usize = 32_768;
+
+fn compile_direction(
+    nic: &Interface,
+    p: &InterfacePolicy,
+    name: &str,
+    d: Option<&Direction>,
+) -> Result<Option<Compiled>, PlanError> {
+    let Some(d) = d else { return Ok(None) };
+    let c = firewall::compile(d);
+    if c.rules.len() > MAX_FW_RULE_ENTRIES || c.classes.len() > MAX_FW_CLASSES {
+        return Err(PlanError::TooLarge {
+            line: p.line,
+            mac: mac_text(nic),
+            direction: name.to_string(),
+            entries: c.rules.len(),
+            classes: c.classes.len(),
+        });
+    }
+    Ok(Some(c))
+}
+
+fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanError> {
     let mut flags = NIC_F_MANAGED;
     let mut prefixes = p.addresses.clone();
     if !prefixes.is_empty() {
@@ -100,14 +136,14 @@ fn enforcement(nic: &Interface, p: &InterfacePolicy) -> NicMode {
     if p.allow_router_advertisements {
         flags |= NIC_F_ALLOW_RA;
     }
-    NicMode::AntiSpoofing {
+    Ok(NicMode::AntiSpoofing {
         flags,
         prefixes,
         firewall: NicFirewall {
-            ingress: p.ingress.as_ref().map(firewall::compile),
-            egress: p.egress.as_ref().map(firewall::compile),
+            ingress: compile_direction(nic, p, "ingress", p.ingress.as_ref())?,
+            egress: compile_direction(nic, p, "egress", p.egress.as_ref())?,
         },
-    }
+    })
 }
 
 /// Plans every NIC of `domain`. A NIC covered by policy that hookd cannot
@@ -137,7 +173,7 @@ pub fn plan_domain(
                         mac: mac_text(nic),
                     });
                 }
-                (Some(p), Ok(())) => enforcement(nic, p),
+                (Some(p), Ok(())) => enforcement(nic, p)?,
                 (None, Err(reason)) => NicMode::NotAttached { reason },
                 (None, Ok(())) if !count_unmanaged => NicMode::NotAttached {
                     reason: "no hookd policy, and count_unmanaged is off".into(),

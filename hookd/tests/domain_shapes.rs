@@ -193,3 +193,25 @@ fn explain_renders_what_would_be_enforced() {
     let err = hookd::explain::explain(&fixture("bad-port.xml")).unwrap_err();
     assert!(err.contains("line 8"), "{err}");
 }
+
+#[test]
+fn rules_too_large_for_the_maps_are_refused_whole() {
+    // 16,000 rules each spanning many aligned port blocks.
+    let rules: String = (0..16_000)
+        .map(|i| format!("<hookd:rule action='allow' protocol='tcp' ports='1-65534' remote='2001:db8:{:x}::/48'/>", i))
+        .collect();
+    let xml = format!(
+        "<domain><name>big</name><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface>\
+         <hookd:ingress default='deny'>{rules}</hookd:ingress></hookd:interface></hookd:policy></metadata>\
+         <devices><interface type='bridge'><mac address='52:54:00:00:00:0a'/></interface></devices></domain>"
+    );
+    let d = domain::parse(&xml).unwrap();
+    let e = plan::plan_domain(&d, true, Stage::BeforeTaps)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("line 2: <hookd:interface>")
+            && e.contains("<hookd:ingress> rules compile to"),
+        "{e}"
+    );
+}
