@@ -115,6 +115,16 @@ pub struct FwRuleData {
     pub pad: [u8; 2],
 }
 
+/// `struct fw_hit_key`: per-CPU hit counter of one rule.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwHitKey {
+    pub ifindex: u32,
+    pub dir: u8,
+    pub half: u8,
+    pub rule: u16,
+}
+
 /// `struct ct_key`: a tracked connection, from the VM's point of view.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -214,6 +224,7 @@ unsafe impl aya::Pod for FwClassData {}
 unsafe impl aya::Pod for FwRuleData {}
 unsafe impl aya::Pod for FwVerdict {}
 unsafe impl aya::Pod for CtKey {}
+unsafe impl aya::Pod for FwHitKey {}
 unsafe impl aya::Pod for CtEntry {}
 unsafe impl aya::Pod for NicStats {}
 

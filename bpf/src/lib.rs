@@ -25,3 +25,5 @@ pub const MAP_FW_CLASSES: &str = "hookd_fw_classes";
 pub const MAP_FW_RULES: &str = "hookd_fw_rules";
 /// Map: LRU connection tracking.
 pub const MAP_CT: &str = "hookd_ct";
+/// Map: per-CPU LRU hit counters per rule.
+pub const MAP_FW_HITS: &str = "hookd_fw_hits";

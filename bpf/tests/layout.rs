@@ -3,7 +3,8 @@
 
 use aya::maps::lpm_trie::Key;
 use hookd_bpf::layout::{
-    AddrData, AddrKey, CtEntry, CtKey, FwClassData, FwRuleData, FwVerdict, NicConfig, NicStats,
+    AddrData, AddrKey, CtEntry, CtKey, FwClassData, FwHitKey, FwRuleData, FwVerdict, NicConfig,
+    NicStats,
 };
 use std::mem::{offset_of, size_of};
 use std::process::Command;
@@ -56,7 +57,7 @@ fn rust_layouts_match_the_compiled_btf() {
     let dump = String::from_utf8(out.stdout).unwrap();
 
     type Case = (&'static str, usize, Vec<(&'static str, usize)>);
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (
             "nic_config",
             size_of::<NicConfig>(),
@@ -125,6 +126,16 @@ fn rust_layouts_match_the_compiled_btf() {
                 ("deny", offset_of!(FwVerdict, deny)),
                 ("log", offset_of!(FwVerdict, log)),
                 ("rule", offset_of!(FwVerdict, rule)),
+            ],
+        ),
+        (
+            "fw_hit_key",
+            size_of::<FwHitKey>(),
+            vec![
+                ("ifindex", offset_of!(FwHitKey, ifindex)),
+                ("dir", offset_of!(FwHitKey, dir)),
+                ("half", offset_of!(FwHitKey, half)),
+                ("rule", offset_of!(FwHitKey, rule)),
             ],
         ),
         (

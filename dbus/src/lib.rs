@@ -54,6 +54,18 @@ pub struct Counter {
     pub value: u64,
 }
 
+/// A security-group rule and how often it decided a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RuleHits {
+    /// "ingress" or "egress".
+    pub direction: String,
+    pub index: u16,
+    /// Line of the rule in the domain XML.
+    pub line: u32,
+    pub rule: String,
+    pub hits: u64,
+}
+
 /// A NIC of a domain as hookd sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct NicInfo {
@@ -71,6 +83,8 @@ pub struct NicInfo {
     pub addresses: Vec<String>,
     /// Counters: to_vm/from_vm packets and bytes, then drops by reason.
     pub counters: Vec<Counter>,
+    /// Security-group rules in force, with their hit counts.
+    pub rules: Vec<RuleHits>,
 }
 
 /// Everything hookd knows about one domain.

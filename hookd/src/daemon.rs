@@ -36,6 +36,8 @@ pub trait DataPlane: Send {
     /// Is the NIC still attached as recorded (tap present, links pinned)?
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
     fn stats(&self, ifindex: u32) -> Option<NicStats>;
+    /// Hits per (direction, rule index) of the NIC's live policy.
+    fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)>;
 }
 
 impl DataPlane for Datapath {
@@ -91,6 +93,10 @@ impl DataPlane for Datapath {
 
     fn stats(&self, ifindex: u32) -> Option<NicStats> {
         Datapath::stats(self, ifindex)
+    }
+
+    fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
+        Datapath::rule_hits(self, ifindex)
     }
 }
 
@@ -176,6 +182,10 @@ impl Daemon {
         self.dp.stats(ifindex)
     }
 
+    pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
+        self.dp.rule_hits(ifindex)
+    }
+
     /// One libvirt hook call. Returns a one-line summary.
     pub fn hook_event(&mut self, args: &HookArgs, xml: &str) -> Result<String, DaemonError> {
         let op = args.op();
@@ -234,6 +244,7 @@ impl Daemon {
                 ifindex: 0,
                 mode: p.mode.describe(),
                 attach: String::new(),
+                rules: p.rules.clone(),
                 addresses: match &p.mode {
                     NicMode::AntiSpoofing { prefixes, .. } => {
                         prefixes.iter().map(|n| n.to_string()).collect()

@@ -19,8 +19,8 @@ use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
-    self, AddrData, AddrKey, CtEntry, CtKey, FwClassData, FwRuleData, FwVerdict, NicConfig,
-    NicStats,
+    self, AddrData, AddrKey, CtEntry, CtKey, FwClassData, FwHitKey, FwRuleData, FwVerdict,
+    NicConfig, NicStats,
 };
 use std::path::{Path, PathBuf};
 
@@ -149,6 +149,7 @@ pub struct Datapath {
     fw_classes: LpmTrie<MapData, FwClassData, u32>,
     fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
     ct: HashMap<MapData, CtKey, CtEntry>,
+    fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
     pin_dir: PathBuf,
     mode: AttachMode,
     ncpus: usize,
@@ -201,6 +202,8 @@ impl Datapath {
             .map_err(map_err("hookd_fw_rules"))?;
         let ct =
             HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_CT)?).map_err(map_err("hookd_ct"))?;
+        let fw_hits = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_HITS)?)
+            .map_err(map_err("hookd_fw_hits"))?;
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
             source,
@@ -213,6 +216,7 @@ impl Datapath {
             fw_classes,
             fw_rules,
             ct,
+            fw_hits,
             pin_dir: pin_dir.to_owned(),
             mode,
             ncpus,
@@ -291,6 +295,7 @@ impl Datapath {
         let old = self.nics.get(&ifindex, 0).ok();
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
         self.clear_fw(ifindex, Some(half))?;
+        self.clear_hits(ifindex, Some(half));
         if let Err(e) = self.write_fw(ifindex, half, fw) {
             let _ = self.clear_fw(ifindex, Some(half));
             return Err(e);
@@ -314,6 +319,7 @@ impl Datapath {
             .map_err(map_err("writing NIC config"))?;
         if old.is_some() {
             self.clear_fw(ifindex, Some(half ^ 1))?;
+            self.clear_hits(ifindex, Some(half ^ 1));
         }
         Ok(())
     }
@@ -424,7 +430,37 @@ impl Datapath {
         let _ = self.stats.remove(&ifindex);
         self.clear_fw(ifindex, None)?;
         self.clear_ct(ifindex);
+        self.clear_hits(ifindex, None);
         self.clear_addrs(ifindex)
+    }
+
+    fn clear_hits(&mut self, ifindex: u32, half: Option<u8>) {
+        let keys: Vec<FwHitKey> = self
+            .fw_hits
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == ifindex && half.is_none_or(|h| h == k.half))
+            .collect();
+        for k in keys {
+            let _ = self.fw_hits.remove(&k);
+        }
+    }
+
+    /// How often each rule of the live policy decided a packet:
+    /// (direction, rule index) -> hits, summed over CPUs.
+    pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
+        let Some(half) = self.nic_config(ifindex).map(|c| c.fw_gen) else {
+            return Vec::new();
+        };
+        let mut out: Vec<((u8, u16), u64)> = self
+            .fw_hits
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.ifindex == ifindex && k.half == half)
+            .map(|(k, v)| ((k.dir, k.rule), v.iter().sum()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Forgets the NIC's tracked connections (an LRU map: entries the

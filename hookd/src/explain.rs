@@ -3,7 +3,7 @@
 
 use crate::domain::{self, Domain};
 use crate::plan::{self, NicMode, NicPlan, Stage};
-use crate::policy::{Action, Direction, Protocol, Rule};
+use crate::policy::{Action, Direction};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -27,59 +27,6 @@ pub fn explain(xml: &str) -> Result<Explanation, String> {
     })
 }
 
-fn rule_text(r: &Rule) -> String {
-    let mut s = match r.action {
-        Action::Allow => "allow".to_string(),
-        Action::Deny => "deny".to_string(),
-    };
-    match r.protocol {
-        Protocol::Any => s += " any",
-        Protocol::Number(n) => {
-            let name = match n {
-                1 => "icmp".to_string(),
-                6 => "tcp".to_string(),
-                17 => "udp".to_string(),
-                58 => "icmpv6".to_string(),
-                132 => "sctp".to_string(),
-                n => format!("protocol {n}"),
-            };
-            let _ = write!(s, " {name}");
-        }
-    }
-    if !r.ports.is_empty() {
-        let ports: Vec<String> = r
-            .ports
-            .iter()
-            .map(|p| {
-                if p.first == p.last {
-                    p.first.to_string()
-                } else {
-                    format!("{}-{}", p.first, p.last)
-                }
-            })
-            .collect();
-        let _ = write!(s, " ports {}", ports.join(","));
-    }
-    if let Some(t) = r.icmp_type {
-        let _ = write!(s, " type {t}");
-    }
-    if let Some(c) = r.icmp_code {
-        let _ = write!(s, " code {c}");
-    }
-    let _ = write!(
-        s,
-        " remote {}",
-        r.remote
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "any".into())
-    );
-    if r.log {
-        s += " log";
-    }
-    let _ = write!(s, "  (line {})", r.line);
-    s
-}
-
 fn direction_text(out: &mut String, name: &str, d: Option<&Direction>) {
     match d {
         None => {
@@ -97,7 +44,7 @@ fn direction_text(out: &mut String, name: &str, d: Option<&Direction>) {
                 d.rules.len()
             );
             for r in &d.rules {
-                let _ = writeln!(out, "        {}", rule_text(r));
+                let _ = writeln!(out, "        {r}  (line {})", r.line);
             }
         }
     }

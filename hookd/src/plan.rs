@@ -50,6 +50,34 @@ pub struct NicPlan {
     pub kind: String,
     pub tap: Option<String>,
     pub mode: NicMode,
+    /// The NIC's security-group rules, for hit counters and display.
+    pub rules: Vec<RuleInfo>,
+}
+
+/// One rule as hookd reports it: where it is and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RuleInfo {
+    /// "ingress" or "egress".
+    pub direction: String,
+    /// Index within its direction (what the data path counts hits by).
+    pub index: u16,
+    pub line: u32,
+    pub text: String,
+}
+
+fn rule_infos(p: &InterfacePolicy) -> Vec<RuleInfo> {
+    [("ingress", &p.ingress), ("egress", &p.egress)]
+        .into_iter()
+        .filter_map(|(name, d)| d.as_ref().map(|d| (name, d)))
+        .flat_map(|(name, d)| {
+            d.rules.iter().enumerate().map(move |(i, r)| RuleInfo {
+                direction: name.to_string(),
+                index: i as u16,
+                line: r.line,
+                text: r.to_string(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,6 +217,11 @@ pub fn plan_domain(
                 mac: nic.mac,
                 kind: nic.kind.clone(),
                 tap: nic.target_dev.clone(),
+                rules: if matches!(mode, NicMode::AntiSpoofing { .. }) {
+                    policy.map(rule_infos).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
                 mode,
             })
         })

@@ -96,6 +96,63 @@ pub struct Route {
     pub gateway: IpAddr,
 }
 
+impl std::fmt::Display for Rule {
+    /// One line, e.g. `allow tcp ports 22,443 remote 198.51.100.0/24 log`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let r = self;
+        let mut s = match r.action {
+            Action::Allow => "allow".to_string(),
+            Action::Deny => "deny".to_string(),
+        };
+        match r.protocol {
+            Protocol::Any => s += " any",
+            Protocol::Number(n) => {
+                let name = match n {
+                    1 => "icmp".to_string(),
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    58 => "icmpv6".to_string(),
+                    132 => "sctp".to_string(),
+                    n => format!("protocol {n}"),
+                };
+                let _ = write!(s, " {name}");
+            }
+        }
+        if !r.ports.is_empty() {
+            let ports: Vec<String> = r
+                .ports
+                .iter()
+                .map(|p| {
+                    if p.first == p.last {
+                        p.first.to_string()
+                    } else {
+                        format!("{}-{}", p.first, p.last)
+                    }
+                })
+                .collect();
+            let _ = write!(s, " ports {}", ports.join(","));
+        }
+        if let Some(t) = r.icmp_type {
+            let _ = write!(s, " type {t}");
+        }
+        if let Some(c) = r.icmp_code {
+            let _ = write!(s, " code {c}");
+        }
+        let _ = write!(
+            s,
+            " remote {}",
+            r.remote
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "any".into())
+        );
+        if r.log {
+            s += " log";
+        }
+        f.write_str(&s)
+    }
+}
+
 /// A policy error, naming where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: <{element}>{}: {message}", attribute.as_ref().map(|a| format!(" attribute '{a}'")).unwrap_or_default())]

@@ -3,7 +3,7 @@
 use crate::daemon::{self, Daemon, DaemonError};
 use crate::hook::HookArgs;
 use crate::xml_tree::MAX_XML_BYTES;
-use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo};
+use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo, RuleHits};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use zbus::Connection;
@@ -131,6 +131,34 @@ impl Manager {
                     mode: n.mode.clone(),
                     attach: n.attach.clone(),
                     addresses: n.addresses.clone(),
+                    rules: {
+                        let hits = if n.attach.is_empty() {
+                            Vec::new()
+                        } else {
+                            d.rule_hits(n.ifindex)
+                        };
+                        n.rules
+                            .iter()
+                            .map(|r| {
+                                let dir = if r.direction == "ingress" {
+                                    hookd_bpf::layout::DIR_INGRESS
+                                } else {
+                                    hookd_bpf::layout::DIR_EGRESS
+                                };
+                                RuleHits {
+                                    direction: r.direction.clone(),
+                                    index: r.index,
+                                    line: r.line,
+                                    rule: r.text.clone(),
+                                    hits: hits
+                                        .iter()
+                                        .find(|(k, _)| *k == (dir, r.index))
+                                        .map(|(_, h)| *h)
+                                        .unwrap_or(0),
+                                }
+                            })
+                            .collect()
+                    },
                     counters: if n.attach.is_empty() {
                         Vec::new()
                     } else {

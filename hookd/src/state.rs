@@ -17,6 +17,9 @@ pub struct NicRecord {
     /// How the programs are attached: tcx or netlink; empty when not attached.
     pub attach: String,
     pub addresses: Vec<String>,
+    /// Security-group rules in force (empty for records of older hookd).
+    #[serde(default)]
+    pub rules: Vec<crate::plan::RuleInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +140,7 @@ mod tests {
                 mode: "anti-spoofing".into(),
                 attach: "tcx".into(),
                 addresses: vec!["192.0.2.10/32".into()],
+                rules: vec![],
             }],
         };
         sd.save(&rec).unwrap();

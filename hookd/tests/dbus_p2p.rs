@@ -64,6 +64,9 @@ impl DataPlane for RecordingPlane {
     fn still_attached(&self, _uuid: &str, _nic: &NicRecord) -> bool {
         true
     }
+    fn rule_hits(&self, _ifindex: u32) -> Vec<((u8, u16), u64)> {
+        vec![((0, 0), 5)]
+    }
     fn stats(&self, _ifindex: u32) -> Option<NicStats> {
         let mut s = NicStats {
             from_vm_packets: 7,
@@ -83,7 +86,7 @@ fn xml(policy: &str, tap: &str) -> String {
     )
 }
 
-const POLICY: &str = "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface mac='52:54:00:00:00:0a'>\n<hookd:address prefix='192.0.2.10/32'/>\n</hookd:interface>\n</hookd:policy>";
+const POLICY: &str = "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface mac='52:54:00:00:00:0a'>\n<hookd:address prefix='192.0.2.10/32'/>\n<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='22'/></hookd:ingress>\n</hookd:interface>\n</hookd:policy>";
 
 async fn setup() -> (
     ManagerProxy<'static>,

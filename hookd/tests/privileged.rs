@@ -632,6 +632,7 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
             mode: "anti-spoofing".into(),
             attach: how.name().into(),
             addresses: vec![],
+            rules: vec![],
         };
         dp.detach_nic(uuid, &rec).unwrap();
         dp.forget_domain(uuid).unwrap();
@@ -1100,6 +1101,22 @@ fn security_group_rules_and_connection_tracking() {
         failures.join("\n")
     );
 
+    // Hit counters: the deciding rule of each judged packet is counted.
+    let hits = dp.rule_hits(TEST_IFINDEX);
+    let hit = |dir: u8, rule: u16| {
+        hits.iter()
+            .find(|(k, _)| *k == (dir, rule))
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    };
+    assert!(
+        hit(0, 0) >= 3,
+        "ingress rule 0 (allow tcp 22,8000-8080): {hits:?}"
+    );
+    assert_eq!(hit(0, 2), 1, "ingress rule 2 (allow icmp type 8): {hits:?}");
+    assert_eq!(hit(0, 1), 1, "ingress rule 1 (deny .66): {hits:?}");
+    assert_eq!(hit(1, 0), 1, "egress rule 0 (deny udp 53): {hits:?}");
+
     // Replacing the policy swaps table halves: no old entries stay behind,
     // and the new rules apply at once.
     let before = dp.fw_rule_count(TEST_IFINDEX);
@@ -1110,6 +1127,10 @@ fn security_group_rules_and_connection_tracking() {
     );
     assert!(dp.fw_rule_count(TEST_IFINDEX) < before);
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 1);
+    assert!(
+        dp.rule_hits(TEST_IFINDEX).is_empty(),
+        "hit counters restart with a new policy"
+    );
     assert_eq!(
         run_prog(&dp, to, &to_vm4("198.51.100.7", 6, &tcp(40010, 22, SYN))),
         TC_ACT_SHOT

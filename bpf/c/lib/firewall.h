@@ -27,9 +27,10 @@ static __always_inline __u16 flow_port(const struct flow *f)
 	return f->dport;
 }
 
-/* One rule-table lookup; folds its verdict into *deny / *allow. */
+/* One rule-table lookup, folded into *best: deny beats allow, then the
+ * lower rule index (the same order as hookd's compiler). */
 static __always_inline void fw_lookup(struct fw_rule_key *k, __u32 class, __u8 proto, __u8 any,
-				      int *deny, int *allow)
+				      struct fw_verdict *best, int *found)
 {
 	struct fw_verdict *v;
 
@@ -39,10 +40,23 @@ static __always_inline void fw_lookup(struct fw_rule_key *k, __u32 class, __u8 p
 	v = bpf_map_lookup_elem(&hookd_fw_rules, k);
 	if (!v)
 		return;
-	if (v->deny)
-		*deny = 1;
+	if (!*found || (v->deny && !best->deny) ||
+	    (v->deny == best->deny && v->rule < best->rule))
+		*best = *v;
+	*found = 1;
+}
+
+/* Counts a hit of the deciding rule. */
+static __always_inline void fw_count_hit(__u32 ifindex, __u8 dir, __u8 half, __u16 rule)
+{
+	struct fw_hit_key k = { .ifindex = ifindex, .dir = dir, .half = half, .rule = rule };
+	__u64 one = 1, *n;
+
+	n = bpf_map_lookup_elem(&hookd_fw_hits, &k);
+	if (n)
+		*n += 1; /* per-CPU value: no atomics needed */
 	else
-		*allow = 1;
+		bpf_map_update_elem(&hookd_fw_hits, &k, &one, BPF_NOEXIST);
 }
 
 /* The rules of direction DIR for this flow: FW_PASS or a DROP_* reason. */
@@ -54,7 +68,8 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 				   .half = cfg->fw_gen, .dir = dir };
 	struct fw_rule_key rk = { .prefixlen = 96 + 16, .ifindex = ifindex,
 				  .half = cfg->fw_gen, .dir = dir };
-	int deny = 0, allow = 0;
+	struct fw_verdict best = {};
+	int found = 0;
 	__u32 class = 0, *c;
 	__u16 port = flow_port(f);
 
@@ -66,17 +81,17 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 		class = *c;
 	rk.port[0] = port >> 8;
 	rk.port[1] = port & 0xff;
-	fw_lookup(&rk, class, f->proto, 0, &deny, &allow);
-	fw_lookup(&rk, class, 0, 1, &deny, &allow);
+	fw_lookup(&rk, class, f->proto, 0, &best, &found);
+	fw_lookup(&rk, class, 0, 1, &best, &found);
 	if (class) {
-		fw_lookup(&rk, 0, f->proto, 0, &deny, &allow);
-		fw_lookup(&rk, 0, 0, 1, &deny, &allow);
+		fw_lookup(&rk, 0, f->proto, 0, &best, &found);
+		fw_lookup(&rk, 0, 0, 1, &best, &found);
 	}
-	if (deny)
-		return DROP_FW_RULE;
-	if (allow || mode == FW_ALLOW)
-		return FW_PASS;
-	return DROP_FW_DEFAULT;
+	if (found) {
+		fw_count_hit(ifindex, dir, cfg->fw_gen, best.rule);
+		return best.deny ? DROP_FW_RULE : FW_PASS;
+	}
+	return mode == FW_ALLOW ? FW_PASS : DROP_FW_DEFAULT;
 }
 
 static __always_inline int is_icmp_error(const struct flow *f)

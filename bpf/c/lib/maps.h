@@ -39,6 +39,7 @@ struct {
 #define MAX_FW_CLASSES 262144
 #define MAX_FW_RULES   1048576
 #define MAX_CT         262144
+#define MAX_FW_HITS    262144
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -57,6 +58,14 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_fw_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, MAX_FW_HITS);
+	__type(key, struct fw_hit_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_fw_hits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -80,6 +80,14 @@ struct fw_verdict {
 	__u16 rule;      /* index of the deciding rule in its direction */
 };
 
+/* Key of hookd_fw_hits: how often each rule decided a packet. */
+struct fw_hit_key {
+	__u32 ifindex;
+	__u8 dir;
+	__u8 half;       /* counts restart when a policy is (re)applied */
+	__u16 rule;
+};
+
 /* Connection tracking, keyed from the VM's point of view. */
 struct ct_key {
 	__u32 ifindex;

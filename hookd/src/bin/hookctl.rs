@@ -155,6 +155,12 @@ fn render_domain(d: &DomainDetail) -> String {
             .collect();
         out += &nonzero.join("\n");
         out.push('\n');
+        for r in &n.rules {
+            out += &format!(
+                "  {:<7} #{:<3} line {:<5} hits {:<8} {}\n",
+                r.direction, r.index, r.line, r.hits, r.rule
+            );
+        }
     }
     out
 }
