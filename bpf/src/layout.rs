@@ -138,6 +138,9 @@ pub struct CtKey {
     pub remote_port: u16,
 }
 
+/// Size of each NIC's connection-tracking table (`CT_PER_NIC`).
+pub const CT_PER_NIC: u32 = 16384;
+
 /// `struct ct_entry`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -230,6 +233,12 @@ unsafe impl aya::Pod for NicStats {}
 
 const _: () = assert!(std::mem::size_of::<NicConfig>() == 24);
 const _: () = assert!(std::mem::size_of::<AddrKey>() == 24);
+// Also asserted in types.h: these two are not in the object's BTF.
+const _: () = assert!(std::mem::size_of::<CtKey>() == 44);
+const _: () = assert!(std::mem::size_of::<CtEntry>() == 16);
+const _: () = assert!(
+    std::mem::offset_of!(CtKey, vm_addr) == 8 && std::mem::offset_of!(CtKey, vm_port) == 40
+);
 const _: () = assert!(std::mem::size_of::<aya::maps::lpm_trie::Key<FwClassData>>() == 28);
 const _: () = assert!(std::mem::size_of::<aya::maps::lpm_trie::Key<FwRuleData>>() == 20);
 const _: () = assert!(std::mem::size_of::<NicStats>() == 32 + 8 * DROP_REASONS);

@@ -14,7 +14,7 @@ use crate::netdev;
 use crate::plan::NicFirewall;
 use crate::plan::NicMode;
 use aya::maps::lpm_trie::Key;
-use aya::maps::{HashMap, LpmTrie, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -148,7 +148,7 @@ pub struct Datapath {
     stats: PerCpuHashMap<MapData, u32, NicStats>,
     fw_classes: LpmTrie<MapData, FwClassData, u32>,
     fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
-    ct: HashMap<MapData, CtKey, CtEntry>,
+    ct: HashOfMaps<MapData, u32>,
     fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
     pin_dir: PathBuf,
     mode: AttachMode,
@@ -200,8 +200,8 @@ impl Datapath {
             .map_err(map_err("hookd_fw_classes"))?;
         let fw_rules = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_RULES)?)
             .map_err(map_err("hookd_fw_rules"))?;
-        let ct =
-            HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_CT)?).map_err(map_err("hookd_ct"))?;
+        let ct = HashOfMaps::try_from(take(&mut ebpf, hookd_bpf::MAP_CT)?)
+            .map_err(map_err("hookd_ct"))?;
         let fw_hits = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_HITS)?)
             .map_err(map_err("hookd_fw_hits"))?;
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
@@ -292,6 +292,9 @@ impl Datapath {
         // Security groups: write the idle half of the tables, then switch
         // halves with the one nic_config update below, so a packet sees the
         // old rules or the new ones, never a mix; then drop the old half.
+        if fw.ingress.is_some() || fw.egress.is_some() {
+            self.ensure_ct_table(ifindex)?;
+        }
         let old = self.nics.get(&ifindex, 0).ok();
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
         self.clear_fw(ifindex, Some(half))?;
@@ -463,27 +466,39 @@ impl Datapath {
         out
     }
 
-    /// Forgets the NIC's tracked connections (an LRU map: entries the
-    /// kernel evicts meanwhile are simply gone).
-    fn clear_ct(&mut self, ifindex: u32) {
-        let keys: Vec<CtKey> = self
-            .ct
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.ifindex == ifindex)
-            .collect();
-        for k in keys {
-            let _ = self.ct.remove(&k);
+    /// Gives the NIC its own connection-tracking table, once.
+    fn ensure_ct_table(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        if self.ct.get(&ifindex, 0).is_ok() {
+            return Ok(());
         }
+        let def = aya_obj::Map::new_from_params(
+            aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
+            std::mem::size_of::<CtKey>() as u32,
+            std::mem::size_of::<CtEntry>() as u32,
+            layout::CT_PER_NIC,
+            0,
+        );
+        let table = MapData::create(def, "hookd_ct_nic", None)
+            .map_err(map_err("creating a conntrack table"))?;
+        self.ct
+            .insert(ifindex, &table, 0)
+            .map_err(map_err("adding the NIC's conntrack table"))
+    }
+
+    /// Forgets the NIC's tracked connections with its table.
+    fn clear_ct(&mut self, ifindex: u32) {
+        let _ = self.ct.remove(&ifindex);
     }
 
     /// Number of tracked connections of `ifindex`.
     pub fn ct_count(&self, ifindex: u32) -> usize {
-        self.ct
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.ifindex == ifindex)
-            .count()
+        let Ok(table) = self.ct.get(&ifindex, 0) else {
+            return 0;
+        };
+        match HashMap::<MapData, CtKey, CtEntry>::try_from(Map::LruHashMap(table)) {
+            Ok(t) => t.keys().filter_map(Result::ok).count(),
+            Err(_) => 0,
+        }
     }
 
     /// Attaches both programs to `tap` and pins the links under the domain.

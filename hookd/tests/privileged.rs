@@ -1140,6 +1140,10 @@ fn security_group_rules_and_connection_tracking() {
         TC_ACT_UNSPEC
     );
     assert!(dp.ct_count(TEST_IFINDEX) > 0, "connections tracked");
+    // Each NIC has its own table of CT_PER_NIC entries: flooding it with new
+    // connections evicts the flooder's own entries, not another NIC's.
+    let before = dp.ct_count(TEST_IFINDEX);
+    assert!(before < hookd_bpf::layout::CT_PER_NIC as usize);
     dp.forget_nic(TEST_IFINDEX).unwrap();
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 0);
     assert_eq!(

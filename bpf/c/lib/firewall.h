@@ -154,8 +154,8 @@ static __always_inline __u64 ct_timeout(const struct ct_entry *e, __u8 proto)
 
 /* An ICMP error passes when the packet it quotes belongs to a tracked
  * connection: the quoted packet went the other way. */
-static __always_inline int ct_icmp_error_tracked(struct __sk_buff *skb, __u32 ifindex, __u8 dir,
-						 const struct flow *f)
+static __always_inline int ct_icmp_error_tracked(struct __sk_buff *skb, void *ct, __u32 ifindex,
+						 __u8 dir, const struct flow *f)
 {
 	struct flow inner = {};
 	struct ct_key k;
@@ -164,7 +164,7 @@ static __always_inline int ct_icmp_error_tracked(struct __sk_buff *skb, __u32 if
 	if (parse_flow(skb, f->l4 + 8, proto, &inner) < 0 || !inner.ip)
 		return 0;
 	ct_key_of(&k, ifindex, dir == DIR_INGRESS ? DIR_EGRESS : DIR_INGRESS, &inner);
-	return bpf_map_lookup_elem(&hookd_ct, &k) != NULL;
+	return bpf_map_lookup_elem(ct, &k) != NULL;
 }
 
 /* Stateful verdict for an IP flow in direction DIR on a NIC whose firewall
@@ -179,20 +179,25 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 	struct ct_entry *e, fresh = {};
 	struct ct_key k;
 	int verdict;
+	void *ct = bpf_map_lookup_elem(&hookd_ct, &ifindex);
 
+	if (!ct)
+		/* hookd creates the NIC's table before turning its firewall
+		 * on; without one, fail closed. */
+		return DROP_CT_INVALID;
 	if (f->later_frag)
 		/* No ports in it: a non-first fragment cannot be matched to a
 		 * connection or a port rule. */
 		return mode == FW_OFF ? FW_PASS : DROP_FRAGMENT;
-	if (is_icmp_error(f) && ct_icmp_error_tracked(skb, ifindex, dir, f))
+	if (is_icmp_error(f) && ct_icmp_error_tracked(skb, ct, ifindex, dir, f))
 		return FW_PASS;
 	if (tracked) {
 		ct_key_of(&k, ifindex, dir, f);
-		e = bpf_map_lookup_elem(&hookd_ct, &k);
+		e = bpf_map_lookup_elem(ct, &k);
 		if (e && now - e->last_seen <= ct_timeout(e, f->proto)) {
 			if (f->proto == IPPROTO_TCP) {
 				if (f->tcp_flags & TCP_RST) {
-					bpf_map_delete_elem(&hookd_ct, &k);
+					bpf_map_delete_elem(ct, &k);
 					return FW_PASS;
 				}
 				if (f->tcp_flags & TCP_FIN)
@@ -222,7 +227,7 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 	fresh.last_seen = now;
 	fresh.state = CT_NEW;
 	fresh.origin = dir;
-	bpf_map_update_elem(&hookd_ct, &k, &fresh, BPF_ANY);
+	bpf_map_update_elem(ct, &k, &fresh, BPF_ANY);
 	return FW_PASS;
 }
 

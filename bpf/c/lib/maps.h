@@ -38,7 +38,7 @@ struct {
 
 #define MAX_FW_CLASSES 262144
 #define MAX_FW_RULES   1048576
-#define MAX_CT         262144
+#define CT_PER_NIC     16384
 #define MAX_FW_HITS    262144
 
 struct {
@@ -67,12 +67,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_fw_hits SEC(".maps");
 
-struct {
+/* Connection tracking: one LRU table per NIC, created by hookd when it
+ * programs the NIC, so a VM that opens connections without end evicts only
+ * its own entries (its share: the inner table's size). */
+struct ct_table {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_CT);
-	__type(key, struct ct_key);
-	__type(value, struct ct_entry);
+	__uint(max_entries, CT_PER_NIC);
+	/* Sizes, not __type: the inner template's key/value types would only
+	 * be forward declarations in BTF, which the loader cannot size. */
+	__uint(key_size, sizeof(struct ct_key));
+	__uint(value_size, sizeof(struct ct_entry));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct ct_table);
 } hookd_ct SEC(".maps");
 
 #endif

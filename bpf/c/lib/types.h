@@ -126,4 +126,9 @@ struct nic_stats {
 	__u64 drops[DROP_REASONS];
 };
 
+/* ct_key/ct_entry reach BTF only as sizes (see maps.h): check them here,
+ * against the Rust mirror's const asserts. */
+_Static_assert(sizeof(struct ct_key) == 44, "struct ct_key layout");
+_Static_assert(sizeof(struct ct_entry) == 16, "struct ct_entry layout");
+
 #endif
