@@ -138,7 +138,7 @@ cat > "$SB/fw.policy" <<'P'
           <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
         </hookd:ingress>
         <hookd:egress default="allow">
-          <hookd:rule action="deny" protocol="tcp" ports="9999" remote="192.0.2.1/32"/>
+          <hookd:rule action="deny" protocol="tcp" ports="9999" remote="192.0.2.1/32" log="true"/>
         </hookd:egress>
       </hookd:interface>
     </hookd:policy>
@@ -160,6 +160,9 @@ check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "R
 check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
 check "fw: default-deny drops counted" test "$(counter fw drop_fw_default)" -gt 0
 check "fw: deny-rule drops counted" test "$(counter fw drop_fw_rule)" -gt 0
+check "fw: the deny rule's hits are counted" test "$("$HOOKCTL" show fw --json | jq '[.nics[0].rules[] | select(.direction == "egress") | .hits] | add')" -gt 0
+check "fw: log=\"true\" packets reported (hookctl events)" test "$("$HOOKCTL" events fw --json | jq '[.[] | select(.action == "deny" and .destination_port == 9999 and .source == "192.0.2.20")] | length')" -gt 0
+"$HOOKCTL" events fw | head -3
 "$HOOKCTL" show fw | sed -n '/allowed sources/,$p'
 
 echo "# bad policy, and hookd down"

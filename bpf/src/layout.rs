@@ -138,6 +138,35 @@ pub struct CtKey {
     pub remote_port: u16,
 }
 
+/// `struct fw_event`: a packet decided by a rule with `log="true"`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwEvent {
+    pub ts: u64,
+    pub ifindex: u32,
+    pub dir: u8,
+    pub deny: u8,
+    pub rule: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl FwEvent {
+    /// Reads an event from ring-buffer bytes, if they are long enough.
+    pub fn from_bytes(b: &[u8]) -> Option<FwEvent> {
+        if b.len() < std::mem::size_of::<FwEvent>() {
+            return None;
+        }
+        // SAFETY: FwEvent is plain data valid for any bit pattern, and the
+        // length was checked; read_unaligned copes with any alignment.
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<FwEvent>()) })
+    }
+}
+
 /// Size of each NIC's connection-tracking table (`CT_PER_NIC`).
 pub const CT_PER_NIC: u32 = 16384;
 
@@ -236,6 +265,7 @@ const _: () = assert!(std::mem::size_of::<AddrKey>() == 24);
 // Also asserted in types.h: these two are not in the object's BTF.
 const _: () = assert!(std::mem::size_of::<CtKey>() == 44);
 const _: () = assert!(std::mem::size_of::<CtEntry>() == 16);
+const _: () = assert!(std::mem::size_of::<FwEvent>() == 56);
 const _: () = assert!(
     std::mem::offset_of!(CtKey, vm_addr) == 8 && std::mem::offset_of!(CtKey, vm_port) == 40
 );

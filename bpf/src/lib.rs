@@ -27,3 +27,7 @@ pub const MAP_FW_RULES: &str = "hookd_fw_rules";
 pub const MAP_CT: &str = "hookd_ct";
 /// Map: per-CPU LRU hit counters per rule.
 pub const MAP_FW_HITS: &str = "hookd_fw_hits";
+/// Map: ring buffer of [`layout::FwEvent`]s.
+pub const MAP_EVENTS: &str = "hookd_events";
+/// Map: per-NIC log rate-limit windows.
+pub const MAP_LOG_RATE: &str = "hookd_log_rate";

@@ -98,6 +98,26 @@ pub struct DomainDetail {
     pub nics: Vec<NicInfo>,
 }
 
+/// A packet decided by a rule with `log="true"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct LoggedPacket {
+    /// Kernel monotonic time of the packet, in nanoseconds.
+    pub time_ns: u64,
+    pub domain: String,
+    pub mac: String,
+    /// "ingress" (to the VM) or "egress" (from it).
+    pub direction: String,
+    /// "allow" or "deny".
+    pub action: String,
+    pub rule_line: u32,
+    pub rule: String,
+    pub protocol: u8,
+    pub source: String,
+    pub destination: String,
+    pub source_port: u16,
+    pub destination_port: u16,
+}
+
 /// Client side of `org.hookd.Hookd1.Manager`.
 #[zbus::proxy(
     interface = "org.hookd.Hookd1.Manager",
@@ -122,6 +142,10 @@ pub trait Manager {
 
     /// One domain, by name or UUID.
     fn get_domain(&self, domain: &str) -> Result<DomainDetail, Error>;
+
+    /// The most recent packets logged by `log="true"` rules (rate-limited
+    /// to 100 per NIC and second), oldest first; domain "" for all.
+    fn recent_events(&self, domain: &str) -> Result<Vec<LoggedPacket>, Error>;
 
     /// hookd's version.
     #[zbus(property)]

@@ -51,6 +51,11 @@ pub enum Command {
         /// Domain name or UUID.
         domain: String,
     },
+    /// Packets logged by `log="true"` rules (the most recent, rate-limited).
+    Events {
+        /// Domain name or UUID; all domains when absent.
+        domain: Option<String>,
+    },
     /// Parse a domain XML the way hookd does and print what it would attach
     /// and enforce, or the validation error with its line (exit status 1).
     Explain {

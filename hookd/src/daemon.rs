@@ -113,6 +113,7 @@ pub enum DaemonError {
 }
 
 pub struct Daemon {
+    events: crate::events::EventLog,
     dp: Box<dyn DataPlane>,
     state: StateDir,
     records: Vec<DomainRecord>,
@@ -137,6 +138,7 @@ impl Daemon {
         }
         let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
         let mut d = Daemon {
+            events: Default::default(),
             dp,
             state,
             records: Vec::new(),
@@ -168,6 +170,51 @@ impl Daemon {
             }
         }
         d
+    }
+
+    /// A packet logged by a `log="true"` rule: attributed, logged, kept.
+    pub fn record_event(&mut self, ev: &hookd_bpf::layout::FwEvent) {
+        use crate::events::{addr_text, direction_name};
+        let direction = direction_name(ev.dir);
+        let found = self.records.iter().find_map(|r| {
+            r.nics
+                .iter()
+                .find(|n| n.ifindex == ev.ifindex && !n.attach.is_empty())
+                .map(|n| (r, n))
+        });
+        let Some((rec, nic)) = found else {
+            return; // the NIC went away meanwhile
+        };
+        let rule = nic
+            .rules
+            .iter()
+            .find(|r| r.direction == direction && r.index == ev.rule);
+        let p = hookd_dbus::LoggedPacket {
+            time_ns: ev.ts,
+            domain: rec.name.clone(),
+            mac: nic.mac.clone(),
+            direction: direction.to_string(),
+            action: if ev.deny != 0 { "deny" } else { "allow" }.to_string(),
+            rule_line: rule.map(|r| r.line).unwrap_or(0),
+            rule: rule.map(|r| r.text.clone()).unwrap_or_default(),
+            protocol: ev.proto,
+            source: addr_text(ev.saddr),
+            destination: addr_text(ev.daddr),
+            source_port: ev.sport,
+            destination_port: ev.dport,
+        };
+        tracing::info!(
+            target: "hookd::firewall",
+            domain = %p.domain, mac = %p.mac, direction, action = %p.action, line = p.rule_line,
+            "{} {}:{} -> {}:{} proto {} ({})",
+            p.action, p.source, p.source_port, p.destination, p.destination_port, p.protocol, p.rule
+        );
+        self.events.push(p);
+    }
+
+    pub fn recent_events(&self, domain: &str) -> Vec<hookd_dbus::LoggedPacket> {
+        let name = self.find(domain).map(|r| r.name.as_str()).unwrap_or(domain);
+        self.events.of(name)
     }
 
     pub fn records(&self) -> &[DomainRecord] {

@@ -14,7 +14,7 @@ use crate::netdev;
 use crate::plan::NicFirewall;
 use crate::plan::NicMode;
 use aya::maps::lpm_trie::Key;
-use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -150,6 +150,8 @@ pub struct Datapath {
     fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
     ct: HashOfMaps<MapData, u32>,
     fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
+    log_rate: HashMap<MapData, u32, [u8; 16]>,
+    events: Option<RingBuf<MapData>>,
     pin_dir: PathBuf,
     mode: AttachMode,
     ncpus: usize,
@@ -204,6 +206,10 @@ impl Datapath {
             .map_err(map_err("hookd_ct"))?;
         let fw_hits = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_HITS)?)
             .map_err(map_err("hookd_fw_hits"))?;
+        let log_rate = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_LOG_RATE)?)
+            .map_err(map_err("hookd_log_rate"))?;
+        let events = RingBuf::try_from(take(&mut ebpf, hookd_bpf::MAP_EVENTS)?)
+            .map_err(map_err("hookd_events"))?;
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
             source,
@@ -217,6 +223,8 @@ impl Datapath {
             fw_rules,
             ct,
             fw_hits,
+            log_rate,
+            events: Some(events),
             pin_dir: pin_dir.to_owned(),
             mode,
             ncpus,
@@ -434,7 +442,14 @@ impl Datapath {
         self.clear_fw(ifindex, None)?;
         self.clear_ct(ifindex);
         self.clear_hits(ifindex, None);
+        let _ = self.log_rate.remove(&ifindex);
         self.clear_addrs(ifindex)
+    }
+
+    /// Hands over the ring buffer of logged packets (once), for a reader
+    /// that waits on its file descriptor.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
     }
 
     fn clear_hits(&mut self, ifindex: u32, half: Option<u8>) {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod domain;
+pub mod events;
 pub mod explain;
 pub mod firewall;
 pub mod hook;

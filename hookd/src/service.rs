@@ -176,6 +176,10 @@ impl Manager {
         })
     }
 
+    async fn recent_events(&self, domain: String) -> Vec<hookd_dbus::LoggedPacket> {
+        self.daemon.lock().await.recent_events(&domain)
+    }
+
     #[zbus(property)]
     async fn version(&self) -> String {
         crate::VERSION.to_string()

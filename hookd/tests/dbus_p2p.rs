@@ -124,6 +124,7 @@ async fn version_and_empty_lists() {
     let (p, _, _run, _s) = setup().await;
     assert_eq!(p.version().await.unwrap(), hookd::VERSION);
     assert!(p.list_domains().await.unwrap().is_empty());
+    assert!(p.recent_events("").await.unwrap().is_empty());
     match p.get_domain("nope").await {
         Err(Error::NotFound(m)) => assert!(m.contains("nope")),
         other => panic!("{other:?}"),

@@ -1207,3 +1207,46 @@ fn policy_updates_are_atomic_under_continuous_traffic() {
     assert!(runs > 0);
     assert_eq!(denied, 0, "a packet saw a mix of old and new rules");
 }
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn logged_rules_send_rate_limited_events() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    program_policy(
+        &mut dp,
+        "<hookd:ingress default='allow'>\
+           <hookd:rule action='deny' protocol='udp' ports='53' remote='203.0.113.0/24' log='true'/>\
+           <hookd:rule action='allow' protocol='tcp' ports='22'/>\
+         </hookd:ingress>",
+        1,
+    );
+    let mut ring = dp.take_events().expect("ring buffer");
+    // Not logged: rule 1 has no log attribute.
+    assert_eq!(
+        run_prog(
+            &dp,
+            hookd_bpf::PROG_TO_VM,
+            &to_vm4("198.51.100.7", 6, &tcp(1000, 22, SYN))
+        ),
+        TC_ACT_UNSPEC
+    );
+    assert!(ring.next().is_none());
+    // 150 denied packets within a second: at most 100 events.
+    for i in 0..150u16 {
+        let f = to_vm4("203.0.113.9", 17, &udp(2000 + i, 53, &[]));
+        assert_eq!(run_prog(&dp, hookd_bpf::PROG_TO_VM, &f), TC_ACT_SHOT);
+    }
+    let mut events = Vec::new();
+    while let Some(item) = ring.next() {
+        events.push(hookd_bpf::layout::FwEvent::from_bytes(&item).unwrap());
+    }
+    assert_eq!(events.len(), 100, "rate limit: 100 per NIC and second");
+    let e = events[0];
+    assert_eq!(
+        (e.ifindex, e.dir, e.deny, e.rule, e.proto, e.sport, e.dport),
+        (TEST_IFINDEX, 0, 1, 0, 17, 2000, 53)
+    );
+    assert_eq!(hookd::events::addr_text(e.saddr), "203.0.113.9");
+    assert_eq!(hookd::events::addr_text(e.daddr), VM4);
+}

@@ -67,6 +67,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_fw_hits SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct log_window);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_log_rate SEC(".maps");
+
 /* Connection tracking: one LRU table per NIC, created by hookd when it
  * programs the NIC, so a VM that opens connections without end evicts only
  * its own entries (its share: the inner table's size). */

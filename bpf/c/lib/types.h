@@ -88,6 +88,29 @@ struct fw_hit_key {
 	__u16 rule;
 };
 
+/* A packet decided by a rule with log="true", sent to hookd through the
+ * hookd_events ring buffer (rate-limited per NIC). */
+struct fw_event {
+	__u64 ts;        /* bpf_ktime_get_ns */
+	__u32 ifindex;
+	__u8 dir;
+	__u8 deny;
+	__u16 rule;
+	__u8 proto;
+	__u8 pad[3];
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+};
+
+/* Per-NIC window of the log rate limit. */
+struct log_window {
+	__u64 start;
+	__u32 count;
+	__u32 pad;
+};
+
 /* Connection tracking, keyed from the VM's point of view. */
 struct ct_key {
 	__u32 ifindex;
@@ -130,5 +153,6 @@ struct nic_stats {
  * against the Rust mirror's const asserts. */
 _Static_assert(sizeof(struct ct_key) == 44, "struct ct_key layout");
 _Static_assert(sizeof(struct ct_entry) == 16, "struct ct_entry layout");
+_Static_assert(sizeof(struct fw_event) == 56, "struct fw_event layout");
 
 #endif

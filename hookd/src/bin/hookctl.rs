@@ -187,6 +187,39 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 Ok(render_domain(&d))
             }
         }
+        Cmd::Events { domain } => {
+            let list = proxy()
+                .await?
+                .recent_events(domain.as_deref().unwrap_or(""))
+                .await
+                .map_err(call_failed)?;
+            if cli.json {
+                return json(&list);
+            }
+            let mut rows = vec![vec![
+                "TIME (s)".into(),
+                "DOMAIN".into(),
+                "DIR".into(),
+                "ACTION".into(),
+                "FROM".into(),
+                "TO".into(),
+                "PROTO".into(),
+                "RULE".into(),
+            ]];
+            for p in &list {
+                rows.push(vec![
+                    format!("{:.3}", p.time_ns as f64 / 1e9),
+                    p.domain.clone(),
+                    p.direction.clone(),
+                    p.action.clone(),
+                    format!("{}:{}", p.source, p.source_port),
+                    format!("{}:{}", p.destination, p.destination_port),
+                    p.protocol.to_string(),
+                    format!("line {}: {}", p.rule_line, p.rule),
+                ]);
+            }
+            Ok(table(&rows))
+        }
         Cmd::Explain { file } => {
             let mut xml = String::new();
             let limit = hookd::xml_tree::MAX_XML_BYTES as u64 + 1;

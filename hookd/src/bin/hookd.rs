@@ -28,13 +28,17 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
             _ => AttachMode::Auto,
         };
     }
-    let dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
+    let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
+    let events = dp.take_events();
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
     let daemon = Arc::new(Mutex::new(Daemon::new(
         Box::new(dp),
         state,
         cfg.count_unmanaged,
     )));
+    if let Some(ring) = events {
+        tokio::spawn(hookd::events::read(ring, daemon.clone()));
+    }
 
     // The name is claimed last, once the object is served; no replacement
     // either way, so a second hookd fails instead of stealing the name.
