@@ -149,8 +149,11 @@ sb_record_pid nc9998 $!
 busybox nc -ll -p 9999 -e /bin/cat </dev/null >/dev/null 2>&1 &
 sb_record_pid nc9999 $!
 sandbox_define_vm fw 52:54:00:00:00:2a 192.0.2.20/24 192.0.2.1 fw "$SB/fw.policy"
+sandbox_define_vm client 52:54:00:00:00:2b 192.0.2.30/24 192.0.2.20 client
 check "virsh start fw" sandbox_start_vm fw
+check "virsh start client (no policy, same bridge)" sandbox_start_vm client
 sandbox_wait_console fw 'GUEST DONE' 150 || true
+sandbox_wait_console client 'GUEST DONE' 150 || true
 tcp_to() { timeout 4 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 check "host -> guest tcp 8080 (allowed by a rule) connects" tcp_to 192.0.2.20 8080
 check "host -> guest tcp 9000 (no rule, default deny) does not" sh -c "! timeout 5 bash -c 'exec 3<>/dev/tcp/192.0.2.20/9000' 2>/dev/null"
@@ -158,6 +161,10 @@ check "host -> guest ping (no rule) gets no reply" sh -c "! ping -c 2 -W 1 192.0
 check "guest -> host ping: the reply passes the deny-by-default ingress (conntrack)" console_has fw "RESULT ping_out=ok"
 check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "RESULT tcp_out_allowed=ok"
 check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
+check "VM -> guest tcp 8080 over the bridge (allowed by a rule) connects" console_has client "RESULT vm_tcp8080=ok"
+check "VM -> guest tcp 9000 over the bridge (default deny) does not" console_has client "RESULT vm_tcp9000=fail"
+check "VM -> guest ping over the bridge (no rule) gets no reply" console_has client "RESULT vm_ping=fail"
+sb_virsh destroy client >/dev/null 2>&1 || true
 check "fw: default-deny drops counted" test "$(counter fw drop_fw_default)" -gt 0
 check "fw: deny-rule drops counted" test "$(counter fw drop_fw_rule)" -gt 0
 check "fw: the deny rule's hits are counted" test "$("$HOOKCTL" show fw --json | jq '[.nics[0].rules[] | select(.direction == "egress") | .hits] | add')" -gt 0

@@ -144,8 +144,26 @@ scenario_fw() {
     forever
 }
 
+# Another VM on the same bridge as the fw guest (PEER): its traffic must pass
+# the fw guest's ingress rules like the host's does.
+scenario_client() {
+    log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
+    sleep 8 # let the fw guest start its servers
+    ok=1
+    for i in 1 2 3 4 5; do
+        if run nc -w 3 "$PEER" 8080 </dev/null; then ok=0; break; fi
+        sleep 2
+    done
+    result vm_tcp8080 $ok
+    run nc -w 3 "$PEER" 9000 </dev/null; result vm_tcp9000 $?
+    run ping -c 2 -W 1 "$PEER"; result vm_ping $?
+    log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
+    forever
+}
+
 case $SCENARIO in
     fw)    scenario_fw ;;
+    client) scenario_client ;;
     idle)  scenario_idle ;;
     spoof) scenario_spoof ;;
     *)     log "GUEST ERROR unknown scenario $SCENARIO"; forever ;;
