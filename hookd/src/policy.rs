@@ -429,6 +429,19 @@ fn parse_rule(el: &Element) -> Result<Rule> {
         return Err(PolicyError::new(el, Some("icmp-code"), "needs icmp-type"));
     }
     let remote = prefix_attr(el, "remote")?;
+    // IPv4 remotes live in the IPv4-mapped range of the tables: an IPv6
+    // remote over it would also match IPv4 packets.
+    if let Some(IpNet::V6(v6)) = remote
+        && overlaps_ipv4_mapped(&v6)
+    {
+        return Err(PolicyError::new(
+            el,
+            Some("remote"),
+            format!(
+                "{v6} overlaps the IPv4-mapped range ::ffff:0:0/96; leave remote out to match any address, or write IPv4 prefixes as IPv4"
+            ),
+        ));
+    }
     match (protocol, remote) {
         (Protocol::Number(PROTO_ICMP), Some(IpNet::V6(_))) => {
             return Err(PolicyError::new(
@@ -818,6 +831,11 @@ mod tests {
                 "<hookd:interface><hookd:egress><hookd:rule action=\"deny\" protocol=\"icmp\" remote=\"2001:db8::/32\"/></hookd:egress></hookd:interface>",
                 "remote",
                 "IPv4 only",
+            ),
+            (
+                "<hookd:interface><hookd:egress><hookd:rule action=\"deny\" remote=\"::/0\"/></hookd:egress></hookd:interface>",
+                "remote",
+                "IPv4-mapped",
             ),
             (
                 "<hookd:interface><hookd:egress><hookd:rule action=\"deny\" colour=\"red\"/></hookd:egress></hookd:interface>",
