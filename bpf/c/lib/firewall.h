@@ -161,6 +161,21 @@ static __always_inline int is_echo_request(const struct flow *f)
 	return f->icmp_type == 8 || f->icmp_type == 128;
 }
 
+/* Traffic a VM needs to exist on its network, which security groups leave
+ * alone (as OpenStack's do): IPv6 neighbour discovery and MLD (anti-spoofing
+ * still checks what the VM itself sends), and DHCP/DHCPv6 server replies
+ * to the VM's client ports. */
+static __always_inline int fw_infrastructure(const struct flow *f, __u8 dir)
+{
+	if (f->proto == IPPROTO_ICMPV6)
+		return (f->icmp_type >= 130 && f->icmp_type <= 137) || f->icmp_type == 143;
+	if (f->proto == IPPROTO_UDP && dir == DIR_INGRESS)
+		return (f->sport == 67 && f->dport == 68) || (f->sport == 547 && f->dport == 546);
+	if (f->proto == IPPROTO_UDP && dir == DIR_EGRESS)
+		return (f->sport == 68 && f->dport == 67) || (f->sport == 546 && f->dport == 547);
+	return 0;
+}
+
 /* Conntrack key of a flow seen in direction DIR. */
 static __always_inline void ct_key_of(struct ct_key *k, __u32 ifindex, __u8 dir, const struct flow *f)
 {
@@ -229,6 +244,8 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 		/* hookd creates the NIC's table before turning its firewall
 		 * on; without one, fail closed. */
 		return DROP_CT_INVALID;
+	if (fw_infrastructure(f, dir))
+		return FW_PASS;
 	if (f->later_frag)
 		/* No ports in it: a non-first fragment cannot be matched to a
 		 * connection or a port rule. */
