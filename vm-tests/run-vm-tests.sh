@@ -165,6 +165,14 @@ check "VM -> guest tcp 8080 over the bridge (allowed by a rule) connects" consol
 check "VM -> guest tcp 9000 over the bridge (default deny) does not" console_has client "RESULT vm_tcp9000=fail"
 check "VM -> guest ping over the bridge (no rule) gets no reply" console_has client "RESULT vm_ping=fail"
 sb_virsh destroy client >/dev/null 2>&1 || true
+echo "# bypass attempts from the guest with hand-made frames (hookd-craft)"
+check "control: a hand-made SYN to an allowed port is answered" console_has fw "RESULT craft_control=ok"
+check "a hand-made SYN to the denied port is not" console_has fw "RESULT craft_plain_denied=fail"
+check "a VLAN-tagged SYN (to an allowed port) is dropped" console_has fw "RESULT craft_vlan=fail"
+check "a SYN behind IPv4 options is judged by its port" console_has fw "RESULT craft_options=fail"
+check "a non-first fragment is dropped" console_has fw "RESULT craft_frag=fail"
+check "a tiny first fragment is judged by its port" console_has fw "RESULT craft_tinyfrag=fail"
+check "fw: VLAN and fragment drops counted" test "$(counter fw drop_vlan)" -gt 0 -a "$(counter fw drop_fragment)" -gt 0
 check "fw: default-deny drops counted" test "$(counter fw drop_fw_default)" -gt 0
 check "fw: deny-rule drops counted" test "$(counter fw drop_fw_rule)" -gt 0
 check "fw: the deny rule's hits are counted" test "$("$HOOKCTL" show fw --json | jq '[.nics[0].rules[] | select(.direction == "egress") | .hits] | add')" -gt 0

@@ -18,8 +18,9 @@ OUT=$1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 INIT_SRC=$HERE/init.sh
 
+CRAFT_SRC=$HERE/craft.c
 if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initramfs.gz" ] \
-   && cmp -s "$INIT_SRC" "$OUT/init.sh.built"; then
+   && cmp -s "$INIT_SRC" "$OUT/init.sh.built" && cmp -s "$CRAFT_SRC" "$OUT/craft.c.built"; then
     exit 0
 fi
 
@@ -75,6 +76,9 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,lib/modules}
 cp "$BUSYBOX" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 install -m 0755 "$INIT_SRC" "$root/init"
+# The packet-crafting helper of the bypass tests, static like busybox.
+command -v gcc >/dev/null || die "missing tool: gcc (apt-get install gcc libc6-dev)"
+gcc -static -O2 -Wall -o "$root/bin/hookd-craft" "$CRAFT_SRC" || die "building hookd-craft failed"
 # /dev/console must exist in the initramfs or the kernel starts /init with no
 # stdin/stdout (devtmpfs is not auto-mounted on an initramfs root).
 mknod -m 600 "$root/dev/console" c 5 1
@@ -113,4 +117,5 @@ chmod 0644 "$scratch/vmlinuz" "$scratch/initramfs.gz"
 mv -f "$scratch/vmlinuz" "$OUT/vmlinuz"
 mv -f "$scratch/initramfs.gz" "$OUT/initramfs.gz"
 cp "$INIT_SRC" "$OUT/init.sh.built"
+cp "$CRAFT_SRC" "$OUT/craft.c.built"
 log "built $OUT/vmlinuz ($kver) and $OUT/initramfs.gz"

@@ -140,6 +140,16 @@ scenario_fw() {
     ping_ok 3 -c 2 -W 2 "$PEER"; result ping_out $?
     run nc -w 3 "$PEER" 9998 </dev/null; result tcp_out_allowed $?
     run nc -w 3 "$PEER" 9999 </dev/null; result tcp_out_denied $?
+    # Bypass attempts with hand-made frames (hookd-craft): a SYN-ACK back
+    # means the frame got through.
+    peer_mac=$(ip neigh show "$PEER" | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p' | head -n 1)
+    craft() { run hookd-craft eth0 "$1" "$peer_mac" "${IP%/*}" "$PEER" "$2"; }
+    craft plain 9998; result craft_control $?
+    craft plain 9999; result craft_plain_denied $?
+    craft vlan 9998; result craft_vlan $?
+    craft options 9999; result craft_options $?
+    craft frag 9999; result craft_frag $?
+    craft tinyfrag 9999; result craft_tinyfrag $?
     log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
     forever
 }

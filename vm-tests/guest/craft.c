@@ -1,0 +1,182 @@
+/* hookd-craft: runs inside a test guest and tries to get a TCP SYN past
+ * hookd's rules with frames the guest's own stack would never build.
+ *
+ *   hookd-craft IFACE MODE DST_MAC SRC_IP DST_IP DST_PORT
+ *
+ * MODE: plain (a normal SYN, the control), vlan (802.1Q tagged), options
+ * (IPv4 with options), frag (a non-first IPv4 fragment holding a TCP header),
+ * tinyfrag (a first fragment too short to hold the ports). It sends the
+ * frame three times and listens 2 s for the peer's SYN-ACK (or RST) for that
+ * port: exit 0 when one came back (the frame got through), 1 when none did,
+ * 2 on errors. Test traffic only: 192.0.2.0/24. */
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint16_t csum(const void *data, size_t len, uint32_t sum)
+{
+	const uint8_t *p = data;
+
+	for (; len > 1; p += 2, len -= 2)
+		sum += (uint32_t)p[0] << 8 | p[1];
+	if (len)
+		sum += (uint32_t)p[0] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static int parse_mac(const char *s, uint8_t *m)
+{
+	return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t frame[256], src_mac[6], dst_mac[6], tcp[20], *ip;
+	struct in_addr src, dst;
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET };
+	struct ifreq ifr = { 0 };
+	size_t off = 0, iphl = 20, l4len = 20;
+	uint16_t dport, sport = 40000 + (getpid() % 20000);
+	const char *mode;
+	int fd, i;
+
+	if (argc != 7 || parse_mac(argv[3], dst_mac) || !inet_aton(argv[4], &src) || !inet_aton(argv[5], &dst)) {
+		fprintf(stderr, "usage: hookd-craft IFACE plain|vlan|options|frag|tinyfrag DST_MAC SRC_IP DST_IP DST_PORT\n");
+		return 2;
+	}
+	mode = argv[2];
+	dport = (uint16_t)atoi(argv[6]);
+	fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	if (fd < 0) {
+		perror("socket");
+		return 2;
+	}
+	strncpy(ifr.ifr_name, argv[1], IFNAMSIZ - 1);
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0 || ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+		perror(argv[1]);
+		return 2;
+	}
+	ioctl(fd, SIOCGIFHWADDR, &ifr);
+	memcpy(src_mac, ifr.ifr_hwaddr.sa_data, 6);
+	ioctl(fd, SIOCGIFINDEX, &ifr);
+	sll.sll_ifindex = ifr.ifr_ifindex;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+		perror("bind");
+		return 2;
+	}
+
+	memset(frame, 0, sizeof(frame));
+	memcpy(frame, dst_mac, 6);
+	memcpy(frame + 6, src_mac, 6);
+	off = 12;
+	if (!strcmp(mode, "vlan")) {
+		frame[off++] = 0x81, frame[off++] = 0x00;
+		frame[off++] = 0x00, frame[off++] = 0x05; /* VLAN 5 */
+	}
+	frame[off++] = 0x08, frame[off++] = 0x00;
+	ip = frame + off;
+	if (!strcmp(mode, "options"))
+		iphl = 24;
+	if (!strcmp(mode, "tinyfrag"))
+		l4len = 8; /* ports and sequence only: flags are in the next fragment */
+
+	/* TCP SYN */
+	memset(tcp, 0, sizeof(tcp));
+	tcp[0] = sport >> 8, tcp[1] = sport & 0xff;
+	tcp[2] = dport >> 8, tcp[3] = dport & 0xff;
+	tcp[7] = 1;
+	tcp[12] = 5 << 4;
+	tcp[13] = 0x02;
+	tcp[14] = 0xff, tcp[15] = 0xff;
+	{
+		uint8_t pseudo[12 + 20];
+		uint16_t c;
+
+		memcpy(pseudo, &src, 4);
+		memcpy(pseudo + 4, &dst, 4);
+		pseudo[8] = 0, pseudo[9] = 6, pseudo[10] = 0, pseudo[11] = 20;
+		memcpy(pseudo + 12, tcp, 20);
+		c = csum(pseudo, sizeof(pseudo), 0);
+		tcp[16] = c >> 8, tcp[17] = c & 0xff;
+	}
+
+	/* IPv4 */
+	ip[0] = 0x40 | (uint8_t)(iphl / 4);
+	ip[2] = (uint8_t)((iphl + l4len) >> 8), ip[3] = (uint8_t)(iphl + l4len);
+	ip[4] = 0x12, ip[5] = 0x34;
+	if (!strcmp(mode, "frag"))
+		ip[6] = 0x00, ip[7] = 0x03; /* offset 24 bytes: a later fragment */
+	if (!strcmp(mode, "tinyfrag"))
+		ip[6] = 0x20; /* more fragments, offset 0 */
+	ip[8] = 64;
+	ip[9] = 6;
+	memcpy(ip + 12, &src, 4);
+	memcpy(ip + 16, &dst, 4);
+	if (iphl == 24)
+		ip[20] = 1, ip[21] = 1, ip[22] = 1, ip[23] = 0; /* NOP NOP NOP EOL */
+	{
+		uint16_t c = csum(ip, iphl, 0);
+
+		ip[10] = c >> 8, ip[11] = c & 0xff;
+	}
+	memcpy(ip + iphl, tcp, l4len);
+	off += iphl + l4len;
+	if (off < 60)
+		off = 60;
+
+	for (i = 0; i < 3; i++) {
+		if (send(fd, frame, off, 0) < 0) {
+			perror("send");
+			return 2;
+		}
+		usleep(200000);
+	}
+
+	/* Listen for the peer's answer: TCP from DST_IP:DST_PORT to our port. */
+	{
+		struct timespec t0, t;
+		uint8_t buf[2048];
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (;;) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			ssize_t n;
+
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			if (t.tv_sec - t0.tv_sec >= 2)
+				break;
+			if (poll(&p, 1, 200) <= 0)
+				continue;
+			n = recv(fd, buf, sizeof(buf), 0);
+			if (n < 14 + 20 + 20 || buf[12] != 0x08 || buf[13] != 0x00 || buf[14 + 9] != 6)
+				continue;
+			if (memcmp(buf + 14 + 12, &dst, 4))
+				continue;
+			{
+				uint8_t *th = buf + 14 + (buf[14] & 0xf) * 4;
+
+				if (th[0] == (dport >> 8) && th[1] == (dport & 0xff) &&
+				    th[2] == (sport >> 8) && th[3] == (sport & 0xff)) {
+					printf("answered: flags 0x%02x\n", th[13]);
+					return 0;
+				}
+			}
+		}
+	}
+	printf("no answer\n");
+	return 1;
+}
