@@ -148,6 +148,15 @@ busybox nc -ll -p 9998 -e /bin/cat </dev/null >/dev/null 2>&1 &
 sb_record_pid nc9998 $!
 busybox nc -ll -p 9999 -e /bin/cat </dev/null >/dev/null 2>&1 &
 sb_record_pid nc9999 $!
+python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.0.2.1", 5353))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)
+' </dev/null >/dev/null 2>&1 &
+sb_record_pid udp5353 $!
 sandbox_define_vm fw 52:54:00:00:00:2a 192.0.2.20/24 192.0.2.1 fw "$SB/fw.policy"
 sandbox_define_vm client 52:54:00:00:00:2b 192.0.2.30/24 192.0.2.20 client
 check "virsh start fw" sandbox_start_vm fw
@@ -161,6 +170,10 @@ check "host -> guest ping (no rule) gets no reply" sh -c "! ping -c 2 -W 1 192.0
 check "guest -> host ping: the reply passes the deny-by-default ingress (conntrack)" console_has fw "RESULT ping_out=ok"
 check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "RESULT tcp_out_allowed=ok"
 check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
+check "guest -> host UDP: the echo comes back through the deny-by-default ingress (conntrack)" console_has fw "RESULT udp_out_reply=ok"
+udp_before=$(counter fw drop_fw_default)
+for i in 1 2 3; do echo probe > /dev/udp/192.0.2.20/7000 || true; sleep 0.2; done
+check "host -> guest UDP 7000 (no rule) is dropped and counted" test "$(counter fw drop_fw_default)" -gt "$udp_before"
 check "VM -> guest tcp 8080 over the bridge (allowed by a rule) connects" console_has client "RESULT vm_tcp8080=ok"
 check "VM -> guest tcp 9000 over the bridge (default deny) does not" console_has client "RESULT vm_tcp9000=fail"
 check "VM -> guest ping over the bridge (no rule) gets no reply" console_has client "RESULT vm_ping=fail"

@@ -8,7 +8,9 @@
  * tinyfrag (a first fragment too short to hold the ports). It sends the
  * frame three times and listens 2 s for the peer's SYN-ACK (or RST) for that
  * port: exit 0 when one came back (the frame got through), 1 when none did,
- * 2 on errors. Test traffic only: 192.0.2.0/24. */
+ * 2 on errors. Mode udp uses an ordinary UDP socket instead: it sends one
+ * datagram from SRC_IP to DST_IP:DST_PORT and waits 2 s for any reply
+ * (exit 0) or none (exit 1). Test traffic only: 192.0.2.0/24. */
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +62,24 @@ int main(int argc, char **argv)
 	}
 	mode = argv[2];
 	dport = (uint16_t)atoi(argv[6]);
+	if (!strcmp(mode, "udp")) {
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport), .sin_addr = dst };
+		struct timeval tv = { .tv_sec = 2 };
+		char buf[64];
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (u < 0 || setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+		    sendto(u, "hookd-udp", 9, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+			perror("udp");
+			return 2;
+		}
+		if (recv(u, buf, sizeof(buf), 0) > 0) {
+			printf("answered\n");
+			return 0;
+		}
+		printf("no answer\n");
+		return 1;
+	}
 	fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
 	if (fd < 0) {
 		perror("socket");

@@ -140,6 +140,9 @@ scenario_fw() {
     ping_ok 3 -c 2 -W 2 "$PEER"; result ping_out $?
     run nc -w 3 "$PEER" 9998 </dev/null; result tcp_out_allowed $?
     run nc -w 3 "$PEER" 9999 </dev/null; result tcp_out_denied $?
+    # UDP: the host echoes on 5353; its reply passes the deny-by-default
+    # ingress because the guest's datagram opened the flow.
+    run hookd-craft eth0 udp 00:00:00:00:00:00 "${IP%/*}" "$PEER" 5353; result udp_out_reply $?
     # Bypass attempts with hand-made frames (hookd-craft): a SYN-ACK back
     # means the frame got through.
     peer_mac=$(ip neigh show "$PEER" | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p' | head -n 1)
