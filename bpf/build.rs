@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["hookd", "empty"];
+const PROGRAMS: &[&str] = &["hookd", "empty", "redirect"];
 
 fn find_clang() -> Option<PathBuf> {
     if let Some(c) = std::env::var_os("HOOKD_CLANG") {

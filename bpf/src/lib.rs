@@ -9,6 +9,11 @@ pub static HOOKD_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 /// A classifier that does nothing, for side-by-side measurements.
 pub static EMPTY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/empty.bpf.o"));
 
+/// Test fixture: a classifier that redirects every frame to the egress of
+/// its global `TARGET_IFINDEX`.
+pub static REDIRECT_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redirect.bpf.o"));
+
 /// Program attached at tc ingress of a tap: frames sent by the VM.
 pub const PROG_FROM_VM: &str = "hookd_from_vm";
 /// Program attached at tc egress of a tap: frames delivered to the VM.

@@ -1250,3 +1250,66 @@ fn logged_rules_send_rate_limited_events() {
     assert_eq!(hookd::events::addr_text(e.saddr), "203.0.113.9");
     assert_eq!(hookd::events::addr_text(e.daddr), VM4);
 }
+
+/// A frame that reaches a VM's tap by bpf_redirect (not through the host
+/// stack) still passes the VM's ingress policy.
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
+    let fs = Bpffs::new();
+    let ns = Netns::new("redir");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        Netns::enter(&name);
+        let mut tap = Tap::create("hk0");
+        sh("ip link set hk0 up && ip link add rv0 type veth peer name rv1 && ip link set rv0 up && ip link set rv1 up");
+        let tap_ifindex = hookd::netdev::ifindex("hk0").unwrap();
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        let xml = format!(
+            "<domain><name>r</name><uuid>u-redir</uuid><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+             <hookd:interface mac='{VM_MAC}'><hookd:address prefix='192.0.2.10/32'/>\
+             <hookd:ingress default='deny'><hookd:rule action='allow' protocol='udp' ports='5000'/></hookd:ingress>\
+             </hookd:interface></hookd:policy></metadata><devices><interface type='ethernet'>\
+             <mac address='{VM_MAC}'/><target dev='hk0'/></interface></devices></domain>"
+        );
+        let dom = hookd::domain::parse(&xml).unwrap();
+        let plan = hookd::plan::plan_domain(&dom, true, hookd::plan::Stage::TapsExist).unwrap();
+        dp.attach_nic("u-redir", "hk0", mac(VM_MAC), &plan[0].mode, 1).unwrap();
+        // rv1's ingress redirects everything to hk0's egress, as another
+        // VM's program would.
+        let mut obj = aya::EbpfLoader::new().set_global("TARGET_IFINDEX", &tap_ifindex, true).load(hookd_bpf::REDIRECT_OBJ).unwrap();
+        let prog: &mut aya::programs::SchedClassifier = obj.program_mut("redirect_tc").unwrap().try_into().unwrap();
+        prog.load().unwrap();
+        prog.attach("rv1", aya::programs::TcAttachType::Ingress).unwrap();
+        // Frames enter rv0 -> rv1 through a packet socket on rv0.
+        let sock = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, (libc::ETH_P_ALL as u16).to_be() as i32) };
+        assert!(sock >= 0);
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = hookd::netdev::ifindex("rv0").unwrap() as i32;
+        let send = |frame: &[u8]| {
+            let n = unsafe {
+                libc::sendto(sock, frame.as_ptr().cast(), frame.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            };
+            assert_eq!(n as usize, frame.len(), "sendto: {}", std::io::Error::last_os_error());
+        };
+        let delivered = |tap: &mut Tap, port: u16| {
+            tap.recv_for(Duration::from_millis(300))
+                .iter()
+                .filter(|f| f.len() >= 14 + 20 + 8 && f[12..14] == [8, 0] && f[14 + 9] == 17 && f[14 + 22..14 + 24] == port.to_be_bytes())
+                .count()
+        };
+        tap.recv_for(Duration::from_millis(300)); // drain what the kernel sent on its own
+        send(&to_vm4("198.51.100.7", 17, &udp(40000, 5000, b"allowed")));
+        assert_eq!(delivered(&mut tap, 5000), 1, "allowed frame redirected into the tap");
+        let before = dp.stats(tap_ifindex).unwrap().drops[DropReason::FwDefault as usize];
+        send(&to_vm4("198.51.100.7", 17, &udp(40000, 5001, b"denied")));
+        assert_eq!(delivered(&mut tap, 5001), 0, "denied frame must not reach the VM");
+        assert_eq!(dp.stats(tap_ifindex).unwrap().drops[DropReason::FwDefault as usize], before + 1);
+        unsafe { libc::close(sock) };
+    })
+    .join()
+    .expect("redirect test thread");
+    drop(ns);
+}
