@@ -1278,7 +1278,7 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
         dp.attach_nic("u-redir", "hk0", mac(VM_MAC), &plan[0].mode, 1).unwrap();
         // rv1's ingress redirects everything to hk0's egress, as another
         // VM's program would.
-        let mut obj = aya::EbpfLoader::new().set_global("TARGET_IFINDEX", &tap_ifindex, true).load(hookd_bpf::REDIRECT_OBJ).unwrap();
+        let mut obj = aya::EbpfLoader::new().override_global("TARGET_IFINDEX", &tap_ifindex, true).load(hookd_bpf::REDIRECT_OBJ).unwrap();
         let prog: &mut aya::programs::SchedClassifier = obj.program_mut("redirect_tc").unwrap().try_into().unwrap();
         prog.load().unwrap();
         prog.attach("rv1", aya::programs::TcAttachType::Ingress).unwrap();
