@@ -134,11 +134,13 @@ cat > "$SB/fw.policy" <<'P'
     <hookd:policy xmlns:hookd="urn:hookd:policy:1">
       <hookd:interface mac="52:54:00:00:00:2a">
         <hookd:address prefix="192.0.2.20/32"/>
+        <hookd:address prefix="2001:db8::20/128"/>
         <hookd:ingress default="deny">
           <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
         </hookd:ingress>
         <hookd:egress default="allow">
           <hookd:rule action="deny" protocol="tcp" ports="9999" remote="192.0.2.1/32" log="true"/>
+          <hookd:rule action="deny" protocol="tcp" ports="9999" remote="2001:db8::1/128"/>
         </hookd:egress>
       </hookd:interface>
     </hookd:policy>
@@ -157,7 +159,7 @@ while True:
     s.sendto(data, peer)
 ' </dev/null >/dev/null 2>&1 &
 sb_record_pid udp5353 $!
-sandbox_define_vm fw 52:54:00:00:00:2a 192.0.2.20/24 192.0.2.1 fw "$SB/fw.policy"
+SB_VM_CMDLINE_EXTRA="hookd.ip6=2001:db8::20/64" sandbox_define_vm fw 52:54:00:00:00:2a 192.0.2.20/24 192.0.2.1 fw "$SB/fw.policy"
 sandbox_define_vm client 52:54:00:00:00:2b 192.0.2.30/24 192.0.2.20 client
 check "virsh start fw" sandbox_start_vm fw
 check "virsh start client (no policy, same bridge)" sandbox_start_vm client
@@ -185,6 +187,9 @@ check "a VLAN-tagged SYN (to an allowed port) is dropped" console_has fw "RESULT
 check "a SYN behind IPv4 options is judged by its port" console_has fw "RESULT craft_options=fail"
 check "a non-first fragment is dropped" console_has fw "RESULT craft_frag=fail"
 check "a tiny first fragment is judged by its port" console_has fw "RESULT craft_tinyfrag=fail"
+check "IPv6 control: a hand-made SYN to an allowed port is answered" console_has fw "RESULT craft6_control=ok"
+check "IPv6: a SYN behind two extension headers to an allowed port is answered" console_has fw "RESULT craft6_ext_allowed=ok"
+check "IPv6: a SYN behind two extension headers to the denied port is not" console_has fw "RESULT craft6_ext_denied=fail"
 check "fw: VLAN and fragment drops counted" test "$(counter fw drop_vlan)" -gt 0 -a "$(counter fw drop_fragment)" -gt 0
 check "fw: default-deny drops counted" test "$(counter fw drop_fw_default)" -gt 0
 check "fw: deny-rule drops counted" test "$(counter fw drop_fw_rule)" -gt 0

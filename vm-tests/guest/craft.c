@@ -5,7 +5,9 @@
  *
  * MODE: plain (a normal SYN, the control), vlan (802.1Q tagged), options
  * (IPv4 with options), frag (a non-first IPv4 fragment holding a TCP header),
- * tinyfrag (a first fragment too short to hold the ports). It sends the
+ * tinyfrag (a first fragment too short to hold the ports), plain6 and ext6
+ * (IPv6, SRC_IP and DST_IP IPv6; ext6 hides the TCP header behind two
+ * hop-by-hop option headers). It sends the
  * frame three times and listens 2 s for the peer's SYN-ACK (or RST) for that
  * port: exit 0 when one came back (the frame got through), 1 when none did,
  * 2 on errors. Mode udp uses an ordinary UDP socket instead: it sends one
@@ -45,6 +47,126 @@ static int parse_mac(const char *s, uint8_t *m)
 	return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6 ? 0 : -1;
 }
 
+static int open_packet_socket(const char *iface, uint8_t *src_mac)
+{
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL) };
+	struct ifreq ifr = { 0 };
+	int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+
+	if (fd < 0)
+		return -1;
+	strncpy(ifr.ifr_name, iface, IFNAMSIZ - 1);
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
+		return -1;
+	memcpy(src_mac, ifr.ifr_hwaddr.sa_data, 6);
+	if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0)
+		return -1;
+	sll.sll_ifindex = ifr.ifr_ifindex;
+	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0)
+		return -1;
+	return fd;
+}
+
+/* Waits 2 s for a TCP segment from SRC (4 or 16 bytes at SRC_OFF of the IP
+ * header) port DPORT to port SPORT. Returns 0 when one came. */
+static int await_answer(int fd, int v6, const void *peer, uint16_t dport, uint16_t sport)
+{
+	struct timespec t0, t;
+	uint8_t buf[2048];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint8_t *th;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= 2)
+			break;
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (v6) {
+			if (n < 14 + 40 + 20 || buf[12] != 0x86 || buf[13] != 0xdd || buf[14 + 6] != 6 ||
+			    memcmp(buf + 14 + 8, peer, 16))
+				continue;
+			th = buf + 14 + 40;
+		} else {
+			if (n < 14 + 20 + 20 || buf[12] != 0x08 || buf[13] != 0x00 || buf[14 + 9] != 6 ||
+			    memcmp(buf + 14 + 12, peer, 4))
+				continue;
+			th = buf + 14 + (buf[14] & 0xf) * 4;
+		}
+		if (th[0] == (dport >> 8) && th[1] == (dport & 0xff) &&
+		    th[2] == (sport >> 8) && th[3] == (sport & 0xff)) {
+			printf("answered: flags 0x%02x\n", th[13]);
+			return 0;
+		}
+	}
+	printf("no answer\n");
+	return 1;
+}
+
+static int craft6(char **argv)
+{
+	uint8_t frame[256] = { 0 }, src_mac[6], dst_mac[6], *ip, *p;
+	struct in6_addr src, dst;
+	uint16_t dport = (uint16_t)atoi(argv[6]), sport = 40000 + (getpid() % 20000);
+	int ext = !strcmp(argv[2], "ext6"), fd, i;
+	size_t exthl = ext ? 16 : 0, len;
+
+	if (parse_mac(argv[3], dst_mac) || inet_pton(AF_INET6, argv[4], &src) != 1 ||
+	    inet_pton(AF_INET6, argv[5], &dst) != 1) {
+		fprintf(stderr, "hookd-craft: bad IPv6 arguments\n");
+		return 2;
+	}
+	fd = open_packet_socket(argv[1], src_mac);
+	if (fd < 0) {
+		perror(argv[1]);
+		return 2;
+	}
+	memcpy(frame, dst_mac, 6);
+	memcpy(frame + 6, src_mac, 6);
+	frame[12] = 0x86, frame[13] = 0xdd;
+	ip = frame + 14;
+	ip[0] = 0x60;
+	ip[4] = 0, ip[5] = (uint8_t)(exthl + 20);
+	ip[6] = ext ? 0 : 6; /* hop-by-hop, or TCP */
+	ip[7] = 64;
+	memcpy(ip + 8, &src, 16);
+	memcpy(ip + 24, &dst, 16);
+	p = ip + 40;
+	if (ext) {
+		/* two 8-byte hop-by-hop headers with PadN options; the second
+		 * one is really a destination-options header after it */
+		p[0] = 60, p[1] = 0, p[2] = 1, p[3] = 4;
+		p[8] = 6, p[9] = 0, p[10] = 1, p[11] = 4;
+		p += 16;
+	}
+	p[0] = sport >> 8, p[1] = sport & 0xff, p[2] = dport >> 8, p[3] = dport & 0xff;
+	p[7] = 1, p[12] = 5 << 4, p[13] = 0x02, p[14] = 0xff, p[15] = 0xff;
+	{
+		uint8_t pseudo[40 + 20] = { 0 };
+		uint16_t c;
+
+		memcpy(pseudo, &src, 16);
+		memcpy(pseudo + 16, &dst, 16);
+		pseudo[35] = 20, pseudo[39] = 6;
+		memcpy(pseudo + 40, p, 20);
+		c = csum(pseudo, sizeof(pseudo), 0);
+		p[16] = c >> 8, p[17] = c & 0xff;
+	}
+	len = 14 + 40 + exthl + 20;
+	for (i = 0; i < 3; i++) {
+		if (send(fd, frame, len, 0) < 0) {
+			perror("send");
+			return 2;
+		}
+		usleep(200000);
+	}
+	return await_answer(fd, 1, &dst, dport, sport);
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t frame[256], src_mac[6], dst_mac[6], tcp[20], *ip;
@@ -56,6 +178,8 @@ int main(int argc, char **argv)
 	const char *mode;
 	int fd, i;
 
+	if (argc == 7 && (!strcmp(argv[2], "plain6") || !strcmp(argv[2], "ext6")))
+		return craft6(argv);
 	if (argc != 7 || parse_mac(argv[3], dst_mac) || !inet_aton(argv[4], &src) || !inet_aton(argv[5], &dst)) {
 		fprintf(stderr, "usage: hookd-craft IFACE plain|vlan|options|frag|tinyfrag DST_MAC SRC_IP DST_IP DST_PORT\n");
 		return 2;

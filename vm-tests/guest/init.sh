@@ -87,7 +87,8 @@ ping_ok() { # ping_ok TRIES PING-ARGS...: ok if any attempt gets a reply
 scenario_idle() {
     if [ -n "$IP6" ]; then
         echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
-        ip -6 addr add "$IP6" dev eth0 nodad
+        ip -6 addr add "$IP6" dev eth0
+        sleep 2 # busybox ip has no nodad: let duplicate address detection finish
     fi
     log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
     forever
@@ -153,6 +154,20 @@ scenario_fw() {
     craft options 9999; result craft_options $?
     craft frag 9999; result craft_frag $?
     craft tinyfrag 9999; result craft_tinyfrag $?
+    if [ -n "$IP6" ]; then
+        # IPv6: the same over an extension-header chain. The host (PEER6)
+        # answers once neighbour discovery has run both ways.
+        echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
+        ip -6 addr add "$IP6" dev eth0
+        sleep 2 # busybox ip has no nodad: let duplicate address detection finish
+        PEER6=2001:db8::1
+        ping_ok 3 -c 2 -W 2 "$PEER6"; result ping6_out $?
+        peer_mac6=$(ip -6 neigh show "$PEER6" | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p' | head -n 1)
+        craft6() { run hookd-craft eth0 "$1" "$peer_mac6" "${IP6%/*}" "$PEER6" "$2"; }
+        craft6 plain6 9998; result craft6_control $?
+        craft6 ext6 9998; result craft6_ext_allowed $?
+        craft6 ext6 9999; result craft6_ext_denied $?
+    fi
     log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
     forever
 }
