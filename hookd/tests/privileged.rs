@@ -1094,6 +1094,215 @@ fn security_group_rules_and_connection_tracking() {
         eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &frag),
         Some(DropReason::Fragment),
     );
+    // Network infrastructure passes any rules: neighbour discovery and the
+    // VM's DHCP client traffic.
+    let nd = eth(
+        mac(VM_MAC),
+        mac(HOST_MAC),
+        0x86dd,
+        &ipv6(
+            v6("fe80::1"),
+            v6("2001:db8::10"),
+            58,
+            &icmpv6_nd(135, v6("2001:db8::10")),
+        ),
+    );
+    expect(&dp, "neighbour solicitation to the VM", to, nd, None);
+    let offer = eth(
+        [0xff; 6],
+        mac(HOST_MAC),
+        0x0800,
+        &ipv4(
+            v4("203.0.113.1"),
+            v4("255.255.255.255"),
+            17,
+            &udp(67, 68, &[0; 240]),
+        ),
+    );
+    expect(&dp, "DHCP offer to the VM's client port", to, offer, None);
+    let other = eth(
+        mac(VM_MAC),
+        mac(HOST_MAC),
+        0x86dd,
+        &ipv6(
+            v6("2001:db8:2::1"),
+            v6("2001:db8::10"),
+            58,
+            &[128, 0, 0, 0, 0, 1, 0, 1],
+        ),
+    );
+    expect(
+        &dp,
+        "other ICMPv6 (echo) is judged by the rules",
+        to,
+        other,
+        Some(DropReason::FwDefault),
+    );
+    // Bypass attempts: each is judged by a documented rule.
+    let with_options = |dport: u16| {
+        let l4 = tcp(41000 + dport, dport, SYN);
+        let total = 24 + l4.len();
+        let mut h = vec![
+            0x46,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
+        h.extend_from_slice(&[198, 51, 100, 7, 192, 0, 2, 10, 1, 1, 1, 0]); // addresses + NOP NOP NOP EOL
+        h.extend_from_slice(&l4);
+        eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &h)
+    };
+    expect(
+        &dp,
+        "IPv4 options: ports are read after them (allowed port)",
+        to,
+        with_options(22),
+        None,
+    );
+    expect(
+        &dp,
+        "IPv4 options: ports are read after them (other port)",
+        to,
+        with_options(9000),
+        Some(DropReason::FwDefault),
+    );
+    let hbh = |next: u8| vec![next, 0, 1, 4, 0, 0, 0, 0];
+    let v6_ext = |src: &str, chain: Vec<u8>, first: u8| {
+        eth(
+            mac(VM_MAC),
+            mac(HOST_MAC),
+            0x86dd,
+            &ipv6(v6(src), v6("2001:db8::10"), first, &chain),
+        )
+    };
+    let chain = |n: usize, l4: &[u8]| {
+        let mut c = Vec::new();
+        for i in 0..n {
+            c.extend(hbh(if i + 1 == n { 6 } else { 60 }));
+        }
+        c.extend_from_slice(l4);
+        c
+    };
+    expect(
+        &dp,
+        "TCP behind two IPv6 extension headers (allowed)",
+        to,
+        v6_ext("2001:db8:1::5", chain(2, &tcp(42000, 80, SYN)), 0),
+        None,
+    );
+    expect(
+        &dp,
+        "TCP behind two IPv6 extension headers (other port)",
+        to,
+        v6_ext("2001:db8:1::5", chain(2, &tcp(42001, 81, SYN)), 0),
+        Some(DropReason::FwDefault),
+    );
+    expect(
+        &dp,
+        "five extension headers",
+        to,
+        v6_ext("2001:db8:1::5", chain(5, &tcp(42002, 80, SYN)), 0),
+        Some(DropReason::Malformed),
+    );
+    let mut first_frag = ipv4(v4("198.51.100.7"), v4(VM4), 6, &tcp(43000, 9000, SYN));
+    first_frag[6] = 0x20; // more fragments, offset 0: the first fragment has the ports
+    expect(
+        &dp,
+        "first fragment to a closed port",
+        to,
+        eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &first_frag),
+        Some(DropReason::FwDefault),
+    );
+    let v6_frag = [&[6u8, 0, 0, 0x50, 0, 0, 0, 1][..], &[0u8; 16]].concat(); // offset 10 x 8 bytes
+    expect(
+        &dp,
+        "IPv6 non-first fragment",
+        to,
+        v6_ext("2001:db8:1::5", v6_frag, 44),
+        Some(DropReason::Fragment),
+    );
+    let short = [
+        &eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &[])[..14],
+        &ipv4(v4("198.51.100.7"), v4(VM4), 6, &[0, 22, 0, 22, 0, 0])[..],
+    ]
+    .concat();
+    expect(
+        &dp,
+        "truncated TCP header",
+        to,
+        short,
+        Some(DropReason::Malformed),
+    );
+    let bcast = eth(
+        [0xff; 6],
+        mac(HOST_MAC),
+        0x0800,
+        &ipv4(
+            v4("203.0.113.5"),
+            v4("255.255.255.255"),
+            17,
+            &udp(1, 22, &[]),
+        ),
+    );
+    expect(
+        &dp,
+        "broadcast is judged by its source like any packet",
+        to,
+        bcast,
+        Some(DropReason::FwDefault),
+    );
+    let mcast = eth(
+        [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+        mac(HOST_MAC),
+        0x0800,
+        &ipv4(
+            v4("203.0.113.5"),
+            v4("224.0.0.251"),
+            17,
+            &udp(5353, 5353, &[]),
+        ),
+    );
+    expect(
+        &dp,
+        "multicast is judged by its source like any packet",
+        to,
+        mcast,
+        Some(DropReason::FwDefault),
+    );
+    let mcast_ok = eth(
+        [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+        mac(HOST_MAC),
+        0x0800,
+        &ipv4(v4("198.51.100.7"), v4("224.0.0.251"), 6, &tcp(1, 8000, SYN)),
+    );
+    expect(
+        &dp,
+        "multicast to an allowed port from an allowed source passes",
+        to,
+        mcast_ok,
+        None,
+    );
+    let arp_in = eth(
+        [0xff; 6],
+        mac(HOST_MAC),
+        0x0806,
+        &arp(mac(HOST_MAC), v4("203.0.113.5"), v4(VM4)),
+    );
+    expect(
+        &dp,
+        "ARP to the VM is not IP: the rules leave it alone",
+        to,
+        arp_in,
+        None,
+    );
     assert!(
         failures.is_empty(),
         "{} wrong:\n{}",
