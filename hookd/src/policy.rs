@@ -535,7 +535,7 @@ fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
                         c,
                         Some("prefix"),
                         format!(
-                            "{p} covers the IPv4-mapped range ::ffff:0:0/96; list IPv4 prefixes as IPv4"
+                            "{p} overlaps the IPv4-mapped range ::ffff:0:0/96; write IPv4 prefixes as IPv4"
                         ),
                     ));
                 }
@@ -721,6 +721,21 @@ mod tests {
     #[test]
     fn invalid_policies_are_refused() {
         let cases = [
+            (
+                "<hookd:interface><hookd:address prefix=\"::/0\"/></hookd:interface>",
+                "prefix",
+                "IPv4-mapped",
+            ),
+            (
+                "<hookd:interface><hookd:address prefix=\"::ffff:192.0.2.10/128\"/></hookd:interface>",
+                "prefix",
+                "IPv4-mapped",
+            ),
+            (
+                "<hookd:interface hookd:mac=\"52:54:00:00:00:0a\"/>",
+                "mac",
+                "without a prefix",
+            ),
             (
                 "<hookd:interface><hookd:address prefix=\"192.0.2.300/32\"/></hookd:interface>",
                 "prefix",

@@ -180,6 +180,17 @@ async fn lifecycle_over_dbus() {
         c.contains(&("from_vm_packets".into(), 7)) && c.contains(&("drop_ip_spoof".into(), 3)),
         "{c:?}"
     );
+    let r = &d.nics[0].rules[0];
+    assert_eq!(
+        (
+            r.direction.as_str(),
+            r.index,
+            r.line,
+            r.rule.as_str(),
+            r.hits
+        ),
+        ("ingress", 0, 7, "allow tcp ports 22 remote any", 5)
+    );
     assert!(run.path().join(format!("domains/{UUID}.json")).exists());
     // stopped XML without <target dev>: detached from what was recorded.
     hook(&p, "stopped", &xml(POLICY, "")).await.unwrap();
