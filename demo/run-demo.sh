@@ -36,15 +36,27 @@ cat > "$SB/web.policy" <<'P'
       </hookd:interface>
     </hookd:policy>
 P
+cat > "$SB/db.policy" <<'P'
+    <hookd:policy xmlns:hookd="urn:hookd:policy:1">
+      <hookd:interface mac="52:54:00:00:00:2a">
+        <hookd:address prefix="192.0.2.20/32"/>
+        <hookd:ingress default="deny">
+          <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
+          <hookd:rule action="deny" protocol="tcp" ports="9000" remote="192.0.2.1/32" log="true"/>
+        </hookd:ingress>
+      </hookd:interface>
+    </hookd:policy>
+P
 sandbox_define_vm web 52:54:00:00:00:0a 192.0.2.10/24 192.0.2.1 spoof "$SB/web.policy"
+sandbox_define_vm db 52:54:00:00:00:2a 192.0.2.20/24 192.0.2.1 fw "$SB/db.policy"
 sandbox_define_vm legacy 52:54:00:00:00:0b 192.0.2.11/24 192.0.2.1 spoof
 
 say "the policy in web's domain XML, as hookd reads it (hookctl explain, no daemon needed)"
 sb_virsh dumpxml web > "$SB/web.dump.xml"
 "$HOOKCTL" explain "$SB/web.dump.xml"
 
-say "virsh start web; virsh start legacy (the libvirt hook calls hookd before the guests run)"
-for vm in web legacy; do
+say "virsh start web; virsh start legacy; virsh start db (the libvirt hook calls hookd before the guests run)"
+for vm in web legacy db; do
     t0=$(sb_now)
     sandbox_start_vm "$vm"
     echo "virsh start $vm: $(sb_since "$t0") s"
@@ -66,6 +78,23 @@ done
 say "counters (hookctl show web / legacy)"
 "$HOOKCTL" show web
 "$HOOKCTL" show legacy | sed -n '1,4p;/from_vm_packets/p;/to_vm_packets/p'
+
+say "security groups: db serves tcp 8080 (allowed from 192.0.2.0/24) and 9000 (denied, logged); ingress default deny"
+sandbox_wait_console db 'GUEST READY' 150 >/dev/null
+sleep 2
+try_tcp() {
+    if timeout 3 bash -c "exec 3<>/dev/tcp/192.0.2.20/$1" 2>/dev/null; then
+        echo "host -> db tcp $1: connected (allowed)"
+    else
+        echo "host -> db tcp $1: no connection (dropped)"
+    fi
+}
+try_tcp 8080
+try_tcp 9000
+ping -c 1 -W 1 192.0.2.20 >/dev/null 2>&1 && echo "host -> db ping: reply" || echo "host -> db ping: no reply (default deny)"
+"$HOOKCTL" show db | sed -n '/allowed sources/,$p'
+echo
+"$HOOKCTL" events db | head -4
 
 say "hookctl --json, for management software"
 "$HOOKCTL" show web --json | jq -c '{name, attached_at, nic: .nics[0] | {tap, attach, mode, counters: [.counters[] | select(.value > 0)] | map({(.name): .value}) | add}}'
