@@ -91,7 +91,7 @@ try_tcp() {
 }
 try_tcp 8080
 try_tcp 9000
-ping -c 1 -W 1 192.0.2.20 >/dev/null 2>&1 && echo "host -> db ping: reply" || echo "host -> db ping: no reply (default deny)"
+busybox ping -c 1 -W 1 192.0.2.20 >/dev/null 2>&1 && echo "host -> db ping: reply" || echo "host -> db ping: no reply (default deny)"
 "$HOOKCTL" show db | sed -n '/allowed sources/,$p'
 echo
 "$HOOKCTL" events db | head -4

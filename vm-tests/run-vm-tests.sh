@@ -168,7 +168,10 @@ sandbox_wait_console client 'GUEST DONE' 150 || true
 tcp_to() { timeout 4 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 check "host -> guest tcp 8080 (allowed by a rule) connects" tcp_to 192.0.2.20 8080
 check "host -> guest tcp 9000 (no rule, default deny) does not" sh -c "! timeout 5 bash -c 'exec 3<>/dev/tcp/192.0.2.20/9000' 2>/dev/null"
-check "host -> guest ping (no rule) gets no reply" sh -c "! ping -c 2 -W 1 192.0.2.20 >/dev/null 2>&1"
+icmp_before=$(counter fw drop_fw_default)
+busybox ping -c 2 -W 1 192.0.2.20 >/dev/null 2>&1 && icmp_rc=0 || icmp_rc=$?
+check "host -> guest ping (no rule) gets no reply" test "$icmp_rc" -eq 1
+check "... and is dropped and counted by the guest's default deny" test "$(counter fw drop_fw_default)" -gt "$icmp_before"
 check "guest -> host ping: the reply passes the deny-by-default ingress (conntrack)" console_has fw "RESULT ping_out=ok"
 check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "RESULT tcp_out_allowed=ok"
 check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
