@@ -5,12 +5,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
-PASS=0 FAIL=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then PASS=$((PASS + 1)); echo "ok   - $name"; else FAIL=$((FAIL + 1)); echo "FAIL - $name"; fi
-}
+source "$REPO/vm-tests/lib/check.sh"
 trap 'echo "packages: $PASS passed, $FAIL failed"' EXIT
 
 echo "== build"

@@ -9,12 +9,7 @@ sandbox_enter "$0" "$@"
 
 export HOOKD_HOOK_BIN=${1:?usage: run-after-removal.sh HOOK_FILE}
 unset HOOKD_BIN HOOKD_DBUS_POLICY
-PASS=0 FAIL=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then PASS=$((PASS + 1)); echo "ok   - $name"; else FAIL=$((FAIL + 1)); echo "FAIL - $name"; fi
-}
+source "$HERE/lib/check.sh"
 trap 'echo "after-removal: $PASS passed, $FAIL failed"; sandbox_cleanup' EXIT
 sandbox_setup
 trap 'echo "after-removal: $PASS passed, $FAIL failed"; sandbox_cleanup' EXIT

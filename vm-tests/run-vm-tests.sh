@@ -22,16 +22,7 @@ for b in "$HOOKD_BIN" "$HOOKD_HOOK_BIN" "$HOOKCTL"; do
     [ -x "$b" ] || sb_die "$b missing: run cargo build --workspace first"
 done
 echo "# hookd $HOOKD_BIN, hook $HOOKD_HOOK_BIN, hookctl $HOOKCTL, bus policy ${HOOKD_DBUS_POLICY:-installed}"
-PASS=0 FAIL=0
-check() { # check NAME CONDITION-COMMAND...
-    local name=$1
-    shift
-    if "$@"; then
-        PASS=$((PASS + 1)); echo "ok   - $name"
-    else
-        FAIL=$((FAIL + 1)); echo "FAIL - $name"
-    fi
-}
+source "$HERE/lib/check.sh"
 summary() {
     echo "vm-tests: $PASS passed, $FAIL failed"
     if [ "$FAIL" -ne 0 ] && [ -n "${SB:-}" ]; then

@@ -171,8 +171,6 @@ int main(int argc, char **argv)
 {
 	uint8_t frame[256], src_mac[6], dst_mac[6], tcp[20], *ip;
 	struct in_addr src, dst;
-	struct sockaddr_ll sll = { .sll_family = AF_PACKET };
-	struct ifreq ifr = { 0 };
 	size_t off = 0, iphl = 20, l4len = 20;
 	uint16_t dport, sport = 40000 + (getpid() % 20000);
 	const char *mode;
@@ -204,23 +202,9 @@ int main(int argc, char **argv)
 		printf("no answer\n");
 		return 1;
 	}
-	fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	fd = open_packet_socket(argv[1], src_mac);
 	if (fd < 0) {
-		perror("socket");
-		return 2;
-	}
-	strncpy(ifr.ifr_name, argv[1], IFNAMSIZ - 1);
-	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0 || ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
 		perror(argv[1]);
-		return 2;
-	}
-	ioctl(fd, SIOCGIFHWADDR, &ifr);
-	memcpy(src_mac, ifr.ifr_hwaddr.sa_data, 6);
-	ioctl(fd, SIOCGIFINDEX, &ifr);
-	sll.sll_ifindex = ifr.ifr_ifindex;
-	sll.sll_protocol = htons(ETH_P_ALL);
-	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-		perror("bind");
 		return 2;
 	}
 
@@ -291,37 +275,5 @@ int main(int argc, char **argv)
 		usleep(200000);
 	}
 
-	/* Listen for the peer's answer: TCP from DST_IP:DST_PORT to our port. */
-	{
-		struct timespec t0, t;
-		uint8_t buf[2048];
-
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		for (;;) {
-			struct pollfd p = { .fd = fd, .events = POLLIN };
-			ssize_t n;
-
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			if (t.tv_sec - t0.tv_sec >= 2)
-				break;
-			if (poll(&p, 1, 200) <= 0)
-				continue;
-			n = recv(fd, buf, sizeof(buf), 0);
-			if (n < 14 + 20 + 20 || buf[12] != 0x08 || buf[13] != 0x00 || buf[14 + 9] != 6)
-				continue;
-			if (memcmp(buf + 14 + 12, &dst, 4))
-				continue;
-			{
-				uint8_t *th = buf + 14 + (buf[14] & 0xf) * 4;
-
-				if (th[0] == (dport >> 8) && th[1] == (dport & 0xff) &&
-				    th[2] == (sport >> 8) && th[3] == (sport & 0xff)) {
-					printf("answered: flags 0x%02x\n", th[13]);
-					return 0;
-				}
-			}
-		}
-	}
-	printf("no answer\n");
-	return 1;
+	return await_answer(fd, 0, &dst, dport, sport);
 }
