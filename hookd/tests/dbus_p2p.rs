@@ -244,3 +244,32 @@ async fn invalid_input_is_refused_with_typed_errors_and_changes_nothing() {
     assert!(calls.lock().unwrap().0.is_empty());
     assert!(p.list_domains().await.unwrap().is_empty());
 }
+
+/// The contract is a file: dbus/org.hookd.Hookd1.Manager.xml must be exactly
+/// what hookd serves (regenerate it with HOOKD_BLESS=1 after a deliberate
+/// change, and review the diff).
+#[tokio::test]
+async fn served_interface_matches_the_introspection_file() {
+    let (p, _, _run, _s) = setup().await;
+    let intro = zbus::fdo::IntrospectableProxy::builder(p.inner().connection())
+        .destination("org.hookd.Hookd1")
+        .path(hookd_dbus::MANAGER_PATH)
+        .build()
+        .await
+        .unwrap();
+    let xml = intro.introspect().await.unwrap();
+    let start = xml
+        .find("<interface name=\"org.hookd.Hookd1.Manager\">")
+        .expect("Manager interface served");
+    let end = start + xml[start..].find("</interface>").unwrap() + "</interface>".len();
+    let served = format!("{}\n", &xml[start..end]);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dbus/org.hookd.Hookd1.Manager.xml"
+    );
+    if std::env::var_os("HOOKD_BLESS").is_some() {
+        std::fs::write(path, &served).unwrap();
+    }
+    let file = std::fs::read_to_string(path).expect("dbus/org.hookd.Hookd1.Manager.xml");
+    assert_eq!(served, file, "the served interface differs from {path}");
+}
