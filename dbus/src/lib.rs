@@ -143,6 +143,26 @@ pub trait Manager {
     /// One domain, by name or UUID.
     fn get_domain(&self, domain: &str) -> Result<DomainDetail, Error>;
 
+    /// Validates a policy without applying it: a whole domain XML, or a
+    /// `<policy>` element in hookd's namespace. Returns a summary, or
+    /// InvalidPolicy naming element, attribute and line.
+    fn validate_policy(&self, xml: &str) -> Result<String, Error>;
+
+    /// The verdict a domain NIC's live rules give a described packet:
+    /// (action, rule line or 0, explanation). Touches no connection tracking.
+    #[allow(clippy::too_many_arguments)]
+    fn trace(
+        &self,
+        domain: &str,
+        mac: &str,
+        direction: &str,
+        remote: &str,
+        protocol: &str,
+        port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+    ) -> Result<(String, u32, String), Error>;
+
     /// The most recent packets logged by `log="true"` rules (rate-limited
     /// to 100 per NIC and second), oldest first; domain "" for all.
     fn recent_events(&self, domain: &str) -> Result<Vec<LoggedPacket>, Error>;

@@ -51,6 +51,36 @@ pub enum Command {
         /// Domain name or UUID.
         domain: String,
     },
+    /// Policy operations.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The verdict a domain NIC's live rules give a described packet, and
+    /// the rule that decides it. Touches no connection tracking.
+    Trace {
+        /// Domain name or UUID.
+        domain: String,
+        /// The NIC's MAC address.
+        #[arg(long)]
+        mac: String,
+        /// ingress (to the VM) or egress (from it).
+        #[arg(long, value_parser = ["ingress", "egress"])]
+        direction: String,
+        /// The other end: the source for ingress, the destination for egress.
+        #[arg(long)]
+        remote: String,
+        /// tcp, udp, icmp, icmpv6, sctp or a protocol number.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// Destination port (tcp, udp, sctp).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// ICMP type (icmp, icmpv6).
+        #[arg(long, default_value_t = 0)]
+        icmp_type: u8,
+        /// ICMP code (icmp, icmpv6).
+        #[arg(long, default_value_t = 0)]
+        icmp_code: u8,
+    },
     /// Packets logged by `log="true"` rules (the most recent, rate-limited).
     Events {
         /// Domain name or UUID; all domains when absent.
@@ -62,4 +92,11 @@ pub enum Command {
         /// Domain XML file (e.g. from `virsh dumpxml`), or - for stdin.
         file: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Ask hookd to validate a policy without applying it: a domain XML or a
+    /// bare <hookd:policy> element, from FILE or - for stdin.
+    Validate { file: String },
 }

@@ -100,8 +100,41 @@ impl DataPlane for Datapath {
     }
 }
 
+/// A packet to trace, from the VM's point of view.
+#[derive(Debug, Clone)]
+pub struct TraceQuery {
+    pub mac: String,
+    /// "ingress" (to the VM) or "egress" (from it).
+    pub direction: String,
+    pub remote: String,
+    pub protocol: String,
+    pub port: u16,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceAnswer {
+    pub action: String,
+    /// Line of the deciding rule, 0 when the default or no policy decided.
+    pub rule_line: u32,
+    pub explanation: String,
+}
+
+impl TraceAnswer {
+    fn allow(why: &str) -> TraceAnswer {
+        TraceAnswer {
+            action: "allow".into(),
+            rule_line: 0,
+            explanation: why.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("{0}")]
     InvalidPolicy(String),
     #[error("{0}")]
@@ -217,6 +250,79 @@ impl Daemon {
         self.events.of(name)
     }
 
+    /// The verdict the live rules give a described packet, without touching
+    /// connection tracking (established connections pass whatever it says).
+    pub fn trace(&self, domain: &str, q: &TraceQuery) -> Result<TraceAnswer, DaemonError> {
+        let rec = self
+            .find(domain)
+            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+        let dom = domain::parse(&rec.xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        let mac: crate::mac::MacAddr = q
+            .mac
+            .parse()
+            .map_err(|e: crate::mac::MacParseError| DaemonError::InvalidArgument(e.to_string()))?;
+        if !rec.nics.iter().any(|n| n.mac == mac.to_string()) {
+            return Err(DaemonError::InvalidArgument(format!(
+                "domain {} has no NIC {mac}",
+                rec.name
+            )));
+        }
+        let Some(policy) = dom.policy.as_ref().and_then(|p| p.for_mac(Some(mac))) else {
+            return Ok(TraceAnswer::allow(
+                "the NIC has no hookd policy: never filtered",
+            ));
+        };
+        let (dir, name) = match q.direction.as_str() {
+            "ingress" => (policy.ingress.as_ref(), "ingress"),
+            "egress" => (policy.egress.as_ref(), "egress"),
+            other => {
+                return Err(DaemonError::InvalidArgument(format!(
+                    "direction '{other}' is not ingress or egress"
+                )));
+            }
+        };
+        let Some(dir) = dir else {
+            return Ok(TraceAnswer::allow(&format!(
+                "no <hookd:{name}> element: {name} is allowed"
+            )));
+        };
+        let remote: std::net::IpAddr = q.remote.parse().map_err(|_| {
+            DaemonError::InvalidArgument(format!("'{}' is not an IP address", q.remote))
+        })?;
+        let proto = crate::policy::protocol_number(&q.protocol).ok_or_else(|| {
+            DaemonError::InvalidArgument(format!(
+                "'{}' is not a protocol name or number",
+                q.protocol
+            ))
+        })?;
+        let packet = crate::firewall::Packet {
+            remote,
+            proto,
+            port: crate::firewall::packet_port(proto, q.port, q.icmp_type, q.icmp_code),
+        };
+        let (action, rule) = crate::firewall::compile(dir).lookup(&packet);
+        let verdict = if action == crate::policy::Action::Allow {
+            "allow"
+        } else {
+            "deny"
+        };
+        Ok(match rule {
+            Some(i) => TraceAnswer {
+                action: verdict.into(),
+                rule_line: dir.rules[i].line,
+                explanation: format!(
+                    "{name} rule at line {}: {}",
+                    dir.rules[i].line, dir.rules[i]
+                ),
+            },
+            None => TraceAnswer {
+                action: verdict.into(),
+                rule_line: 0,
+                explanation: format!("no {name} rule matches: default {verdict}"),
+            },
+        })
+    }
+
     pub fn records(&self) -> &[DomainRecord] {
         &self.records
     }
@@ -255,7 +361,7 @@ impl Daemon {
             HookAction::Attach => {
                 let dom =
                     domain::parse(xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
-                self.attach_domain(&dom, &args.operation)
+                self.attach_domain(&dom, xml, &args.operation)
             }
             HookAction::Detach => {
                 // stopped/release XML may lack <target dev>: detach what the
@@ -270,7 +376,12 @@ impl Daemon {
         }
     }
 
-    fn attach_domain(&mut self, dom: &Domain, phase: &str) -> Result<String, DaemonError> {
+    fn attach_domain(
+        &mut self,
+        dom: &Domain,
+        xml: &str,
+        phase: &str,
+    ) -> Result<String, DaemonError> {
         let plans = plan::plan_domain(dom, self.count_unmanaged, Stage::TapsExist)
             .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
         let previous = self
@@ -345,6 +456,7 @@ impl Daemon {
                 .unwrap_or_else(|| phase.to_string()),
             generation,
             nics,
+            xml: xml.to_string(),
         };
         if let Err(e) = self.state.save(&rec) {
             // Without its record hookd could not detach at stop: undo.

@@ -120,3 +120,38 @@ impl Explanation {
         out
     }
 }
+
+/// Validates a whole domain XML or a bare `<policy>` element of hookd's
+/// namespace, as hookd would before applying it. Returns a summary.
+pub fn validate(xml: &str) -> Result<String, String> {
+    let root = crate::xml_tree::parse(xml).map_err(|e| e.to_string())?;
+    if root.ns.as_deref() == Some(crate::policy::NAMESPACE) {
+        if root.name != "policy" {
+            return Err(format!(
+                "line {}: <{}>: hookd's metadata element is <policy>",
+                root.line, root.qname
+            ));
+        }
+        let p = crate::policy::parse_policy(&root).map_err(|e| e.to_string())?;
+        let rules: usize = p
+            .interfaces
+            .iter()
+            .map(|i| {
+                i.ingress.as_ref().map_or(0, |d| d.rules.len())
+                    + i.egress.as_ref().map_or(0, |d| d.rules.len())
+            })
+            .sum();
+        return Ok(format!(
+            "valid policy: {} interface(s), {rules} rule(s)",
+            p.interfaces.len()
+        ));
+    }
+    let ex = explain(xml)?;
+    Ok(format!(
+        "valid domain {}: {}, {} NIC(s), {} warning(s)",
+        ex.domain.name,
+        if ex.managed { "managed" } else { "unmanaged" },
+        ex.nics.len(),
+        ex.warnings.len()
+    ))
+}

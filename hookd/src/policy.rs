@@ -310,6 +310,19 @@ fn prefix_attr(el: &Element, attr: &str) -> Result<Option<IpNet>> {
         .transpose()
 }
 
+/// The IP protocol number of a name (tcp, udp, icmp, icmpv6, sctp) or a
+/// number 0-255.
+pub fn protocol_number(s: &str) -> Option<u8> {
+    match s {
+        "tcp" => Some(PROTO_TCP),
+        "udp" => Some(PROTO_UDP),
+        "icmp" => Some(PROTO_ICMP),
+        "icmpv6" => Some(PROTO_ICMPV6),
+        "sctp" => Some(PROTO_SCTP),
+        n => n.parse().ok(),
+    }
+}
+
 fn parse_protocol(el: &Element) -> Result<Protocol> {
     let v = el.attr("protocol").unwrap_or("any");
     Ok(match v {

@@ -23,6 +23,7 @@ impl From<DaemonError> for Error {
     fn from(e: DaemonError) -> Error {
         match e {
             DaemonError::InvalidPolicy(m) => Error::InvalidPolicy(m),
+            DaemonError::InvalidArgument(m) => Error::InvalidArgument(m),
             DaemonError::AttachFailed(m) => Error::AttachFailed(m),
             DaemonError::NotFound(m) => {
                 Error::NotFound(format!("no domain '{m}' is known to hookd"))
@@ -174,6 +175,41 @@ impl Manager {
                 })
                 .collect(),
         })
+    }
+
+    /// Validates a policy without applying it: a whole domain XML, or a
+    /// `<policy>` element in hookd's namespace. Returns a summary.
+    async fn validate_policy(&self, xml: String) -> Result<String, Error> {
+        crate::explain::validate(&xml).map_err(Error::InvalidPolicy)
+    }
+
+    /// The verdict the live rules of a domain's NIC give a described packet
+    /// (direction "ingress" or "egress"; port: destination port; ICMP type
+    /// and code for icmp/icmpv6). Touches no connection tracking.
+    #[allow(clippy::too_many_arguments)] // one argument per packet field
+    #[zbus(out_args("action", "rule_line", "explanation"))]
+    async fn trace(
+        &self,
+        domain: String,
+        mac: String,
+        direction: String,
+        remote: String,
+        protocol: String,
+        port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+    ) -> Result<(String, u32, String), Error> {
+        let q = crate::daemon::TraceQuery {
+            mac,
+            direction,
+            remote,
+            protocol,
+            port,
+            icmp_type,
+            icmp_code,
+        };
+        let a = self.daemon.lock().await.trace(&domain, &q)?;
+        Ok((a.action, a.rule_line, a.explanation))
     }
 
     async fn recent_events(&self, domain: String) -> Vec<hookd_dbus::LoggedPacket> {

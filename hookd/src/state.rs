@@ -31,6 +31,10 @@ pub struct DomainRecord {
     pub attached_at: String,
     pub generation: u64,
     pub nics: Vec<NicRecord>,
+    /// The domain XML the policy was applied from (for tracing packets
+    /// through it); empty in records of older hookd.
+    #[serde(default)]
+    pub xml: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,7 @@ mod tests {
                 addresses: vec!["192.0.2.10/32".into()],
                 rules: vec![],
             }],
+            xml: String::new(),
         };
         sd.save(&rec).unwrap();
         std::fs::write(tmp.path().join("domains/broken.json"), "{").unwrap();

@@ -273,3 +273,88 @@ async fn served_interface_matches_the_introspection_file() {
     let file = std::fs::read_to_string(path).expect("dbus/org.hookd.Hookd1.Manager.xml");
     assert_eq!(served, file, "the served interface differs from {path}");
 }
+
+#[tokio::test]
+async fn validate_policy_without_applying_it() {
+    let (p, calls, _run, _s) = setup().await;
+    let summary = p.validate_policy(POLICY).await.unwrap();
+    assert_eq!(summary, "valid policy: 1 interface(s), 1 rule(s)");
+    assert!(
+        p.validate_policy(&xml(POLICY, "vnet0"))
+            .await
+            .unwrap()
+            .starts_with("valid domain vm1: managed, 1 NIC(s)")
+    );
+    match p
+        .validate_policy(&POLICY.replace("ports='22'", "ports='22-1'"))
+        .await
+    {
+        Err(Error::InvalidPolicy(m)) => assert!(
+            m.contains("<hookd:rule> attribute 'ports': range 22-1 is backwards"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match p
+        .validate_policy("<hookd:rules xmlns:hookd='urn:hookd:policy:1'/>")
+        .await
+    {
+        Err(Error::InvalidPolicy(m)) => assert!(m.contains("<hookd:rules>"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        calls.lock().unwrap().0.is_empty(),
+        "validation applies nothing"
+    );
+    assert!(p.list_domains().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn trace_a_packet_through_the_live_rules() {
+    let (p, _, _run, _s) = setup().await;
+    hook(&p, "start", &xml(POLICY, "vnet0")).await.unwrap();
+    let mac = "52:54:00:00:00:0a";
+    let t = |dir: &'static str, proto: &'static str, port: u16| {
+        let p = &p;
+        async move {
+            p.trace("vm1", mac, dir, "198.51.100.7", proto, port, 0, 0)
+                .await
+        }
+    };
+    let (action, line, why) = t("ingress", "tcp", 22).await.unwrap();
+    assert_eq!((action.as_str(), line), ("allow", 7), "{why}");
+    assert!(why.contains("allow tcp ports 22"), "{why}");
+    let (action, line, why) = t("ingress", "tcp", 23).await.unwrap();
+    assert_eq!((action.as_str(), line), ("deny", 0));
+    assert!(why.contains("default deny"), "{why}");
+    let (action, _, why) = t("egress", "udp", 53).await.unwrap();
+    assert_eq!(action, "allow");
+    assert!(why.contains("no <hookd:egress>"), "{why}");
+    assert!(matches!(
+        t("sideways", "tcp", 22).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        t("ingress", "gre2", 22).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        p.trace(
+            "vm1",
+            "52:54:00:00:00:99",
+            "ingress",
+            "198.51.100.7",
+            "tcp",
+            22,
+            0,
+            0
+        )
+        .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        p.trace("nope", mac, "ingress", "198.51.100.7", "tcp", 22, 0, 0)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}

@@ -1,7 +1,7 @@
 //! hookctl: the operator's client for hookd.
 
 use clap::Parser;
-use hookd::cli::{Command as Cmd, Hookctl as Cli};
+use hookd::cli::{Command as Cmd, Hookctl as Cli, PolicyCommand};
 use hookd_dbus::{DomainDetail, DomainSummary, ManagerProxy};
 use std::io::Read;
 use std::process::ExitCode;
@@ -76,6 +76,19 @@ fn call_failed(e: hookd_dbus::Error) -> Failure {
         hookd_dbus::Error::ZBus(e) => Failure(EXIT_UNREACHABLE, e.to_string()),
         e => Failure(EXIT_INVALID, e.to_string()),
     }
+}
+
+/// The contents of FILE, or stdin for "-", up to hookd's size limit.
+fn read_input(file: &str) -> Result<String, Failure> {
+    let mut xml = String::new();
+    let limit = hookd::xml_tree::MAX_XML_BYTES as u64 + 1;
+    let read = if file == "-" {
+        std::io::stdin().take(limit).read_to_string(&mut xml)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(limit).read_to_string(&mut xml))
+    };
+    read.map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
+    Ok(xml)
 }
 
 fn render_domains(list: &[DomainSummary]) -> String {
@@ -220,15 +233,46 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(table(&rows))
         }
-        Cmd::Explain { file } => {
-            let mut xml = String::new();
-            let limit = hookd::xml_tree::MAX_XML_BYTES as u64 + 1;
-            let read = if file == "-" {
-                std::io::stdin().take(limit).read_to_string(&mut xml)
+        Cmd::Policy(PolicyCommand::Validate { file }) => {
+            let xml = read_input(&file)?;
+            let summary = proxy()
+                .await?
+                .validate_policy(&xml)
+                .await
+                .map_err(call_failed)?;
+            if cli.json {
+                json(&serde_json::json!({ "valid": true, "summary": summary }))
             } else {
-                std::fs::File::open(&file).and_then(|f| f.take(limit).read_to_string(&mut xml))
-            };
-            read.map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
+                Ok(summary)
+            }
+        }
+        Cmd::Trace {
+            domain,
+            mac,
+            direction,
+            remote,
+            protocol,
+            port,
+            icmp_type,
+            icmp_code,
+        } => {
+            let (action, line, why) = proxy()
+                .await?
+                .trace(
+                    &domain, &mac, &direction, &remote, &protocol, port, icmp_type, icmp_code,
+                )
+                .await
+                .map_err(call_failed)?;
+            if cli.json {
+                json(
+                    &serde_json::json!({ "action": action, "rule_line": line, "explanation": why }),
+                )
+            } else {
+                Ok(format!("{action}: {why}"))
+            }
+        }
+        Cmd::Explain { file } => {
+            let xml = read_input(&file)?;
             let ex = hookd::explain::explain(&xml)
                 .map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
             if cli.json { json(&ex) } else { Ok(ex.render()) }
