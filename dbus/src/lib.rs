@@ -167,6 +167,22 @@ pub trait Manager {
     /// to 100 per NIC and second), oldest first; domain "" for all.
     fn recent_events(&self, domain: &str) -> Result<Vec<LoggedPacket>, Error>;
 
+    /// hookd attached to a domain's taps (at the hook phase given).
+    #[zbus(signal)]
+    fn domain_attached(&self, name: &str, uuid: &str, phase: &str) -> zbus::Result<()>;
+
+    /// hookd detached from a domain and forgot it.
+    #[zbus(signal)]
+    fn domain_detached(&self, name: &str, uuid: &str) -> zbus::Result<()>;
+
+    /// A domain's policy (generation) is now enforced.
+    #[zbus(signal)]
+    fn policy_applied(&self, name: &str, uuid: &str, generation: u64) -> zbus::Result<()>;
+
+    /// A packet decided by a `log="true"` rule.
+    #[zbus(signal)]
+    fn packet_logged(&self, packet: LoggedPacket) -> zbus::Result<()>;
+
     /// hookd's version.
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;

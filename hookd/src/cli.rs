@@ -81,6 +81,9 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         icmp_code: u8,
     },
+    /// Follow hookd's signals (domains attached and detached, policies
+    /// applied, logged packets), one line each, until interrupted.
+    Monitor,
     /// Packets logged by `log="true"` rules (the most recent, rate-limited).
     Events {
         /// Domain name or UUID; all domains when absent.

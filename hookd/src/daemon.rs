@@ -206,7 +206,10 @@ impl Daemon {
     }
 
     /// A packet logged by a `log="true"` rule: attributed, logged, kept.
-    pub fn record_event(&mut self, ev: &hookd_bpf::layout::FwEvent) {
+    pub fn record_event(
+        &mut self,
+        ev: &hookd_bpf::layout::FwEvent,
+    ) -> Option<hookd_dbus::LoggedPacket> {
         use crate::events::{addr_text, direction_name};
         let direction = direction_name(ev.dir);
         let found = self.records.iter().find_map(|r| {
@@ -215,9 +218,8 @@ impl Daemon {
                 .find(|n| n.ifindex == ev.ifindex && !n.attach.is_empty())
                 .map(|n| (r, n))
         });
-        let Some((rec, nic)) = found else {
-            return; // the NIC went away meanwhile
-        };
+        // None: the NIC went away meanwhile.
+        let (rec, nic) = found?;
         let rule = nic
             .rules
             .iter()
@@ -242,7 +244,8 @@ impl Daemon {
             "{} {}:{} -> {}:{} proto {} ({})",
             p.action, p.source, p.source_port, p.destination, p.destination_port, p.protocol, p.rule
         );
-        self.events.push(p);
+        self.events.push(p.clone());
+        Some(p)
     }
 
     pub fn recent_events(&self, domain: &str) -> Vec<hookd_dbus::LoggedPacket> {

@@ -54,8 +54,9 @@ pub fn direction_name(dir: u8) -> &'static str {
     }
 }
 
-/// Reads the ring buffer until hookd stops, handing events to the daemon.
-pub async fn read(ring: RingBuf<MapData>, daemon: Arc<Mutex<Daemon>>) {
+/// Reads the ring buffer until hookd stops, handing events to the daemon
+/// and signalling them on D-Bus (PacketLogged).
+pub async fn read(ring: RingBuf<MapData>, daemon: Arc<Mutex<Daemon>>, conn: zbus::Connection) {
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
     // for as long as the AsyncFd owns the RingBuf.
     let registered =
@@ -82,9 +83,16 @@ pub async fn read(ring: RingBuf<MapData>, daemon: Arc<Mutex<Daemon>>) {
             }
         }
         guard.clear_ready();
-        let mut d = daemon.lock().await;
-        for ev in &batch {
-            d.record_event(ev);
+        let packets: Vec<LoggedPacket> = {
+            let mut d = daemon.lock().await;
+            batch.iter().filter_map(|ev| d.record_event(ev)).collect()
+        };
+        if let Ok(emitter) =
+            zbus::object_server::SignalEmitter::new(&conn, hookd_dbus::MANAGER_PATH)
+        {
+            for p in packets {
+                let _ = crate::service::Manager::packet_logged(&emitter, p).await;
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use zbus::Connection;
 use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
 
 pub struct Manager {
     daemon: Arc<Mutex<Daemon>>,
@@ -74,6 +75,7 @@ impl Manager {
         xml: String,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, Error> {
         require_root(&hdr, conn, "HookEvent").await?;
         if xml.len() > MAX_XML_BYTES {
@@ -89,12 +91,73 @@ impl Manager {
             extra,
         };
         tracing::debug!(hook = %args, "hook event");
-        let mut d = self.daemon.lock().await;
-        d.hook_event(&args, &xml).map_err(|e| {
+        let (result, before, after) = {
+            let mut d = self.daemon.lock().await;
+            let snapshot = |d: &Daemon| -> Vec<(String, String, u64)> {
+                d.records()
+                    .iter()
+                    .map(|r| (r.uuid.clone(), r.name.clone(), r.generation))
+                    .collect()
+            };
+            let before = snapshot(&d);
+            let result = d.hook_event(&args, &xml);
+            (result, before, snapshot(&d))
+        };
+        // Signals for what changed; a failed emission never fails the hook.
+        for (uuid, name, generation) in &after {
+            match before.iter().find(|b| &b.0 == uuid) {
+                None => {
+                    let _ = Self::domain_attached(&emitter, name, uuid, &args.operation).await;
+                    let _ = Self::policy_applied(&emitter, name, uuid, *generation).await;
+                }
+                Some(b) if b.2 != *generation => {
+                    let _ = Self::policy_applied(&emitter, name, uuid, *generation).await;
+                }
+                Some(_) => {}
+            }
+        }
+        for (uuid, name, _) in before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0)) {
+            let _ = Self::domain_detached(&emitter, name, uuid).await;
+        }
+        result.map_err(|e| {
             tracing::warn!(hook = %args, error = %e, "hook event refused");
             e.into()
         })
     }
+
+    /// hookd attached to a domain's taps (at the hook phase given).
+    #[zbus(signal)]
+    async fn domain_attached(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+        phase: &str,
+    ) -> zbus::Result<()>;
+
+    /// hookd detached from a domain and forgot it.
+    #[zbus(signal)]
+    async fn domain_detached(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+    ) -> zbus::Result<()>;
+
+    /// A domain's policy (generation) is now enforced.
+    #[zbus(signal)]
+    async fn policy_applied(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+        generation: u64,
+    ) -> zbus::Result<()>;
+
+    /// A packet decided by a `log="true"` rule (rate-limited in the kernel
+    /// to 100 per NIC and second).
+    #[zbus(signal)]
+    pub async fn packet_logged(
+        emitter: &SignalEmitter<'_>,
+        packet: hookd_dbus::LoggedPacket,
+    ) -> zbus::Result<()>;
 
     async fn list_domains(&self) -> Vec<DomainSummary> {
         let d = self.daemon.lock().await;

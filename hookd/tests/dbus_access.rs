@@ -256,3 +256,79 @@ async fn hookd_checks_the_callers_uid_itself() {
     let _ = bus.kill();
     let _ = bus.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+async fn signals_reach_hookctl_monitor() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "run as root (scripts/test-all.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (mut bus, address) = start_bus(dir.path(), true);
+    let (_conn, _run) = serve(&address).await;
+    // An unprivileged monitor: signals are for everybody.
+    let monitor = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--",
+        ])
+        .args([env!("CARGO_BIN_EXE_hookctl"), "--json", "monitor"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let client = zbus::connection::Builder::address(address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let p = hookd_dbus::ManagerProxy::new(&client).await.unwrap();
+    let xml = "<domain><name>vm7</name><uuid>u7</uuid><devices><interface type='ethernet'>\
+               <mac address='52:54:00:00:00:07'/><target dev='vnet7'/></interface></devices></domain>";
+    p.hook_event("vm7", "start", "begin", "-", xml)
+        .await
+        .unwrap();
+    p.hook_event("vm7", "started", "begin", "-", xml)
+        .await
+        .unwrap();
+    p.hook_event("vm7", "stopped", "end", "-", xml)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = monitor.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = tokio::task::spawn_blocking(move || monitor.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let signals: Vec<&str> = lines
+        .iter()
+        .map(|v| v["signal"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        signals,
+        [
+            "DomainAttached",
+            "PolicyApplied",
+            "PolicyApplied",
+            "DomainDetached"
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["name"], "vm7");
+    assert_eq!(lines[0]["phase"], "start");
+    let _ = bus.kill();
+    let _ = bus.wait();
+}

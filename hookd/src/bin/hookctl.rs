@@ -78,6 +78,50 @@ fn call_failed(e: hookd_dbus::Error) -> Failure {
     }
 }
 
+/// Prints hookd's signals as they come, until the connection ends.
+async fn monitor(as_json: bool) -> Result<String, Failure> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let p = proxy().await?;
+    let err = |e: zbus::Error| Failure(EXIT_UNREACHABLE, e.to_string());
+    let mut attached = p.receive_domain_attached().await.map_err(err)?;
+    let mut detached = p.receive_domain_detached().await.map_err(err)?;
+    let mut applied = p.receive_policy_applied().await.map_err(err)?;
+    let mut logged = p.receive_packet_logged().await.map_err(err)?;
+    let line = |v: serde_json::Value, text: String| if as_json { v.to_string() } else { text };
+    loop {
+        let out = tokio::select! {
+            Some(s) = attached.next() => match s.args() {
+                Ok(a) => line(serde_json::json!({"signal": "DomainAttached", "name": a.name, "uuid": a.uuid, "phase": a.phase}),
+                    format!("attached {} ({}) at {}", a.name, a.uuid, a.phase)),
+                Err(e) => format!("bad DomainAttached signal: {e}"),
+            },
+            Some(s) = detached.next() => match s.args() {
+                Ok(a) => line(serde_json::json!({"signal": "DomainDetached", "name": a.name, "uuid": a.uuid}),
+                    format!("detached {} ({})", a.name, a.uuid)),
+                Err(e) => format!("bad DomainDetached signal: {e}"),
+            },
+            Some(s) = applied.next() => match s.args() {
+                Ok(a) => line(serde_json::json!({"signal": "PolicyApplied", "name": a.name, "uuid": a.uuid, "generation": a.generation}),
+                    format!("policy applied to {} ({}): generation {}", a.name, a.uuid, a.generation)),
+                Err(e) => format!("bad PolicyApplied signal: {e}"),
+            },
+            Some(s) = logged.next() => match s.args() {
+                Ok(a) => {
+                    let p = a.packet;
+                    let text = format!("{} {} {} {}:{} -> {}:{} proto {} (line {}: {})", p.domain, p.direction, p.action,
+                        p.source, p.source_port, p.destination, p.destination_port, p.protocol, p.rule_line, p.rule);
+                    line(serde_json::to_value(&p).unwrap_or_default(), text)
+                }
+                Err(e) => format!("bad PacketLogged signal: {e}"),
+            },
+            else => return Ok(String::new()),
+        };
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "{out}").and_then(|_| stdout.flush());
+    }
+}
+
 /// The contents of FILE, or stdin for "-", up to hookd's size limit.
 fn read_input(file: &str) -> Result<String, Failure> {
     let mut xml = String::new();
@@ -233,6 +277,7 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(table(&rows))
         }
+        Cmd::Monitor => monitor(cli.json).await,
         Cmd::Policy(PolicyCommand::Validate { file }) => {
             let xml = read_input(&file)?;
             let summary = proxy()

@@ -36,14 +36,11 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         state,
         cfg.count_unmanaged,
     )));
-    if let Some(ring) = events {
-        tokio::spawn(hookd::events::read(ring, daemon.clone()));
-    }
 
     // The name is claimed last, once the object is served; no replacement
     // either way, so a second hookd fails instead of stealing the name.
     let conn = zbus::connection::Builder::system()
-        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon))
+        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon.clone()))
         .name(hookd_dbus::BUS_NAME)
         .allow_name_replacements(false)
         .replace_existing_names(false)
@@ -56,6 +53,9 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
             ),
             e => format!("connecting to the system bus: {e}"),
         })?;
+    if let Some(ring) = events {
+        tokio::spawn(hookd::events::read(ring, daemon, conn.clone()));
+    }
     tracing::info!(version = hookd::VERSION, pin_dir = %cfg.pin_dir.display(), "hookd ready on {}", hookd_dbus::BUS_NAME);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
