@@ -27,6 +27,9 @@ pub struct Config {
     pub pin_dir: PathBuf,
     /// Runtime state: what hookd attached, per domain.
     pub run_dir: PathBuf,
+    /// Serve per-NIC counters in the Prometheus text format on this
+    /// address (loopback only), e.g. "127.0.0.1:9469". Off when absent.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             count_unmanaged: true,
             pin_dir: PathBuf::from("/sys/fs/bpf/hookd"),
             run_dir: PathBuf::from("/run/hookd"),
+            metrics_listen: None,
         }
     }
 }
@@ -47,20 +51,17 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
 }
 
 impl Config {
     /// Reads `path`; a missing file at the default path means defaults.
     pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
+            Ok(text) => Self::parse(&text).map_err(|message| ConfigError::Parse {
                 path: path.to_owned(),
-                source,
+                message,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
                 Ok(Config::default())
@@ -72,8 +73,16 @@ impl Config {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(a) = c.metrics_listen
+            && !a.ip().is_loopback()
+        {
+            return Err(format!(
+                "metrics_listen = \"{a}\": the metrics endpoint has no authentication and binds to loopback only (e.g. 127.0.0.1:9469)"
+            ));
+        }
+        Ok(c)
     }
 }
 
@@ -90,5 +99,9 @@ mod tests {
         let e = Config::parse("atach = \"tcx\"").unwrap_err().to_string();
         assert!(e.contains("atach"), "{e}");
         assert!(Config::parse("attach = \"xdp\"").is_err());
+        let c = Config::parse("metrics_listen = \"127.0.0.1:9469\"").unwrap();
+        assert_eq!(c.metrics_listen.unwrap().port(), 9469);
+        let e = Config::parse("metrics_listen = \"0.0.0.0:9469\"").unwrap_err();
+        assert!(e.contains("loopback only"), "{e}");
     }
 }

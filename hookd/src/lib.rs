@@ -14,6 +14,7 @@ pub mod explain;
 pub mod firewall;
 pub mod hook;
 pub mod mac;
+pub mod metrics;
 pub mod netdev;
 pub mod plan;
 pub mod policy;

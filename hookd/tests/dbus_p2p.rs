@@ -358,3 +358,51 @@ async fn trace_a_packet_through_the_live_rules() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn metrics_in_the_prometheus_text_format() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let calls = Arc::new(StdMutex::new(Calls::default()));
+    let run = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(
+        Box::new(RecordingPlane(calls)),
+        StateDir::open(run.path()).unwrap(),
+        true,
+    );
+    let args = hookd::hook::HookArgs {
+        domain: "vm1".into(),
+        operation: "start".into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    };
+    d.hook_event(&args, &xml(POLICY, "vnet0")).unwrap();
+    let daemon = Arc::new(tokio::sync::Mutex::new(d));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(hookd::metrics::serve(listener, daemon));
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert!(resp.contains("Content-Type: text/plain; version=0.0.4"));
+    let labels = format!("domain=\"vm1\",uuid=\"{UUID}\",mac=\"52:54:00:00:00:0a\",tap=\"vnet0\"");
+    assert!(
+        resp.contains("# TYPE hookd_nic_packets_total counter"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains(&format!(
+            "hookd_nic_packets_total{{{labels},direction=\"from_vm\"}} 7"
+        )),
+        "{resp}"
+    );
+    assert!(
+        resp.contains(&format!(
+            "hookd_nic_drops_total{{{labels},reason=\"ip_spoof\"}} 3"
+        )),
+        "{resp}"
+    );
+}

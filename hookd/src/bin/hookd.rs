@@ -37,6 +37,19 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         cfg.count_unmanaged,
     )));
 
+    // Bound before the bus name is claimed: a bad address fails the start
+    // before anybody sees hookd on the bus.
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
+            tracing::info!(%addr, "serving metrics");
+            Some(l)
+        }
+        None => None,
+    };
+
     // The name is claimed last, once the object is served; no replacement
     // either way, so a second hookd fails instead of stealing the name.
     let conn = zbus::connection::Builder::system()
@@ -53,6 +66,9 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
             ),
             e => format!("connecting to the system bus: {e}"),
         })?;
+    if let Some(listener) = metrics {
+        tokio::spawn(hookd::metrics::serve(listener, daemon.clone()));
+    }
     if let Some(ring) = events {
         tokio::spawn(hookd::events::read(ring, daemon, conn.clone()));
     }

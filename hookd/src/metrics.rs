@@ -1,0 +1,103 @@
+//! Per-NIC counters in the Prometheus text exposition format, served over
+//! plain HTTP on a loopback address when `metrics_listen` is set.
+
+use crate::daemon::{self, Daemon};
+use std::fmt::Write;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The exposition text for every attached NIC.
+pub fn render(d: &Daemon) -> String {
+    let mut out = String::new();
+    let families = [
+        (
+            "hookd_nic_packets_total",
+            "Packets through a VM NIC, by direction.",
+        ),
+        (
+            "hookd_nic_bytes_total",
+            "Bytes through a VM NIC, by direction.",
+        ),
+        (
+            "hookd_nic_drops_total",
+            "Frames hookd dropped on a VM NIC, by reason.",
+        ),
+    ];
+    let mut samples: [Vec<String>; 3] = Default::default();
+    for r in d.records() {
+        for n in r.nics.iter().filter(|n| !n.attach.is_empty()) {
+            let Some(s) = d.stats(n.ifindex) else {
+                continue;
+            };
+            let base = format!(
+                "domain=\"{}\",uuid=\"{}\",mac=\"{}\",tap=\"{}\"",
+                label(&r.name),
+                label(&r.uuid),
+                label(&n.mac),
+                label(&n.tap)
+            );
+            for (name, value) in daemon::counters(&s) {
+                let line = if let Some(reason) = name.strip_prefix("drop_") {
+                    (
+                        2,
+                        format!("hookd_nic_drops_total{{{base},reason=\"{reason}\"}} {value}"),
+                    )
+                } else {
+                    let (kind, dir) = match name.as_str() {
+                        "to_vm_packets" => (0, "to_vm"),
+                        "from_vm_packets" => (0, "from_vm"),
+                        "to_vm_bytes" => (1, "to_vm"),
+                        _ => (1, "from_vm"),
+                    };
+                    (
+                        kind,
+                        format!("{}{{{base},direction=\"{dir}\"}} {value}", families[kind].0),
+                    )
+                };
+                samples[line.0].push(line.1);
+            }
+        }
+    }
+    for ((name, help), lines) in families.iter().zip(samples.iter()) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
+/// Serves `render` to every connection until hookd stops.
+pub async fn serve(listener: TcpListener, daemon: Arc<Mutex<Daemon>>) {
+    loop {
+        let (mut sock, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed");
+                continue;
+            }
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            // The request itself does not matter: every path gets the metrics.
+            let mut buf = [0u8; 1024];
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
+            let body = render(&*daemon.lock().await);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(body.as_bytes()).await;
+        });
+    }
+}
