@@ -78,48 +78,67 @@ fn call_failed(e: hookd_dbus::Error) -> Failure {
     }
 }
 
-/// Prints hookd's signals as they come, until the connection ends.
+/// Prints hookd's signals as they come, in order, until the connection ends.
 async fn monitor(as_json: bool) -> Result<String, Failure> {
     use futures_util::StreamExt;
     use std::io::Write;
     let p = proxy().await?;
     let err = |e: zbus::Error| Failure(EXIT_UNREACHABLE, e.to_string());
-    let mut attached = p.receive_domain_attached().await.map_err(err)?;
-    let mut detached = p.receive_domain_detached().await.map_err(err)?;
-    let mut applied = p.receive_policy_applied().await.map_err(err)?;
-    let mut logged = p.receive_packet_logged().await.map_err(err)?;
-    let line = |v: serde_json::Value, text: String| if as_json { v.to_string() } else { text };
-    loop {
-        let out = tokio::select! {
-            Some(s) = attached.next() => match s.args() {
-                Ok(a) => line(serde_json::json!({"signal": "DomainAttached", "name": a.name, "uuid": a.uuid, "phase": a.phase}),
-                    format!("attached {} ({}) at {}", a.name, a.uuid, a.phase)),
-                Err(e) => format!("bad DomainAttached signal: {e}"),
-            },
-            Some(s) = detached.next() => match s.args() {
-                Ok(a) => line(serde_json::json!({"signal": "DomainDetached", "name": a.name, "uuid": a.uuid}),
-                    format!("detached {} ({})", a.name, a.uuid)),
-                Err(e) => format!("bad DomainDetached signal: {e}"),
-            },
-            Some(s) = applied.next() => match s.args() {
-                Ok(a) => line(serde_json::json!({"signal": "PolicyApplied", "name": a.name, "uuid": a.uuid, "generation": a.generation}),
-                    format!("policy applied to {} ({}): generation {}", a.name, a.uuid, a.generation)),
-                Err(e) => format!("bad PolicyApplied signal: {e}"),
-            },
-            Some(s) = logged.next() => match s.args() {
-                Ok(a) => {
-                    let p = a.packet;
-                    let text = format!("{} {} {} {}:{} -> {}:{} proto {} (line {}: {})", p.domain, p.direction, p.action,
-                        p.source, p.source_port, p.destination, p.destination_port, p.protocol, p.rule_line, p.rule);
-                    line(serde_json::to_value(&p).unwrap_or_default(), text)
+    // One stream for all of hookd's signals keeps them in the order sent.
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(hookd_dbus::MANAGER_INTERFACE)
+        .build()
+        .map_err(err)?;
+    let mut stream = zbus::MessageStream::for_match_rule(rule, p.inner().connection(), None)
+        .await
+        .map_err(err)?;
+    while let Some(msg) = stream.next().await {
+        let Ok(msg) = msg else { continue };
+        let member = msg
+            .header()
+            .member()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let body = msg.body();
+        let out = match member.as_str() {
+            "DomainAttached" => body.deserialize::<(String, String, String)>().map(|(name, uuid, phase)| {
+                let text = format!("attached {name} ({uuid}) at {phase}");
+                (serde_json::json!({"signal": member, "name": name, "uuid": uuid, "phase": phase}), text)
+            }),
+            "DomainDetached" => body.deserialize::<(String, String)>().map(|(name, uuid)| {
+                let text = format!("detached {name} ({uuid})");
+                (serde_json::json!({"signal": member, "name": name, "uuid": uuid}), text)
+            }),
+            "PolicyApplied" => body.deserialize::<(String, String, u64)>().map(|(name, uuid, generation)| {
+                let text = format!("policy applied to {name} ({uuid}): generation {generation}");
+                (serde_json::json!({"signal": member, "name": name, "uuid": uuid, "generation": generation}), text)
+            }),
+            "PacketLogged" => body.deserialize::<hookd_dbus::LoggedPacket>().map(|p| {
+                let text = format!(
+                    "{} {} {} {}:{} -> {}:{} proto {} (line {}: {})",
+                    p.domain, p.direction, p.action, p.source, p.source_port, p.destination, p.destination_port, p.protocol, p.rule_line, p.rule
+                );
+                let mut v = serde_json::to_value(&p).unwrap_or_default();
+                v["signal"] = serde_json::json!(member);
+                (v, text)
+            }),
+            _ => continue,
+        };
+        let line = match out {
+            Ok((v, text)) => {
+                if as_json {
+                    v.to_string()
+                } else {
+                    text
                 }
-                Err(e) => format!("bad PacketLogged signal: {e}"),
-            },
-            else => return Ok(String::new()),
+            }
+            Err(e) => format!("bad {member} signal: {e}"),
         };
         let mut stdout = std::io::stdout();
-        let _ = writeln!(stdout, "{out}").and_then(|_| stdout.flush());
+        let _ = writeln!(stdout, "{line}").and_then(|_| stdout.flush());
     }
+    Ok(String::new())
 }
 
 /// The contents of FILE, or stdin for "-", up to hookd's size limit.
