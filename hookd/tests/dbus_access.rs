@@ -99,6 +99,38 @@ fn start_bus(dir: &std::path::Path, with_hookd_policy: bool) -> (std::process::C
     (child, format!("unix:path={}", sock.display()))
 }
 
+/// A private system-type bus (see `start_bus`), stopped on drop; its
+/// directory is world-readable so unprivileged callers reach the socket.
+struct PrivateBus {
+    child: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateBus {
+    fn start(with_hookd_policy: bool) -> PrivateBus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let (child, address) = start_bus(dir.path(), with_hookd_policy);
+        PrivateBus {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     let run = tempfile::tempdir().unwrap();
     let daemon = Daemon::new(Box::new(NoPlane), StateDir::open(run.path()).unwrap(), true);
@@ -175,13 +207,8 @@ async fn the_bus_policy_lets_everybody_read_and_only_root_change() {
         0,
         "run as root (scripts/test-all.sh)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let (mut bus, address) = start_bus(dir.path(), true);
+    let bus = PrivateBus::start(true);
+    let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;
     let hookctl = env!("CARGO_BIN_EXE_hookctl");
     let addr = address.clone();
@@ -218,8 +245,6 @@ async fn the_bus_policy_lets_everybody_read_and_only_root_change() {
         "root HookEvent: {}",
         text(&change_root)
     );
-    let _ = bus.kill();
-    let _ = bus.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,13 +256,8 @@ async fn hookd_checks_the_callers_uid_itself() {
         0,
         "run as root (scripts/test-all.sh)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let (mut bus, address) = start_bus(dir.path(), false);
+    let bus = PrivateBus::start(false);
+    let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;
     let addr = address.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -253,8 +273,6 @@ async fn hookd_checks_the_callers_uid_itself() {
         t.contains("org.hookd.Hookd1.Error.AccessDenied") && t.contains("uid 65534"),
         "{t}"
     );
-    let _ = bus.kill();
-    let _ = bus.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,13 +283,8 @@ async fn signals_reach_hookctl_monitor() {
         0,
         "run as root (scripts/test-all.sh)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let (mut bus, address) = start_bus(dir.path(), true);
+    let bus = PrivateBus::start(true);
+    let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;
     // An unprivileged monitor: signals are for everybody.
     let monitor = Command::new("setpriv")
@@ -329,6 +342,4 @@ async fn signals_reach_hookctl_monitor() {
     );
     assert_eq!(lines[0]["name"], "vm7");
     assert_eq!(lines[0]["phase"], "start");
-    let _ = bus.kill();
-    let _ = bus.wait();
 }
