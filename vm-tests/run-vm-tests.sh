@@ -97,6 +97,8 @@ check "vm1: IP/ARP spoofs counted" test "$(( $(counter vm1 drop_ip_spoof) + $(co
 check "vm1: legitimate traffic counted both ways" test "$(counter vm1 from_vm_packets)" -gt 0 -a "$(counter vm1 to_vm_packets)" -gt 0
 check "vm2: traffic counted, nothing dropped" test "$(counter vm2 from_vm_packets)" -gt 0 -a "$(counter vm2 drop_ip_spoof)" -eq 0
 "$HOOKCTL" show vm1
+check "hookctl stats lists both guests' NICs with their counters" test "$("$HOOKCTL" stats --json | jq '[.[] | .nics[] | select((.counters | length) > 0)] | length')" -eq 2
+"$HOOKCTL" stats
 
 echo "# hookd restarts while vm1 keeps sending spoofed frames"
 IFX1=$("$HOOKCTL" show vm1 --json | jq .nics[0].ifindex)

@@ -81,6 +81,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         icmp_code: u8,
     },
+    /// Counters of every attached NIC of every domain, one row each.
+    Stats,
     /// Follow hookd's signals (domains attached and detached, policies
     /// applied, logged packets), one line each, until interrupted.
     Monitor,

@@ -297,6 +297,63 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             Ok(table(&rows))
         }
         Cmd::Monitor => monitor(cli.json).await,
+        Cmd::Stats => {
+            let p = proxy().await?;
+            let mut all = Vec::new();
+            for d in p.list_domains().await.map_err(call_failed)? {
+                match p.get_domain(&d.uuid).await {
+                    Ok(detail) => all.push(detail),
+                    // Gone between the two calls: nothing to report.
+                    Err(hookd_dbus::Error::NotFound(_)) => {}
+                    Err(e) => return Err(call_failed(e)),
+                }
+            }
+            if cli.json {
+                return json(&all);
+            }
+            let mut rows = vec![
+                [
+                    "DOMAIN",
+                    "MAC",
+                    "TAP",
+                    "TO_VM PKTS",
+                    "FROM_VM PKTS",
+                    "TO_VM BYTES",
+                    "FROM_VM BYTES",
+                    "DROPPED",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ];
+            for d in &all {
+                for n in d.nics.iter().filter(|n| !n.counters.is_empty()) {
+                    let c = |name: &str| {
+                        n.counters
+                            .iter()
+                            .find(|c| c.name == name)
+                            .map_or(0, |c| c.value)
+                    };
+                    let dropped: u64 = n
+                        .counters
+                        .iter()
+                        .filter(|c| c.name.starts_with("drop_"))
+                        .map(|c| c.value)
+                        .sum();
+                    rows.push(vec![
+                        d.name.clone(),
+                        n.mac.clone(),
+                        n.tap.clone(),
+                        c("to_vm_packets").to_string(),
+                        c("from_vm_packets").to_string(),
+                        c("to_vm_bytes").to_string(),
+                        c("from_vm_bytes").to_string(),
+                        dropped.to_string(),
+                    ]);
+                }
+            }
+            Ok(table(&rows))
+        }
         Cmd::Policy(PolicyCommand::Validate { file }) => {
             let xml = read_input(&file)?;
             let summary = proxy()
