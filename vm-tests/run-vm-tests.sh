@@ -110,6 +110,7 @@ check "hookd stopped: its 4 tcx links remain" test "$(hookd_tcx_links)" -eq 4
 check "hookd stopped: spoofed frames still dropped and counted ($d0 -> $d1)" test "$d1" -gt "$d0"
 check "hookctl says hookd is down (exit 3)" sh -c "\"$HOOKCTL\" domains >/dev/null 2>&1; test \$? -eq 3"
 sandbox_start_hookd
+check "hookctl health: ok after the restart" sh -c "\"$HOOKCTL\" health | grep -q '^ok: 2 domain(s), 2 attached NIC(s)'"
 check "restarted hookd adopted both domains" test "$("$HOOKCTL" domains --json | jq -r '[.[].name] | sort | join(",")')" = "vm1,vm2"
 check "a second hookd refuses to start" sh -c "! timeout 10 \"$HOOKD_BIN\" >$SB/second.log 2>&1 && grep -q 'already owned' $SB/second.log"
 

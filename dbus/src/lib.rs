@@ -183,6 +183,9 @@ pub trait Manager {
     #[zbus(signal)]
     fn packet_logged(&self, packet: LoggedPacket) -> zbus::Result<()>;
 
+    /// ("ok" or "degraded", a one-line explanation).
+    fn health(&self) -> Result<(String, String), Error>;
+
     /// hookd's version.
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;

@@ -81,6 +81,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         icmp_code: u8,
     },
+    /// Is hookd able to do its job? Exit status 1 when degraded.
+    Health,
     /// Counters of every attached NIC of every domain, one row each.
     Stats,
     /// Follow hookd's signals (domains attached and detached, policies

@@ -38,6 +38,10 @@ pub trait DataPlane: Send {
     fn stats(&self, ifindex: u32) -> Option<NicStats>;
     /// Hits per (direction, rule index) of the NIC's live policy.
     fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)>;
+    /// Can the data plane do its job? Err says what is wrong.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl DataPlane for Datapath {
@@ -97,6 +101,10 @@ impl DataPlane for Datapath {
 
     fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
         Datapath::rule_hits(self, ifindex)
+    }
+
+    fn health(&self) -> Result<(), String> {
+        Datapath::health(self)
     }
 }
 
@@ -324,6 +332,22 @@ impl Daemon {
                 explanation: format!("no {name} rule matches: default {verdict}"),
             },
         })
+    }
+
+    /// ("ok" or "degraded", a one-line explanation).
+    pub fn health(&self) -> (String, String) {
+        let nics: usize = self
+            .records
+            .iter()
+            .map(|r| r.nics.iter().filter(|n| !n.attach.is_empty()).count())
+            .sum();
+        match self.dp.health() {
+            Ok(()) => (
+                "ok".into(),
+                format!("{} domain(s), {nics} attached NIC(s)", self.records.len()),
+            ),
+            Err(why) => ("degraded".into(), why),
+        }
     }
 
     pub fn records(&self) -> &[DomainRecord] {

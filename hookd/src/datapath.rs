@@ -231,6 +231,35 @@ impl Datapath {
         })
     }
 
+    /// Programs and maps still pinned where hookd put them (someone may have
+    /// unmounted or cleared the bpffs under a running hookd).
+    pub fn health(&self) -> Result<(), String> {
+        let mut missing: Vec<String> = PROGRAMS
+            .iter()
+            .map(|(name, _, _)| self.pin_dir.join("progs").join(name))
+            .chain(
+                [
+                    hookd_bpf::MAP_NICS,
+                    hookd_bpf::MAP_ADDRS,
+                    hookd_bpf::MAP_STATS,
+                    hookd_bpf::MAP_FW_RULES,
+                ]
+                .iter()
+                .map(|m| self.pin_dir.join("maps").join(m)),
+            )
+            .filter(|p| !p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort();
+        Err(format!(
+            "pins missing (restart hookd to restore them): {}",
+            missing.join(", ")
+        ))
+    }
+
     /// The loaded program `name`, for BPF_PROG_TEST_RUN in tests and benchmarks.
     pub fn program(&self, name: &str) -> Option<&SchedClassifier> {
         self.ebpf.program(name).and_then(|p| p.try_into().ok())

@@ -279,6 +279,12 @@ impl Manager {
         self.daemon.lock().await.recent_events(&domain)
     }
 
+    /// ("ok" or "degraded", a one-line explanation).
+    #[zbus(out_args("status", "detail"))]
+    async fn health(&self) -> (String, String) {
+        self.daemon.lock().await.health()
+    }
+
     #[zbus(property)]
     async fn version(&self) -> String {
         crate::VERSION.to_string()

@@ -123,6 +123,13 @@ async fn hook(p: &ManagerProxy<'_>, op: &str, xml: &str) -> Result<String, Error
 async fn version_and_empty_lists() {
     let (p, _, _run, _s) = setup().await;
     assert_eq!(p.version().await.unwrap(), hookd::VERSION);
+    assert_eq!(
+        p.health().await.unwrap(),
+        (
+            "ok".to_string(),
+            "0 domain(s), 0 attached NIC(s)".to_string()
+        )
+    );
     assert!(p.list_domains().await.unwrap().is_empty());
     assert!(p.recent_events("").await.unwrap().is_empty());
     match p.get_domain("nope").await {

@@ -1430,6 +1430,16 @@ fn logged_rules_send_rate_limited_events() {
          </hookd:ingress>",
         1,
     );
+    assert_eq!(dp.health(), Ok(()));
+    let pin = fs.pin_dir().join("progs").join(hookd_bpf::PROG_FROM_VM);
+    std::fs::rename(&pin, fs.pin_dir().join("progs").join("moved")).unwrap();
+    let e = dp.health().unwrap_err();
+    assert!(
+        e.contains("pins missing") && e.contains("hookd_from_vm"),
+        "{e}"
+    );
+    std::fs::rename(fs.pin_dir().join("progs").join("moved"), &pin).unwrap();
+    assert_eq!(dp.health(), Ok(()));
     let mut ring = dp.take_events().expect("ring buffer");
     // Not logged: rule 1 has no log attribute.
     assert_eq!(

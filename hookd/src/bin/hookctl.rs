@@ -297,6 +297,23 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             Ok(table(&rows))
         }
         Cmd::Monitor => monitor(cli.json).await,
+        Cmd::Health => {
+            let p = proxy().await?;
+            let (status, detail) = p.health().await.map_err(call_failed)?;
+            let version = p.version().await.unwrap_or_default();
+            let out = if cli.json {
+                json(
+                    &serde_json::json!({ "status": status, "detail": detail, "version": version }),
+                )?
+            } else {
+                format!("{status}: {detail} (hookd {version})")
+            };
+            if status == "ok" {
+                Ok(out)
+            } else {
+                Err(Failure(EXIT_INVALID, out))
+            }
+        }
         Cmd::Stats => {
             let p = proxy().await?;
             let mut all = Vec::new();
