@@ -3,6 +3,8 @@
 //! an unprivileged uid. The data plane is the recording stand-in of
 //! dbus_p2p.rs's kind: access control is what is under test here.
 
+mod support;
+
 use hookd::daemon::{Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
 use hookd::plan::NicMode;
@@ -201,12 +203,7 @@ fn text(o: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "privileged: run by scripts/test-all.sh"]
 async fn the_bus_policy_lets_everybody_read_and_only_root_change() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "run as root (scripts/test-all.sh)"
-    );
+    support::require_root();
     let bus = PrivateBus::start(true);
     let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;
@@ -251,11 +248,7 @@ async fn the_bus_policy_lets_everybody_read_and_only_root_change() {
 #[ignore = "privileged: run by scripts/test-all.sh"]
 async fn hookd_checks_the_callers_uid_itself() {
     // A bus whose policy lets anybody call anything: hookd must still refuse.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "run as root (scripts/test-all.sh)"
-    );
+    support::require_root();
     let bus = PrivateBus::start(false);
     let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;
@@ -278,11 +271,7 @@ async fn hookd_checks_the_callers_uid_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "privileged: run by scripts/test-all.sh"]
 async fn signals_reach_hookctl_monitor() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "run as root (scripts/test-all.sh)"
-    );
+    support::require_root();
     let bus = PrivateBus::start(true);
     let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;

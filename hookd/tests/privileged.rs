@@ -1141,24 +1141,9 @@ fn security_group_rules_and_connection_tracking() {
     // Bypass attempts: each is judged by a documented rule.
     let with_options = |dport: u16| {
         let l4 = tcp(41000 + dport, dport, SYN);
-        let total = 24 + l4.len();
-        let mut h = vec![
-            0x46,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ];
-        h.extend_from_slice(&[198, 51, 100, 7, 192, 0, 2, 10, 1, 1, 1, 0]); // addresses + NOP NOP NOP EOL
-        h.extend_from_slice(&l4);
-        eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &h)
+        // NOP NOP NOP EOL: ports start 24 bytes into the header.
+        let ip = ipv4_with_options(v4("198.51.100.7"), v4(VM4), 6, &[1, 1, 1, 0], &l4);
+        eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &ip)
     };
     expect(
         &dp,

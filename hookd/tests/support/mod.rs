@@ -192,9 +192,22 @@ pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8
 }
 
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
+    ipv4_with_options(src, dst, proto, &[], payload)
+}
+
+/// An IPv4 packet whose header carries `options` (a multiple of 4 bytes).
+pub fn ipv4_with_options(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0, "IPv4 options come in 4-byte words");
+    let hl = 20 + options.len();
+    let total = hl + payload.len();
     let mut h = vec![
-        0x45,
+        0x40 | (hl / 4) as u8,
         0,
         (total >> 8) as u8,
         total as u8,
@@ -209,6 +222,7 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> 
     ];
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
+    h.extend_from_slice(options);
     let c = checksum(&h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     h.extend_from_slice(payload);
