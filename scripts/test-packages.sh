@@ -26,7 +26,7 @@ for f in /usr/sbin/hookd /usr/bin/hookctl /usr/libexec/hookd/hookd-qemu-hook /et
 done
 check "rpm marks /etc files as config(noreplace)" sh -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/hookd/hookd.toml"
 reqs=$(rpm -qp --requires "$RPM")
-check "rpm requires dbus and libvirt-daemon" bash -c "grep -qx dbus <<<'$reqs' && grep -qx libvirt-daemon <<<'$reqs'"
+check "rpm requires dbus, libvirt-daemon and libvirt-libs" bash -c "grep -qx dbus <<<'$reqs' && grep -qx libvirt-daemon <<<'$reqs' && grep -qx libvirt-libs <<<'$reqs'"
 for tag in POSTIN PREUN POSTUN; do
     rpm -qp --qf "%{$tag}" "$RPM" > "/tmp/hookd-rpm-$tag.sh"
     check "rpm $tag scriptlet is valid sh" sh -n "/tmp/hookd-rpm-$tag.sh"
@@ -50,6 +50,7 @@ check "dpkg -i succeeded and says what to do without systemd" grep -q "systemd i
 check "installed: /usr/sbin/hookd --version" sh -c "/usr/sbin/hookd --version | grep -q 'hookd '"
 check "installed: hook at /etc/libvirt/hooks/qemu.d/50-hookd" test -x /etc/libvirt/hooks/qemu.d/50-hookd
 check "installed: man page" test -s /usr/share/man/man8/hookd.8.gz
+check "installed: the read group hookd exists" getent group hookd
 if command -v systemd-analyze >/dev/null; then
     check "systemd-analyze verifies hookd.service" systemd-analyze verify /lib/systemd/system/hookd.service
 fi

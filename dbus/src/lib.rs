@@ -32,6 +32,8 @@ pub enum Error {
     NotFound(String),
     /// The caller may not do this.
     AccessDenied(String),
+    /// libvirt refused a call or could not be reached.
+    Libvirt(String),
 }
 
 /// A row of `ListDomains`.
@@ -166,6 +168,20 @@ pub trait Manager {
     /// The most recent packets logged by `log="true"` rules (rate-limited
     /// to 100 per NIC and second), oldest first; domain "" for all.
     fn recent_events(&self, domain: &str) -> Result<Vec<LoggedPacket>, Error>;
+
+    /// The policy in force for a domain, as a `<policy>` document in
+    /// hookd's namespace; empty when it has none.
+    fn get_policy(&self, domain: &str) -> Result<String, Error>;
+
+    /// Replaces a running domain's policy (empty removes it); with
+    /// `persist`, also writes it into the domain's metadata through libvirt.
+    /// Returns the new policy generation and a summary. Root only.
+    fn set_policy(&self, domain: &str, policy: &str, persist: bool)
+    -> Result<(u64, String), Error>;
+
+    /// A policy libvirt reported (e.g. from `virsh metadata`) was refused.
+    #[zbus(signal)]
+    fn policy_refused(&self, name: &str, uuid: &str, message: &str) -> zbus::Result<()>;
 
     /// hookd attached to a domain's taps (at the hook phase given).
     #[zbus(signal)]

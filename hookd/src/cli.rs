@@ -106,4 +106,43 @@ pub enum PolicyCommand {
     /// Ask hookd to validate a policy without applying it: a domain XML or a
     /// bare <hookd:policy> element, from FILE or - for stdin.
     Validate { file: String },
+    /// Print the policy in force for a running domain, as a <policy>
+    /// document that `policy set` accepts (nothing when it has none).
+    Get {
+        /// Domain name or UUID.
+        domain: String,
+    },
+    /// Replace a running domain's policy with the <policy> document in FILE
+    /// (- for stdin). It is validated and swapped in atomically, then saved
+    /// in the domain's metadata through libvirt (live and persistent
+    /// definitions) so it survives a restart; if libvirt refuses, the
+    /// previous policy is put back. Root only.
+    Set {
+        /// Domain name or UUID.
+        domain: String,
+        /// Policy document, or - for stdin.
+        file: String,
+        /// Apply to the running domain only; do not save it in libvirt.
+        #[arg(long)]
+        no_persist: bool,
+    },
+    /// Remove a running domain's policy: its NICs are no longer filtered
+    /// (only counted). Saved in libvirt unless --no-persist. Root only.
+    Remove {
+        /// Domain name or UUID.
+        domain: String,
+        /// Apply to the running domain only; do not save it in libvirt.
+        #[arg(long)]
+        no_persist: bool,
+    },
+    /// Edit a running domain's policy in $VISUAL or $EDITOR (else vi), then
+    /// set it as `policy set` does. An invalid edit changes nothing and the
+    /// edited file is kept, its path printed. Root only.
+    Edit {
+        /// Domain name or UUID.
+        domain: String,
+        /// Apply to the running domain only; do not save it in libvirt.
+        #[arg(long)]
+        no_persist: bool,
+    },
 }

@@ -30,6 +30,13 @@ pub struct Config {
     /// Serve per-NIC counters in the Prometheus text format on this
     /// address (loopback only), e.g. "127.0.0.1:9469". Off when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// libvirt connection URI for following domain events (policy edited
+    /// with `virsh metadata`, NIC hot-plug) and persisting policy set over
+    /// D-Bus. Empty: no libvirt connection.
+    pub libvirt_uri: String,
+    /// Members of this group may read (list, show, trace, events); only
+    /// root may change anything.
+    pub read_group: String,
 }
 
 impl Default for Config {
@@ -40,6 +47,8 @@ impl Default for Config {
             pin_dir: PathBuf::from("/sys/fs/bpf/hookd"),
             run_dir: PathBuf::from("/run/hookd"),
             metrics_listen: None,
+            libvirt_uri: "qemu:///system".into(),
+            read_group: "hookd".into(),
         }
     }
 }

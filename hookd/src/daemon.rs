@@ -139,6 +139,19 @@ impl TraceAnswer {
     }
 }
 
+/// What `set_policy` did.
+#[derive(Debug, Clone)]
+pub struct PolicyChange {
+    pub uuid: String,
+    pub name: String,
+    pub generation: u64,
+    /// The policy text in force before, to restore it (None: there was none).
+    pub previous: Option<String>,
+    /// The policy text now in force (None: removed).
+    pub applied: Option<String>,
+    pub summary: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{0}")]
@@ -364,6 +377,63 @@ impl Daemon {
 
     pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
         self.dp.rule_hits(ifindex)
+    }
+
+    /// The hookd policy of a domain hookd knows: its uuid, and the policy
+    /// element's text (None for a domain without hookd policy).
+    pub fn policy(&self, domain: &str) -> Result<(String, Option<String>), DaemonError> {
+        let rec = self
+            .find(domain)
+            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+        let text = crate::metadata::policy_text(&rec.xml)
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        Ok((rec.uuid.clone(), text))
+    }
+
+    /// Replaces a running domain's policy with `policy` (a standalone
+    /// `<policy>` document; None removes it). The document is checked on its
+    /// own first, so errors carry its own line numbers; then it is spliced
+    /// into the recorded domain XML and applied like a re-apply at `start`:
+    /// maps swapped atomically, nothing changed on any error.
+    pub fn set_policy(
+        &mut self,
+        domain: &str,
+        policy: Option<&str>,
+    ) -> Result<PolicyChange, DaemonError> {
+        let doc = policy
+            .map(crate::metadata::parse_policy_document)
+            .transpose()
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        let (uuid, previous) = self.policy(domain)?;
+        let rec = self
+            .find(&uuid)
+            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+        let xml = crate::metadata::with_policy(&rec.xml, doc.as_ref().map(|d| d.text.as_str()))
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        let dom = domain::parse(&xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        let summary = self.attach_domain(&dom, &xml, "policy-set")?;
+        Ok(PolicyChange {
+            uuid,
+            name: dom.name,
+            generation: self.generation,
+            previous,
+            applied: doc.map(|d| d.text),
+            summary,
+        })
+    }
+
+    /// Re-applies a domain hookd knows from the XML libvirt reports now
+    /// (its metadata changed, a NIC was plugged or unplugged). Ok(None) when
+    /// the domain is unknown to hookd or nothing hookd reads changed.
+    pub fn reapply(&mut self, xml: &str, why: &str) -> Result<Option<String>, DaemonError> {
+        let dom = domain::parse(xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        let Some(rec) = self.records.iter().find(|r| r.uuid == dom.uuid) else {
+            return Ok(None);
+        };
+        if domain::parse(&rec.xml).is_ok_and(|old| old == dom) {
+            return Ok(None);
+        }
+        self.attach_domain(&dom, xml, why).map(Some)
     }
 
     /// One libvirt hook call. Returns a one-line summary.

@@ -112,7 +112,7 @@ fn parse_interface(el: &Element) -> Result<Interface, DomainError> {
 }
 
 /// The `<hookd:policy>` element of `<metadata>`, if present.
-fn policy_element(root: &Element) -> Result<Option<&Element>, DomainError> {
+pub(crate) fn policy_element(root: &Element) -> Result<Option<&Element>, DomainError> {
     let Some(meta) = root.child("metadata") else {
         return Ok(None);
     };

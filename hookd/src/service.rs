@@ -1,6 +1,7 @@
 //! `org.hookd.Hookd1.Manager` on D-Bus, over the daemon core.
 
 use crate::daemon::{self, Daemon, DaemonError};
+use crate::libvirt::Libvirt;
 use crate::hook::HookArgs;
 use crate::xml_tree::MAX_XML_BYTES;
 use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo, RuleHits};
@@ -12,12 +13,88 @@ use zbus::object_server::SignalEmitter;
 
 pub struct Manager {
     daemon: Arc<Mutex<Daemon>>,
+    readers: Readers,
+    libvirt: Option<Libvirt>,
+}
+
+/// Who may call the reading methods. Root may always call everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// Any caller (peer-to-peer tests).
+    Everyone,
+    /// Members of this group (`read_group` in hookd.toml).
+    Group(u32),
+    /// Nobody but root (`read_group` names no group on this host).
+    RootOnly,
 }
 
 impl Manager {
-    pub fn new(daemon: Arc<Mutex<Daemon>>) -> Manager {
-        Manager { daemon }
+    pub fn new(daemon: Arc<Mutex<Daemon>>, readers: Readers, libvirt: Option<Libvirt>) -> Manager {
+        Manager {
+            daemon,
+            readers,
+            libvirt,
+        }
     }
+
+    async fn require_reader(
+        &self,
+        hdr: &Header<'_>,
+        conn: &Connection,
+        what: &str,
+    ) -> Result<(), Error> {
+        if self.readers == Readers::Everyone {
+            return Ok(());
+        }
+        let c = caller(hdr, conn).await?;
+        match self.readers {
+            _ if c.uid == 0 => Ok(()),
+            Readers::Group(gid) if c.gids.contains(&gid) => Ok(()),
+            _ => Err(Error::AccessDenied(format!(
+                "{what} is reserved to root and the read group (caller uid {})",
+                c.uid
+            ))),
+        }
+    }
+}
+
+/// Applies a change to the daemon and emits the signals for what changed:
+/// domains attached or detached, policies applied. A failed emission never
+/// fails the change.
+pub async fn change<T>(
+    daemon: &Mutex<Daemon>,
+    emitter: &SignalEmitter<'_>,
+    phase: &str,
+    f: impl FnOnce(&mut Daemon) -> Result<T, DaemonError>,
+) -> Result<T, DaemonError> {
+    let snapshot = |d: &Daemon| -> Vec<(String, String, u64)> {
+        d.records()
+            .iter()
+            .map(|r| (r.uuid.clone(), r.name.clone(), r.generation))
+            .collect()
+    };
+    let (result, before, after) = {
+        let mut d = daemon.lock().await;
+        let before = snapshot(&d);
+        let result = f(&mut d);
+        (result, before, snapshot(&d))
+    };
+    for (uuid, name, generation) in &after {
+        match before.iter().find(|b| &b.0 == uuid) {
+            None => {
+                let _ = Manager::domain_attached(emitter, name, uuid, phase).await;
+                let _ = Manager::policy_applied(emitter, name, uuid, *generation).await;
+            }
+            Some(b) if b.2 != *generation => {
+                let _ = Manager::policy_applied(emitter, name, uuid, *generation).await;
+            }
+            Some(_) => {}
+        }
+    }
+    for (uuid, name, _) in before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0)) {
+        let _ = Manager::domain_detached(emitter, name, uuid).await;
+    }
+    result
 }
 
 impl From<DaemonError> for Error {
@@ -34,28 +111,56 @@ impl From<DaemonError> for Error {
     }
 }
 
-/// The caller's uid: from the bus for bus connections, from the socket for
-/// peer-to-peer ones.
-async fn caller_uid(hdr: &Header<'_>, conn: &Connection) -> Result<u32, Error> {
-    let uid = match hdr.sender() {
+struct Caller {
+    uid: u32,
+    gids: Vec<u32>,
+}
+
+/// The caller's uid and groups: from the bus for bus connections, from the
+/// socket for peer-to-peer ones. Groups come with the credentials where the
+/// bus gives them, else from the caller's /proc entry.
+async fn caller(hdr: &Header<'_>, conn: &Connection) -> Result<Caller, Error> {
+    let creds = match hdr.sender() {
         Some(sender) => {
             let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-            dbus.get_connection_credentials(sender.clone().into())
-                .await
-                .map_err(|e| Error::AccessDenied(e.to_string()))?
-                .unix_user_id()
+            Arc::new(
+                dbus.get_connection_credentials(sender.clone().into())
+                    .await
+                    .map_err(|e| Error::AccessDenied(e.to_string()))?,
+            )
         }
         None => conn
             .peer_creds()
             .await
             .map_err(|e| Error::AccessDenied(format!("reading the peer's credentials: {e}")))?
-            .unix_user_id(),
+            .clone(),
     };
-    uid.ok_or_else(|| Error::AccessDenied("the caller's uid is unknown".into()))
+    let uid = creds
+        .unix_user_id()
+        .ok_or_else(|| Error::AccessDenied("the caller's uid is unknown".into()))?;
+    let gids = match (creds.unix_group_ids(), creds.process_id()) {
+        (Some(g), _) => g.clone(),
+        (None, Some(pid)) => proc_groups(pid),
+        (None, None) => Vec::new(),
+    };
+    Ok(Caller { uid, gids })
+}
+
+/// Primary and supplementary groups from /proc/PID/status.
+fn proc_groups(pid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("Groups:")
+                .or_else(|| l.strip_prefix("Gid:").map(|r| r.split_whitespace().next().unwrap_or("")))
+        })
+        .flat_map(|r| r.split_whitespace().filter_map(|g| g.parse().ok()))
+        .collect()
 }
 
 async fn require_root(hdr: &Header<'_>, conn: &Connection, what: &str) -> Result<(), Error> {
-    match caller_uid(hdr, conn).await? {
+    match caller(hdr, conn).await?.uid {
         0 => Ok(()),
         uid => Err(Error::AccessDenied(format!(
             "{what} is reserved to root (caller uid {uid})"
@@ -91,35 +196,11 @@ impl Manager {
             extra,
         };
         tracing::debug!(hook = %args, "hook event");
-        let (result, before, after) = {
-            let mut d = self.daemon.lock().await;
-            let snapshot = |d: &Daemon| -> Vec<(String, String, u64)> {
-                d.records()
-                    .iter()
-                    .map(|r| (r.uuid.clone(), r.name.clone(), r.generation))
-                    .collect()
-            };
-            let before = snapshot(&d);
-            let result = d.hook_event(&args, &xml);
-            (result, before, snapshot(&d))
-        };
-        // Signals for what changed; a failed emission never fails the hook.
-        for (uuid, name, generation) in &after {
-            match before.iter().find(|b| &b.0 == uuid) {
-                None => {
-                    let _ = Self::domain_attached(&emitter, name, uuid, &args.operation).await;
-                    let _ = Self::policy_applied(&emitter, name, uuid, *generation).await;
-                }
-                Some(b) if b.2 != *generation => {
-                    let _ = Self::policy_applied(&emitter, name, uuid, *generation).await;
-                }
-                Some(_) => {}
-            }
-        }
-        for (uuid, name, _) in before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0)) {
-            let _ = Self::domain_detached(&emitter, name, uuid).await;
-        }
-        result.map_err(|e| {
+        change(&self.daemon, &emitter, &args.operation, |d| {
+            d.hook_event(&args, &xml)
+        })
+        .await
+        .map_err(|e| {
             tracing::warn!(hook = %args, error = %e, "hook event refused");
             e.into()
         })
@@ -159,9 +240,14 @@ impl Manager {
         packet: hookd_dbus::LoggedPacket,
     ) -> zbus::Result<()>;
 
-    async fn list_domains(&self) -> Vec<DomainSummary> {
+    async fn list_domains(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<DomainSummary>, Error> {
+        self.require_reader(&hdr, conn, "ListDomains").await?;
         let d = self.daemon.lock().await;
-        d.records()
+        Ok(d.records()
             .iter()
             .map(|r| DomainSummary {
                 name: r.name.clone(),
@@ -170,10 +256,16 @@ impl Manager {
                 attached_nics: r.nics.iter().filter(|n| !n.attach.is_empty()).count() as u32,
                 attached_at: r.attached_at.clone(),
             })
-            .collect()
+            .collect())
     }
 
-    async fn get_domain(&self, domain: String) -> Result<DomainDetail, Error> {
+    async fn get_domain(
+        &self,
+        domain: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<DomainDetail, Error> {
+        self.require_reader(&hdr, conn, "GetDomain").await?;
         let d = self.daemon.lock().await;
         let r = d
             .find(&domain)
@@ -242,7 +334,13 @@ impl Manager {
 
     /// Validates a policy without applying it: a whole domain XML, or a
     /// `<policy>` element in hookd's namespace. Returns a summary.
-    async fn validate_policy(&self, xml: String) -> Result<String, Error> {
+    async fn validate_policy(
+        &self,
+        xml: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        self.require_reader(&hdr, conn, "ValidatePolicy").await?;
         crate::explain::validate(&xml).map_err(Error::InvalidPolicy)
     }
 
@@ -261,7 +359,10 @@ impl Manager {
         port: u16,
         icmp_type: u8,
         icmp_code: u8,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, u32, String), Error> {
+        self.require_reader(&hdr, conn, "Trace").await?;
         let q = crate::daemon::TraceQuery {
             mac,
             direction,
@@ -275,14 +376,114 @@ impl Manager {
         Ok((a.action, a.rule_line, a.explanation))
     }
 
-    async fn recent_events(&self, domain: String) -> Vec<hookd_dbus::LoggedPacket> {
-        self.daemon.lock().await.recent_events(&domain)
+    async fn recent_events(
+        &self,
+        domain: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<hookd_dbus::LoggedPacket>, Error> {
+        self.require_reader(&hdr, conn, "RecentEvents").await?;
+        Ok(self.daemon.lock().await.recent_events(&domain))
     }
+
+    /// The hookd policy in force for a domain, as a `<policy>` document in
+    /// hookd's namespace; empty when the domain has none.
+    async fn get_policy(
+        &self,
+        domain: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        self.require_reader(&hdr, conn, "GetPolicy").await?;
+        let (_, text) = self.daemon.lock().await.policy(&domain)?;
+        Ok(text.unwrap_or_default())
+    }
+
+    /// Replaces a running domain's policy with a `<policy>` document in
+    /// hookd's namespace (empty: removes it): validated, compiled and
+    /// swapped in atomically. With `persist`, it is also written into the
+    /// domain's metadata through libvirt (live and persistent definitions),
+    /// and the previous policy is restored if libvirt refuses. Returns the
+    /// new policy generation and a summary.
+    #[zbus(out_args("generation", "summary"))]
+    async fn set_policy(
+        &self,
+        domain: String,
+        policy: String,
+        persist: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(u64, String), Error> {
+        require_root(&hdr, conn, "SetPolicy").await?;
+        if policy.len() > MAX_XML_BYTES {
+            return Err(Error::InvalidPolicy(format!(
+                "policy is {} bytes, more than the {MAX_XML_BYTES}-byte limit",
+                policy.len()
+            )));
+        }
+        let libvirt = match (persist, &self.libvirt) {
+            (false, _) => None,
+            (true, Some(l)) => Some(l.clone()),
+            (true, None) => {
+                return Err(Error::InvalidArgument(
+                    "persist needs hookd's libvirt connection, which libvirt_uri turns off in hookd.toml; \
+                     set the policy without persisting, or with virsh metadata"
+                        .into(),
+                ));
+            }
+        };
+        let text = Some(policy.as_str()).filter(|p| !p.trim().is_empty());
+        let c = change(&self.daemon, &emitter, "policy-set", |d| d.set_policy(&domain, text)).await?;
+        let Some(libvirt) = libvirt else {
+            tracing::info!(domain = %c.name, generation = c.generation, "policy set (not persisted)");
+            return Ok((c.generation, c.summary));
+        };
+        let (uuid, applied) = (c.uuid.clone(), c.applied.clone());
+        let persisted =
+            tokio::task::spawn_blocking(move || libvirt.persist_policy(&uuid, applied.as_deref()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        match persisted {
+            Ok(written) => {
+                tracing::info!(domain = %c.name, generation = c.generation, "policy set and saved in libvirt's {written}");
+                Ok((c.generation, format!("{}; saved in libvirt's {written}", c.summary)))
+            }
+            Err(why) => {
+                let previous = c.previous.clone();
+                let restored = change(&self.daemon, &emitter, "policy-restore", |d| {
+                    d.set_policy(&c.uuid, previous.as_deref())
+                })
+                .await;
+                tracing::error!(domain = %c.name, error = %why, restored = restored.is_ok(), "persisting the policy failed");
+                Err(Error::Libvirt(match restored {
+                    Ok(_) => format!("{why}; the previous policy is back in force"),
+                    Err(e) => format!("{why}; restoring the previous policy failed too: {e}"),
+                }))
+            }
+        }
+    }
+
+    /// A policy that libvirt reports (edited with `virsh metadata`, say)
+    /// was refused; the domain keeps the policy it had.
+    #[zbus(signal)]
+    pub async fn policy_refused(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+        message: &str,
+    ) -> zbus::Result<()>;
 
     /// ("ok" or "degraded", a one-line explanation).
     #[zbus(out_args("status", "detail"))]
-    async fn health(&self) -> (String, String) {
-        self.daemon.lock().await.health()
+    async fn health(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), Error> {
+        self.require_reader(&hdr, conn, "Health").await?;
+        Ok(self.daemon.lock().await.health())
     }
 
     #[zbus(property)]

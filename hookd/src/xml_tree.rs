@@ -34,6 +34,11 @@ pub struct Element {
     pub text: String,
     /// 1-based line of the start tag.
     pub line: u32,
+    /// Bytes of the source the element spans, start tag to end tag.
+    pub span: std::ops::Range<usize>,
+    /// Where its end tag starts (`span.end` for an empty element): content
+    /// is inserted there.
+    pub content_end: usize,
 }
 
 impl Element {
@@ -119,6 +124,8 @@ fn element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, line: u32) -> Result<El
         children: Vec::new(),
         text: String::new(),
         line,
+        span: 0..0,
+        content_end: 0,
     };
     for a in e.attributes() {
         let a = a.map_err(|err| malformed(line, err))?;
@@ -183,7 +190,8 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     let mut count = 0usize;
     loop {
-        let line = lines.at(reader.buffer_position() as usize);
+        let start = reader.buffer_position() as usize;
+        let line = lines.at(start);
         let event = reader.read_event().map_err(|e| {
             let line = lines.at(reader.error_position() as usize);
             malformed(line, e)
@@ -203,7 +211,9 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 if root.is_some() {
                     return Err(malformed(tag_line, "content after the root element"));
                 }
-                let el = element(&reader, e, tag_line)?;
+                let mut el = element(&reader, e, tag_line)?;
+                el.span = start..reader.buffer_position() as usize;
+                el.content_end = el.span.end;
                 if matches!(event, Event::Start(_)) {
                     stack.push(el);
                 } else {
@@ -211,7 +221,9 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 }
             }
             Event::End(_) => {
-                if let Some(el) = stack.pop() {
+                if let Some(mut el) = stack.pop() {
+                    el.content_end = start;
+                    el.span.end = reader.buffer_position() as usize;
                     attach(&mut stack, &mut root, el);
                 }
             }
@@ -274,6 +286,11 @@ mod tests {
         assert_eq!(p.line, 4);
         assert_eq!(p.attr("k"), Some("w"));
         assert_eq!(p.attrs.len(), 2);
+        assert_eq!(&xml[p.span.clone()], "<x:p xmlns:x=\"urn:x\" x:k=\"v\" k=\"w\"/>");
+        let meta = root.child("metadata").unwrap();
+        assert!(xml[meta.span.clone()].starts_with("<metadata>"));
+        assert!(xml[meta.content_end..].starts_with("</metadata>"));
+        assert!(xml[meta.span.clone()].ends_with("</metadata>"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod support;
 use hookd::daemon::{Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
 use hookd::plan::NicMode;
-use hookd::service::Manager;
+use hookd::service::{Manager, Readers};
 use hookd::state::{NicRecord, StateDir};
 use hookd_bpf::layout::NicStats;
 use std::process::{Command, Output, Stdio};
@@ -49,6 +49,49 @@ impl DataPlane for NoPlane {
 }
 
 const NOBODY: &str = "65534";
+
+/// The read group of the shipped bus policy, created when missing (the
+/// packages create it on install), and its gid.
+fn read_group() -> u32 {
+    let gid = |out: Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .split(':')
+            .nth(2)
+            .and_then(|g| g.trim().parse().ok())
+    };
+    if let Some(g) = gid(Command::new("getent").args(["group", "hookd"]).output().unwrap()) {
+        return g;
+    }
+    support::sh("groupadd --system hookd");
+    gid(Command::new("getent").args(["group", "hookd"]).output().unwrap()).expect("group hookd")
+}
+
+/// Who runs a client: root, or uid 65534 with or without the read group.
+#[derive(Clone, Copy)]
+enum Who {
+    Root,
+    Nobody,
+    Reader,
+}
+
+impl Who {
+    fn command(self, program: &str) -> Command {
+        let groups = match self {
+            Who::Root => return Command::new(program),
+            Who::Nobody => "--clear-groups".to_string(),
+            Who::Reader => format!("--groups={}", read_group()),
+        };
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            &groups,
+            "--",
+            program,
+        ]);
+        c
+    }
+}
 
 /// A system-type bus with the defaults of Debian's system.conf that matter
 /// here (deny method calls by default) plus hookd's policy file.
@@ -139,7 +182,11 @@ async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     let conn = zbus::connection::Builder::address(address)
         .serve_at(
             hookd_dbus::MANAGER_PATH,
-            Manager::new(Arc::new(tokio::sync::Mutex::new(daemon))),
+            Manager::new(
+                Arc::new(tokio::sync::Mutex::new(daemon)),
+                Readers::Group(read_group()),
+                None,
+            ),
         )
         .name(hookd_dbus::BUS_NAME)
         .build()
@@ -148,27 +195,11 @@ async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     (conn, run)
 }
 
-/// Runs `args` as uid `uid` (or root when None) with the bus address.
-fn run_as(uid: Option<&str>, address: &str, args: &[&str]) -> Output {
-    let mut cmd = match uid {
-        Some(u) => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                &format!("--reuid={u}"),
-                &format!("--regid={u}"),
-                "--clear-groups",
-                "--",
-            ]);
-            c.args(args);
-            c
-        }
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..]);
-            c
-        }
-    };
-    cmd.env("DBUS_SYSTEM_BUS_ADDRESS", address)
+/// Runs `args` as `who` with the bus address.
+fn run_as(who: Who, address: &str, args: &[&str]) -> Output {
+    who.command(args[0])
+        .args(&args[1..])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", address)
         .output()
         .expect("run")
 }
@@ -200,72 +231,108 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "privileged: run by scripts/test-all.sh"]
-async fn the_bus_policy_lets_everybody_read_and_only_root_change() {
-    support::require_root();
-    let bus = PrivateBus::start(true);
-    let address = bus.address.clone();
-    let (_conn, _run) = serve(&address).await;
-    let hookctl = env!("CARGO_BIN_EXE_hookctl");
-    let addr = address.clone();
-    let results = tokio::task::spawn_blocking(move || {
-        let read = run_as(Some(NOBODY), &addr, &[hookctl, "domains"]);
-        let events = run_as(Some(NOBODY), &addr, &[hookctl, "events"]);
-        let call = hook_event_call("prepare");
-        let args: Vec<&str> = call.iter().map(String::as_str).collect();
-        let change_nobody = run_as(Some(NOBODY), &addr, &args);
-        let change_root = run_as(None, &addr, &args);
-        (read, events, change_nobody, change_root)
+fn set_policy_call() -> Vec<String> {
+    [
+        "dbus-send",
+        "--system",
+        "--print-reply",
+        "--dest=org.hookd.Hookd1",
+        "/org/hookd/Hookd1",
+        "org.hookd.Hookd1.Manager.SetPolicy",
+        "string:vm1",
+        "string:",
+        "boolean:false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Runs each (who, command) in turn, off the async runtime.
+async fn run_all(address: &str, calls: Vec<(Who, Vec<String>)>) -> Vec<Output> {
+    let addr = address.to_string();
+    tokio::task::spawn_blocking(move || {
+        calls
+            .iter()
+            .map(|(who, c)| {
+                let args: Vec<&str> = c.iter().map(String::as_str).collect();
+                run_as(*who, &addr, &args)
+            })
+            .collect()
     })
     .await
-    .unwrap();
-    let (read, events, change_nobody, change_root) = results;
-    assert!(
-        read.status.success(),
-        "unprivileged hookctl domains: {}",
-        text(&read)
-    );
-    assert!(
-        events.status.success(),
-        "unprivileged hookctl events: {}",
-        text(&events)
-    );
-    assert!(!change_nobody.status.success());
-    assert!(
-        text(&change_nobody).contains("AccessDenied"),
-        "{}",
-        text(&change_nobody)
-    );
-    assert!(
-        change_root.status.success(),
-        "root HookEvent: {}",
-        text(&change_root)
-    );
+    .unwrap()
+}
+
+fn hookctl(args: &[&str]) -> Vec<String> {
+    std::iter::once(env!("CARGO_BIN_EXE_hookctl"))
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect()
+}
+
+fn refused(o: &Output) -> bool {
+    !o.status.success() && text(o).contains("AccessDenied")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "privileged: run by scripts/test-all.sh"]
-async fn hookd_checks_the_callers_uid_itself() {
+async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
+    support::require_root();
+    let bus = PrivateBus::start(true);
+    let (_conn, _run) = serve(&bus.address).await;
+    let out = run_all(
+        &bus.address,
+        vec![
+            (Who::Reader, hookctl(&["domains"])),
+            (Who::Reader, hookctl(&["events"])),
+            (Who::Reader, hookctl(&["health"])),
+            (Who::Nobody, hookctl(&["domains"])),
+            (Who::Nobody, hookctl(&["policy", "get", "vm1"])),
+            (Who::Reader, hook_event_call("prepare")),
+            (Who::Reader, set_policy_call()),
+            (Who::Root, hook_event_call("prepare")),
+        ],
+    )
+    .await;
+    for (i, o) in out[..3].iter().enumerate() {
+        assert!(o.status.success(), "read group, call {i}: {}", text(o));
+    }
+    for (i, o) in out[3..7].iter().enumerate() {
+        assert!(refused(o), "call {}: {}", i + 3, text(o));
+    }
+    assert!(out[7].status.success(), "root HookEvent: {}", text(&out[7]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+async fn hookd_checks_the_callers_uid_and_groups_itself() {
     // A bus whose policy lets anybody call anything: hookd must still refuse.
     support::require_root();
     let bus = PrivateBus::start(false);
-    let address = bus.address.clone();
-    let (_conn, _run) = serve(&address).await;
-    let addr = address.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let call = hook_event_call("start");
-        let args: Vec<&str> = call.iter().map(String::as_str).collect();
-        run_as(Some(NOBODY), &addr, &args)
-    })
-    .await
-    .unwrap();
-    assert!(!out.status.success());
-    let t = text(&out);
+    let (_conn, _run) = serve(&bus.address).await;
+    let out = run_all(
+        &bus.address,
+        vec![
+            (Who::Nobody, hook_event_call("start")),
+            (Who::Reader, set_policy_call()),
+            (Who::Nobody, hookctl(&["domains"])),
+            (Who::Reader, hookctl(&["domains"])),
+        ],
+    )
+    .await;
+    let t = text(&out[0]);
     assert!(
-        t.contains("org.hookd.Hookd1.Error.AccessDenied") && t.contains("uid 65534"),
+        refused(&out[0]) && t.contains("org.hookd.Hookd1.Error.AccessDenied") && t.contains("uid 65534"),
         "{t}"
     );
+    assert!(refused(&out[1]) && text(&out[1]).contains("SetPolicy is reserved to root"), "{}", text(&out[1]));
+    assert!(
+        refused(&out[2]) && text(&out[2]).contains("reserved to root and the read group"),
+        "{}",
+        text(&out[2])
+    );
+    assert!(out[3].status.success(), "a member of the read group reads: {}", text(&out[3]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,19 +342,18 @@ async fn signals_reach_hookctl_monitor() {
     let bus = PrivateBus::start(true);
     let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;
-    // An unprivileged monitor: signals are for everybody.
-    let monitor = Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            "--",
-        ])
-        .args([env!("CARGO_BIN_EXE_hookctl"), "--json", "monitor"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Two unprivileged monitors: signals reach the read group only.
+    let spawn_monitor = |who: Who| {
+        who.command(env!("CARGO_BIN_EXE_hookctl"))
+            .args(["--json", "monitor"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let monitor = spawn_monitor(Who::Reader);
+    let outsider = spawn_monitor(Who::Nobody);
     tokio::time::sleep(Duration::from_millis(700)).await;
     let client = zbus::connection::Builder::address(address.as_str())
         .build()
@@ -306,11 +372,24 @@ async fn signals_reach_hookctl_monitor() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let pid = monitor.id() as i32;
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let out = tokio::task::spawn_blocking(move || monitor.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    for pid in [monitor.id(), outsider.id()] {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let (out, outsider) = tokio::task::spawn_blocking(move || {
+        (monitor.wait_with_output().unwrap(), outsider.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    // It ran until stopped (no error on stderr) and heard nothing.
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&outsider.stdout).to_string(),
+            String::from_utf8_lossy(&outsider.stderr).to_string()
+        ),
+        (String::new(), String::new()),
+        "a caller outside the read group hears nothing"
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))

@@ -5,8 +5,9 @@
 
 use hookd::daemon::{Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
+use hookd::libvirt::Libvirt;
 use hookd::plan::NicMode;
-use hookd::service::Manager;
+use hookd::service::{Manager, Readers};
 use hookd::state::{NicRecord, StateDir};
 use hookd_bpf::layout::NicStats;
 use hookd_dbus::{Error, ManagerProxy};
@@ -94,6 +95,17 @@ async fn setup() -> (
     tempfile::TempDir,
     zbus::Connection,
 ) {
+    setup_with(None).await
+}
+
+async fn setup_with(
+    libvirt: Option<Libvirt>,
+) -> (
+    ManagerProxy<'static>,
+    Arc<StdMutex<Calls>>,
+    tempfile::TempDir,
+    zbus::Connection,
+) {
     let calls = Arc::new(StdMutex::new(Calls::default()));
     let run = tempfile::tempdir().unwrap();
     let daemon = Daemon::new(
@@ -107,7 +119,7 @@ async fn setup() -> (
     let server = zbus::connection::Builder::unix_stream(a)
         .server(guid)
         .p2p()
-        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon))
+        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon, Readers::Everyone, libvirt))
         .build();
     let client = zbus::connection::Builder::unix_stream(b).p2p().build();
     let (server, client) = tokio::try_join!(server, client).unwrap();
@@ -412,4 +424,73 @@ async fn metrics_in_the_prometheus_text_format() {
         )),
         "{resp}"
     );
+}
+
+const POLICY_WEB: &str = "<policy xmlns='urn:hookd:policy:1'>\n<interface mac='52:54:00:00:00:0a'>\n<address prefix='192.0.2.10/32'/>\n<ingress default='deny'><rule action='allow' protocol='tcp' ports='80'/></ingress>\n</interface>\n</policy>";
+
+async fn trace_tcp(p: &ManagerProxy<'_>, port: u16) -> String {
+    p.trace("vm1", "52:54:00:00:00:0a", "ingress", "198.51.100.1", "tcp", port, 0, 0)
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn get_and_set_policy_over_dbus() {
+    use futures_util::StreamExt;
+    let (p, calls, run, _s) = setup().await;
+    hook(&p, "start", &xml(POLICY, "vnet0")).await.unwrap();
+    assert_eq!(p.get_policy("vm1").await.unwrap(), POLICY);
+    let g0 = p.get_domain("vm1").await.unwrap().generation;
+    let mut applied = p.receive_policy_applied().await.unwrap();
+
+    let (g1, summary) = p.set_policy("vm1", POLICY_WEB, false).await.unwrap();
+    assert!(g1 > g0 && summary.contains("policy applied"), "{g1} {summary}");
+    let sig = applied.next().await.unwrap();
+    assert_eq!(sig.args().unwrap().generation, g1);
+    assert_eq!(calls.lock().unwrap().0.last().unwrap(), "update 42", "maps swapped, links kept");
+    assert_eq!(p.get_policy(UUID).await.unwrap(), POLICY_WEB);
+    assert_eq!((trace_tcp(&p, 80).await, trace_tcp(&p, 22).await), ("allow".into(), "deny".into()));
+    let recorded = std::fs::read_to_string(run.path().join(format!("domains/{UUID}.json"))).unwrap();
+    assert!(recorded.contains("ports='80'"), "the record holds the new policy");
+
+    // Invalid: refused with the document's own line, nothing changes.
+    match p.set_policy("vm1", &POLICY_WEB.replace("'80'", "'70000'"), false).await {
+        Err(Error::InvalidPolicy(m)) => assert!(m.starts_with("line 4: <rule> attribute 'ports'"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match p.set_policy("vm1", "<policy xmlns='urn:other'/>", false).await {
+        Err(Error::InvalidPolicy(m)) => assert!(m.contains("urn:hookd:policy:1"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(p.set_policy("nope", POLICY_WEB, false).await, Err(Error::NotFound(_))));
+    match p.set_policy("vm1", POLICY_WEB, true).await {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("libvirt_uri"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.get_policy("vm1").await.unwrap(), POLICY_WEB);
+    assert_eq!(p.get_domain("vm1").await.unwrap().generation, g1);
+
+    // Empty removes the policy: the NIC is only counted from then on.
+    let (g2, _) = p.set_policy("vm1", "", false).await.unwrap();
+    assert!(g2 > g1);
+    assert_eq!(p.get_policy("vm1").await.unwrap(), "");
+    let list = p.list_domains().await.unwrap();
+    assert!(!list[0].managed);
+    assert_eq!(trace_tcp(&p, 22).await, "allow");
+}
+
+/// With persist, a libvirt that cannot be reached fails the call and puts
+/// the previous policy back in force.
+#[tokio::test]
+async fn a_policy_libvirt_refuses_is_rolled_back() {
+    let lv = Libvirt::new("qemu+unix:///system?socket=/nonexistent/libvirt-sock");
+    let (p, _, _run, _s) = setup_with(Some(lv)).await;
+    hook(&p, "start", &xml(POLICY, "vnet0")).await.unwrap();
+    match p.set_policy("vm1", POLICY_WEB, true).await {
+        Err(Error::Libvirt(m)) => assert!(m.contains("previous policy is back in force"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.get_policy("vm1").await.unwrap(), POLICY);
+    assert_eq!(trace_tcp(&p, 22).await, "allow");
 }

@@ -384,6 +384,35 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 Ok(summary)
             }
         }
+        Cmd::Policy(PolicyCommand::Get { domain }) => {
+            let text = proxy()
+                .await?
+                .get_policy(&domain)
+                .await
+                .map_err(call_failed)?;
+            if cli.json {
+                json(&serde_json::json!({ "domain": domain, "policy": text }))
+            } else if text.is_empty() {
+                eprintln!("hookctl: {domain} has no hookd policy");
+                Ok(String::new())
+            } else {
+                Ok(text)
+            }
+        }
+        Cmd::Policy(PolicyCommand::Set {
+            domain,
+            file,
+            no_persist,
+        }) => {
+            let policy = read_input(&file)?;
+            set_policy(&domain, &policy, !no_persist, cli.json).await
+        }
+        Cmd::Policy(PolicyCommand::Remove { domain, no_persist }) => {
+            set_policy(&domain, "", !no_persist, cli.json).await
+        }
+        Cmd::Policy(PolicyCommand::Edit { domain, no_persist }) => {
+            edit_policy(&domain, !no_persist, cli.json).await
+        }
         Cmd::Trace {
             domain,
             mac,
@@ -414,6 +443,67 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             let ex = hookd::explain::explain(&xml)
                 .map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
             if cli.json { json(&ex) } else { Ok(ex.render()) }
+        }
+    }
+}
+
+async fn set_policy(domain: &str, policy: &str, persist: bool, as_json: bool) -> Result<String, Failure> {
+    let (generation, summary) = proxy()
+        .await?
+        .set_policy(domain, policy, persist)
+        .await
+        .map_err(call_failed)?;
+    if as_json {
+        json(&serde_json::json!({ "generation": generation, "summary": summary }))
+    } else {
+        Ok(format!("{summary} (generation {generation})"))
+    }
+}
+
+/// `policy edit`: the policy in force, edited in a temporary file, then set.
+/// The file is kept when the edit is refused, so no work is lost.
+async fn edit_policy(domain: &str, persist: bool, as_json: bool) -> Result<String, Failure> {
+    let p = proxy().await?;
+    let current = p.get_policy(domain).await.map_err(call_failed)?;
+    let start = if current.is_empty() {
+        format!("<policy xmlns=\"{}\">\n</policy>\n", hookd::policy::NAMESPACE)
+    } else {
+        format!("{current}\n")
+    };
+    let io = |e: std::io::Error| Failure(EXIT_INVALID, format!("temporary file: {e}"));
+    let file = tempfile::Builder::new()
+        .prefix("hookd-policy-")
+        .suffix(".xml")
+        .tempfile()
+        .map_err(io)?;
+    std::fs::write(file.path(), &start).map_err(io)?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    // Through the shell, so that EDITOR may carry arguments ("emacs -nw").
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$1\""), "sh"])
+        .arg(file.path())
+        .status()
+        .map_err(|e| Failure(EXIT_INVALID, format!("running {editor}: {e}")))?;
+    if !status.success() {
+        return Err(Failure(EXIT_INVALID, format!("{editor} failed ({status}); nothing changed")));
+    }
+    let edited = std::fs::read_to_string(file.path()).map_err(io)?;
+    if edited.trim() == start.trim() {
+        return Ok("policy unchanged; nothing to do".into());
+    }
+    match set_policy(domain, &edited, persist, as_json).await {
+        Ok(out) => Ok(out),
+        Err(Failure(code, msg)) => {
+            let kept = file.keep().map(|(_, path)| path.display().to_string());
+            Err(Failure(
+                code,
+                match kept {
+                    Ok(path) => format!("{msg}\nnothing changed; your edit is kept in {path}"),
+                    Err(_) => format!("{msg}\nnothing changed"),
+                },
+            ))
         }
     }
 }

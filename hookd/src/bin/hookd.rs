@@ -6,7 +6,8 @@ use hookd::cli::DaemonArgs;
 use hookd::config::{AttachMode, Config};
 use hookd::daemon::Daemon;
 use hookd::datapath::Datapath;
-use hookd::service::Manager;
+use hookd::libvirt::Libvirt;
+use hookd::service::{Manager, Readers};
 use hookd::state::StateDir;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,10 +51,22 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         None => None,
     };
 
+    let readers = match group_id(&cfg.read_group) {
+        Some(gid) => Readers::Group(gid),
+        None => {
+            tracing::warn!(group = %cfg.read_group, "read_group names no group on this host: only root may read over D-Bus");
+            Readers::RootOnly
+        }
+    };
+    let libvirt = (!cfg.libvirt_uri.is_empty()).then(|| Libvirt::new(&cfg.libvirt_uri));
+
     // The name is claimed last, once the object is served; no replacement
     // either way, so a second hookd fails instead of stealing the name.
     let conn = zbus::connection::Builder::system()
-        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon.clone()))
+        .serve_at(
+            hookd_dbus::MANAGER_PATH,
+            Manager::new(daemon.clone(), readers, libvirt.clone()),
+        )
         .name(hookd_dbus::BUS_NAME)
         .allow_name_replacements(false)
         .replace_existing_names(false)
@@ -69,6 +82,19 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     if let Some(listener) = metrics {
         tokio::spawn(hookd::metrics::serve(listener, daemon.clone()));
     }
+    if let Some(lv) = libvirt {
+        match lv.watch() {
+            Ok(rx) => {
+                tokio::spawn(hookd::reconcile::follow(
+                    daemon.clone(),
+                    lv,
+                    conn.clone(),
+                    rx,
+                ));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the libvirt event thread"),
+        }
+    }
     if let Some(ring) = events {
         tokio::spawn(hookd::events::read(ring, daemon, conn.clone()));
     }
@@ -83,6 +109,25 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     tracing::info!("stopping; pinned programs keep enforcing until the next hookd adopts them");
     drop(conn);
     Ok(())
+}
+
+/// The gid of a group, from the host's group database.
+fn group_id(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `out` points into `grp`.
+    let r = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    (r == 0 && !out.is_null()).then_some(grp.gr_gid)
 }
 
 fn main() -> ExitCode {

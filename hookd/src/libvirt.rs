@@ -1,0 +1,283 @@
+//! hookd's side of libvirt's API (the `virt` crate). libvirt's event loop
+//! runs on a thread of its own; the domain events hookd follows (metadata
+//! changed in hookd's namespace, a device plugged or unplugged) reach tokio
+//! through a channel. Calls into libvirt open a short connection of their
+//! own and block, so callers run them with `spawn_blocking`.
+//!
+//! Nothing here is ever called while a hook call is being served: libvirt
+//! waits for its hook, so a hook call that waited for libvirt would
+//! deadlock.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use virt::connect::Connect;
+use virt::sys;
+
+/// How long the event thread waits between attempts to reach libvirtd.
+const RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+#[error("libvirt ({uri}): {what}: {message}")]
+pub struct LibvirtError {
+    uri: String,
+    what: String,
+    message: String,
+}
+
+/// A domain event hookd acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Something hookd reads in this domain's XML may have changed.
+    Changed { uuid: String, why: &'static str },
+    /// (Re)connected to libvirtd: every running domain may have changed
+    /// while hookd was not listening.
+    Connected,
+}
+
+/// Where libvirtd is; `Clone` and cheap, one per caller.
+#[derive(Debug, Clone)]
+pub struct Libvirt {
+    uri: String,
+}
+
+impl Libvirt {
+    pub fn new(uri: &str) -> Libvirt {
+        // libvirt prints every error to stderr by default; hookd reports
+        // the ones that matter itself.
+        virt::error::clear_error_callback();
+        Libvirt {
+            uri: uri.to_string(),
+        }
+    }
+
+    fn err(&self, what: &str) -> impl FnOnce(virt::error::Error) -> LibvirtError + '_ {
+        let what = what.to_string();
+        move |e| LibvirtError {
+            uri: self.uri.clone(),
+            what,
+            message: e.message().to_string(),
+        }
+    }
+
+    fn open(&self) -> Result<Connect, LibvirtError> {
+        Connect::open(Some(&self.uri)).map_err(self.err("connecting"))
+    }
+
+    /// The live XML of a running domain.
+    pub fn domain_xml(&self, uuid: &str) -> Result<String, LibvirtError> {
+        let conn = self.open()?;
+        let dom = conn
+            .lookup_domain_by_uuid_string(uuid)
+            .map_err(self.err(&format!("looking up domain {uuid}")))?;
+        dom.xml_desc(0)
+            .map_err(self.err(&format!("reading the XML of {uuid}")))
+    }
+
+    /// UUIDs of the running domains.
+    pub fn running_domains(&self) -> Result<Vec<String>, LibvirtError> {
+        let conn = self.open()?;
+        conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            .map_err(self.err("listing running domains"))?
+            .iter()
+            .map(|d| d.uuid_string().map_err(self.err("reading a UUID")))
+            .collect()
+    }
+
+    /// Writes `policy` (None: removes it) into the domain's metadata in
+    /// hookd's namespace: the live definition, and the persistent one when
+    /// the domain has one. Returns which were written.
+    pub fn persist_policy(
+        &self,
+        uuid: &str,
+        policy: Option<&str>,
+    ) -> Result<&'static str, LibvirtError> {
+        let conn = self.open()?;
+        let dom = conn
+            .lookup_domain_by_uuid_string(uuid)
+            .map_err(self.err(&format!("looking up domain {uuid}")))?;
+        let persistent = dom
+            .is_persistent()
+            .map_err(self.err(&format!("asking whether {uuid} is persistent")))?;
+        let (flags, written) = if persistent {
+            (
+                sys::VIR_DOMAIN_AFFECT_LIVE | sys::VIR_DOMAIN_AFFECT_CONFIG,
+                "live and persistent definitions",
+            )
+        } else {
+            (sys::VIR_DOMAIN_AFFECT_LIVE, "live definition (transient domain)")
+        };
+        dom.set_metadata(
+            sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+            policy,
+            Some("hookd"),
+            Some(crate::policy::NAMESPACE),
+            flags,
+        )
+        .map_err(self.err(&format!("writing the policy into {uuid}'s metadata")))?;
+        Ok(written)
+    }
+
+    /// Starts the event thread; events arrive on the receiver until hookd
+    /// exits. The thread reconnects whenever libvirtd goes away.
+    pub fn watch(&self) -> std::io::Result<UnboundedReceiver<Event>> {
+        let (tx, rx) = unbounded_channel();
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(move || me.event_thread(tx))?;
+        Ok(rx)
+    }
+
+    fn event_thread(self, tx: UnboundedSender<Event>) {
+        if let Err(e) = virt::event::event_register_default_impl() {
+            tracing::error!(error = %e, "libvirt event loop unavailable: policy changes made with virsh will not apply live");
+            return;
+        }
+        let mut reported = false;
+        while !tx.is_closed() {
+            match self.open() {
+                Ok(conn) => {
+                    reported = false;
+                    tracing::info!(uri = %self.uri, "following libvirt domain events");
+                    self.follow(&conn, &tx);
+                    tracing::warn!(uri = %self.uri, "lost the libvirt connection; reconnecting");
+                }
+                Err(e) if !reported => {
+                    tracing::warn!(error = %e, "libvirt not reachable yet; retrying every {}s", RETRY.as_secs());
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(RETRY);
+        }
+    }
+
+    /// Runs libvirt's event loop for one connection, until it closes.
+    fn follow(&self, conn: &Connect, tx: &UnboundedSender<Event>) {
+        static CLOSED: AtomicBool = AtomicBool::new(false);
+        unsafe extern "C" fn on_close(_: sys::virConnectPtr, _: c_int, _: *mut c_void) {
+            CLOSED.store(true, Ordering::SeqCst);
+        }
+        CLOSED.store(false, Ordering::SeqCst);
+        // SAFETY: the connection outlives the registrations, which are
+        // removed below before it is dropped; each opaque pointer is a
+        // boxed sender that libvirt frees with `free_sender`.
+        let ids: Vec<c_int> = unsafe {
+            let p = conn.as_ptr();
+            if sys::virConnectRegisterCloseCallback(p, Some(on_close), std::ptr::null_mut(), None)
+                < 0
+            {
+                tracing::warn!("cannot watch the libvirt connection for closing");
+            }
+            let callbacks: [(u32, sys::virConnectDomainEventGenericCallback); 3] = [
+                (
+                    sys::VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                    Some(std::mem::transmute::<
+                        unsafe extern "C" fn(
+                            sys::virConnectPtr,
+                            sys::virDomainPtr,
+                            c_int,
+                            *const c_char,
+                            *mut c_void,
+                        ),
+                        unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
+                    >(on_metadata)),
+                ),
+                (sys::VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device_callback()),
+                (sys::VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, device_callback()),
+            ];
+            callbacks
+                .into_iter()
+                .filter_map(|(id, cb)| {
+                    let opaque = Box::into_raw(Box::new(tx.clone())) as *mut c_void;
+                    let r = sys::virConnectDomainEventRegisterAny(
+                        p,
+                        std::ptr::null_mut(),
+                        id as c_int,
+                        cb,
+                        opaque,
+                        Some(free_sender),
+                    );
+                    if r < 0 {
+                        tracing::warn!(event = id, "cannot register for a libvirt domain event");
+                        None
+                    } else {
+                        Some(r)
+                    }
+                })
+                .collect()
+        };
+        // Keepalive probes make a dead libvirtd close the connection.
+        let _ = conn.set_keep_alive(5, 3);
+        let _ = tx.send(Event::Connected);
+        while !CLOSED.load(Ordering::SeqCst) && !tx.is_closed() {
+            if let Err(e) = virt::event::event_run_default_impl() {
+                tracing::warn!(error = %e, "libvirt event loop");
+                break;
+            }
+        }
+        for id in ids {
+            // SAFETY: ids come from the registrations above on this connection.
+            unsafe { sys::virConnectDomainEventDeregisterAny(conn.as_ptr(), id) };
+        }
+        // SAFETY: unregisters the callback registered above.
+        unsafe { sys::virConnectUnregisterCloseCallback(conn.as_ptr(), Some(on_close)) };
+    }
+}
+
+/// Device added and removed share a callback shape.
+fn device_callback() -> sys::virConnectDomainEventGenericCallback {
+    // SAFETY: libvirt calls DEVICE_ADDED/REMOVED callbacks with this shape.
+    Some(unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *const c_char, *mut c_void),
+            unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
+        >(on_device)
+    })
+}
+
+unsafe extern "C" fn free_sender(opaque: *mut c_void) {
+    // SAFETY: opaque was made by Box::into_raw in `follow`.
+    drop(unsafe { Box::from_raw(opaque as *mut UnboundedSender<Event>) });
+}
+
+unsafe fn send(dom: sys::virDomainPtr, opaque: *mut c_void, why: &'static str) {
+    let mut buf = [0 as c_char; sys::VIR_UUID_STRING_BUFLEN as usize];
+    // SAFETY: libvirt passes a live domain; the UUID is read locally.
+    if unsafe { sys::virDomainGetUUIDString(dom, buf.as_mut_ptr()) } < 0 {
+        return;
+    }
+    // SAFETY: NUL-terminated by libvirt; opaque is our boxed sender.
+    let uuid = unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let tx = unsafe { &*(opaque as *const UnboundedSender<Event>) };
+    let _ = tx.send(Event::Changed { uuid, why });
+}
+
+unsafe extern "C" fn on_metadata(
+    _: sys::virConnectPtr,
+    dom: sys::virDomainPtr,
+    kind: c_int,
+    nsuri: *const c_char,
+    opaque: *mut c_void,
+) {
+    // SAFETY: nsuri is NUL-terminated when not null.
+    let ours = kind == sys::VIR_DOMAIN_METADATA_ELEMENT as c_int
+        && !nsuri.is_null()
+        && unsafe { CStr::from_ptr(nsuri) }.to_bytes() == crate::policy::NAMESPACE.as_bytes();
+    if ours {
+        unsafe { send(dom, opaque, "metadata-change") };
+    }
+}
+
+unsafe extern "C" fn on_device(
+    _: sys::virConnectPtr,
+    dom: sys::virDomainPtr,
+    _alias: *const c_char,
+    opaque: *mut c_void,
+) {
+    unsafe { send(dom, opaque, "device-change") };
+}

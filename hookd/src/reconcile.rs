@@ -1,0 +1,83 @@
+//! Keeps hookd in step with changes made through libvirt itself: a policy
+//! edited with `virsh metadata --live`, a NIC plugged or unplugged (no hook
+//! runs for either), and whatever changed while hookd was not listening.
+//! Each event re-reads the domain's live XML from libvirt, without holding
+//! the daemon's lock, and re-applies it like a hook call would.
+
+use crate::daemon::Daemon;
+use crate::libvirt::{Event, Libvirt};
+use crate::service::{Manager, change};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tokio::sync::mpsc::UnboundedReceiver;
+use zbus::object_server::SignalEmitter;
+
+/// Follows libvirt's events until the channel closes.
+pub async fn follow(
+    daemon: Arc<Mutex<Daemon>>,
+    libvirt: Libvirt,
+    conn: zbus::Connection,
+    mut events: UnboundedReceiver<Event>,
+) {
+    let Ok(emitter) = SignalEmitter::new(&conn, hookd_dbus::MANAGER_PATH) else {
+        return;
+    };
+    while let Some(ev) = events.recv().await {
+        let targets = match ev {
+            Event::Changed { uuid, why } => vec![(uuid, why)],
+            Event::Connected => {
+                let lv = libvirt.clone();
+                match tokio::task::spawn_blocking(move || lv.running_domains()).await {
+                    Ok(Ok(uuids)) => uuids.into_iter().map(|u| (u, "reconcile")).collect(),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot reconcile with libvirt");
+                        Vec::new()
+                    }
+                    Err(_) => Vec::new(),
+                }
+            }
+        };
+        for (uuid, why) in targets {
+            reapply(&daemon, &libvirt, &emitter, &uuid, why).await;
+        }
+    }
+}
+
+async fn reapply(
+    daemon: &Mutex<Daemon>,
+    libvirt: &Libvirt,
+    emitter: &SignalEmitter<'_>,
+    uuid: &str,
+    why: &'static str,
+) {
+    // Only domains hookd attached to are re-applied; skip the libvirt call
+    // for the others.
+    if daemon.lock().await.find(uuid).is_none() {
+        return;
+    }
+    let lv = libvirt.clone();
+    let id = uuid.to_string();
+    let xml = match tokio::task::spawn_blocking(move || lv.domain_xml(&id)).await {
+        Ok(Ok(xml)) => xml,
+        Ok(Err(e)) => {
+            // Usually the domain stopped meanwhile; its stop hook detaches.
+            tracing::debug!(domain = uuid, error = %e, "domain gone before it could be re-read");
+            return;
+        }
+        Err(_) => return,
+    };
+    match change(daemon, emitter, why, |d| d.reapply(&xml, why)).await {
+        Ok(Some(summary)) => tracing::info!(domain = uuid, why, "re-applied: {summary}"),
+        Ok(None) => tracing::debug!(domain = uuid, why, "nothing changed"),
+        Err(e) => {
+            let name = daemon
+                .lock()
+                .await
+                .find(uuid)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            tracing::error!(domain = %name, why, error = %e, "policy from libvirt refused; the previous policy stays in force");
+            let _ = Manager::policy_refused(emitter, &name, uuid, &e.to_string()).await;
+        }
+    }
+}
