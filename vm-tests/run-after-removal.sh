@@ -10,9 +10,9 @@ sandbox_enter "$0" "$@"
 export HOOKD_HOOK_BIN=${1:?usage: run-after-removal.sh HOOK_FILE}
 unset HOOKD_BIN HOOKD_DBUS_POLICY
 source "$HERE/lib/check.sh"
-trap 'echo "after-removal: $PASS passed, $FAIL failed"; sandbox_cleanup' EXIT
+trap 'rc=$?; echo "after-removal: $PASS passed, $FAIL failed"; sandbox_cleanup $rc' EXIT
 sandbox_setup
-trap 'echo "after-removal: $PASS passed, $FAIL failed"; sandbox_cleanup' EXIT
+trap 'rc=$?; echo "after-removal: $PASS passed, $FAIL failed"; sandbox_cleanup $rc' EXIT
 sandbox_start_daemons
 
 cat > "$SB/p.policy" <<'P'

@@ -29,10 +29,10 @@ summary() {
         echo "--- hookd.log (tail)"; tail -n 40 "$SB/hookd.log" || true
     fi
 }
-trap 'summary; sandbox_cleanup' EXIT
+trap 'rc=$?; summary; sandbox_cleanup $rc' EXIT
 
 sandbox_setup
-trap 'summary; sandbox_cleanup' EXIT
+trap 'rc=$?; summary; sandbox_cleanup $rc' EXIT
 sandbox_start_daemons
 
 policy() { # policy FILE MAC PREFIX [extra inner XML]
@@ -194,6 +194,50 @@ check "fw: the deny rule's hits are counted" test "$("$HOOKCTL" show fw --json |
 check "fw: log=\"true\" packets reported (hookctl events)" test "$("$HOOKCTL" events fw --json | jq '[.[] | select(.action == "deny" and .destination_port == 9999 and .source == "192.0.2.20")] | length')" -gt 0
 "$HOOKCTL" events fw | head -3
 "$HOOKCTL" show fw | sed -n '/allowed sources/,$p'
+
+echo "# live policy changes on the running fw guest"
+wait_policy() { # wait_policy DOMAIN PATTERN: until hookd enforces a policy matching PATTERN
+    local i
+    for i in $(seq 1 50); do
+        "$HOOKCTL" policy get "$1" 2>/dev/null | grep -q -- "$2" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+not_tcp_to() { ! timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+"$HOOKCTL" policy get fw > "$SB/fw.live.xml"
+check "hookctl policy get prints the policy in force" grep -q 'ports="8080"' "$SB/fw.live.xml"
+sed 's/ports="8080"/ports="8080,9000"/' "$SB/fw.live.xml" > "$SB/fw.open9000.xml"
+gen0=$("$HOOKCTL" show fw --json | jq .generation)
+check "hookctl policy set: allow tcp 9000 too" "$HOOKCTL" policy set fw "$SB/fw.open9000.xml"
+check "... the policy generation moved on" test "$("$HOOKCTL" show fw --json | jq .generation)" -gt "$gen0"
+check "... host -> guest tcp 9000 now connects" tcp_to 192.0.2.20 9000
+check "... and it is saved in libvirt's live definition" grep -q '8080,9000' <(sb_virsh dumpxml fw)
+check "... and in the persistent one" grep -q '8080,9000' <(sb_virsh dumpxml --inactive fw)
+sed 's/ports="8080,9000"/ports="99999"/' "$SB/fw.open9000.xml" > "$SB/fw.bad.xml"
+out=$("$HOOKCTL" policy set fw "$SB/fw.bad.xml" 2>&1) && rc=0 || rc=$?
+check "hookctl policy set with port 99999: refused (exit 1)" test "$rc" -eq 1
+check "... the error names the line, element and attribute" grep -q "line [0-9]*: <hookd:rule> attribute 'ports': port 99999" <<<"$out"
+check "... and tcp 9000 still connects" tcp_to 192.0.2.20 9000
+sb_virsh metadata fw urn:hookd:policy:1 --key hookd --live --set '<policy>
+  <interface mac="52:54:00:00:00:2a">
+    <address prefix="192.0.2.20/32"/><address prefix="2001:db8::20/128"/>
+    <ingress default="deny"><rule action="allow" protocol="tcp" ports="9000"/></ingress>
+  </interface>
+</policy>' >/dev/null
+check "virsh metadata --live: hookd applies the new policy (metadata-change event)" wait_policy fw 'ports="9000"'
+check "... host -> guest tcp 8080 no longer connects" not_tcp_to 192.0.2.20 8080
+check "... tcp 9000 does" tcp_to 192.0.2.20 9000
+check "... the guest was never restarted" test "$(sandbox_vm_tap fw)" = "$("$HOOKCTL" show fw --json | jq -r '.nics[0].tap')"
+sb_virsh metadata fw urn:hookd:policy:1 --key hookd --live --set '<policy><interface><ingress default="sometimes"/></interface></policy>' >/dev/null
+sleep 2
+check "virsh metadata --live with an invalid policy: refused, the previous one stays" \
+    sh -c "grep -q 'policy from libvirt refused' '$SB/hookd.log' && \"$HOOKCTL\" policy get fw | grep -q 'ports=\"9000\"'"
+check "... tcp 9000 still connects" tcp_to 192.0.2.20 9000
+check "hookctl policy edit (EDITOR=sed): allow 8080 again" \
+    env EDITOR="sed -i s/9000/8080/" "$HOOKCTL" policy edit fw
+check "... host -> guest tcp 8080 connects again" tcp_to 192.0.2.20 8080
+check "... tcp 9000 does not" not_tcp_to 192.0.2.20 9000
 
 echo "# bad policy, and hookd down"
 policy "$SB/vm3.policy" 52:54:00:00:00:0c 192.0.2.12/32 '

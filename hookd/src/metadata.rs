@@ -81,6 +81,42 @@ fn insert_into(xml: &str, el: &Element, content: &str, name: &str) -> String {
     }
 }
 
+/// A policy element as libvirt's `virDomainSetMetadata` takes it: without
+/// prefixes or namespace declarations, since libvirt puts the element in
+/// hookd's namespace itself (under the key "hookd"). Elements of other
+/// namespaces keep theirs, declared on themselves.
+pub fn unqualified(policy_text: &str) -> Result<String, DomainError> {
+    let root = xml_tree::parse(policy_text)?;
+    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
+    write_unqualified(&mut w, &root).map_err(|e| xml_tree::XmlError::Malformed {
+        line: root.line,
+        message: e.to_string(),
+    })?;
+    Ok(String::from_utf8_lossy(&w.into_inner()).into_owned())
+}
+
+fn write_unqualified(w: &mut quick_xml::Writer<Vec<u8>>, el: &Element) -> std::io::Result<()> {
+    use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+    let mut start = BytesStart::new(el.name.as_str());
+    if let Some(ns) = el.ns.as_deref().filter(|ns| *ns != policy::NAMESPACE) {
+        start.push_attribute(("xmlns", ns));
+    }
+    for a in el.attrs.iter().filter(|a| a.ns.is_none()) {
+        start.push_attribute((a.name.as_str(), a.value.as_str()));
+    }
+    if el.children.is_empty() && el.text.trim().is_empty() {
+        return w.write_event(Event::Empty(start));
+    }
+    w.write_event(Event::Start(start))?;
+    if !el.text.trim().is_empty() {
+        w.write_event(Event::Text(BytesText::new(el.text.trim())))?;
+    }
+    for c in &el.children {
+        write_unqualified(w, c)?;
+    }
+    w.write_event(Event::End(BytesEnd::new(el.name.as_str())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +148,26 @@ mod tests {
             assert!(domain::parse(&removed).unwrap().policy.is_none());
             assert_eq!(policy_text(&removed).unwrap(), None);
         }
+    }
+
+    #[test]
+    fn unqualified_for_libvirt_keeps_the_policy() {
+        let prefixed = "<h:policy xmlns:h='urn:hookd:policy:1'>\n <h:interface mac='52:54:00:00:00:0a'>\n  <h:ingress default='deny'><h:rule action='allow' protocol='tcp' ports='22' remote='198.51.100.0/24'/></h:ingress>\n </h:interface>\n</h:policy>";
+        let plain = unqualified(prefixed).unwrap();
+        assert!(!plain.contains("h:") && !plain.contains("xmlns"), "{plain}");
+        // Put back in hookd's namespace, it is the same policy.
+        let again = plain.replacen("<policy", "<policy xmlns='urn:hookd:policy:1'", 1);
+        let without_lines = |text: &str| {
+            let mut p = parse_policy_document(text).unwrap().policy;
+            for i in &mut p.interfaces {
+                i.line = 0;
+                for r in i.ingress.iter_mut().flat_map(|d| d.rules.iter_mut()) {
+                    r.line = 0;
+                }
+            }
+            p.interfaces
+        };
+        assert_eq!(without_lines(&again), without_lines(prefixed));
     }
 
     #[test]

@@ -439,12 +439,22 @@ impl Manager {
             tracing::info!(domain = %c.name, generation = c.generation, "policy set (not persisted)");
             return Ok((c.generation, c.summary));
         };
-        let (uuid, applied) = (c.uuid.clone(), c.applied.clone());
-        let persisted =
-            tokio::task::spawn_blocking(move || libvirt.persist_policy(&uuid, applied.as_deref()))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+        let uuid = c.uuid.clone();
+        let persisted = c
+            .applied
+            .as_deref()
+            .map(crate::metadata::unqualified)
+            .transpose()
+            .map_err(|e| e.to_string());
+        let persisted = match persisted {
+            Ok(plain) => tokio::task::spawn_blocking(move || {
+                libvirt.persist_policy(&uuid, plain.as_deref())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(e) => Err(e),
+        };
         match persisted {
             Ok(written) => {
                 tracing::info!(domain = %c.name, generation = c.generation, "policy set and saved in libvirt's {written}");

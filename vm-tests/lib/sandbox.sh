@@ -380,7 +380,7 @@ sandbox_vm_tap() {
 }
 
 sandbox_cleanup() {
-    local rc=$? line name pid i
+    local rc=${1:-$?} line name pid i
     set +e
     trap - EXIT INT TERM
     if [ -n "${SB:-}" ] && [ -d "$SB" ]; then

@@ -2,6 +2,8 @@
 //! a tap driven from its file descriptor, and frame builders.
 #![allow(dead_code)]
 
+pub mod bus;
+
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};

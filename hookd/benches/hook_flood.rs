@@ -1,0 +1,268 @@
+//! Hook calls under a flood of management calls. On a private dbus-daemon,
+//! hookd's D-Bus service answers HookEvent calls made the way the libvirt
+//! hook makes them (a new bus connection per call), alone and while
+//! flooding clients keep many ListDomains / GetDomain / Trace calls in
+//! flight, interleaved over rounds. Prints p50 / p99 / max side by side with
+//! their ratios, and the rate at which the flood was served. Then clients
+//! drop their connections with calls in flight, after which hookd must still
+//! answer a hook call.
+//!
+//! The data plane is a stand-in that attaches nothing (attaching to taps is
+//! measured by the datapath bench and exercised by the VM tests): what is
+//! measured is the path hook calls and management calls share (bus, D-Bus
+//! dispatch, the daemon's lock, policy parsing and planning).
+//! Needs root (a system-type bus): `cargo bench -p hookd --bench hook_flood`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use futures_util::StreamExt;
+use hookd::daemon::Daemon;
+use hookd::service::{Manager, Readers};
+use hookd::state::StateDir;
+use hookd_dbus::ManagerProxy;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use support::bus::{NoPlane, PrivateBus};
+
+const DOMAINS: usize = 50;
+const RULES: usize = 20;
+const HOOK_CALLS: usize = 100;
+const ROUNDS: usize = 3;
+const FLOODERS: usize = 8;
+const IN_FLIGHT: usize = 32;
+const DROPPED_CLIENTS: usize = 200;
+
+fn domain_xml(i: usize) -> String {
+    let rules: String = (0..RULES)
+        .map(|r| {
+            format!(
+                "<hookd:rule action='allow' protocol='tcp' ports='{}' remote='198.51.100.{}/32'/>",
+                1000 + r,
+                r + 1
+            )
+        })
+        .collect();
+    format!(
+        "<domain type='kvm'><name>vm{i}</name><uuid>00000000-0000-4000-8000-{i:012}</uuid>\
+         <metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+         <hookd:interface mac='52:54:00:00:{:02x}:{:02x}'><hookd:address prefix='192.0.2.{}/32'/>\
+         <hookd:ingress default='deny'>{rules}</hookd:ingress></hookd:interface></hookd:policy></metadata>\
+         <devices><interface type='ethernet'><mac address='52:54:00:00:{:02x}:{:02x}'/>\
+         <target dev='vnet{i}'/></interface></devices></domain>",
+        i / 256,
+        i % 256,
+        i % 250 + 1,
+        i / 256,
+        i % 256,
+    )
+}
+
+/// One hook call as the hook makes it: connect, call, disconnect.
+async fn hook_call(address: &str, name: &str, op: &str, xml: &str) -> Duration {
+    let t = Instant::now();
+    let conn = zbus::connection::Builder::address(address)
+        .expect("address")
+        .build()
+        .await
+        .expect("connect");
+    let p = ManagerProxy::new(&conn).await.expect("proxy");
+    p.hook_event(name, op, "begin", "-", xml)
+        .await
+        .expect("hook call answered");
+    t.elapsed()
+}
+
+async fn proxy(address: &str) -> ManagerProxy<'static> {
+    let conn = zbus::connection::Builder::address(address)
+        .expect("address")
+        .build()
+        .await
+        .expect("connect");
+    ManagerProxy::new(&conn).await.expect("proxy")
+}
+
+/// One flooding client: IN_FLIGHT calls outstanding at all times until
+/// `stop`; counts answered calls.
+async fn flood(address: String, seed: usize, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+    let p = proxy(&address).await;
+    let calls = futures_util::stream::iter(seed..)
+        .take_while(|_| std::future::ready(!stop.load(Ordering::Relaxed)))
+        .map(|k| {
+            let p = p.clone();
+            async move {
+                let vm = format!("vm{}", k % DOMAINS);
+                match k % 3 {
+                    0 => p.list_domains().await.map(|_| ()),
+                    1 => p.get_domain(&vm).await.map(|_| ()),
+                    _ => p
+                        .trace(
+                            &vm,
+                            &format!("52:54:00:00:00:{:02x}", k % DOMAINS),
+                            "ingress",
+                            "198.51.100.3",
+                            "tcp",
+                            1002,
+                            0,
+                            0,
+                        )
+                        .await
+                        .map(|_| ()),
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    calls
+        .for_each(|r| {
+            if r.is_ok() {
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            std::future::ready(())
+        })
+        .await;
+}
+
+async fn hook_round(address: &str, xml: &str) -> Vec<Duration> {
+    let mut v = Vec::with_capacity(HOOK_CALLS);
+    for k in 0..HOOK_CALLS {
+        let op = if k % 2 == 0 { "start" } else { "stopped" };
+        v.push(hook_call(address, "hookvm", op, xml).await);
+    }
+    v
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    support::require_root();
+    let bus = PrivateBus::start(false);
+    let address = bus.address.clone();
+
+    // hookd's side on a runtime of its own (2 workers, as hookd runs).
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let run = tempfile::tempdir().expect("tempdir");
+    let daemon = Arc::new(tokio::sync::Mutex::new(Daemon::new(
+        Box::new(NoPlane),
+        StateDir::open(run.path()).expect("state dir"),
+        true,
+    )));
+    let _server = server_rt.block_on(async {
+        zbus::connection::Builder::address(address.as_str())
+            .expect("address")
+            .serve_at(
+                hookd_dbus::MANAGER_PATH,
+                Manager::new(daemon, Readers::Everyone, None),
+            )
+            .expect("serve")
+            .name(hookd_dbus::BUS_NAME)
+            .expect("name")
+            .build()
+            .await
+            .expect("hookd side on the bus")
+    });
+
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    clients.block_on(async {
+        for i in 0..DOMAINS {
+            hook_call(&address, &format!("vm{i}"), "start", &domain_xml(i)).await;
+        }
+        let hook_xml = domain_xml(DOMAINS);
+        let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
+        let mut rates = Vec::new();
+        for _ in 0..ROUNDS {
+            quiet.extend(hook_round(&address, &hook_xml).await);
+            let stop = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicU64::new(0));
+            let tasks: Vec<_> = (0..FLOODERS)
+                .map(|f| {
+                    tokio::spawn(flood(
+                        address.clone(),
+                        f * 7,
+                        stop.clone(),
+                        done.clone(),
+                    ))
+                })
+                .collect();
+            // Let the flood build up before hook calls start.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (t, before) = (Instant::now(), done.load(Ordering::Relaxed));
+            flooded.extend(hook_round(&address, &hook_xml).await);
+            let served = done.load(Ordering::Relaxed) - before;
+            rates.push(served as f64 / t.elapsed().as_secs_f64());
+            stop.store(true, Ordering::Relaxed);
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        quiet.sort();
+        flooded.sort();
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "hook calls (HookEvent start/stopped, new connection each, {DOMAINS} domains of {RULES} rules known), \
+             {ROUNDS} interleaved rounds x {HOOK_CALLS} calls"
+        );
+        println!(
+            "{:<34} {:>10} {:>10} {:>10}",
+            "", "p50", "p99", "max"
+        );
+        let row = |name: &str, v: &[Duration]| {
+            println!(
+                "{name:<34} {:>10} {:>10} {:>10}",
+                ms(pct(v, 0.5)),
+                ms(pct(v, 0.99)),
+                ms(*v.last().unwrap_or(&Duration::ZERO))
+            )
+        };
+        row("quiet", &quiet);
+        row(
+            &format!("flood ({FLOODERS} clients x {IN_FLIGHT} in flight)"),
+            &flooded,
+        );
+        let ratio = |p: f64| pct(&flooded, p).as_secs_f64() / pct(&quiet, p).as_secs_f64();
+        println!(
+            "{:<34} {:>9.2}x {:>9.2}x",
+            "flood / quiet",
+            ratio(0.5),
+            ratio(0.99)
+        );
+        println!(
+            "management calls answered during the flood: median {:.0}/s",
+            rates[rates.len() / 2]
+        );
+
+        // Clients that disconnect with calls in flight.
+        for _ in 0..DROPPED_CLIENTS {
+            let p = proxy(&address).await;
+            let call = tokio::spawn(async move { p.get_domain("vm1").await.map(|_| ()) });
+            tokio::task::yield_now().await;
+            call.abort();
+        }
+        let t = hook_call(&address, "hookvm", "start", &hook_xml).await;
+        let listed = proxy(&address)
+            .await
+            .list_domains()
+            .await
+            .expect("hookd still answers")
+            .len();
+        println!(
+            "after {DROPPED_CLIENTS} clients dropped mid-call: a hook call answered in {}, ListDomains lists {listed} domains",
+            ms(t)
+        );
+    });
+}
