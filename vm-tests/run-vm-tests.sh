@@ -78,6 +78,7 @@ check "hookd attached to vm1 at 'start', before the guest ran" \
 check "vm1's tap $TAP1 carries hookd's programs (tcx)" \
     test "$("$HOOKCTL" show vm1 --json | jq -r '.nics[0] | "\(.tap) \(.attach) \(.mode)"')" = "$TAP1 tcx anti-spoofing"
 check "the kernel holds 4 tcx links running hookd's programs (2 per VM)" test "$(hookd_tcx_links)" -eq 4
+check "the hook reached hookd on its own socket, not the bus" grep -q '"hook socket"' "$SB/hookd.log"
 check "vm2 is counted, not filtered" \
     test "$("$HOOKCTL" show vm2 --json | jq -r '"\(.managed) \(.nics[0].mode)"')" = "false counters only"
 

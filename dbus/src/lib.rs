@@ -12,6 +12,11 @@ pub const BUS_NAME: &str = "org.hookd.Hookd1";
 pub const MANAGER_PATH: &str = "/org/hookd/Hookd1";
 /// Interface of the manager object.
 pub const MANAGER_INTERFACE: &str = "org.hookd.Hookd1.Manager";
+/// hookd's peer-to-peer D-Bus socket for the libvirt hook (root only): the
+/// same Manager interface, reached without the system bus, so that a flood
+/// of management calls queued there cannot delay VM starts. The hook falls
+/// back to the bus when the socket is absent.
+pub const HOOK_SOCKET: &str = "/run/hookd/hook.sock";
 /// The bus policy file installed in /usr/share/dbus-1/system.d/.
 pub const BUS_POLICY: &str = include_str!("../org.hookd.Hookd1.conf");
 

@@ -8,6 +8,8 @@ use crate::netdev;
 use crate::plan::{self, NicMode, Stage};
 use crate::state::{DomainRecord, NicRecord, StateDir, StateError};
 use hookd_bpf::layout::{DropReason, NicStats};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 /// What the daemon needs from the kernel. `Datapath` is the real one; unit
 /// tests of the D-Bus service, which run without root, use a recording fake.
@@ -35,12 +37,30 @@ pub trait DataPlane: Send {
     fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError>;
     /// Is the NIC still attached as recorded (tap present, links pinned)?
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
+    /// Readers of the data plane's counters, for use without the daemon.
+    fn counters(&self) -> Arc<dyn CounterSource>;
+}
+
+/// The data plane's counters and health, readable from any thread.
+pub trait CounterSource: Send + Sync {
     fn stats(&self, ifindex: u32) -> Option<NicStats>;
     /// Hits per (direction, rule index) of the NIC's live policy.
     fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)>;
     /// Can the data plane do its job? Err says what is wrong.
     fn health(&self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+impl CounterSource for crate::datapath::Counters {
+    fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        crate::datapath::Counters::stats(self, ifindex)
+    }
+    fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
+        crate::datapath::Counters::rule_hits(self, ifindex)
+    }
+    fn health(&self) -> Result<(), String> {
+        crate::datapath::Counters::health(self)
     }
 }
 
@@ -95,16 +115,8 @@ impl DataPlane for Datapath {
         same_dev && linked
     }
 
-    fn stats(&self, ifindex: u32) -> Option<NicStats> {
-        Datapath::stats(self, ifindex)
-    }
-
-    fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
-        Datapath::rule_hits(self, ifindex)
-    }
-
-    fn health(&self) -> Result<(), String> {
-        Datapath::health(self)
+    fn counters(&self) -> Arc<dyn CounterSource> {
+        Datapath::counters(self)
     }
 }
 
@@ -166,74 +178,86 @@ pub enum DaemonError {
     State(#[from] StateError),
 }
 
-pub struct Daemon {
-    events: crate::events::EventLog,
-    dp: Box<dyn DataPlane>,
-    state: StateDir,
-    records: Vec<DomainRecord>,
-    count_unmanaged: bool,
-    generation: u64,
+/// What readers see without taking the daemon's lock: the domain records as
+/// of the last change, the data plane's counters and the logged packets.
+/// Management calls read here, so they never delay a hook call.
+#[derive(Clone)]
+pub struct View {
+    records: watch::Receiver<Arc<Vec<DomainRecord>>>,
+    counters: Arc<dyn CounterSource>,
+    events: Arc<Mutex<crate::events::EventLog>>,
 }
 
-fn mac_bytes(mac: &str) -> [u8; 6] {
-    mac.parse::<crate::mac::MacAddr>()
-        .map(|m| m.0)
-        .unwrap_or_default()
-}
+impl View {
+    /// The records as of the last change.
+    pub fn records(&self) -> Arc<Vec<DomainRecord>> {
+        self.records.borrow().clone()
+    }
 
-impl Daemon {
-    /// Adopts the records of a previous daemon: NICs still attached are kept
-    /// as they are (their pinned links never stopped enforcing); NICs whose
-    /// tap is gone are cleaned up.
-    pub fn new(dp: Box<dyn DataPlane>, state: StateDir, count_unmanaged: bool) -> Daemon {
-        let (records, errors) = state.load_all();
-        for e in errors {
-            tracing::warn!(error = %e, "ignoring unreadable state file");
+    /// A domain by UUID or name.
+    pub fn find(&self, key: &str) -> Option<DomainRecord> {
+        self.records
+            .borrow()
+            .iter()
+            .find(|r| r.uuid == key || r.name == key)
+            .cloned()
+    }
+
+    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        self.counters.stats(ifindex)
+    }
+
+    pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
+        self.counters.rule_hits(ifindex)
+    }
+
+    /// The hookd policy of a domain hookd knows: its uuid, and the policy
+    /// element's text (None for a domain without hookd policy).
+    pub fn policy(&self, domain: &str) -> Result<(String, Option<String>), DaemonError> {
+        let rec = self
+            .find(domain)
+            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+        let text = crate::metadata::policy_text(&rec.xml)
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
+        Ok((rec.uuid, text))
+    }
+
+    /// ("ok" or "degraded", a one-line explanation).
+    pub fn health(&self) -> (String, String) {
+        let records = self.records();
+        let nics: usize = records
+            .iter()
+            .map(|r| r.nics.iter().filter(|n| !n.attach.is_empty()).count())
+            .sum();
+        match self.counters.health() {
+            Ok(()) => (
+                "ok".into(),
+                format!("{} domain(s), {nics} attached NIC(s)", records.len()),
+            ),
+            Err(why) => ("degraded".into(), why),
         }
-        let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
-        let mut d = Daemon {
-            events: Default::default(),
-            dp,
-            state,
-            records: Vec::new(),
-            count_unmanaged,
-            generation,
-        };
-        for mut rec in records {
-            let (alive, gone): (Vec<NicRecord>, Vec<NicRecord>) = rec
-                .nics
-                .drain(..)
-                .partition(|n| n.attach.is_empty() || d.dp.still_attached(&rec.uuid, n));
-            for nic in &gone {
-                tracing::info!(domain = %rec.name, tap = %nic.tap, "tap gone while hookd was away: cleaning up");
-                if let Err(e) = d.dp.detach_nic(&rec.uuid, nic) {
-                    tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e, "cleanup failed");
-                }
-            }
-            rec.nics = alive;
-            if rec.nics.iter().all(|n| n.attach.is_empty()) {
-                let _ = d.dp.forget_domain(&rec.uuid);
-                let _ = d.state.remove(&rec.uuid);
-                tracing::info!(domain = %rec.name, "domain no longer running: forgotten");
-            } else {
-                tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
-                if !gone.is_empty() {
-                    let _ = d.state.save(&rec);
-                }
-                d.records.push(rec);
-            }
-        }
-        d
+    }
+
+    pub fn recent_events(&self, domain: &str) -> Vec<hookd_dbus::LoggedPacket> {
+        let name = self
+            .find(domain)
+            .map(|r| r.name)
+            .unwrap_or(domain.to_string());
+        self.events
+            .lock()
+            .map(|log| log.of(&name))
+            .unwrap_or_default()
     }
 
     /// A packet logged by a `log="true"` rule: attributed, logged, kept.
     pub fn record_event(
-        &mut self,
+        &self,
         ev: &hookd_bpf::layout::FwEvent,
     ) -> Option<hookd_dbus::LoggedPacket> {
         use crate::events::{addr_text, direction_name};
         let direction = direction_name(ev.dir);
-        let found = self.records.iter().find_map(|r| {
+        let records = self.records();
+        let found = records.iter().find_map(|r| {
             r.nics
                 .iter()
                 .find(|n| n.ifindex == ev.ifindex && !n.attach.is_empty())
@@ -265,21 +289,97 @@ impl Daemon {
             "{} {}:{} -> {}:{} proto {} ({})",
             p.action, p.source, p.source_port, p.destination, p.destination_port, p.protocol, p.rule
         );
-        self.events.push(p.clone());
+        if let Ok(mut log) = self.events.lock() {
+            log.push(p.clone());
+        }
         Some(p)
     }
+}
 
-    pub fn recent_events(&self, domain: &str) -> Vec<hookd_dbus::LoggedPacket> {
-        let name = self.find(domain).map(|r| r.name.as_str()).unwrap_or(domain);
-        self.events.of(name)
+pub struct Daemon {
+    view: View,
+    publish: watch::Sender<Arc<Vec<DomainRecord>>>,
+    dp: Box<dyn DataPlane>,
+    state: StateDir,
+    records: Vec<DomainRecord>,
+    count_unmanaged: bool,
+    generation: u64,
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    mac.parse::<crate::mac::MacAddr>()
+        .map(|m| m.0)
+        .unwrap_or_default()
+}
+
+impl Daemon {
+    /// Adopts the records of a previous daemon: NICs still attached are kept
+    /// as they are (their pinned links never stopped enforcing); NICs whose
+    /// tap is gone are cleaned up.
+    pub fn new(dp: Box<dyn DataPlane>, state: StateDir, count_unmanaged: bool) -> Daemon {
+        let (records, errors) = state.load_all();
+        for e in errors {
+            tracing::warn!(error = %e, "ignoring unreadable state file");
+        }
+        let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
+        let (publish, published) = watch::channel(Arc::new(Vec::new()));
+        let view = View {
+            records: published,
+            counters: dp.counters(),
+            events: Default::default(),
+        };
+        let mut d = Daemon {
+            view,
+            publish,
+            dp,
+            state,
+            records: Vec::new(),
+            count_unmanaged,
+            generation,
+        };
+        for mut rec in records {
+            let (alive, gone): (Vec<NicRecord>, Vec<NicRecord>) = rec
+                .nics
+                .drain(..)
+                .partition(|n| n.attach.is_empty() || d.dp.still_attached(&rec.uuid, n));
+            for nic in &gone {
+                tracing::info!(domain = %rec.name, tap = %nic.tap, "tap gone while hookd was away: cleaning up");
+                if let Err(e) = d.dp.detach_nic(&rec.uuid, nic) {
+                    tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e, "cleanup failed");
+                }
+            }
+            rec.nics = alive;
+            if rec.nics.iter().all(|n| n.attach.is_empty()) {
+                let _ = d.dp.forget_domain(&rec.uuid);
+                let _ = d.state.remove(&rec.uuid);
+                tracing::info!(domain = %rec.name, "domain no longer running: forgotten");
+            } else {
+                tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
+                if !gone.is_empty() {
+                    let _ = d.state.save(&rec);
+                }
+                d.records.push(rec);
+            }
+        }
+        d.publish();
+        d
+    }
+
+    /// The readers' view of this daemon.
+    pub fn view(&self) -> View {
+        self.view.clone()
+    }
+
+    /// Shows readers the records as they are now.
+    fn publish(&self) {
+        self.publish.send_replace(Arc::new(self.records.clone()));
     }
 
     /// The verdict the live rules give a described packet, without touching
     /// connection tracking (established connections pass whatever it says).
-    pub fn trace(&self, domain: &str, q: &TraceQuery) -> Result<TraceAnswer, DaemonError> {
-        let rec = self
-            .find(domain)
-            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+    /// Works on a copy of the domain's record, so callers parse and compile
+    /// without holding the daemon's lock.
+    pub fn trace(rec: &DomainRecord, q: &TraceQuery) -> Result<TraceAnswer, DaemonError> {
         let dom = domain::parse(&rec.xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
         let mac: crate::mac::MacAddr = q
             .mac
@@ -347,47 +447,12 @@ impl Daemon {
         })
     }
 
-    /// ("ok" or "degraded", a one-line explanation).
-    pub fn health(&self) -> (String, String) {
-        let nics: usize = self
-            .records
-            .iter()
-            .map(|r| r.nics.iter().filter(|n| !n.attach.is_empty()).count())
-            .sum();
-        match self.dp.health() {
-            Ok(()) => (
-                "ok".into(),
-                format!("{} domain(s), {nics} attached NIC(s)", self.records.len()),
-            ),
-            Err(why) => ("degraded".into(), why),
-        }
-    }
-
     pub fn records(&self) -> &[DomainRecord] {
         &self.records
     }
 
     pub fn find(&self, key: &str) -> Option<&DomainRecord> {
         self.records.iter().find(|r| r.uuid == key || r.name == key)
-    }
-
-    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
-        self.dp.stats(ifindex)
-    }
-
-    pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
-        self.dp.rule_hits(ifindex)
-    }
-
-    /// The hookd policy of a domain hookd knows: its uuid, and the policy
-    /// element's text (None for a domain without hookd policy).
-    pub fn policy(&self, domain: &str) -> Result<(String, Option<String>), DaemonError> {
-        let rec = self
-            .find(domain)
-            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
-        let text = crate::metadata::policy_text(&rec.xml)
-            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
-        Ok((rec.uuid.clone(), text))
     }
 
     /// Replaces a running domain's policy with `policy` (a standalone
@@ -404,10 +469,12 @@ impl Daemon {
             .map(crate::metadata::parse_policy_document)
             .transpose()
             .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
-        let (uuid, previous) = self.policy(domain)?;
         let rec = self
-            .find(&uuid)
+            .find(domain)
             .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+        let uuid = rec.uuid.clone();
+        let previous = crate::metadata::policy_text(&rec.xml)
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
         let xml = crate::metadata::with_policy(&rec.xml, doc.as_ref().map(|d| d.text.as_str()))
             .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
         let dom = domain::parse(&xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
@@ -586,6 +653,7 @@ impl Daemon {
         }
         tracing::info!(domain = %dom.name, phase, generation, "{summary}");
         self.records.push(rec);
+        self.publish();
         Ok(summary)
     }
 
@@ -613,6 +681,7 @@ impl Daemon {
                 let _ = self.state.remove(uuid);
             }
         }
+        self.publish();
     }
 
     fn detach_domain(&mut self, key: &str) -> Result<String, DaemonError> {
@@ -624,6 +693,7 @@ impl Daemon {
             return Ok(format!("{key}: not attached, nothing to do"));
         };
         let rec = self.records.remove(i);
+        self.publish();
         let mut errors = Vec::new();
         for nic in rec.nics.iter().filter(|n| !n.attach.is_empty()) {
             if let Err(e) = self.dp.detach_nic(&rec.uuid, nic) {

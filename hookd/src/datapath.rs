@@ -23,6 +23,7 @@ use hookd_bpf::layout::{
     NicConfig, NicStats,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -155,6 +156,90 @@ pub struct Datapath {
     pin_dir: PathBuf,
     mode: AttachMode,
     ncpus: usize,
+    counters: Arc<Counters>,
+}
+
+/// Read-only handles of their own on the pinned counter maps, for readers
+/// on any thread: reading counters never waits for the daemon's lock, so
+/// management calls and hook calls do not queue behind each other.
+pub struct Counters {
+    pin_dir: PathBuf,
+    nics: HashMap<MapData, u32, NicConfig>,
+    stats: PerCpuHashMap<MapData, u32, NicStats>,
+    fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
+}
+
+impl Counters {
+    fn open(pin_dir: &Path) -> Result<Counters, DatapathError> {
+        let pinned = |name: &'static str| {
+            MapData::from_pin(pin_dir.join("maps").join(name))
+                .and_then(aya::maps::Map::from_map_data)
+                .map_err(map_err(name))
+        };
+        Ok(Counters {
+            pin_dir: pin_dir.to_owned(),
+            nics: HashMap::try_from(pinned(hookd_bpf::MAP_NICS)?).map_err(map_err("hookd_nics"))?,
+            stats: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_STATS)?)
+                .map_err(map_err("hookd_stats"))?,
+            fw_hits: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_FW_HITS)?)
+                .map_err(map_err("hookd_fw_hits"))?,
+        })
+    }
+
+    /// A NIC's counters, summed over CPUs.
+    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        let per_cpu = self.stats.get(&ifindex, 0).ok()?;
+        let mut total = NicStats::default();
+        for s in per_cpu.iter() {
+            total.add(s);
+        }
+        Some(total)
+    }
+
+    /// Hits per (direction, rule index) of the NIC's live policy half.
+    pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
+        let Some(half) = self.nics.get(&ifindex, 0).ok().map(|c| c.fw_gen) else {
+            return Vec::new();
+        };
+        let mut out: Vec<((u8, u16), u64)> = self
+            .fw_hits
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.ifindex == ifindex && k.half == half)
+            .map(|(k, v)| ((k.dir, k.rule), v.iter().sum()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Programs and maps still pinned where hookd put them (someone may have
+    /// unmounted or cleared the bpffs under a running hookd).
+    pub fn health(&self) -> Result<(), String> {
+        let mut missing: Vec<String> = PROGRAMS
+            .iter()
+            .map(|(name, _, _)| self.pin_dir.join("progs").join(name))
+            .chain(
+                [
+                    hookd_bpf::MAP_NICS,
+                    hookd_bpf::MAP_ADDRS,
+                    hookd_bpf::MAP_STATS,
+                    hookd_bpf::MAP_FW_RULES,
+                ]
+                .iter()
+                .map(|m| self.pin_dir.join("maps").join(m)),
+            )
+            .filter(|p| !p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort();
+        Err(format!(
+            "pins missing (restart hookd to restore them): {}",
+            missing.join(", ")
+        ))
+    }
 }
 
 impl Datapath {
@@ -214,7 +299,9 @@ impl Datapath {
             what: what.to_string(),
             source,
         })?;
+        let counters = Arc::new(Counters::open(pin_dir)?);
         Ok(Datapath {
+            counters,
             ebpf,
             nics,
             addrs,
@@ -231,33 +318,14 @@ impl Datapath {
         })
     }
 
-    /// Programs and maps still pinned where hookd put them (someone may have
-    /// unmounted or cleared the bpffs under a running hookd).
+    /// See [`Counters::health`].
     pub fn health(&self) -> Result<(), String> {
-        let mut missing: Vec<String> = PROGRAMS
-            .iter()
-            .map(|(name, _, _)| self.pin_dir.join("progs").join(name))
-            .chain(
-                [
-                    hookd_bpf::MAP_NICS,
-                    hookd_bpf::MAP_ADDRS,
-                    hookd_bpf::MAP_STATS,
-                    hookd_bpf::MAP_FW_RULES,
-                ]
-                .iter()
-                .map(|m| self.pin_dir.join("maps").join(m)),
-            )
-            .filter(|p| !p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        missing.sort();
-        Err(format!(
-            "pins missing (restart hookd to restore them): {}",
-            missing.join(", ")
-        ))
+        self.counters.health()
+    }
+
+    /// The counter readers, shareable with other threads.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     /// The loaded program `name`, for BPF_PROG_TEST_RUN in tests and benchmarks.
@@ -496,18 +564,7 @@ impl Datapath {
     /// How often each rule of the live policy decided a packet:
     /// (direction, rule index) -> hits, summed over CPUs.
     pub fn rule_hits(&self, ifindex: u32) -> Vec<((u8, u16), u64)> {
-        let Some(half) = self.nic_config(ifindex).map(|c| c.fw_gen) else {
-            return Vec::new();
-        };
-        let mut out: Vec<((u8, u16), u64)> = self
-            .fw_hits
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, _)| k.ifindex == ifindex && k.half == half)
-            .map(|(k, v)| ((k.dir, k.rule), v.iter().sum()))
-            .collect();
-        out.sort();
-        out
+        self.counters.rule_hits(ifindex)
     }
 
     /// Gives the NIC its own connection-tracking table, once.
@@ -683,12 +740,7 @@ impl Datapath {
 
     /// The NIC's counters summed over CPUs.
     pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
-        let per_cpu = self.stats.get(&ifindex, 0).ok()?;
-        let mut total = NicStats::default();
-        for s in per_cpu.iter() {
-            total.add(s);
-        }
-        Some(total)
+        self.counters.stats(ifindex)
     }
 
     /// The NIC config hookd wrote for `ifindex`.

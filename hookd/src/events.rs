@@ -1,15 +1,13 @@
 //! Packets logged by `log="true"` rules: read from the eBPF ring buffer,
 //! attributed to their domain and rule, logged, and kept for clients.
 
-use crate::daemon::Daemon;
+use crate::daemon::View;
 use aya::maps::{MapData, RingBuf};
 use hookd_bpf::layout::{DIR_INGRESS, FwEvent};
 use hookd_dbus::LoggedPacket;
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
-use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::Mutex;
 
 /// How many logged packets hookd keeps for clients.
 pub const KEEP: usize = 1024;
@@ -56,7 +54,7 @@ pub fn direction_name(dir: u8) -> &'static str {
 
 /// Reads the ring buffer until hookd stops, handing events to the daemon
 /// and signalling them on D-Bus (PacketLogged).
-pub async fn read(ring: RingBuf<MapData>, daemon: Arc<Mutex<Daemon>>, conn: zbus::Connection) {
+pub async fn read(ring: RingBuf<MapData>, view: View, conn: zbus::Connection) {
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
     // for as long as the AsyncFd owns the RingBuf.
     let registered =
@@ -83,10 +81,10 @@ pub async fn read(ring: RingBuf<MapData>, daemon: Arc<Mutex<Daemon>>, conn: zbus
             }
         }
         guard.clear_ready();
-        let packets: Vec<LoggedPacket> = {
-            let mut d = daemon.lock().await;
-            batch.iter().filter_map(|ev| d.record_event(ev)).collect()
-        };
+        let packets: Vec<LoggedPacket> = batch
+            .iter()
+            .filter_map(|ev| view.record_event(ev))
+            .collect();
         if let Ok(emitter) =
             zbus::object_server::SignalEmitter::new(&conn, hookd_dbus::MANAGER_PATH)
         {

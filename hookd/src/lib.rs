@@ -13,6 +13,7 @@ pub mod events;
 pub mod explain;
 pub mod firewall;
 pub mod hook;
+pub mod hook_socket;
 pub mod libvirt;
 pub mod mac;
 pub mod metadata;

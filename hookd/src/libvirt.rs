@@ -106,7 +106,10 @@ impl Libvirt {
                 "live and persistent definitions",
             )
         } else {
-            (sys::VIR_DOMAIN_AFFECT_LIVE, "live definition (transient domain)")
+            (
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+                "live definition (transient domain)",
+            )
         };
         dom.set_metadata(
             sys::VIR_DOMAIN_METADATA_ELEMENT as i32,

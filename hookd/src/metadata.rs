@@ -56,9 +56,12 @@ pub fn with_policy(domain_xml: &str, policy: Option<&str>) -> Result<String, Dom
         (Some(el), _, new) => splice(el.span.clone(), new.unwrap_or("")),
         (None, _, None) => domain_xml.to_string(),
         (None, Some(meta), Some(new)) => insert_into(domain_xml, meta, new, "metadata"),
-        (None, None, Some(new)) => {
-            insert_into(domain_xml, &root, &format!("<metadata>{new}</metadata>"), "domain")
-        }
+        (None, None, Some(new)) => insert_into(
+            domain_xml,
+            &root,
+            &format!("<metadata>{new}</metadata>"),
+            "domain",
+        ),
     })
 }
 
@@ -142,7 +145,10 @@ mod tests {
             assert!(p.interfaces[0].ingress.is_some(), "{xml}");
             assert_eq!(policy_text(&xml).unwrap().as_deref(), Some(POLICY));
             if meta.contains("urn:x") {
-                assert!(xml.contains("<other xmlns='urn:x'/>"), "other metadata kept");
+                assert!(
+                    xml.contains("<other xmlns='urn:x'/>"),
+                    "other metadata kept"
+                );
             }
             let removed = with_policy(&xml, None).unwrap();
             assert!(domain::parse(&removed).unwrap().policy.is_none());

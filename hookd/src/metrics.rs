@@ -1,12 +1,10 @@
 //! Per-NIC counters in the Prometheus text exposition format, served over
 //! plain HTTP on a loopback address when `metrics_listen` is set.
 
-use crate::daemon::{self, Daemon};
+use crate::daemon::{self, View};
 use std::fmt::Write;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -15,7 +13,7 @@ fn label(v: &str) -> String {
 }
 
 /// The exposition text for every attached NIC.
-pub fn render(d: &Daemon) -> String {
+pub fn render(d: &View) -> String {
     let mut out = String::new();
     let families = [
         (
@@ -32,7 +30,7 @@ pub fn render(d: &Daemon) -> String {
         ),
     ];
     let mut samples: [Vec<String>; 3] = Default::default();
-    for r in d.records() {
+    for r in d.records().iter() {
         for n in r.nics.iter().filter(|n| !n.attach.is_empty()) {
             let Some(s) = d.stats(n.ifindex) else {
                 continue;
@@ -76,7 +74,7 @@ pub fn render(d: &Daemon) -> String {
 }
 
 /// Serves `render` to every connection until hookd stops.
-pub async fn serve(listener: TcpListener, daemon: Arc<Mutex<Daemon>>) {
+pub async fn serve(listener: TcpListener, view: View) {
     loop {
         let (mut sock, _) = match listener.accept().await {
             Ok(c) => c,
@@ -85,13 +83,13 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Mutex<Daemon>>) {
                 continue;
             }
         };
-        let daemon = daemon.clone();
+        let view = view.clone();
         tokio::spawn(async move {
             // The request itself does not matter: every path gets the metrics.
             let mut buf = [0u8; 1024];
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
-            let body = render(&*daemon.lock().await);
+            let body = render(&view);
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

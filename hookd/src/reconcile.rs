@@ -6,7 +6,7 @@
 
 use crate::daemon::Daemon;
 use crate::libvirt::{Event, Libvirt};
-use crate::service::{Manager, change};
+use crate::service::{Manager, SignalSink, change};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -66,7 +66,8 @@ async fn reapply(
         }
         Err(_) => return,
     };
-    match change(daemon, emitter, why, |d| d.reapply(&xml, why)).await {
+    let sink = SignalSink::Now(emitter.clone());
+    match change(daemon, &sink, why, |d| d.reapply(&xml, why)).await {
         Ok(Some(summary)) => tracing::info!(domain = uuid, why, "re-applied: {summary}"),
         Ok(None) => tracing::debug!(domain = uuid, why, "nothing changed"),
         Err(e) => {

@@ -1,20 +1,28 @@
 //! `org.hookd.Hookd1.Manager` on D-Bus, over the daemon core.
 
-use crate::daemon::{self, Daemon, DaemonError};
-use crate::libvirt::Libvirt;
+use crate::daemon::{self, Daemon, DaemonError, View};
 use crate::hook::HookArgs;
+use crate::libvirt::Libvirt;
 use crate::xml_tree::MAX_XML_BYTES;
 use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo, RuleHits};
 use std::sync::Arc;
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use zbus::Connection;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
+/// The object behind `org.hookd.Hookd1.Manager`. Calls that change
+/// something take the daemon's lock; reading calls use its [`View`] and
+/// never take the lock, so a flood of them cannot delay a hook call.
 pub struct Manager {
     daemon: Arc<Mutex<Daemon>>,
+    view: View,
     readers: Readers,
     libvirt: Option<Libvirt>,
+    /// Where change signals go when calls arrive on the hook's own socket
+    /// (a task that emits them on the bus); None: on the call's connection.
+    signals: Option<UnboundedSender<Change>>,
 }
 
 /// Who may call the reading methods. Root may always call everything.
@@ -29,14 +37,38 @@ pub enum Readers {
 }
 
 impl Manager {
-    pub fn new(daemon: Arc<Mutex<Daemon>>, readers: Readers, libvirt: Option<Libvirt>) -> Manager {
+    /// `view` is the daemon's (`Daemon::view`), taken before it is shared.
+    pub fn new(
+        daemon: Arc<Mutex<Daemon>>,
+        view: View,
+        readers: Readers,
+        libvirt: Option<Libvirt>,
+    ) -> Manager {
         Manager {
             daemon,
+            view,
             readers,
             libvirt,
+            signals: None,
         }
     }
 
+    /// Hands change signals to `queue` (see [`forward_signals`]) rather
+    /// than emitting them on the connection a call arrived on: for the
+    /// hook's socket, whose calls then never wait for the bus.
+    pub fn with_signals_to(mut self, queue: UnboundedSender<Change>) -> Manager {
+        self.signals = Some(queue);
+        self
+    }
+
+    fn sink<'a>(&self, call: &SignalEmitter<'a>) -> SignalSink<'a> {
+        match &self.signals {
+            Some(q) => SignalSink::Queue(q.clone()),
+            None => SignalSink::Now(call.clone()),
+        }
+    }
+
+    /// Checks that the caller may read.
     async fn require_reader(
         &self,
         hdr: &Header<'_>,
@@ -58,12 +90,63 @@ impl Manager {
     }
 }
 
-/// Applies a change to the daemon and emits the signals for what changed:
-/// domains attached or detached, policies applied. A failed emission never
-/// fails the change.
+/// A change worth a signal.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Attached {
+        name: String,
+        uuid: String,
+        phase: String,
+    },
+    Applied {
+        name: String,
+        uuid: String,
+        generation: u64,
+    },
+    Detached {
+        name: String,
+        uuid: String,
+    },
+}
+
+/// Where change signals go.
+pub enum SignalSink<'a> {
+    /// Emitted at once, on this connection.
+    Now(SignalEmitter<'a>),
+    /// Queued for [`forward_signals`].
+    Queue(UnboundedSender<Change>),
+}
+
+async fn emit(emitter: &SignalEmitter<'_>, c: &Change) {
+    // A failed emission never fails the change it reports.
+    let _ = match c {
+        Change::Attached { name, uuid, phase } => {
+            Manager::domain_attached(emitter, name, uuid, phase).await
+        }
+        Change::Applied {
+            name,
+            uuid,
+            generation,
+        } => Manager::policy_applied(emitter, name, uuid, *generation).await,
+        Change::Detached { name, uuid } => Manager::domain_detached(emitter, name, uuid).await,
+    };
+}
+
+/// Emits queued change signals on `bus`, in order, until hookd exits.
+pub async fn forward_signals(bus: Connection, mut queue: UnboundedReceiver<Change>) {
+    let Ok(emitter) = SignalEmitter::new(&bus, hookd_dbus::MANAGER_PATH) else {
+        return;
+    };
+    while let Some(c) = queue.recv().await {
+        emit(&emitter, &c).await;
+    }
+}
+
+/// Applies a change to the daemon, then signals what changed: domains
+/// attached or detached, policies applied.
 pub async fn change<T>(
     daemon: &Mutex<Daemon>,
-    emitter: &SignalEmitter<'_>,
+    sink: &SignalSink<'_>,
     phase: &str,
     f: impl FnOnce(&mut Daemon) -> Result<T, DaemonError>,
 ) -> Result<T, DaemonError> {
@@ -79,20 +162,47 @@ pub async fn change<T>(
         let result = f(&mut d);
         (result, before, snapshot(&d))
     };
+    let mut changes = Vec::new();
     for (uuid, name, generation) in &after {
-        match before.iter().find(|b| &b.0 == uuid) {
+        let (name, uuid, generation) = (name.clone(), uuid.clone(), *generation);
+        match before.iter().find(|b| b.0 == uuid) {
             None => {
-                let _ = Manager::domain_attached(emitter, name, uuid, phase).await;
-                let _ = Manager::policy_applied(emitter, name, uuid, *generation).await;
+                changes.push(Change::Attached {
+                    name: name.clone(),
+                    uuid: uuid.clone(),
+                    phase: phase.to_string(),
+                });
+                changes.push(Change::Applied {
+                    name,
+                    uuid,
+                    generation,
+                });
             }
-            Some(b) if b.2 != *generation => {
-                let _ = Manager::policy_applied(emitter, name, uuid, *generation).await;
-            }
+            Some(b) if b.2 != generation => changes.push(Change::Applied {
+                name,
+                uuid,
+                generation,
+            }),
             Some(_) => {}
         }
     }
-    for (uuid, name, _) in before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0)) {
-        let _ = Manager::domain_detached(emitter, name, uuid).await;
+    for (uuid, name, _) in before
+        .into_iter()
+        .filter(|b| !after.iter().any(|a| a.0 == b.0))
+    {
+        changes.push(Change::Detached { name, uuid });
+    }
+    match sink {
+        SignalSink::Now(emitter) => {
+            for c in &changes {
+                emit(emitter, c).await;
+            }
+        }
+        SignalSink::Queue(q) => {
+            for c in changes {
+                let _ = q.send(c);
+            }
+        }
     }
     result
 }
@@ -152,8 +262,10 @@ fn proc_groups(pid: u32) -> Vec<u32> {
     status
         .lines()
         .filter_map(|l| {
-            l.strip_prefix("Groups:")
-                .or_else(|| l.strip_prefix("Gid:").map(|r| r.split_whitespace().next().unwrap_or("")))
+            l.strip_prefix("Groups:").or_else(|| {
+                l.strip_prefix("Gid:")
+                    .map(|r| r.split_whitespace().next().unwrap_or(""))
+            })
         })
         .flat_map(|r| r.split_whitespace().filter_map(|g| g.parse().ok()))
         .collect()
@@ -195,8 +307,13 @@ impl Manager {
             sub_operation,
             extra,
         };
-        tracing::debug!(hook = %args, "hook event");
-        change(&self.daemon, &emitter, &args.operation, |d| {
+        let via = if hdr.sender().is_some() {
+            "system bus"
+        } else {
+            "hook socket"
+        };
+        tracing::info!(hook = %args, via, "hook call");
+        change(&self.daemon, &self.sink(&emitter), &args.operation, |d| {
             d.hook_event(&args, &xml)
         })
         .await
@@ -246,8 +363,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<DomainSummary>, Error> {
         self.require_reader(&hdr, conn, "ListDomains").await?;
-        let d = self.daemon.lock().await;
-        Ok(d.records()
+        Ok(self
+            .view
+            .records()
             .iter()
             .map(|r| DomainSummary {
                 name: r.name.clone(),
@@ -266,7 +384,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<DomainDetail, Error> {
         self.require_reader(&hdr, conn, "GetDomain").await?;
-        let d = self.daemon.lock().await;
+        let d = &self.view;
         let r = d
             .find(&domain)
             .ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
@@ -372,7 +490,9 @@ impl Manager {
             icmp_type,
             icmp_code,
         };
-        let a = self.daemon.lock().await.trace(&domain, &q)?;
+        let rec = self.view.find(&domain);
+        let rec = rec.ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
+        let a = Daemon::trace(&rec, &q)?;
         Ok((a.action, a.rule_line, a.explanation))
     }
 
@@ -383,7 +503,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<hookd_dbus::LoggedPacket>, Error> {
         self.require_reader(&hdr, conn, "RecentEvents").await?;
-        Ok(self.daemon.lock().await.recent_events(&domain))
+        Ok(self.view.recent_events(&domain))
     }
 
     /// The hookd policy in force for a domain, as a `<policy>` document in
@@ -395,7 +515,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
         self.require_reader(&hdr, conn, "GetPolicy").await?;
-        let (_, text) = self.daemon.lock().await.policy(&domain)?;
+        let (_, text) = self.view.policy(&domain)?;
         Ok(text.unwrap_or_default())
     }
 
@@ -434,7 +554,11 @@ impl Manager {
             }
         };
         let text = Some(policy.as_str()).filter(|p| !p.trim().is_empty());
-        let c = change(&self.daemon, &emitter, "policy-set", |d| d.set_policy(&domain, text)).await?;
+        let sink = self.sink(&emitter);
+        let c = change(&self.daemon, &sink, "policy-set", |d| {
+            d.set_policy(&domain, text)
+        })
+        .await?;
         let Some(libvirt) = libvirt else {
             tracing::info!(domain = %c.name, generation = c.generation, "policy set (not persisted)");
             return Ok((c.generation, c.summary));
@@ -447,22 +571,25 @@ impl Manager {
             .transpose()
             .map_err(|e| e.to_string());
         let persisted = match persisted {
-            Ok(plain) => tokio::task::spawn_blocking(move || {
-                libvirt.persist_policy(&uuid, plain.as_deref())
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+            Ok(plain) => {
+                tokio::task::spawn_blocking(move || libvirt.persist_policy(&uuid, plain.as_deref()))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
             Err(e) => Err(e),
         };
         match persisted {
             Ok(written) => {
                 tracing::info!(domain = %c.name, generation = c.generation, "policy set and saved in libvirt's {written}");
-                Ok((c.generation, format!("{}; saved in libvirt's {written}", c.summary)))
+                Ok((
+                    c.generation,
+                    format!("{}; saved in libvirt's {written}", c.summary),
+                ))
             }
             Err(why) => {
                 let previous = c.previous.clone();
-                let restored = change(&self.daemon, &emitter, "policy-restore", |d| {
+                let restored = change(&self.daemon, &sink, "policy-restore", |d| {
                     d.set_policy(&c.uuid, previous.as_deref())
                 })
                 .await;
@@ -493,7 +620,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), Error> {
         self.require_reader(&hdr, conn, "Health").await?;
-        Ok(self.daemon.lock().await.health())
+        Ok(self.view.health())
     }
 
     #[zbus(property)]

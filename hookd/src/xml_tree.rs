@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(p.line, 4);
         assert_eq!(p.attr("k"), Some("w"));
         assert_eq!(p.attrs.len(), 2);
-        assert_eq!(&xml[p.span.clone()], "<x:p xmlns:x=\"urn:x\" x:k=\"v\" k=\"w\"/>");
+        assert_eq!(
+            &xml[p.span.clone()],
+            "<x:p xmlns:x=\"urn:x\" x:k=\"v\" k=\"w\"/>"
+        );
         let meta = root.child("metadata").unwrap();
         assert!(xml[meta.span.clone()].starts_with("<metadata>"));
         assert!(xml[meta.content_end..].starts_with("</metadata>"));

@@ -25,11 +25,19 @@ fn read_group() -> u32 {
             .nth(2)
             .and_then(|g| g.trim().parse().ok())
     };
-    if let Some(g) = gid(Command::new("getent").args(["group", "hookd"]).output().unwrap()) {
+    if let Some(g) = gid(Command::new("getent")
+        .args(["group", "hookd"])
+        .output()
+        .unwrap())
+    {
         return g;
     }
     support::sh("groupadd --system hookd");
-    gid(Command::new("getent").args(["group", "hookd"]).output().unwrap()).expect("group hookd")
+    gid(Command::new("getent")
+        .args(["group", "hookd"])
+        .output()
+        .unwrap())
+    .expect("group hookd")
 }
 
 /// Who runs a client: root, or uid 65534 with or without the read group.
@@ -62,11 +70,13 @@ impl Who {
 async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     let run = tempfile::tempdir().unwrap();
     let daemon = Daemon::new(Box::new(NoPlane), StateDir::open(run.path()).unwrap(), true);
+    let view = daemon.view();
     let conn = zbus::connection::Builder::address(address)
         .serve_at(
             hookd_dbus::MANAGER_PATH,
             Manager::new(
                 Arc::new(tokio::sync::Mutex::new(daemon)),
+                view,
                 Readers::Group(read_group()),
                 None,
             ),
@@ -206,16 +216,26 @@ async fn hookd_checks_the_callers_uid_and_groups_itself() {
     .await;
     let t = text(&out[0]);
     assert!(
-        refused(&out[0]) && t.contains("org.hookd.Hookd1.Error.AccessDenied") && t.contains("uid 65534"),
+        refused(&out[0])
+            && t.contains("org.hookd.Hookd1.Error.AccessDenied")
+            && t.contains("uid 65534"),
         "{t}"
     );
-    assert!(refused(&out[1]) && text(&out[1]).contains("SetPolicy is reserved to root"), "{}", text(&out[1]));
+    assert!(
+        refused(&out[1]) && text(&out[1]).contains("SetPolicy is reserved to root"),
+        "{}",
+        text(&out[1])
+    );
     assert!(
         refused(&out[2]) && text(&out[2]).contains("reserved to root and the read group"),
         "{}",
         text(&out[2])
     );
-    assert!(out[3].status.success(), "a member of the read group reads: {}", text(&out[3]));
+    assert!(
+        out[3].status.success(),
+        "a member of the read group reads: {}",
+        text(&out[3])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +280,10 @@ async fn signals_reach_hookctl_monitor() {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     let (out, outsider) = tokio::task::spawn_blocking(move || {
-        (monitor.wait_with_output().unwrap(), outsider.wait_with_output().unwrap())
+        (
+            monitor.wait_with_output().unwrap(),
+            outsider.wait_with_output().unwrap(),
+        )
     })
     .await
     .unwrap();

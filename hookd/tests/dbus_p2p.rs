@@ -3,7 +3,7 @@
 //! stand-in (the real one is exercised in privileged.rs and vm-tests/): it
 //! lets these tests check what the service asks of the kernel side.
 
-use hookd::daemon::{Daemon, DataPlane};
+use hookd::daemon::{CounterSource, Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
 use hookd::libvirt::Libvirt;
 use hookd::plan::NicMode;
@@ -65,6 +65,15 @@ impl DataPlane for RecordingPlane {
     fn still_attached(&self, _uuid: &str, _nic: &NicRecord) -> bool {
         true
     }
+    fn counters(&self) -> Arc<dyn CounterSource> {
+        Arc::new(FixedCounters)
+    }
+}
+
+/// Every NIC has the same counters and rule hits.
+struct FixedCounters;
+
+impl CounterSource for FixedCounters {
     fn rule_hits(&self, _ifindex: u32) -> Vec<((u8, u16), u64)> {
         vec![((0, 0), 5)]
     }
@@ -113,13 +122,17 @@ async fn setup_with(
         StateDir::open(run.path()).unwrap(),
         true,
     );
+    let view = daemon.view();
     let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
     let (a, b) = UnixStream::pair().unwrap();
     let guid = zbus::Guid::generate();
     let server = zbus::connection::Builder::unix_stream(a)
         .server(guid)
         .p2p()
-        .serve_at(hookd_dbus::MANAGER_PATH, Manager::new(daemon, Readers::Everyone, libvirt))
+        .serve_at(
+            hookd_dbus::MANAGER_PATH,
+            Manager::new(daemon, view, Readers::Everyone, libvirt),
+        )
         .build();
     let client = zbus::connection::Builder::unix_stream(b).p2p().build();
     let (server, client) = tokio::try_join!(server, client).unwrap();
@@ -395,10 +408,9 @@ async fn metrics_in_the_prometheus_text_format() {
         extra: "-".into(),
     };
     d.hook_event(&args, &xml(POLICY, "vnet0")).unwrap();
-    let daemon = Arc::new(tokio::sync::Mutex::new(d));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(hookd::metrics::serve(listener, daemon));
+    tokio::spawn(hookd::metrics::serve(listener, d.view()));
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -429,10 +441,19 @@ async fn metrics_in_the_prometheus_text_format() {
 const POLICY_WEB: &str = "<policy xmlns='urn:hookd:policy:1'>\n<interface mac='52:54:00:00:00:0a'>\n<address prefix='192.0.2.10/32'/>\n<ingress default='deny'><rule action='allow' protocol='tcp' ports='80'/></ingress>\n</interface>\n</policy>";
 
 async fn trace_tcp(p: &ManagerProxy<'_>, port: u16) -> String {
-    p.trace("vm1", "52:54:00:00:00:0a", "ingress", "198.51.100.1", "tcp", port, 0, 0)
-        .await
-        .unwrap()
-        .0
+    p.trace(
+        "vm1",
+        "52:54:00:00:00:0a",
+        "ingress",
+        "198.51.100.1",
+        "tcp",
+        port,
+        0,
+        0,
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 #[tokio::test]
@@ -445,25 +466,50 @@ async fn get_and_set_policy_over_dbus() {
     let mut applied = p.receive_policy_applied().await.unwrap();
 
     let (g1, summary) = p.set_policy("vm1", POLICY_WEB, false).await.unwrap();
-    assert!(g1 > g0 && summary.contains("policy applied"), "{g1} {summary}");
+    assert!(
+        g1 > g0 && summary.contains("policy applied"),
+        "{g1} {summary}"
+    );
     let sig = applied.next().await.unwrap();
     assert_eq!(sig.args().unwrap().generation, g1);
-    assert_eq!(calls.lock().unwrap().0.last().unwrap(), "update 42", "maps swapped, links kept");
+    assert_eq!(
+        calls.lock().unwrap().0.last().unwrap(),
+        "update 42",
+        "maps swapped, links kept"
+    );
     assert_eq!(p.get_policy(UUID).await.unwrap(), POLICY_WEB);
-    assert_eq!((trace_tcp(&p, 80).await, trace_tcp(&p, 22).await), ("allow".into(), "deny".into()));
-    let recorded = std::fs::read_to_string(run.path().join(format!("domains/{UUID}.json"))).unwrap();
-    assert!(recorded.contains("ports='80'"), "the record holds the new policy");
+    assert_eq!(
+        (trace_tcp(&p, 80).await, trace_tcp(&p, 22).await),
+        ("allow".into(), "deny".into())
+    );
+    let recorded =
+        std::fs::read_to_string(run.path().join(format!("domains/{UUID}.json"))).unwrap();
+    assert!(
+        recorded.contains("ports='80'"),
+        "the record holds the new policy"
+    );
 
     // Invalid: refused with the document's own line, nothing changes.
-    match p.set_policy("vm1", &POLICY_WEB.replace("'80'", "'70000'"), false).await {
-        Err(Error::InvalidPolicy(m)) => assert!(m.starts_with("line 4: <rule> attribute 'ports'"), "{m}"),
+    match p
+        .set_policy("vm1", &POLICY_WEB.replace("'80'", "'70000'"), false)
+        .await
+    {
+        Err(Error::InvalidPolicy(m)) => {
+            assert!(m.starts_with("line 4: <rule> attribute 'ports'"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
-    match p.set_policy("vm1", "<policy xmlns='urn:other'/>", false).await {
+    match p
+        .set_policy("vm1", "<policy xmlns='urn:other'/>", false)
+        .await
+    {
         Err(Error::InvalidPolicy(m)) => assert!(m.contains("urn:hookd:policy:1"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(p.set_policy("nope", POLICY_WEB, false).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        p.set_policy("nope", POLICY_WEB, false).await,
+        Err(Error::NotFound(_))
+    ));
     match p.set_policy("vm1", POLICY_WEB, true).await {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("libvirt_uri"), "{m}"),
         other => panic!("{other:?}"),

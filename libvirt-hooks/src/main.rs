@@ -1,7 +1,8 @@
 //! The libvirt qemu hook, installed as /etc/libvirt/hooks/qemu.d/50-hookd.
 //!
 //! libvirt runs it as `50-hookd DOMAIN OPERATION SUB-OPERATION EXTRA` with the
-//! domain XML on stdin. It forwards all of that to hookd over the system bus
+//! domain XML on stdin. It forwards all of that to hookd (on hookd's own
+//! D-Bus socket, /run/hookd/hook.sock, else on the system bus)
 //! with a bounded wait and never calls libvirt (libvirt would deadlock). Exit
 //! status: non-zero only when a VM carrying hookd policy is being started and
 //! its policy was not applied (see hookd::hook::decide_exit).
@@ -25,13 +26,39 @@ fn timeout() -> Duration {
         .unwrap_or(TIMEOUT)
 }
 
+/// hookd's own socket for hooks; tests point elsewhere with
+/// HOOKD_HOOK_SOCKET (libvirt cleans the environment in production).
+fn socket_path() -> std::path::PathBuf {
+    std::env::var_os("HOOKD_HOOK_SOCKET")
+        .map(Into::into)
+        .unwrap_or_else(|| hookd_dbus::HOOK_SOCKET.into())
+}
+
+/// hookd's peer-to-peer socket when it listens there, else the system bus
+/// (hookd with another run directory, or hookd not running: the call then
+/// reports that).
+async fn connect() -> zbus::Result<zbus::Connection> {
+    match std::os::unix::net::UnixStream::connect(socket_path()) {
+        Ok(stream) => {
+            zbus::connection::Builder::unix_stream(stream)
+                .p2p()
+                .method_timeout(TIMEOUT)
+                .build()
+                .await
+        }
+        Err(_) => {
+            zbus::connection::Builder::system()
+                .method_timeout(TIMEOUT)
+                .build()
+                .await
+        }
+    }
+}
+
 async fn forward(args: &HookArgs, xml: &str) -> Outcome {
     let limit = timeout();
     let call = async {
-        let conn = zbus::connection::Builder::system()
-            .method_timeout(TIMEOUT)
-            .build()
-            .await?;
+        let conn = connect().await?;
         let proxy = hookd_dbus::ManagerProxy::new(&conn).await?;
         proxy
             .hook_event(

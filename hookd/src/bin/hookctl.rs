@@ -447,7 +447,12 @@ async fn run(cli: Cli) -> Result<String, Failure> {
     }
 }
 
-async fn set_policy(domain: &str, policy: &str, persist: bool, as_json: bool) -> Result<String, Failure> {
+async fn set_policy(
+    domain: &str,
+    policy: &str,
+    persist: bool,
+    as_json: bool,
+) -> Result<String, Failure> {
     let (generation, summary) = proxy()
         .await?
         .set_policy(domain, policy, persist)
@@ -466,7 +471,10 @@ async fn edit_policy(domain: &str, persist: bool, as_json: bool) -> Result<Strin
     let p = proxy().await?;
     let current = p.get_policy(domain).await.map_err(call_failed)?;
     let start = if current.is_empty() {
-        format!("<policy xmlns=\"{}\">\n</policy>\n", hookd::policy::NAMESPACE)
+        format!(
+            "<policy xmlns=\"{}\">\n</policy>\n",
+            hookd::policy::NAMESPACE
+        )
     } else {
         format!("{current}\n")
     };
@@ -487,7 +495,10 @@ async fn edit_policy(domain: &str, persist: bool, as_json: bool) -> Result<Strin
         .status()
         .map_err(|e| Failure(EXIT_INVALID, format!("running {editor}: {e}")))?;
     if !status.success() {
-        return Err(Failure(EXIT_INVALID, format!("{editor} failed ({status}); nothing changed")));
+        return Err(Failure(
+            EXIT_INVALID,
+            format!("{editor} failed ({status}); nothing changed"),
+        ));
     }
     let edited = std::fs::read_to_string(file.path()).map_err(io)?;
     if edited.trim() == start.trim() {

@@ -32,11 +32,9 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
     let events = dp.take_events();
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
-    let daemon = Arc::new(Mutex::new(Daemon::new(
-        Box::new(dp),
-        state,
-        cfg.count_unmanaged,
-    )));
+    let daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged);
+    let view = daemon.view();
+    let daemon = Arc::new(Mutex::new(daemon));
 
     // Bound before the bus name is claimed: a bad address fails the start
     // before anybody sees hookd on the bus.
@@ -65,7 +63,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let conn = zbus::connection::Builder::system()
         .serve_at(
             hookd_dbus::MANAGER_PATH,
-            Manager::new(daemon.clone(), readers, libvirt.clone()),
+            Manager::new(daemon.clone(), view.clone(), readers, libvirt.clone()),
         )
         .name(hookd_dbus::BUS_NAME)
         .allow_name_replacements(false)
@@ -80,7 +78,25 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
             e => format!("connecting to the system bus: {e}"),
         })?;
     if let Some(listener) = metrics {
-        tokio::spawn(hookd::metrics::serve(listener, daemon.clone()));
+        tokio::spawn(hookd::metrics::serve(listener, view.clone()));
+    }
+    // The hook's own socket, once the bus name (hookd's single-instance
+    // lock) is ours.
+    let hook_socket = cfg.run_dir.join("hook.sock");
+    {
+        let (signals, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(hookd::service::forward_signals(conn.clone(), queue));
+        let (daemon, view, libvirt) = (daemon.clone(), view.clone(), libvirt.clone());
+        hookd::hook_socket::spawn(&hook_socket, move || {
+            Manager::new(
+                daemon.clone(),
+                view.clone(),
+                Readers::RootOnly,
+                libvirt.clone(),
+            )
+            .with_signals_to(signals.clone())
+        })
+        .map_err(|e| format!("hook socket {}: {e}", hook_socket.display()))?;
     }
     if let Some(lv) = libvirt {
         match lv.watch() {
@@ -96,7 +112,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         }
     }
     if let Some(ring) = events {
-        tokio::spawn(hookd::events::read(ring, daemon, conn.clone()));
+        tokio::spawn(hookd::events::read(ring, view, conn.clone()));
     }
     tracing::info!(version = hookd::VERSION, pin_dir = %cfg.pin_dir.display(), "hookd ready on {}", hookd_dbus::BUS_NAME);
 
@@ -107,6 +123,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         _ = term.recv() => {}
     }
     tracing::info!("stopping; pinned programs keep enforcing until the next hookd adopts them");
+    let _ = std::fs::remove_file(&hook_socket);
     drop(conn);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! A private dbus-daemon for tests and benchmarks, and a data plane that
 //! does nothing, for the tests where the D-Bus side is what is measured.
 
-use hookd::daemon::DataPlane;
+use hookd::daemon::{CounterSource, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
 use hookd::plan::NicMode;
 use hookd::state::NicRecord;
@@ -36,6 +36,12 @@ impl DataPlane for NoPlane {
     fn still_attached(&self, _: &str, _: &NicRecord) -> bool {
         true
     }
+    fn counters(&self) -> std::sync::Arc<dyn CounterSource> {
+        std::sync::Arc::new(NoPlane)
+    }
+}
+
+impl CounterSource for NoPlane {
     fn stats(&self, _: u32) -> Option<NicStats> {
         None
     }
@@ -126,4 +132,3 @@ impl Drop for PrivateBus {
         let _ = self.child.wait();
     }
 }
-
