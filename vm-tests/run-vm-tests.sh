@@ -124,6 +124,9 @@ check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinne
 check "no state file left for vm1" test ! -e "/run/hookd/domains/$UUID1.json"
 check "vm2 untouched" test "$("$HOOKCTL" show vm2 --json | jq -r .nics[0].tap)" = "$TAP2"
 
+# hookd's signals from here on, as a management client sees them.
+"$HOOKCTL" --json monitor > "$SB/monitor.json" 2>&1 &
+sb_record_pid monitor $!
 echo "# security groups: a guest with a deny-by-default ingress"
 cat > "$SB/fw.policy" <<'P'
     <hookd:policy xmlns:hookd="urn:hookd:policy:1">
@@ -239,6 +242,10 @@ check "hookctl policy edit (EDITOR=sed): allow 8080 again" \
     env EDITOR="sed -i s/9000/8080/" "$HOOKCTL" policy edit fw
 check "... host -> guest tcp 8080 connects again" tcp_to 192.0.2.20 8080
 check "... tcp 9000 does not" not_tcp_to 192.0.2.20 9000
+signal_seen() { jq -e -s --arg s "$1" 'any(.[]; .signal == $s)' "$SB/monitor.json" >/dev/null; }
+for sig in DomainAttached PolicyApplied PacketLogged PolicyRefused DomainDetached; do
+    check "hookctl monitor received $sig" signal_seen "$sig"
+done
 
 echo "# bad policy, and hookd down"
 policy "$SB/vm3.policy" 52:54:00:00:00:0c 192.0.2.12/32 '

@@ -18,7 +18,7 @@ mod support;
 
 use futures_util::StreamExt;
 use hookd::daemon::Daemon;
-use hookd::service::{Manager, Readers};
+use hookd::service::Readers;
 use hookd::state::StateDir;
 use hookd_dbus::ManagerProxy;
 use std::sync::Arc;
@@ -186,26 +186,16 @@ fn main() {
     let view = daemon.view();
     let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
     let socket = run.path().join("hook.sock");
-    let _server = server_rt.block_on(async {
-        let bus = zbus::connection::Builder::address(address.as_str())
-            .serve_at(
-                hookd_dbus::MANAGER_PATH,
-                Manager::new(daemon.clone(), view.clone(), Readers::Everyone, None),
-            )
-            .name(hookd_dbus::BUS_NAME)
-            .build()
-            .await
-            .expect("hookd side on the bus");
-        // As hookd does: the hook's own socket beside the bus.
-        let (signals, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(hookd::service::forward_signals(bus.clone(), queue));
-        hookd::hook_socket::spawn(&socket, move || {
-            Manager::new(daemon.clone(), view.clone(), Readers::RootOnly, None)
-                .with_signals_to(signals.clone())
-        })
-        .expect("hook socket");
-        bus
-    });
+    let _server = server_rt
+        .block_on(hookd::service::serve(
+            zbus::connection::Builder::address(address.as_str()),
+            daemon,
+            view,
+            Readers::Everyone,
+            None,
+            &socket,
+        ))
+        .expect("hookd's service on the bus and the hook socket");
 
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

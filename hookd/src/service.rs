@@ -90,6 +90,68 @@ impl Manager {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "{} is already owned on the bus: is another hookd running?",
+        hookd_dbus::BUS_NAME
+    )]
+    NameTaken,
+    #[error("connecting to the bus: {0}")]
+    Bus(zbus::Error),
+    #[error("hook socket {path}: {source}")]
+    HookSocket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Serves the Manager the way hookd does: on the bus `bus` leads to
+/// (`Builder::system()` in production), claiming hookd's name last and with
+/// replacement off either way, so that a second hookd fails instead of
+/// stealing it; then, the name being hookd's single-instance lock, on the
+/// hook socket at `hook_socket`, whose change signals are forwarded to the
+/// bus. Returns the bus connection.
+pub async fn serve(
+    bus: zbus::connection::Builder<'_>,
+    daemon: Arc<Mutex<Daemon>>,
+    view: View,
+    readers: Readers,
+    libvirt: Option<Libvirt>,
+    hook_socket: &std::path::Path,
+) -> Result<Connection, ServeError> {
+    let conn = bus
+        .serve_at(
+            hookd_dbus::MANAGER_PATH,
+            Manager::new(daemon.clone(), view.clone(), readers, libvirt.clone()),
+        )
+        .name(hookd_dbus::BUS_NAME)
+        .allow_name_replacements(false)
+        .replace_existing_names(false)
+        .build()
+        .await
+        .map_err(|e| match e {
+            zbus::Error::NameTaken => ServeError::NameTaken,
+            e => ServeError::Bus(e),
+        })?;
+    let (signals, queue) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(forward_signals(conn.clone(), queue));
+    crate::hook_socket::spawn(hook_socket, move || {
+        Manager::new(
+            daemon.clone(),
+            view.clone(),
+            Readers::RootOnly,
+            libvirt.clone(),
+        )
+        .with_signals_to(signals.clone())
+    })
+    .map_err(|source| ServeError::HookSocket {
+        path: hook_socket.to_owned(),
+        source,
+    })?;
+    Ok(conn)
+}
+
 /// A change worth a signal.
 #[derive(Debug, Clone)]
 pub enum Change {

@@ -1,14 +1,14 @@
 //! Tier 2 (root): who may call what, on a private dbus-daemon that uses the
 //! shipped bus policy (dbus/org.hookd.Hookd1.conf), with callers running as
 //! an unprivileged uid. The data plane is the recording stand-in of
-//! dbus_p2p.rs's kind: access control is what is under test here.
+//! dbus_api.rs's kind: access control is what is under test here.
 
 mod support;
 
 use support::bus::{NoPlane, PrivateBus};
 
 use hookd::daemon::Daemon;
-use hookd::service::{Manager, Readers};
+use hookd::service::Readers;
 use hookd::state::StateDir;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -71,20 +71,16 @@ async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     let run = tempfile::tempdir().unwrap();
     let daemon = Daemon::new(Box::new(NoPlane), StateDir::open(run.path()).unwrap(), true);
     let view = daemon.view();
-    let conn = zbus::connection::Builder::address(address)
-        .serve_at(
-            hookd_dbus::MANAGER_PATH,
-            Manager::new(
-                Arc::new(tokio::sync::Mutex::new(daemon)),
-                view,
-                Readers::Group(read_group()),
-                None,
-            ),
-        )
-        .name(hookd_dbus::BUS_NAME)
-        .build()
-        .await
-        .expect("root owns org.hookd.Hookd1 under the bus policy");
+    let conn = hookd::service::serve(
+        zbus::connection::Builder::address(address),
+        Arc::new(tokio::sync::Mutex::new(daemon)),
+        view,
+        Readers::Group(read_group()),
+        None,
+        &run.path().join("hook.sock"),
+    )
+    .await
+    .expect("root owns org.hookd.Hookd1 under the bus policy");
     (conn, run)
 }
 
@@ -194,6 +190,9 @@ async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
     for (i, o) in out[3..7].iter().enumerate() {
         assert!(refused(o), "call {}: {}", i + 3, text(o));
     }
+    // hookctl reports the bus's refusal as a refusal (1), not as "hookd
+    // unreachable" (3).
+    assert_eq!(out[3].status.code(), Some(1), "{}", text(&out[3]));
     assert!(out[7].status.success(), "root HookEvent: {}", text(&out[7]));
 }
 
@@ -265,7 +264,19 @@ async fn signals_reach_hookctl_monitor() {
     let p = hookd_dbus::ManagerProxy::new(&client).await.unwrap();
     let xml = "<domain><name>vm7</name><uuid>u7</uuid><devices><interface type='ethernet'>\
                <mac address='52:54:00:00:00:07'/><target dev='vnet7'/></interface></devices></domain>";
-    p.hook_event("vm7", "start", "begin", "-", xml)
+    // The first call as the hook makes it, on hookd's hook socket: its
+    // signals reach the bus all the same.
+    let hook_conn = zbus::connection::Builder::unix_stream(
+        std::os::unix::net::UnixStream::connect(_run.path().join("hook.sock")).unwrap(),
+    )
+    .p2p()
+    .build()
+    .await
+    .unwrap();
+    hookd_dbus::ManagerProxy::new(&hook_conn)
+        .await
+        .unwrap()
+        .hook_event("vm7", "start", "begin", "-", xml)
         .await
         .unwrap();
     p.hook_event("vm7", "started", "begin", "-", xml)

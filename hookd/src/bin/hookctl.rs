@@ -73,6 +73,13 @@ async fn proxy() -> Result<ManagerProxy<'static>, Failure> {
 fn call_failed(e: hookd_dbus::Error) -> Failure {
     match e {
         hookd_dbus::Error::NotFound(m) => Failure(EXIT_NOT_FOUND, m),
+        // The bus itself refused the call (its policy): a refusal, not an
+        // unreachable hookd.
+        hookd_dbus::Error::ZBus(zbus::Error::FDO(e))
+            if matches!(*e, zbus::fdo::Error::AccessDenied(_)) =>
+        {
+            Failure(EXIT_INVALID, e.to_string())
+        }
         hookd_dbus::Error::ZBus(e) => Failure(EXIT_UNREACHABLE, e.to_string()),
         e => Failure(EXIT_INVALID, e.to_string()),
     }
@@ -113,6 +120,10 @@ async fn monitor(as_json: bool) -> Result<String, Failure> {
             "PolicyApplied" => body.deserialize::<(String, String, u64)>().map(|(name, uuid, generation)| {
                 let text = format!("policy applied to {name} ({uuid}): generation {generation}");
                 (serde_json::json!({"signal": member, "name": name, "uuid": uuid, "generation": generation}), text)
+            }),
+            "PolicyRefused" => body.deserialize::<(String, String, String)>().map(|(name, uuid, message)| {
+                let text = format!("policy refused for {name} ({uuid}), the previous one stays: {message}");
+                (serde_json::json!({"signal": member, "name": name, "uuid": uuid, "message": message}), text)
             }),
             "PacketLogged" => body.deserialize::<hookd_dbus::LoggedPacket>().map(|p| {
                 let text = format!(

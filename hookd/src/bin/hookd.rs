@@ -7,7 +7,7 @@ use hookd::config::{AttachMode, Config};
 use hookd::daemon::Daemon;
 use hookd::datapath::Datapath;
 use hookd::libvirt::Libvirt;
-use hookd::service::{Manager, Readers};
+use hookd::service::Readers;
 use hookd::state::StateDir;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,45 +58,19 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     };
     let libvirt = (!cfg.libvirt_uri.is_empty()).then(|| Libvirt::new(&cfg.libvirt_uri));
 
-    // The name is claimed last, once the object is served; no replacement
-    // either way, so a second hookd fails instead of stealing the name.
-    let conn = zbus::connection::Builder::system()
-        .serve_at(
-            hookd_dbus::MANAGER_PATH,
-            Manager::new(daemon.clone(), view.clone(), readers, libvirt.clone()),
-        )
-        .name(hookd_dbus::BUS_NAME)
-        .allow_name_replacements(false)
-        .replace_existing_names(false)
-        .build()
-        .await
-        .map_err(|e| match e {
-            zbus::Error::NameTaken => format!(
-                "{} is already owned on the system bus: is another hookd running?",
-                hookd_dbus::BUS_NAME
-            ),
-            e => format!("connecting to the system bus: {e}"),
-        })?;
+    let hook_socket = cfg.run_dir.join("hook.sock");
+    let conn = hookd::service::serve(
+        zbus::connection::Builder::system(),
+        daemon.clone(),
+        view.clone(),
+        readers,
+        libvirt.clone(),
+        &hook_socket,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if let Some(listener) = metrics {
         tokio::spawn(hookd::metrics::serve(listener, view.clone()));
-    }
-    // The hook's own socket, once the bus name (hookd's single-instance
-    // lock) is ours.
-    let hook_socket = cfg.run_dir.join("hook.sock");
-    {
-        let (signals, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(hookd::service::forward_signals(conn.clone(), queue));
-        let (daemon, view, libvirt) = (daemon.clone(), view.clone(), libvirt.clone());
-        hookd::hook_socket::spawn(&hook_socket, move || {
-            Manager::new(
-                daemon.clone(),
-                view.clone(),
-                Readers::RootOnly,
-                libvirt.clone(),
-            )
-            .with_signals_to(signals.clone())
-        })
-        .map_err(|e| format!("hook socket {}: {e}", hook_socket.display()))?;
     }
     if let Some(lv) = libvirt {
         match lv.watch() {

@@ -1,17 +1,21 @@
-//! Tier 1: org.hookd.Hookd1.Manager over a peer-to-peer D-Bus connection,
-//! no root and no bus daemon needed. The data plane here is a recording
+//! org.hookd.Hookd1.Manager on a private dbus-daemon (whose policy lets
+//! anybody call anything: access control is dbus_access.rs's subject), and
+//! on hookd's peer-to-peer hook socket. The data plane here is a recording
 //! stand-in (the real one is exercised in privileged.rs and vm-tests/): it
 //! lets these tests check what the service asks of the kernel side.
+
+mod support;
+
+use support::bus::PrivateBus;
 
 use hookd::daemon::{CounterSource, Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
 use hookd::libvirt::Libvirt;
 use hookd::plan::NicMode;
-use hookd::service::{Manager, Readers};
+use hookd::service::Readers;
 use hookd::state::{NicRecord, StateDir};
 use hookd_bpf::layout::NicStats;
 use hookd_dbus::{Error, ManagerProxy};
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex as StdMutex};
 
 #[derive(Default)]
@@ -98,11 +102,18 @@ fn xml(policy: &str, tap: &str) -> String {
 
 const POLICY: &str = "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface mac='52:54:00:00:00:0a'>\n<hookd:address prefix='192.0.2.10/32'/>\n<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='22'/></hookd:ingress>\n</hookd:interface>\n</hookd:policy>";
 
+/// hookd's service on a private bus and on a hook socket, alive while held.
+struct Served {
+    _bus: PrivateBus,
+    _server: zbus::Connection,
+    socket: std::path::PathBuf,
+}
+
 async fn setup() -> (
     ManagerProxy<'static>,
     Arc<StdMutex<Calls>>,
     tempfile::TempDir,
-    zbus::Connection,
+    Served,
 ) {
     setup_with(None).await
 }
@@ -113,7 +124,7 @@ async fn setup_with(
     ManagerProxy<'static>,
     Arc<StdMutex<Calls>>,
     tempfile::TempDir,
-    zbus::Connection,
+    Served,
 ) {
     let calls = Arc::new(StdMutex::new(Calls::default()));
     let run = tempfile::tempdir().unwrap();
@@ -124,20 +135,33 @@ async fn setup_with(
     );
     let view = daemon.view();
     let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
-    let (a, b) = UnixStream::pair().unwrap();
-    let guid = zbus::Guid::generate();
-    let server = zbus::connection::Builder::unix_stream(a)
-        .server(guid)
-        .p2p()
-        .serve_at(
-            hookd_dbus::MANAGER_PATH,
-            Manager::new(daemon, view, Readers::Everyone, libvirt),
-        )
-        .build();
-    let client = zbus::connection::Builder::unix_stream(b).p2p().build();
-    let (server, client) = tokio::try_join!(server, client).unwrap();
+    let bus = PrivateBus::start(false);
+    let socket = run.path().join("hook.sock");
+    let server = hookd::service::serve(
+        zbus::connection::Builder::address(bus.address.as_str()),
+        daemon,
+        view,
+        Readers::Everyone,
+        libvirt,
+        &socket,
+    )
+    .await
+    .unwrap();
+    let client = zbus::connection::Builder::address(bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
     let proxy = ManagerProxy::new(&client).await.unwrap();
-    (proxy, calls, run, server)
+    (
+        proxy,
+        calls,
+        run,
+        Served {
+            _bus: bus,
+            _server: server,
+            socket,
+        },
+    )
 }
 
 async fn hook(p: &ManagerProxy<'_>, op: &str, xml: &str) -> Result<String, Error> {
@@ -539,4 +563,35 @@ async fn a_policy_libvirt_refuses_is_rolled_back() {
     }
     assert_eq!(p.get_policy("vm1").await.unwrap(), POLICY);
     assert_eq!(trace_tcp(&p, 22).await, "allow");
+}
+
+/// The hook's own socket: hook calls are served there (root only), their
+/// signals still go out on the bus, and what they change is what the bus
+/// side sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_calls_on_the_hook_socket() {
+    use futures_util::StreamExt;
+    let (p, calls, _run, s) = setup().await;
+    let mut attached = p.receive_domain_attached().await.unwrap();
+    let stream = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+    let mode = std::fs::metadata(&s.socket).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let hook_conn = zbus::connection::Builder::unix_stream(stream)
+        .p2p()
+        .build()
+        .await
+        .unwrap();
+    let hook_side = ManagerProxy::new(&hook_conn).await.unwrap();
+    let summary = hook_side
+        .hook_event("vm1", "start", "begin", "-", &xml(POLICY, "vnet0"))
+        .await
+        .unwrap();
+    assert!(summary.contains("policy applied"), "{summary}");
+    let sig = attached.next().await.unwrap();
+    assert_eq!(sig.args().unwrap().name, "vm1", "signalled on the bus");
+    assert_eq!(p.list_domains().await.unwrap()[0].name, "vm1");
+    assert_eq!(calls.lock().unwrap().0.len(), 1);
 }
