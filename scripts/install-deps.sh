@@ -7,5 +7,5 @@ apt-get install -y -q --no-install-recommends \
   clang-19 llvm-19 libbpf-dev bpftool \
   dbus iproute2 kmod cpio busybox-static \
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 \
-  jq ca-certificates rpm lintian binutils gcc libc6-dev >/dev/null
+  jq systemd libglib2.0-bin ca-certificates rpm lintian binutils gcc libc6-dev >/dev/null
 echo "install-deps: packages installed"

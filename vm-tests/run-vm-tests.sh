@@ -242,6 +242,17 @@ check "hookctl policy edit (EDITOR=sed): allow 8080 again" \
     env EDITOR="sed -i s/9000/8080/" "$HOOKCTL" policy edit fw
 check "... host -> guest tcp 8080 connects again" tcp_to 192.0.2.20 8080
 check "... tcp 9000 does not" not_tcp_to 192.0.2.20 9000
+echo "# the busctl and gdbus calls of docs/management.md"
+BUSCTL=(busctl --system call org.hookd.Hookd1 /org/hookd/Hookd1 org.hookd.Hookd1.Manager)
+check "busctl ListDomains lists fw" grep -q '"fw"' <("${BUSCTL[@]}" ListDomains)
+check "busctl GetPolicy prints fw's policy" grep -q 'ports=\\"8080\\"' <("${BUSCTL[@]}" GetPolicy s fw)
+check "busctl Trace: tcp 8080 from the host is allowed by a rule" \
+    grep -q '^sus "allow" [1-9]' <("${BUSCTL[@]}" Trace sssssqyy fw 52:54:00:00:00:2a ingress 192.0.2.1 tcp 8080 0 0)
+check "busctl SetPolicy (persist=false) then GetPolicy round-trips" sh -c '
+    p=$(busctl --system --json=short call org.hookd.Hookd1 /org/hookd/Hookd1 org.hookd.Hookd1.Manager GetPolicy s fw | jq -r ".data[0]")
+    busctl --system call org.hookd.Hookd1 /org/hookd/Hookd1 org.hookd.Hookd1.Manager SetPolicy ssb fw "$p" false | grep -q "^ts [0-9]"'
+check "busctl Version property" grep -q '^s "' <(busctl --system get-property org.hookd.Hookd1 /org/hookd/Hookd1 org.hookd.Hookd1.Manager Version)
+check "gdbus Health" grep -q "('ok'," <(gdbus call --system --dest org.hookd.Hookd1 --object-path /org/hookd/Hookd1 --method org.hookd.Hookd1.Manager.Health)
 signal_seen() { jq -e -s --arg s "$1" 'any(.[]; .signal == $s)' "$SB/monitor.json" >/dev/null; }
 for sig in DomainAttached PolicyApplied PacketLogged PolicyRefused DomainDetached; do
     check "hookctl monitor received $sig" signal_seen "$sig"

@@ -63,9 +63,27 @@ fn explain_reports_the_error_line_and_fails() {
 
 #[test]
 fn daemon_commands_say_hookd_is_unreachable() {
-    for args in [&["domains"][..], &["show", "vm1"]] {
+    for args in [
+        &["domains"][..],
+        &["show", "vm1"],
+        &["policy", "get", "vm1"],
+        &["policy", "set", "vm1", "-"],
+        &["policy", "edit", "vm1"],
+    ] {
         let (code, _, err) = hookctl(args, None);
         assert_eq!(code, 3, "{args:?}: {err}");
         assert!(err.contains("cannot reach hookd"), "{err}");
     }
+}
+
+#[test]
+fn policy_subcommands_are_documented_in_help() {
+    let (code, out, _) = hookctl(&["policy", "--help"], None);
+    assert_eq!(code, 0);
+    for sub in ["validate", "get", "set", "remove", "edit"] {
+        assert!(out.contains(sub), "{sub} missing from:\n{out}");
+    }
+    let (code, out, _) = hookctl(&["policy", "set", "--help"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("--no-persist"), "{out}");
 }
