@@ -1,0 +1,519 @@
+//! hookd against no filter, iptables and nftables on the same VM traffic, in
+//! one run. A generator plays a VM behind a tap (frames written through the
+//! tap's file descriptor, in namespace "hv"); the hypervisor routes them to a
+//! veth whose other end (namespace "sink") counts what arrives. Variants,
+//! interleaved over rounds: no filter; iptables (legacy x_tables) with N
+//! linear rules, without and with a conntrack fast path; nftables with N
+//! rules as a linear chain and as one set; hookd's tcx programs with the
+//! same N rules as the VM's egress policy (attached by hookd's own daemon
+//! code). N = 10, 100, 1,000, 10,000 (random /32 and /28 prefixes of
+//! 203.0.113.0/24 and random ports, from one seed); two traffic mixes:
+//! "last" (only the last rule matches) and "spread" (each packet matches one
+//! of the rules, all rules in turn).
+//!
+//! Every variant allows the same packets and drops the rest. A tap write
+//! runs the whole receive path (filter included) in the writer's thread, so
+//! the generator is filter-bound: delivered packets per second and the
+//! writer's CPU time per delivered packet both show the filter's cost.
+//!
+//! Needs root, iptables-legacy and nft: `sudo bash scripts/bench.sh` (which
+//! installs them and writes the report). Writes `datapath.md` and
+//! `datapath.svg` into the directory given as the first argument.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use hookd::config::AttachMode;
+use hookd::daemon::Daemon;
+use hookd::datapath::Datapath;
+use hookd::hook::HookArgs;
+use hookd::state::StateDir;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::*;
+
+const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
+const ROUNDS: usize = 3;
+const RUN: Duration = Duration::from_millis(1500);
+const MAX_FRAMES: usize = 4096;
+const VM_MAC: &str = "52:54:00:00:00:0a";
+const VM_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const SINK_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const SINK_PORT: u16 = 9;
+const VARIANTS: [&str; 6] = [
+    "none",
+    "iptables",
+    "iptables+ct",
+    "nft-chain",
+    "nft-set",
+    "hookd",
+];
+
+#[derive(Clone, Copy)]
+struct Rule {
+    net: Ipv4Addr,
+    len: u8,
+    port: u16,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// N rules: N-1 random ones inside 203.0.113.0/24, then the sink's port.
+fn rules(n: usize) -> Vec<Rule> {
+    let mut rng = Rng(0x5eed_0000 + n as u64);
+    // Distinct ports: no two rules overlap (an nft interval set refuses
+    // overlapping elements).
+    let mut v: Vec<Rule> = (0..n - 1)
+        .map(|i| {
+            let len = if rng.below(4) == 0 { 28 } else { 32 };
+            let host = rng.below(256) as u8 & if len == 28 { 0xf0 } else { 0xff };
+            Rule {
+                net: Ipv4Addr::new(203, 0, 113, host),
+                len,
+                port: 1024 + (i * 6) as u16 + rng.below(6) as u16,
+            }
+        })
+        .collect();
+    v.push(Rule {
+        net: SINK_IP,
+        len: 32,
+        port: SINK_PORT,
+    });
+    v
+}
+
+/// 60-byte frames (64 on the wire) from the VM: to the sink's port only
+/// ("last"), or to each rule's address and port in turn ("spread").
+fn frames(rules: &[Rule], spread: bool, tap_mac: [u8; 6]) -> Vec<Vec<u8>> {
+    let targets: Vec<(Ipv4Addr, u16)> = if spread {
+        let step = rules.len().div_ceil(MAX_FRAMES).max(1);
+        rules
+            .iter()
+            .step_by(step)
+            .map(|r| (r.net, r.port))
+            .collect()
+    } else {
+        vec![(SINK_IP, SINK_PORT)]
+    };
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, (dst, port))| {
+            let l4 = udp(10_000 + (i % 50_000) as u16, *port, &[0u8; 18]);
+            eth(tap_mac, mac(VM_MAC), 0x0800, &ipv4(VM_IP, *dst, 17, &l4))
+        })
+        .collect()
+}
+
+fn iptables_rules(rules: &[Rule], conntrack: bool) -> String {
+    let mut s =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    if conntrack {
+        s += "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n";
+    }
+    for r in rules {
+        let _ = writeln!(
+            s,
+            "-A FORWARD -i vmtap -d {}/{} -p udp --dport {} -j ACCEPT",
+            r.net, r.len, r.port
+        );
+    }
+    s + "-A FORWARD -i vmtap -j DROP\nCOMMIT\n"
+}
+
+/// nft scripts for the variant, in chunks: one huge netlink batch overflows
+/// nft's socket buffer ("No buffer space available").
+fn nft_scripts(rules: &[Rule], set: bool) -> Vec<String> {
+    const CHUNK: usize = 500;
+    let mut scripts = vec![String::from(
+        "table ip hookdbench {\n chain vm_forward {\n  type filter hook forward priority 0; policy accept;\n }\n \
+         set allow {\n  type ipv4_addr . inet_service; flags interval;\n }\n}\n",
+    )];
+    for chunk in rules.chunks(CHUNK) {
+        let mut s = String::new();
+        if set {
+            s += "add element ip hookdbench allow {\n";
+            for r in chunk {
+                let _ = writeln!(s, "  {}/{} . {},", r.net, r.len, r.port);
+            }
+            s += "}\n";
+        } else {
+            for r in chunk {
+                let _ = writeln!(
+                    s,
+                    "add rule ip hookdbench vm_forward iifname \"vmtap\" ip daddr {}/{} udp dport {} accept",
+                    r.net, r.len, r.port
+                );
+            }
+        }
+        scripts.push(s);
+    }
+    let mut last = String::new();
+    if set {
+        last += "add rule ip hookdbench vm_forward iifname \"vmtap\" ip daddr . udp dport @allow accept\n";
+    }
+    last += "add rule ip hookdbench vm_forward iifname \"vmtap\" drop\n";
+    scripts.push(last);
+    scripts
+}
+
+fn hookd_xml(rules: &[Rule], phase_tap: &str) -> String {
+    let mut r = String::new();
+    for x in rules {
+        let _ = write!(
+            r,
+            "<hookd:rule action='allow' protocol='udp' ports='{}' remote='{}/{}'/>",
+            x.port, x.net, x.len
+        );
+    }
+    format!(
+        "<domain><name>bench</name><uuid>00000000-0000-4000-8000-00000000be0c</uuid>\
+         <metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+         <hookd:interface mac='{VM_MAC}'><hookd:address prefix='{VM_IP}/32'/>\
+         <hookd:egress default='deny'>{r}</hookd:egress></hookd:interface></hookd:policy></metadata>\
+         <devices><interface type='ethernet'><mac address='{VM_MAC}'/><target dev='{phase_tap}'/>\
+         </interface></devices></domain>"
+    )
+}
+
+fn hook(op: &str) -> HookArgs {
+    HookArgs {
+        domain: "bench".into(),
+        operation: op.into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    }
+}
+
+fn run_with_stdin(cmd: &str, input: &str) {
+    use std::io::Write;
+    let mut c = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect(cmd);
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writing rules");
+    assert!(c.wait().expect(cmd).success(), "{cmd} failed");
+}
+
+fn json(cmd: &str) -> serde_json::Value {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect(cmd);
+    serde_json::from_slice(&out.stdout).expect(cmd)
+}
+
+fn sink_rx() -> u64 {
+    json("ip -n hookd-bench-sink -j -s link show veth-s")[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Writes the frames in turn for RUN; (delivered per second, CPU ns per
+/// delivered packet).
+fn measure(tap: &mut Tap, frames: &[Vec<u8>]) -> (f64, f64) {
+    let rx0 = sink_rx();
+    let cpu0 = thread_cpu();
+    let t = Instant::now();
+    let mut i = 0;
+    while t.elapsed() < RUN {
+        for _ in 0..256 {
+            tap.send(&frames[i % frames.len()]);
+            i += 1;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = (thread_cpu() - cpu0).as_nanos() as f64;
+    // Let the last packets land before counting.
+    std::thread::sleep(Duration::from_millis(100));
+    let delivered = (sink_rx() - rx0).max(1) as f64;
+    (delivered / secs, cpu / delivered)
+}
+
+struct Filters {
+    dp_pins: Bpffs,
+    daemon: Option<Daemon>,
+}
+
+impl Filters {
+    fn clear(&mut self) {
+        sh("iptables-legacy -F FORWARD");
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", "hookdbench"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Some(d) = self.daemon.as_mut() {
+            d.hook_event(&hook("stopped"), &hookd_xml(&[], "vmtap"))
+                .expect("detaching hookd");
+        }
+    }
+
+    fn install(&mut self, variant: &str, rules: &[Rule]) {
+        self.clear();
+        match variant {
+            "none" => {}
+            "iptables" => run_with_stdin("iptables-legacy-restore", &iptables_rules(rules, false)),
+            "iptables+ct" => {
+                run_with_stdin("iptables-legacy-restore", &iptables_rules(rules, true))
+            }
+            "nft-chain" | "nft-set" => {
+                for script in nft_scripts(rules, variant == "nft-set") {
+                    run_with_stdin("nft -f -", &script);
+                }
+            }
+            "hookd" => {
+                let d = self.daemon.get_or_insert_with(|| {
+                    let dp = Datapath::open(&self.dp_pins.pin_dir(), AttachMode::Auto)
+                        .expect("loading hookd's programs");
+                    let run =
+                        std::env::temp_dir().join(format!("hookd-bench-{}", std::process::id()));
+                    Daemon::new(Box::new(dp), StateDir::open(&run).expect("state"), true)
+                });
+                d.hook_event(&hook("start"), &hookd_xml(rules, "vmtap"))
+                    .expect("hookd attaches");
+            }
+            other => panic!("unknown variant {other}"),
+        }
+    }
+}
+
+fn median_spread(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let m = v[v.len() / 2];
+    (m, (v[v.len() - 1] - v[0]) / m.max(1e-9))
+}
+
+fn main() {
+    require_root();
+    // cargo bench passes "--bench" before the arguments given after "--".
+    let out_dir = PathBuf::from(
+        std::env::args()
+            .skip(1)
+            .find(|a| !a.starts_with("--"))
+            .unwrap_or_else(|| "bench-results".into()),
+    );
+    std::fs::create_dir_all(&out_dir).expect("results directory");
+    for (ns, _) in [("hookd-bench-hv", 0), ("hookd-bench-sink", 0)] {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(std::process::Stdio::null())
+            .status();
+        sh(&format!("ip netns add {ns}"));
+    }
+    let _cleanup = Cleanup;
+    sh("ip -n hookd-bench-hv link add veth-h type veth peer name veth-s netns hookd-bench-sink");
+    sh(
+        "ip -n hookd-bench-hv addr add 198.51.100.1/24 dev veth-h && ip -n hookd-bench-hv link set veth-h up && ip -n hookd-bench-hv link set lo up",
+    );
+    sh(
+        "ip -n hookd-bench-sink addr add 198.51.100.2/24 dev veth-s && ip -n hookd-bench-sink link set veth-s up && ip -n hookd-bench-sink link set lo up",
+    );
+    // The sink takes the rules' addresses too (mix "spread").
+    sh("ip -n hookd-bench-sink route add local 203.0.113.0/24 dev lo");
+    sh("ip -n hookd-bench-hv route add 203.0.113.0/24 via 198.51.100.2");
+    sh(
+        "ip netns exec hookd-bench-hv sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
+    );
+    // From here on this process lives in "hv": the tap, iptables, nft and
+    // hookd all act there.
+    Netns::enter("hookd-bench-hv");
+    let mut tap = Tap::create("vmtap");
+    sh(
+        "ip addr add 192.0.2.1/24 dev vmtap && ip link set vmtap up && sysctl -qw net.ipv4.conf.vmtap.rp_filter=0",
+    );
+    let sink_mac = json("ip -n hookd-bench-sink -j link show veth-s")[0]["address"]
+        .as_str()
+        .expect("sink MAC")
+        .to_string();
+    sh(&format!(
+        "ip neigh replace {SINK_IP} lladdr {sink_mac} dev veth-h"
+    ));
+    let tap_mac = mac(json("ip -j link show vmtap")[0]["address"]
+        .as_str()
+        .expect("tap MAC"));
+    let mut filters = Filters {
+        dp_pins: Bpffs::new(),
+        daemon: None,
+    };
+
+    // results[mix][size][variant] = (pps samples, cpu samples)
+    let mut results = vec![vec![vec![(Vec::new(), Vec::new()); VARIANTS.len()]; SIZES.len()]; 2];
+    for round in 0..ROUNDS {
+        for (si, &n) in SIZES.iter().enumerate() {
+            let rs = rules(n);
+            for (vi, v) in VARIANTS.iter().enumerate() {
+                filters.install(v, &rs);
+                for (mi, spread) in [false, true].into_iter().enumerate() {
+                    let (pps, cpu) = measure(&mut tap, &frames(&rs, spread, tap_mac));
+                    results[mi][si][vi].0.push(pps);
+                    results[mi][si][vi].1.push(cpu);
+                }
+            }
+            eprintln!("round {}/{ROUNDS}: N = {n} done", round + 1);
+        }
+    }
+    filters.clear();
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("hookd-bench-{}", std::process::id())),
+    );
+    let report = render(&mut results);
+    std::fs::write(out_dir.join("datapath.md"), &report.0).expect("writing the report");
+    std::fs::write(out_dir.join("datapath.svg"), &report.1).expect("writing the plot");
+    print!("{}", report.0);
+}
+
+struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for ns in ["hookd-bench-hv", "hookd-bench-sink"] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+type Samples = Vec<Vec<Vec<(Vec<f64>, Vec<f64>)>>>;
+
+/// The markdown tables, the goals checked, and an SVG plot of delivered
+/// rate against N (ratio to no filter, mix "last").
+fn render(results: &mut Samples) -> (String, String) {
+    let mut md = String::new();
+    let mut med = vec![vec![vec![(0.0, 0.0, 0.0); VARIANTS.len()]; SIZES.len()]; 2];
+    for (mi, mix) in ["last", "spread"].iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "\n### Mix \"{mix}\": {}\n",
+            if mi == 0 {
+                "only the last rule matches"
+            } else {
+                "each packet matches one of the rules, all in turn"
+            }
+        );
+        let _ = writeln!(
+            md,
+            "| N | variant | delivered pps (median) | spread | x no filter | CPU ns / packet | x no filter |\n|---|---|---|---|---|---|---|"
+        );
+        for (si, n) in SIZES.iter().enumerate() {
+            let (none_pps, _) = median_spread(&mut results[mi][si][0].0);
+            let (none_cpu, _) = median_spread(&mut results[mi][si][0].1);
+            for (vi, v) in VARIANTS.iter().enumerate() {
+                let (pps, spread) = median_spread(&mut results[mi][si][vi].0);
+                let (cpu, _) = median_spread(&mut results[mi][si][vi].1);
+                med[mi][si][vi] = (pps, pps / none_pps, cpu);
+                let _ = writeln!(
+                    md,
+                    "| {n} | {v} | {pps:.0} | {:.0}% | {:.2} | {cpu:.0} | {:.2} |",
+                    spread * 100.0,
+                    pps / none_pps,
+                    cpu / none_cpu
+                );
+            }
+        }
+    }
+    let big = SIZES.len() - 1;
+    let idx = |name: &str| VARIANTS.iter().position(|v| *v == name).unwrap_or(0);
+    let _ = writeln!(md, "\n### Goals at N = {}\n", SIZES[big]);
+    for (mi, mix) in ["last", "spread"].iter().enumerate() {
+        let m = &med[mi][big];
+        let h = m[idx("hookd")].0;
+        for (what, target, got) in [
+            ("hookd / no filter", 0.9, h / m[idx("none")].0),
+            ("hookd / iptables linear", 10.0, h / m[idx("iptables")].0),
+            ("hookd / nftables set", 1.0, h / m[idx("nft-set")].0),
+        ] {
+            let verdict = if got >= target {
+                "pass".to_string()
+            } else {
+                format!("short by {:.0}%", (1.0 - got / target) * 100.0)
+            };
+            let _ = writeln!(
+                md,
+                "- mix \"{mix}\": {what} = {got:.2}x (goal at least {target}x): **{verdict}**"
+            );
+        }
+    }
+    (md, svg(&med))
+}
+
+fn svg(med: &[Vec<Vec<(f64, f64, f64)>>]) -> String {
+    let (w, h, left, top, pw, ph) = (720.0, 420.0, 70.0, 40.0, 480.0, 320.0);
+    let colors = [
+        "#444", "#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#1f77b4",
+    ];
+    let ymax = med[0]
+        .iter()
+        .flat_map(|row| row.iter().map(|c| c.1))
+        .fold(1.0f64, f64::max)
+        .ceil();
+    let x = |si: usize| left + pw * si as f64 / (SIZES.len() - 1) as f64;
+    let y = |r: f64| top + ph * (1.0 - r / ymax);
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n\
+         <rect width='100%' height='100%' fill='white'/>\n\
+         <text x='{left}' y='20' font-size='14'>Delivered 64-byte UDP packets/s, ratio to no filter (mix \"last\")</text>\n\
+         <line x1='{left}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n<line x1='{left}' y1='{top}' x2='{left}' y2='{}' stroke='black'/>\n",
+        top + ph,
+        left + pw,
+        top + ph,
+        top + ph
+    );
+    for (si, n) in SIZES.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text x='{}' y='{}' text-anchor='middle'>N = {n}</text>",
+            x(si),
+            top + ph + 18.0
+        );
+    }
+    for k in 0..=4 {
+        let r = ymax * k as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<text x='{}' y='{}' text-anchor='end'>{r:.2}</text><line x1='{left}' y1='{}' x2='{}' y2='{}' stroke='#ddd'/>",
+            left - 6.0,
+            y(r) + 4.0,
+            y(r),
+            left + pw,
+            y(r)
+        );
+    }
+    for (vi, v) in VARIANTS.iter().enumerate() {
+        let pts: Vec<String> = (0..SIZES.len())
+            .map(|si| format!("{:.1},{:.1}", x(si), y(med[0][si][vi].1)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{}'>{v}</text>",
+            colors[vi],
+            pts.join(" "),
+            left + pw + 12.0,
+            top + 16.0 * vi as f64 + 10.0,
+            colors[vi]
+        );
+    }
+    s + "</svg>\n"
+}
