@@ -397,12 +397,14 @@ impl Drop for Cleanup {
 }
 
 type Samples = Vec<Vec<Vec<(Vec<f64>, Vec<f64>)>>>;
+/// Per mix, size and variant: (delivered pps, ratio to no filter, CPU ns).
+type Medians = Vec<Vec<Vec<(f64, f64, f64)>>>;
 
 /// The markdown tables, the goals checked, and an SVG plot of delivered
 /// rate against N (ratio to no filter, mix "last").
 fn render(results: &mut Samples) -> (String, String) {
     let mut md = String::new();
-    let mut med = vec![vec![vec![(0.0, 0.0, 0.0); VARIANTS.len()]; SIZES.len()]; 2];
+    let mut med: Medians = vec![vec![vec![(0.0, 0.0, 0.0); VARIANTS.len()]; SIZES.len()]; 2];
     for (mi, mix) in ["last", "spread"].iter().enumerate() {
         let _ = writeln!(
             md,
@@ -459,7 +461,7 @@ fn render(results: &mut Samples) -> (String, String) {
     (md, svg(&med))
 }
 
-fn svg(med: &[Vec<Vec<(f64, f64, f64)>>]) -> String {
+fn svg(med: &Medians) -> String {
     let (w, h, left, top, pw, ph) = (720.0, 420.0, 70.0, 40.0, 480.0, 320.0);
     let colors = [
         "#444", "#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#1f77b4",
