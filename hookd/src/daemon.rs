@@ -178,24 +178,27 @@ pub enum DaemonError {
     State(#[from] StateError),
 }
 
+/// The domain records as published to readers.
+pub type Records = Arc<Vec<Arc<DomainRecord>>>;
+
 /// What readers see without taking the daemon's lock: the domain records as
 /// of the last change, the data plane's counters and the logged packets.
 /// Management calls read here, so they never delay a hook call.
 #[derive(Clone)]
 pub struct View {
-    records: watch::Receiver<Arc<Vec<DomainRecord>>>,
+    records: watch::Receiver<Records>,
     counters: Arc<dyn CounterSource>,
     events: Arc<Mutex<crate::events::EventLog>>,
 }
 
 impl View {
     /// The records as of the last change.
-    pub fn records(&self) -> Arc<Vec<DomainRecord>> {
+    pub fn records(&self) -> Records {
         self.records.borrow().clone()
     }
 
     /// A domain by UUID or name.
-    pub fn find(&self, key: &str) -> Option<DomainRecord> {
+    pub fn find(&self, key: &str) -> Option<Arc<DomainRecord>> {
         self.records
             .borrow()
             .iter()
@@ -219,7 +222,7 @@ impl View {
             .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
         let text = crate::metadata::policy_text(&rec.xml)
             .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
-        Ok((rec.uuid, text))
+        Ok((rec.uuid.clone(), text))
     }
 
     /// ("ok" or "degraded", a one-line explanation).
@@ -241,7 +244,7 @@ impl View {
     pub fn recent_events(&self, domain: &str) -> Vec<hookd_dbus::LoggedPacket> {
         let name = self
             .find(domain)
-            .map(|r| r.name)
+            .map(|r| r.name.clone())
             .unwrap_or(domain.to_string());
         self.events
             .lock()
@@ -298,10 +301,12 @@ impl View {
 
 pub struct Daemon {
     view: View,
-    publish: watch::Sender<Arc<Vec<DomainRecord>>>,
+    publish: watch::Sender<Records>,
     dp: Box<dyn DataPlane>,
     state: StateDir,
-    records: Vec<DomainRecord>,
+    /// Shared with readers through `publish`: a change copies pointers,
+    /// not records.
+    records: Vec<Arc<DomainRecord>>,
     count_unmanaged: bool,
     generation: u64,
 }
@@ -358,7 +363,7 @@ impl Daemon {
                 if !gone.is_empty() {
                     let _ = d.state.save(&rec);
                 }
-                d.records.push(rec);
+                d.records.push(Arc::new(rec));
             }
         }
         d.publish();
@@ -447,12 +452,15 @@ impl Daemon {
         })
     }
 
-    pub fn records(&self) -> &[DomainRecord] {
+    pub fn records(&self) -> &[Arc<DomainRecord>] {
         &self.records
     }
 
     pub fn find(&self, key: &str) -> Option<&DomainRecord> {
-        self.records.iter().find(|r| r.uuid == key || r.name == key)
+        self.records
+            .iter()
+            .find(|r| r.uuid == key || r.name == key)
+            .map(|r| &**r)
     }
 
     /// Replaces a running domain's policy with `policy` (a standalone
@@ -652,7 +660,7 @@ impl Daemon {
             tracing::warn!(domain = %dom.name, "{w}");
         }
         tracing::info!(domain = %dom.name, phase, generation, "{summary}");
-        self.records.push(rec);
+        self.records.push(Arc::new(rec));
         self.publish();
         Ok(summary)
     }
@@ -660,7 +668,7 @@ impl Daemon {
     /// Nothing half-applied: undoes what an attach call attached. NICs that
     /// were already attached keep their links, and the domain keeps its
     /// previous record, so a failed re-apply never unprotects it.
-    fn undo_attach(&mut self, uuid: &str, nics: &[NicRecord], previous: Option<DomainRecord>) {
+    fn undo_attach(&mut self, uuid: &str, nics: &[NicRecord], previous: Option<Arc<DomainRecord>>) {
         let was_attached = |n: &NicRecord| {
             previous.as_ref().is_some_and(|p| {
                 p.nics

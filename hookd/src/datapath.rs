@@ -157,6 +157,40 @@ pub struct Datapath {
     mode: AttachMode,
     ncpus: usize,
     counters: Arc<Counters>,
+    owned: Owned,
+}
+
+/// Which firewall and address entries each NIC owns, so that re-applying a
+/// policy or detaching a NIC touches only those, instead of walking maps
+/// that every NIC shares (which made attaching N NICs cost N^2). Rebuilt
+/// from the pinned maps when hookd starts.
+#[derive(Default)]
+struct Owned {
+    classes: std::collections::HashMap<(u32, u8), Vec<Key<FwClassData>>>,
+    rules: std::collections::HashMap<(u32, u8), Vec<Key<FwRuleData>>>,
+    addrs: std::collections::HashMap<u32, Vec<AddrKey>>,
+}
+
+impl Owned {
+    fn scan(
+        classes: &LpmTrie<MapData, FwClassData, u32>,
+        rules: &LpmTrie<MapData, FwRuleData, FwVerdict>,
+        addrs: &LpmTrie<MapData, AddrData, u32>,
+    ) -> Owned {
+        let mut o = Owned::default();
+        for k in classes.keys().filter_map(Result::ok) {
+            let d = k.data();
+            o.classes.entry((d.ifindex, d.half)).or_default().push(k);
+        }
+        for k in rules.keys().filter_map(Result::ok) {
+            let d = k.data();
+            o.rules.entry((d.ifindex, d.half)).or_default().push(k);
+        }
+        for k in addrs.keys().filter_map(Result::ok) {
+            o.addrs.entry(k.data().ifindex).or_default().push(k);
+        }
+        o
+    }
 }
 
 /// Read-only handles of their own on the pinned counter maps, for readers
@@ -300,8 +334,10 @@ impl Datapath {
             source,
         })?;
         let counters = Arc::new(Counters::open(pin_dir)?);
+        let owned = Owned::scan(&fw_classes, &fw_rules, &addrs);
         Ok(Datapath {
             counters,
+            owned,
             ebpf,
             nics,
             addrs,
@@ -366,27 +402,25 @@ impl Datapath {
             .iter()
             .map(|p| layout::addr_key(ifindex, p.addr(), p.prefix_len()))
             .collect();
+        let same =
+            |a: &AddrKey, b: &AddrKey| a.prefix_len() == b.prefix_len() && a.data() == b.data();
+        // Owned while being written: a failure halfway leaves nothing that
+        // a later clear would not find.
+        let old = self.owned.addrs.remove(&ifindex).unwrap_or_default();
+        let mut both = old.clone();
+        both.extend(keys.iter().filter(|k| !old.iter().any(|o| same(o, k))));
+        self.owned.addrs.insert(ifindex, both);
         for (key, p) in keys.iter().zip(prefixes) {
             self.addrs
                 .insert(key, 1, 0)
                 .map_err(map_err(format!("adding {p} for ifindex {ifindex}")))?;
         }
-        let stale: Vec<AddrKey> = self
-            .addrs
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| {
-                k.data().ifindex == ifindex
-                    && !keys
-                        .iter()
-                        .any(|n| n.prefix_len() == k.prefix_len() && n.data() == k.data())
-            })
-            .collect();
-        for k in stale {
+        for k in old.iter().filter(|o| !keys.iter().any(|n| same(n, o))) {
             self.addrs
-                .remove(&k)
+                .remove(k)
                 .map_err(map_err("removing a stale prefix"))?;
         }
+        self.owned.addrs.insert(ifindex, keys.clone());
         let zero = PerCpuValues::try_from(vec![NicStats::default(); self.ncpus])
             .map_err(io_err("per-CPU stats"))?;
         if self.stats.get(&ifindex, 0).is_err() {
@@ -403,7 +437,12 @@ impl Datapath {
         let old = self.nics.get(&ifindex, 0).ok();
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
         self.clear_fw(ifindex, Some(half))?;
-        self.clear_hits(ifindex, Some(half));
+        // Hit counters are made by the programs, so finding a NIC's means
+        // walking the whole hit map: done only where stale ones can be, in
+        // the idle half of a NIC configured before (detach clears them all).
+        if old.is_some() {
+            self.clear_hits(ifindex, Some(half));
+        }
         if let Err(e) = self.write_fw(ifindex, half, fw) {
             let _ = self.clear_fw(ifindex, Some(half));
             return Err(e);
@@ -426,8 +465,9 @@ impl Datapath {
             .insert(ifindex, cfg, 0)
             .map_err(map_err("writing NIC config"))?;
         if old.is_some() {
+            // The old half's hit counters are never read again; they are
+            // cleared when that half is next written.
             self.clear_fw(ifindex, Some(half ^ 1))?;
-            self.clear_hits(ifindex, Some(half ^ 1));
         }
         Ok(())
     }
@@ -449,6 +489,11 @@ impl Datapath {
                         addr: prefix.addr.to_be_bytes(),
                     },
                 );
+                self.owned
+                    .classes
+                    .entry((ifindex, half))
+                    .or_default()
+                    .push(key);
                 self.fw_classes.insert(&key, class, 0).map_err(map_err(
                     "writing a firewall class (too many rules for the maps?)",
                 ))?;
@@ -472,6 +517,11 @@ impl Datapath {
                     log: u8::from(v.log),
                     rule: v.rule,
                 };
+                self.owned
+                    .rules
+                    .entry((ifindex, half))
+                    .or_default()
+                    .push(key);
                 self.fw_rules.insert(&key, val, 0).map_err(map_err(
                     "writing a firewall rule (too many rules for the maps?)",
                 ))?;
@@ -481,29 +531,18 @@ impl Datapath {
     }
 
     /// Removes the firewall entries of `ifindex` (of one half, or both).
+    /// An entry already gone (pins cleared under hookd) is not an error.
     fn clear_fw(&mut self, ifindex: u32, half: Option<u8>) -> Result<(), DatapathError> {
-        let ours = |i: u32, h: u8| i == ifindex && half.is_none_or(|x| x == h);
-        let classes: Vec<Key<FwClassData>> = self
-            .fw_classes
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| ours(k.data().ifindex, k.data().half))
-            .collect();
-        for k in classes {
-            self.fw_classes
-                .remove(&k)
-                .map_err(map_err("removing a firewall class"))?;
-        }
-        let rules: Vec<Key<FwRuleData>> = self
-            .fw_rules
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| ours(k.data().ifindex, k.data().half))
-            .collect();
-        for k in rules {
-            self.fw_rules
-                .remove(&k)
-                .map_err(map_err("removing a firewall rule"))?;
+        for h in [0u8, 1]
+            .into_iter()
+            .filter(|h| half.is_none_or(|x| x == *h))
+        {
+            for k in self.owned.classes.remove(&(ifindex, h)).unwrap_or_default() {
+                let _ = self.fw_classes.remove(&k);
+            }
+            for k in self.owned.rules.remove(&(ifindex, h)).unwrap_or_default() {
+                let _ = self.fw_rules.remove(&k);
+            }
         }
         Ok(())
     }
@@ -518,16 +557,8 @@ impl Datapath {
     }
 
     fn clear_addrs(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        let stale: Vec<AddrKey> = self
-            .addrs
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().ifindex == ifindex)
-            .collect();
-        for k in stale {
-            self.addrs
-                .remove(&k)
-                .map_err(map_err("removing a stale prefix"))?;
+        for k in self.owned.addrs.remove(&ifindex).unwrap_or_default() {
+            let _ = self.addrs.remove(&k);
         }
         Ok(())
     }

@@ -1338,8 +1338,14 @@ fn security_group_rules_and_connection_tracking() {
     // connections evicts the flooder's own entries, not another NIC's.
     let before = dp.ct_count(TEST_IFINDEX);
     assert!(before < hookd_bpf::layout::CT_PER_NIC as usize);
-    dp.forget_nic(TEST_IFINDEX).unwrap();
+    // A restarted hookd (a new Datapath on the same pins) learns which
+    // entries the NIC owns from the maps themselves, and removes them all.
+    assert!(dp.fw_rule_count(TEST_IFINDEX) > 0 && dp.prefix_count(TEST_IFINDEX) > 0);
+    let mut adopted = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    adopted.forget_nic(TEST_IFINDEX).unwrap();
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 0);
+    assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
+    dp.forget_nic(TEST_IFINDEX).unwrap();
     assert_eq!(
         dp.ct_count(TEST_IFINDEX),
         0,

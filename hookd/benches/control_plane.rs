@@ -1,0 +1,217 @@
+//! hookd's control plane on real taps, with hookd's own daemon code and
+//! data path: how long a policy change of 1 and of 1,000 rules takes to be
+//! enforced (the call returns once the new rules are in the maps), how long
+//! attaching 1,000 taps takes, and how much memory hookd holds with 1,000
+//! managed NICs of 100 rules each (resident set of this process, which is
+//! hookd's daemon core plus a small driver). Needs root:
+//! `cargo bench -p hookd --bench control_plane [-- OUT.md]`. Taps live in a
+//! network namespace of the benchmark's own, deleted at the end.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use hookd::config::AttachMode;
+use hookd::daemon::Daemon;
+use hookd::datapath::Datapath;
+use hookd::hook::HookArgs;
+use hookd::state::StateDir;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use support::*;
+
+const NS: &str = "hookd-bench-cp";
+const TAPS: usize = 1000;
+const RULES_PER_NIC: usize = 100;
+const CHANGES: usize = 50;
+
+fn policy(mac: &str, rules: usize, variant: u16) -> String {
+    let mut r = String::new();
+    for i in 0..rules {
+        let _ = write!(
+            r,
+            "<hookd:rule action='allow' protocol='tcp' ports='{}' remote='203.0.113.{}/32'/>",
+            1024 + variant as usize * 20_000 + i,
+            i % 256
+        );
+    }
+    format!(
+        "<hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface mac='{mac}'>\
+         <hookd:address prefix='192.0.2.10/32'/><hookd:ingress default='deny'>{r}</hookd:ingress>\
+         </hookd:interface></hookd:policy>"
+    )
+}
+
+fn domain(i: usize, tap: &str, rules: usize) -> String {
+    let mac = format!("52:54:00:01:{:02x}:{:02x}", i / 256, i % 256);
+    format!(
+        "<domain><name>cp{i}</name><uuid>00000000-0000-4000-8000-{i:012}</uuid><metadata>{}</metadata>\
+         <devices><interface type='ethernet'><mac address='{mac}'/><target dev='{tap}'/></interface>\
+         </devices></domain>",
+        policy(&mac, rules, 0)
+    )
+}
+
+fn start(name: &str) -> HookArgs {
+    HookArgs {
+        domain: name.into(),
+        operation: "start".into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", NS])
+            .status();
+    }
+}
+
+fn main() {
+    require_root();
+    let out = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", NS])
+        .stderr(std::process::Stdio::null())
+        .status();
+    sh(&format!("ip netns add {NS}"));
+    let _cleanup = Cleanup;
+    Netns::enter(NS);
+    let batch: String = (0..TAPS)
+        .map(|i| format!("tuntap add mode tap name cp{i}\nlink set cp{i} up\n"))
+        .collect();
+    let path = std::env::temp_dir().join(format!("hookd-cp-{}.batch", std::process::id()));
+    std::fs::write(&path, batch).expect("batch file");
+    sh(&format!("ip -batch {}", path.display()));
+    let _ = std::fs::remove_file(&path);
+
+    let pins = Bpffs::new();
+    let run = tempfile::tempdir().expect("run dir");
+    let rss_empty = rss_kib();
+    let dp = Datapath::open(&pins.pin_dir(), AttachMode::Auto).expect("loading hookd's programs");
+    let mut d = Daemon::new(
+        Box::new(dp),
+        StateDir::open(run.path()).expect("state dir"),
+        true,
+    );
+    let rss_loaded = rss_kib();
+
+    // Policy changes on one attached NIC, alternating two policies so each
+    // call changes every rule.
+    d.hook_event(&start("cp0"), &domain(0, "cp0", 1))
+        .expect("attach cp0");
+    let mac0 = "52:54:00:01:00:00";
+    let mut changes = Vec::new();
+    for rules in [1usize, 1000] {
+        let mut times = Vec::with_capacity(CHANGES);
+        for k in 0..CHANGES {
+            let p = policy(mac0, rules, (k % 2) as u16);
+            let t = Instant::now();
+            d.set_policy("cp0", Some(&p)).expect("policy change");
+            times.push(t.elapsed());
+        }
+        changes.push((rules, pct(&mut times, 0.5), pct(&mut times, 0.99)));
+    }
+
+    // 1,000 taps, one domain each with 100 rules (cp0 is re-applied).
+    let xmls: Vec<String> = (0..TAPS)
+        .map(|i| domain(i, &format!("cp{i}"), RULES_PER_NIC))
+        .collect();
+    let rss_before = rss_kib();
+    let t = Instant::now();
+    for (i, x) in xmls.iter().enumerate() {
+        d.hook_event(&start(&format!("cp{i}")), x).expect("attach");
+    }
+    let attach = t.elapsed();
+    drop(xmls);
+    let rss_after = rss_kib();
+    let attached: usize = d
+        .records()
+        .iter()
+        .map(|r| r.nics.iter().filter(|n| !n.attach.is_empty()).count())
+        .sum();
+    assert_eq!(attached, TAPS, "every tap attached");
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| measure | value | goal | verdict |\n|---|---|---|---|"
+    );
+    let verdict = |got: f64, goal: f64| {
+        if got <= goal {
+            "pass".to_string()
+        } else {
+            format!("short: {:.1}x the goal", got / goal)
+        }
+    };
+    for (rules, p50, p99) in &changes {
+        let goal = if *rules == 1000 {
+            "under 10 ms p99"
+        } else {
+            ""
+        };
+        let v = if *rules == 1000 {
+            verdict(p99.as_secs_f64(), 0.010)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| policy change of {rules} rule(s) enforced ({CHANGES} changes) | p50 {}, p99 {} | {goal} | {v} |",
+            ms(*p50),
+            ms(*p99)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| attach {TAPS} taps, {RULES_PER_NIC} rules each | {:.2} s ({:.2} ms per tap) | under 10 s | {} |",
+        attach.as_secs_f64(),
+        attach.as_secs_f64() * 1000.0 / TAPS as f64,
+        verdict(attach.as_secs_f64(), 10.0)
+    );
+    let _ = writeln!(
+        md,
+        "| resident memory with {TAPS} managed NICs | {:.1} MiB (programs loaded: {:.1} MiB; before loading: {:.1} MiB) | under 64 MiB | {} |",
+        rss_after as f64 / 1024.0,
+        rss_loaded as f64 / 1024.0,
+        rss_empty as f64 / 1024.0,
+        verdict(rss_after as f64 / 1024.0, 64.0)
+    );
+    let _ = writeln!(
+        md,
+        "\nMemory grew by {:.1} MiB while the {TAPS} NICs were attached (kernel map memory is not in this figure).",
+        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0
+    );
+    print!("{md}");
+    if let Some(path) = out {
+        std::fs::write(path, &md).expect("writing the table");
+    }
+    // Detach everything before the namespace (and its taps) goes.
+    for i in 0..TAPS {
+        let args = HookArgs {
+            operation: "stopped".into(),
+            ..start(&format!("00000000-0000-4000-8000-{i:012}"))
+        };
+        let _ = d.hook_event(&args, "<domain><name>x</name></domain>");
+    }
+}
