@@ -220,8 +220,13 @@ sandbox_start_daemons() {
     if [ -n "${HOOKD_BIN:-}" ]; then
         sandbox_start_hookd
     fi
+    sandbox_start_libvirtd
+}
 
-    local t0 i
+# sandbox_start_libvirtd: start libvirtd (it reads its hooks now) and wait
+# until it answers.
+sandbox_start_libvirtd() {
+    local t0 i pid
     t0=$(sb_now)
     libvirtd -d -p "$SB/libvirtd.pid" || sb_die "libvirtd failed"
     pid=$(sb_pidfile_wait "$SB/libvirtd.pid") || sb_die "libvirtd wrote no pid"
@@ -236,6 +241,18 @@ sandbox_start_daemons() {
     done
     tail -n 20 /var/log/libvirt/libvirtd.log >&2 2>/dev/null || true
     sb_die "libvirtd did not answer"
+}
+
+# sandbox_stop_libvirtd: stop the libvirtd started last (running guests stay).
+sandbox_stop_libvirtd() {
+    local pid i
+    pid=$(cat "$SB/libvirtd.pid" 2>/dev/null) || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
 }
 
 sb_name_owned() { # sb_name_owned BUSNAME
@@ -291,7 +308,8 @@ sb_xml_escape() {
 }
 
 # sandbox_define_vm NAME MAC IP/LEN PEER SCENARIO [POLICY_XML_FILE]
-# Extra kernel parameters: env SB_VM_CMDLINE_EXTRA (e.g. hookd.ip6=2001:db8::10/64).
+# Extra kernel parameters: env SB_VM_CMDLINE_EXTRA (e.g. hookd.ip6=2001:db8::10/64);
+# extra <interface> content: env SB_VM_IFACE_EXTRA (e.g. an nwfilter filterref).
 sandbox_define_vm() {
     [ $# -ge 5 ] || sb_die "usage: sandbox_define_vm NAME MAC IP/LEN PEER SCENARIO [POLICY_XML_FILE]"
     local name=$1 mac=$2 ip=$3 peer=$4 scenario=$5 policy=${6:-} xml metadata=
@@ -328,7 +346,7 @@ $metadata
     <interface type='bridge'>
       <mac address='$mac'/>
       <source bridge='br0'/>
-      <model type='virtio'/>
+      <model type='virtio'/>${SB_VM_IFACE_EXTRA:-}
     </interface>
     <serial type='file'>
       <source path='$SB/$name.console'/>
