@@ -77,8 +77,11 @@ impl DataPlane for Datapath {
             tap: tap.to_string(),
             source,
         })?;
-        self.program_nic(ifindex, mac, mode, generation)?;
-        match self.attach(uuid, tap) {
+        // The conntrack table is made while the programs attach (each
+        // waits in the kernel); until it exists the programs fail closed.
+        self.write_new_nic(ifindex, mac, mode, generation)?;
+        let ct_for = mode.has_firewall().then_some(ifindex);
+        match self.attach(uuid, tap, ct_for) {
             Ok(a) => Ok((ifindex, a)),
             Err(e) => {
                 let _ = self.forget_nic(ifindex);

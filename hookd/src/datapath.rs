@@ -160,6 +160,49 @@ pub struct Datapath {
     owned: Owned,
 }
 
+/// Gives the NIC its own connection-tracking table, once. Inserting into a
+/// map of maps waits for an RCU grace period in the kernel.
+fn ensure_ct_table(ct: &mut HashOfMaps<MapData, u32>, ifindex: u32) -> Result<(), DatapathError> {
+    if ct.get(&ifindex, 0).is_ok() {
+        return Ok(());
+    }
+    let def = aya_obj::Map::new_from_params(
+        aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
+        std::mem::size_of::<CtKey>() as u32,
+        std::mem::size_of::<CtEntry>() as u32,
+        layout::CT_PER_NIC,
+        0,
+    );
+    let table = MapData::create(def, "hookd_ct_nic", None)
+        .map_err(map_err("creating a conntrack table"))?;
+    ct.insert(ifindex, &table, 0)
+        .map_err(map_err("adding the NIC's conntrack table"))
+}
+
+/// Attaches one program to `tap` with tcx and pins its link at `pin`.
+fn attach_tcx_one(
+    prog: &mut SchedClassifier,
+    tap: &str,
+    name: &str,
+    kind: TcAttachType,
+    pin: &Path,
+) -> Result<(), DatapathError> {
+    let _ = std::fs::remove_file(pin);
+    let id = prog
+        .attach_with_options(tap, kind, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .map_err(prog_err(format!("tcx attach of {name} to {tap}")))?;
+    let link = prog.take_link(id).map_err(prog_err("taking link"))?;
+    let fd: FdLink = link.try_into().map_err(|e| DatapathError::Io {
+        what: format!("link of {name}: {e}"),
+        source: std::io::Error::other("not an fd link"),
+    })?;
+    fd.pin(pin).map_err(|source| DatapathError::Pin {
+        what: format!("pinning {}", pin.display()),
+        source,
+    })?;
+    Ok(())
+}
+
 /// Which firewall and address entries each NIC owns, so that re-applying a
 /// policy or detaching a NIC touches only those, instead of walking maps
 /// that every NIC shares (which made attaching N NICs cost N^2). Rebuilt
@@ -387,6 +430,32 @@ impl Datapath {
         mode: &NicMode,
         generation: u64,
     ) -> Result<(), DatapathError> {
+        self.write_nic(ifindex, mac, mode, generation, true)
+    }
+
+    /// `program_nic` for a NIC about to be attached: its conntrack table is
+    /// made alongside the attach (see `attach_all_tcx`).
+    pub(crate) fn write_new_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError> {
+        self.write_nic(ifindex, mac, mode, generation, false)
+    }
+
+    /// `program_nic`, leaving out the conntrack table when `with_ct` is
+    /// false (a new NIC gets it while its programs attach: see
+    /// `attach_new`). Until it exists the programs fail closed.
+    fn write_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+        with_ct: bool,
+    ) -> Result<(), DatapathError> {
         let none = NicFirewall::default();
         let (flags, prefixes, fw) = match mode {
             NicMode::AntiSpoofing {
@@ -431,7 +500,7 @@ impl Datapath {
         // Security groups: write the idle half of the tables, then switch
         // halves with the one nic_config update below, so a packet sees the
         // old rules or the new ones, never a mix; then drop the old half.
-        if fw.ingress.is_some() || fw.egress.is_some() {
+        if with_ct && (fw.ingress.is_some() || fw.egress.is_some()) {
             self.ensure_ct_table(ifindex)?;
         }
         let old = self.nics.get(&ifindex, 0).ok();
@@ -600,21 +669,7 @@ impl Datapath {
 
     /// Gives the NIC its own connection-tracking table, once.
     fn ensure_ct_table(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        if self.ct.get(&ifindex, 0).is_ok() {
-            return Ok(());
-        }
-        let def = aya_obj::Map::new_from_params(
-            aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
-            std::mem::size_of::<CtKey>() as u32,
-            std::mem::size_of::<CtEntry>() as u32,
-            layout::CT_PER_NIC,
-            0,
-        );
-        let table = MapData::create(def, "hookd_ct_nic", None)
-            .map_err(map_err("creating a conntrack table"))?;
-        self.ct
-            .insert(ifindex, &table, 0)
-            .map_err(map_err("adding the NIC's conntrack table"))
+        ensure_ct_table(&mut self.ct, ifindex)
     }
 
     /// Forgets the NIC's tracked connections with its table.
@@ -634,18 +689,24 @@ impl Datapath {
     }
 
     /// Attaches both programs to `tap` and pins the links under the domain.
-    pub fn attach(&mut self, uuid: &str, tap: &str) -> Result<Attachment, DatapathError> {
+    /// With `ct_for`, also gives that NIC its conntrack table, alongside.
+    pub fn attach(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        ct_for: Option<u32>,
+    ) -> Result<Attachment, DatapathError> {
         let dir = self.pin_dir.join("links").join(uuid);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // Both programs of a tap use the same method, so detach and
         // adoption only ever have one kind of attachment to deal with.
         let result = match self.mode {
-            AttachMode::Netlink => self.attach_all_netlink(tap),
-            AttachMode::Tcx => self.attach_all_tcx(uuid, tap),
-            AttachMode::Auto => self.attach_all_tcx(uuid, tap).or_else(|e| {
+            AttachMode::Netlink => self.attach_all_netlink(tap, ct_for),
+            AttachMode::Tcx => self.attach_all_tcx(uuid, tap, ct_for),
+            AttachMode::Auto => self.attach_all_tcx(uuid, tap, ct_for).or_else(|e| {
                 tracing::warn!(tap, error = %e, "tcx attach failed; falling back to a clsact qdisc");
                 let _ = self.detach(uuid, tap, Some(Attachment::Tcx));
-                self.attach_all_netlink(tap)
+                self.attach_all_netlink(tap, ct_for)
             }),
         };
         if result.is_err() {
@@ -655,44 +716,63 @@ impl Datapath {
         result
     }
 
-    fn attach_all_tcx(&mut self, uuid: &str, tap: &str) -> Result<Attachment, DatapathError> {
-        for (name, kind, suffix) in PROGRAMS {
-            self.attach_tcx(uuid, tap, name, kind, suffix)?;
+    /// Both programs with tcx, side by side with the conntrack table's
+    /// insert: each waits for an RCU grace period in the kernel (about 10 ms
+    /// here), and a VM start then waits for one instead of three.
+    fn attach_all_tcx(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        ct_for: Option<u32>,
+    ) -> Result<Attachment, DatapathError> {
+        let pins: Vec<PathBuf> = PROGRAMS
+            .iter()
+            .map(|(_, _, suffix)| self.link_pin(uuid, tap, suffix))
+            .collect();
+        let Datapath { ebpf, ct, .. } = self;
+        let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier)> = Vec::new();
+        for (name, prog) in ebpf.programs_mut() {
+            if let Some((n, kind, _)) = PROGRAMS.iter().find(|(n, _, _)| *n == name) {
+                progs.push((n, *kind, prog.try_into().map_err(prog_err(*n))?));
+            }
         }
+        let panicked = || DatapathError::Io {
+            what: format!("attaching to {tap}"),
+            source: std::io::Error::other("attach thread panicked"),
+        };
+        std::thread::scope(|s| {
+            let ct_job = ct_for.map(|ifindex| s.spawn(move || ensure_ct_table(ct, ifindex)));
+            let jobs: Vec<_> = progs
+                .into_iter()
+                .zip(&pins)
+                .map(|((name, kind, prog), pin)| {
+                    s.spawn(move || attach_tcx_one(prog, tap, name, kind, pin))
+                })
+                .collect();
+            let mut result = Ok(());
+            for j in jobs.into_iter().chain(ct_job) {
+                let r = j.join().unwrap_or_else(|_| Err(panicked()));
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            result
+        })?;
         Ok(Attachment::Tcx)
     }
 
-    fn attach_all_netlink(&mut self, tap: &str) -> Result<Attachment, DatapathError> {
+    fn attach_all_netlink(
+        &mut self,
+        tap: &str,
+        ct_for: Option<u32>,
+    ) -> Result<Attachment, DatapathError> {
+        if let Some(ifindex) = ct_for {
+            self.ensure_ct_table(ifindex)?;
+        }
         for (name, kind, _) in PROGRAMS {
             self.attach_netlink(tap, name, kind)?;
         }
         Ok(Attachment::Netlink)
-    }
-
-    fn attach_tcx(
-        &mut self,
-        uuid: &str,
-        tap: &str,
-        name: &str,
-        kind: TcAttachType,
-        suffix: &str,
-    ) -> Result<(), DatapathError> {
-        let pin = self.link_pin(uuid, tap, suffix);
-        let _ = std::fs::remove_file(&pin);
-        let prog: &mut SchedClassifier = self.program_mut(name)?;
-        let id = prog
-            .attach_with_options(tap, kind, TcAttachOptions::TcxOrder(LinkOrder::default()))
-            .map_err(prog_err(format!("tcx attach of {name} to {tap}")))?;
-        let link = prog.take_link(id).map_err(prog_err("taking link"))?;
-        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Io {
-            what: format!("link of {name}: {e}"),
-            source: std::io::Error::other("not an fd link"),
-        })?;
-        fd.pin(&pin).map_err(|source| DatapathError::Pin {
-            what: format!("pinning {}", pin.display()),
-            source,
-        })?;
-        Ok(())
     }
 
     fn attach_netlink(

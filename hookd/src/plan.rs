@@ -27,6 +27,13 @@ pub enum NicMode {
 }
 
 impl NicMode {
+    /// Whether security groups are on for either direction (the NIC then
+    /// needs a conntrack table).
+    pub fn has_firewall(&self) -> bool {
+        matches!(self, NicMode::AntiSpoofing { firewall, .. }
+            if firewall.ingress.is_some() || firewall.egress.is_some())
+    }
+
     pub fn describe(&self) -> String {
         match self {
             NicMode::AntiSpoofing { .. } => "anti-spoofing".into(),
