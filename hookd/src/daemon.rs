@@ -79,7 +79,7 @@ impl DataPlane for Datapath {
         })?;
         // The conntrack table is made while the programs attach (each
         // waits in the kernel); until it exists the programs fail closed.
-        self.write_new_nic(ifindex, mac, mode, generation)?;
+        self.write_nic(ifindex, mac, mode, generation, false)?;
         let ct_for = mode.has_firewall().then_some(ifindex);
         match self.attach(uuid, tap, ct_for) {
             Ok(a) => Ok((ifindex, a)),

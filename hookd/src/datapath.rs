@@ -433,22 +433,10 @@ impl Datapath {
         self.write_nic(ifindex, mac, mode, generation, true)
     }
 
-    /// `program_nic` for a NIC about to be attached: its conntrack table is
-    /// made alongside the attach (see `attach_all_tcx`).
-    pub(crate) fn write_new_nic(
-        &mut self,
-        ifindex: u32,
-        mac: [u8; 6],
-        mode: &NicMode,
-        generation: u64,
-    ) -> Result<(), DatapathError> {
-        self.write_nic(ifindex, mac, mode, generation, false)
-    }
-
     /// `program_nic`, leaving out the conntrack table when `with_ct` is
-    /// false (a new NIC gets it while its programs attach: see
-    /// `attach_new`). Until it exists the programs fail closed.
-    fn write_nic(
+    /// false: a new NIC gets it while its programs attach (see
+    /// `attach_all_tcx`). Until it exists the programs fail closed.
+    pub(crate) fn write_nic(
         &mut self,
         ifindex: u32,
         mac: [u8; 6],
