@@ -96,6 +96,20 @@ busybox ping -c 1 -W 1 192.0.2.20 >/dev/null 2>&1 && echo "host -> db ping: repl
 echo
 "$HOOKCTL" events db | head -4
 
+say "a live policy change, with libvirt's own tool: virsh metadata --live allows tcp 9000 on the running db"
+sb_virsh metadata db urn:hookd:policy:1 --key hookd --live --set '<policy>
+  <interface mac="52:54:00:00:00:2a">
+    <address prefix="192.0.2.20/32"/>
+    <ingress default="deny"><rule action="allow" protocol="tcp" ports="8080,9000" remote="192.0.2.0/24"/></ingress>
+  </interface>
+</policy>' >/dev/null
+for _ in $(seq 50); do
+    "$HOOKCTL" policy get db 2>/dev/null | grep -q '8080,9000' && break
+    sleep 0.2
+done
+"$HOOKCTL" policy get db
+try_tcp 9000
+
 say "hookctl --json, for management software"
 "$HOOKCTL" show web --json | jq -c '{name, attached_at, nic: .nics[0] | {tap, attach, mode, counters: [.counters[] | select(.value > 0)] | map({(.name): .value}) | add}}'
 
