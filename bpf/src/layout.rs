@@ -86,6 +86,13 @@ pub struct NicConfig {
 pub const FW_OFF: u8 = 0;
 pub const FW_ALLOW: u8 = 1;
 pub const FW_DENY: u8 = 2;
+/// Bits over the mode: which lookups of class 0 can find a rule.
+pub const FW_CLASS0_PROTO: u8 = 0x10;
+pub const FW_CLASS0_ANY: u8 = 0x20;
+/// `hookd_fw_classes` values: the class in the low 30 bits, and which of
+/// its lookups can find a rule.
+pub const FW_CLASS_PROTO: u32 = 1 << 30;
+pub const FW_CLASS_ANY: u32 = 1 << 31;
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
 

@@ -506,8 +506,15 @@ impl Datapath {
         }
         let fw_mode = |c: &Option<Compiled>| match c {
             None => layout::FW_OFF,
-            Some(c) if c.default_deny => layout::FW_DENY,
-            Some(_) => layout::FW_ALLOW,
+            Some(c) => {
+                let k = c.kinds().get(&0).copied().unwrap_or_default();
+                (if c.default_deny {
+                    layout::FW_DENY
+                } else {
+                    layout::FW_ALLOW
+                }) | if k.proto { layout::FW_CLASS0_PROTO } else { 0 }
+                    | if k.any { layout::FW_CLASS0_ANY } else { 0 }
+            }
         };
         let cfg = NicConfig {
             mac,
@@ -535,7 +542,12 @@ impl Datapath {
             (layout::DIR_EGRESS, &fw.egress),
         ] {
             let Some(t) = table else { continue };
+            let kinds = t.kinds();
             for (prefix, class) in &t.classes {
+                let k = kinds.get(class).copied().unwrap_or_default();
+                let value = class
+                    | if k.proto { layout::FW_CLASS_PROTO } else { 0 }
+                    | if k.any { layout::FW_CLASS_ANY } else { 0 };
                 let key = Key::new(
                     layout::FW_CLASS_FIXED_BITS + u32::from(prefix.len),
                     FwClassData {
@@ -551,7 +563,7 @@ impl Datapath {
                     .entry((ifindex, half))
                     .or_default()
                     .push(key);
-                self.fw_classes.insert(&key, class, 0).map_err(map_err(
+                self.fw_classes.insert(&key, value, 0).map_err(map_err(
                     "writing a firewall class (too many rules for the maps?)",
                 ))?;
             }

@@ -325,10 +325,33 @@ pub fn reference_verdict(dir: &Direction, p: &Packet) -> (Action, Option<usize>)
     (dir.default, None)
 }
 
+/// Which lookups of a class can find a rule: protocol-specific entries,
+/// protocol="any" entries. The data path skips the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kinds {
+    pub proto: bool,
+    pub any: bool,
+}
+
 impl Compiled {
+    /// The lookups worth making, per class (0 included when it has rules).
+    pub fn kinds(&self) -> std::collections::HashMap<u32, Kinds> {
+        let mut m: std::collections::HashMap<u32, Kinds> = std::collections::HashMap::new();
+        for (k, _) in &self.rules {
+            let e = m.entry(k.class).or_default();
+            if k.any {
+                e.any = true;
+            } else {
+                e.proto = true;
+            }
+        }
+        m
+    }
+
     /// The data path's algorithm over these tables (used by tests, and to
     /// trace a packet without touching the kernel).
     pub fn lookup(&self, p: &Packet) -> (Action, Option<usize>) {
+        let kinds = self.kinds();
         let addr = Prefix::host(p.remote);
         let class = self
             .classes
@@ -340,7 +363,12 @@ impl Compiled {
         let mut v: Option<Verdict> = None;
         let classes: &[u32] = if class == 0 { &[0] } else { &[class, 0] };
         for &c in classes {
+            let k = kinds.get(&c).copied().unwrap_or_default();
             for (proto, any) in [(p.proto, false), (0, true)] {
+                // Skipped as the data path skips it.
+                if !(if any { k.any } else { k.proto }) {
+                    continue;
+                }
                 let best = self
                     .rules
                     .iter()

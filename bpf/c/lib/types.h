@@ -33,6 +33,18 @@
 #define FW_OFF   0 /* no <ingress>/<egress> element: that direction is allowed */
 #define FW_ALLOW 1 /* rules, default allow */
 #define FW_DENY  2 /* rules, default deny */
+#define FW_MODE(m) ((m) & 0x0f)
+/* ... and which lookups of class 0 (no rule prefix contains the remote)
+ * can find a rule: protocol-specific ones, protocol="any" ones. The others
+ * are skipped. */
+#define FW_CLASS0_PROTO 0x10
+#define FW_CLASS0_ANY   0x20
+
+/* hookd_fw_classes values: the class in the low 30 bits, and which of its
+ * lookups can find a rule. */
+#define FW_CLASS_ID(v)  ((v) & 0x3fffffff)
+#define FW_CLASS_PROTO  (1u << 30)
+#define FW_CLASS_ANY    (1u << 31)
 
 /* Directions, as in the policy: ingress = to the VM, egress = from it. */
 #define DIR_INGRESS 0
