@@ -25,7 +25,7 @@ static __always_inline int firewall(struct __sk_buff *skb, const struct nic_conf
 	struct ethhdr *eth = pkt_ptr(skb, 0, ETH_HLEN);
 	struct flow f = {};
 
-	if (FW_MODE(cfg->fw_ingress) == FW_OFF && FW_MODE(cfg->fw_egress) == FW_OFF)
+	if (cfg->fw_ingress == FW_OFF && cfg->fw_egress == FW_OFF)
 		return FW_PASS;
 	if (!eth || parse_flow(skb, ETH_HLEN, eth->h_proto, &f) < 0)
 		return DROP_MALFORMED;

@@ -79,20 +79,19 @@ pub struct NicConfig {
     /// Which half (0/1) of the firewall tables is live: a policy update
     /// writes the other half, then flips this in one map update.
     pub fw_gen: u8,
-    pub pad: u8,
+    /// `FW_KIND*`: class 0's lookups per direction, and whether class ids
+    /// carry their own (see types.h).
+    pub fw_kinds: u8,
     pub generation: u64,
 }
 
 pub const FW_OFF: u8 = 0;
 pub const FW_ALLOW: u8 = 1;
 pub const FW_DENY: u8 = 2;
-/// Bits over the mode: which lookups of class 0 can find a rule.
-pub const FW_CLASS0_PROTO: u8 = 0x10;
-pub const FW_CLASS0_ANY: u8 = 0x20;
-/// `hookd_fw_classes` values: the class in the low 30 bits, and which of
-/// its lookups can find a rule.
-pub const FW_CLASS_PROTO: u32 = 1 << 30;
-pub const FW_CLASS_ANY: u32 = 1 << 31;
+/// `NicConfig::fw_kinds` (see types.h): which rule lookups can find a rule.
+pub const FW_KINDS_VALID: u8 = 0x80;
+pub const FW_KIND_PROTO: u8 = 0x1;
+pub const FW_KIND_ANY: u8 = 0x2;
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
 

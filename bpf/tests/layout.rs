@@ -66,7 +66,7 @@ fn rust_layouts_match_the_compiled_btf() {
                 ("fw_ingress", offset_of!(NicConfig, fw_ingress)),
                 ("fw_egress", offset_of!(NicConfig, fw_egress)),
                 ("fw_gen", offset_of!(NicConfig, fw_gen)),
-                ("pad", offset_of!(NicConfig, pad)),
+                ("fw_kinds", offset_of!(NicConfig, fw_kinds)),
                 ("generation", offset_of!(NicConfig, generation)),
             ],
         ),

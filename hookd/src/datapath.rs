@@ -506,15 +506,14 @@ impl Datapath {
         }
         let fw_mode = |c: &Option<Compiled>| match c {
             None => layout::FW_OFF,
-            Some(c) => {
-                let k = c.kinds().get(&0).copied().unwrap_or_default();
-                (if c.default_deny {
-                    layout::FW_DENY
-                } else {
-                    layout::FW_ALLOW
-                }) | if k.proto { layout::FW_CLASS0_PROTO } else { 0 }
-                    | if k.any { layout::FW_CLASS0_ANY } else { 0 }
-            }
+            Some(c) if c.default_deny => layout::FW_DENY,
+            Some(_) => layout::FW_ALLOW,
+        };
+        // Class 0's lookups per direction (class ids carry their own).
+        let kinds0 = |c: &Option<Compiled>| {
+            c.as_ref()
+                .and_then(|c| c.kinds().get(&0).copied())
+                .map_or(0, |k| k.bits())
         };
         let cfg = NicConfig {
             mac,
@@ -522,7 +521,7 @@ impl Datapath {
             fw_ingress: fw_mode(&fw.ingress),
             fw_egress: fw_mode(&fw.egress),
             fw_gen: half,
-            pad: 0,
+            fw_kinds: layout::FW_KINDS_VALID | kinds0(&fw.ingress) | kinds0(&fw.egress) << 2,
             generation,
         };
         self.nics
@@ -542,12 +541,7 @@ impl Datapath {
             (layout::DIR_EGRESS, &fw.egress),
         ] {
             let Some(t) = table else { continue };
-            let kinds = t.kinds();
             for (prefix, class) in &t.classes {
-                let k = kinds.get(class).copied().unwrap_or_default();
-                let value = class
-                    | if k.proto { layout::FW_CLASS_PROTO } else { 0 }
-                    | if k.any { layout::FW_CLASS_ANY } else { 0 };
                 let key = Key::new(
                     layout::FW_CLASS_FIXED_BITS + u32::from(prefix.len),
                     FwClassData {
@@ -563,7 +557,7 @@ impl Datapath {
                     .entry((ifindex, half))
                     .or_default()
                     .push(key);
-                self.fw_classes.insert(&key, value, 0).map_err(map_err(
+                self.fw_classes.insert(&key, class, 0).map_err(map_err(
                     "writing a firewall class (too many rules for the maps?)",
                 ))?;
             }

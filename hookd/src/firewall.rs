@@ -155,7 +155,8 @@ pub struct RuleKey {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Compiled {
     pub default_deny: bool,
-    /// Remote prefix -> class (1-based; 0 is "no rule prefix contains it").
+    /// Remote prefix -> class (0 is "no rule prefix contains it"). A class
+    /// id carries its `Kinds` bits in its two low bits, for the data path.
     pub classes: Vec<(Prefix, u32)>,
     pub rules: Vec<(RuleKey, Verdict)>,
 }
@@ -249,7 +250,7 @@ pub fn compile(dir: &Direction) -> Compiled {
     }
     let mut out = Compiled {
         default_deny: dir.default == Action::Deny,
-        classes: class_of.iter().map(|(p, c)| (*p, *c)).collect(),
+        classes: Vec::new(),
         rules: Vec::new(),
     };
     for (class, rules) in groups {
@@ -290,6 +291,17 @@ pub fn compile(dir: &Direction) -> Compiled {
                 out.rules.push((*key, v));
             }
         }
+    }
+    // Class ids carry their kinds (old programs use them as plain ids,
+    // which stays consistent since keys and classes use the same ids).
+    let kinds = out.kinds();
+    let id = |c: u32| match c {
+        0 => 0,
+        c => c << 2 | u32::from(kinds.get(&c).copied().unwrap_or_default().bits()),
+    };
+    out.classes = class_of.iter().map(|(p, c)| (*p, id(*c))).collect();
+    for (k, _) in &mut out.rules {
+        k.class = id(k.class);
     }
     out
 }
@@ -332,6 +344,16 @@ pub struct Kinds {
     pub proto: bool,
     pub any: bool,
 }
+
+impl Kinds {
+    /// `FW_KIND_*` bits, as class ids and `nic_config.fw_kinds` carry them.
+    pub fn bits(self) -> u8 {
+        (if self.proto { FW_KIND_PROTO } else { 0 }) | if self.any { FW_KIND_ANY } else { 0 }
+    }
+}
+
+const FW_KIND_PROTO: u8 = hookd_bpf::layout::FW_KIND_PROTO;
+const FW_KIND_ANY: u8 = hookd_bpf::layout::FW_KIND_ANY;
 
 impl Compiled {
     /// The lookups worth making, per class (0 included when it has rules).
@@ -564,6 +586,13 @@ mod tests {
                 rules: (0..n).map(|_| random_rule(&mut rng)).collect(),
             };
             let c = compile(&dir);
+            // The data path reads a class's lookups from its id's low bits.
+            let kinds = c.kinds();
+            for (_, id) in &c.classes {
+                let k = kinds.get(id).copied().unwrap_or_default();
+                assert_eq!(id & 3, u32::from(k.bits()), "round {round}: class {id}");
+                assert_ne!(id & 3, 0, "round {round}: a class always has rules");
+            }
             for _ in 0..200 {
                 let p = random_packet(&mut rng);
                 let want = reference_verdict(&dir, &p);

@@ -106,38 +106,40 @@ static __always_inline void fw_log(__u32 ifindex, __u8 dir, const struct fw_verd
 static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg, __u8 dir,
 				    const struct flow *f)
 {
-	__u8 raw = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
-	__u8 mode = FW_MODE(raw);
+	__u8 mode = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
 	struct fw_class_key ck = { .prefixlen = 64 + 128, .ifindex = ifindex,
 				   .half = cfg->fw_gen, .dir = dir };
 	struct fw_rule_key rk = { .prefixlen = 96 + 16, .ifindex = ifindex,
 				  .half = cfg->fw_gen, .dir = dir };
 	struct fw_verdict best = {};
 	int found = 0;
-	__u32 class = 0, kinds = 0, *c;
+	__u32 class = 0, *c;
+	__u8 kinds = FW_KIND_PROTO | FW_KIND_ANY, kinds0 = FW_KIND_PROTO | FW_KIND_ANY;
 	__u16 port = flow_port(f);
 
 	if (mode == FW_OFF)
 		return FW_PASS;
 	__builtin_memcpy(ck.addr, dir == DIR_INGRESS ? f->saddr : f->daddr, 16);
 	c = bpf_map_lookup_elem(&hookd_fw_classes, &ck);
-	if (c) {
-		class = FW_CLASS_ID(*c);
-		kinds = *c;
+	if (c)
+		class = *c;
+	/* Only the lookups that can find a rule (the compiler marks them):
+	 * the deeper the tables, the more a skipped lookup saves. */
+	if (cfg->fw_kinds & FW_KINDS_VALID) {
+		kinds = class & 3;
+		kinds0 = (cfg->fw_kinds >> (dir == DIR_INGRESS ? 0 : 2)) & 3;
 	}
 	rk.port[0] = port >> 8;
 	rk.port[1] = port & 0xff;
-	/* Only lookups that can find a rule (the compiler marks them): the
-	 * deeper the tables, the more a skipped lookup saves. */
 	if (class) {
-		if (kinds & FW_CLASS_PROTO)
+		if (kinds & FW_KIND_PROTO)
 			fw_lookup(&rk, class, f->proto, 0, &best, &found);
-		if (kinds & FW_CLASS_ANY)
+		if (kinds & FW_KIND_ANY)
 			fw_lookup(&rk, class, 0, 1, &best, &found);
 	}
-	if (raw & FW_CLASS0_PROTO)
+	if (kinds0 & FW_KIND_PROTO)
 		fw_lookup(&rk, 0, f->proto, 0, &best, &found);
-	if (raw & FW_CLASS0_ANY)
+	if (kinds0 & FW_KIND_ANY)
 		fw_lookup(&rk, 0, 0, 1, &best, &found);
 	if (found) {
 		fw_count_hit(ifindex, dir, cfg->fw_gen, best.rule);
@@ -241,7 +243,7 @@ static __always_inline int ct_icmp_error_tracked(struct __sk_buff *skb, void *ct
 static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 				       const struct nic_config *cfg, __u8 dir, const struct flow *f)
 {
-	__u8 mode = FW_MODE(dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress);
+	__u8 mode = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
 	int tracked = f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP ||
 		      f->proto == IPPROTO_SCTP || is_icmp_echo(f);
 	__u64 now = bpf_ktime_get_ns();

@@ -33,18 +33,15 @@
 #define FW_OFF   0 /* no <ingress>/<egress> element: that direction is allowed */
 #define FW_ALLOW 1 /* rules, default allow */
 #define FW_DENY  2 /* rules, default deny */
-#define FW_MODE(m) ((m) & 0x0f)
-/* ... and which lookups of class 0 (no rule prefix contains the remote)
- * can find a rule: protocol-specific ones, protocol="any" ones. The others
- * are skipped. */
-#define FW_CLASS0_PROTO 0x10
-#define FW_CLASS0_ANY   0x20
 
-/* hookd_fw_classes values: the class in the low 30 bits, and which of its
- * lookups can find a rule. */
-#define FW_CLASS_ID(v)  ((v) & 0x3fffffff)
-#define FW_CLASS_PROTO  (1u << 30)
-#define FW_CLASS_ANY    (1u << 31)
+/* nic_config.fw_kinds: which rule lookups can find a rule, as hookd's
+ * compiler knows; the others are skipped. FW_KIND_* of class 0 in bits 0-1
+ * (ingress) and 2-3 (egress); class ids carry their own in their two low
+ * bits. Only with FW_KINDS_VALID: without it (maps written by a hookd that
+ * predates this) every lookup is made. */
+#define FW_KINDS_VALID 0x80
+#define FW_KIND_PROTO  0x1 /* protocol-specific rules */
+#define FW_KIND_ANY    0x2 /* protocol="any" rules */
 
 /* Directions, as in the policy: ingress = to the VM, egress = from it. */
 #define DIR_INGRESS 0
@@ -57,7 +54,7 @@ struct nic_config {
 	__u8 fw_ingress;  /* FW_* */
 	__u8 fw_egress;   /* FW_* */
 	__u8 fw_gen;      /* which half (0/1) of the firewall tables is live */
-	__u8 pad;
+	__u8 fw_kinds;    /* FW_KIND* */
 	__u64 generation; /* policy generation, for hookctl show */
 };
 
