@@ -16,12 +16,9 @@ REPO=$(cd "$HERE/.." && pwd)
 source "$HERE/lib/sandbox.sh"
 sandbox_enter "$0" "$@"
 
-BIN=${1:-$REPO/target/debug}
+sandbox_binaries "${1:-$REPO/target/debug}"
 OUT=${2:-}
 ROUNDS=${HOOKD_BENCH_ROUNDS:-10}
-export HOOKD_BIN=${HOOKD_BIN:-$BIN/hookd}
-export HOOKD_HOOK_BIN=${HOOKD_HOOK_BIN:-$BIN/hookd-qemu-hook}
-export HOOKD_DBUS_POLICY=${HOOKD_DBUS_POLICY-$REPO/dbus/org.hookd.Hookd1.conf}
 trap 'rc=$?; sandbox_cleanup $rc' EXIT
 sandbox_setup
 sandbox_start_daemons

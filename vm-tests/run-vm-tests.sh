@@ -13,14 +13,7 @@ sandbox_enter "$0" "$@"
 # Binaries: from the build tree by default (argument: its directory), or
 # from an installed system (test-packages.sh sets HOOKD_BIN, HOOKCTL,
 # HOOKD_HOOK_BIN, and HOOKD_DBUS_POLICY= to use the installed bus policy).
-BIN=${1:-$REPO/target/debug}
-export HOOKD_BIN=${HOOKD_BIN:-$BIN/hookd}
-export HOOKD_HOOK_BIN=${HOOKD_HOOK_BIN:-$BIN/hookd-qemu-hook}
-export HOOKD_DBUS_POLICY=${HOOKD_DBUS_POLICY-$REPO/dbus/org.hookd.Hookd1.conf}
-HOOKCTL=${HOOKCTL:-$BIN/hookctl}
-for b in "$HOOKD_BIN" "$HOOKD_HOOK_BIN" "$HOOKCTL"; do
-    [ -x "$b" ] || sb_die "$b missing: run cargo build --workspace first"
-done
+sandbox_binaries "${1:-$REPO/target/debug}"
 echo "# hookd $HOOKD_BIN, hook $HOOKD_HOOK_BIN, hookctl $HOOKCTL, bus policy ${HOOKD_DBUS_POLICY:-installed}"
 source "$HERE/lib/check.sh"
 summary() {

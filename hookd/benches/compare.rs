@@ -58,16 +58,6 @@ struct Rule {
     port: u16,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// N rules: N-1 random ones inside 203.0.113.0/24, then the sink's port.
 fn rules(n: usize) -> Vec<Rule> {
     let mut rng = Rng(0x5eed_0000 + n as u64);
@@ -316,7 +306,7 @@ fn main() {
             .unwrap_or_else(|| "bench-results".into()),
     );
     std::fs::create_dir_all(&out_dir).expect("results directory");
-    for (ns, _) in [("hookd-bench-hv", 0), ("hookd-bench-sink", 0)] {
+    for ns in ["hookd-bench-hv", "hookd-bench-sink"] {
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", ns])
             .stderr(std::process::Stdio::null())

@@ -21,19 +21,6 @@ const ROUNDS: usize = 5;
 const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
 const IFINDEX: u32 = 1; // BPF_PROG_TEST_RUN runs on the namespace's loopback
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// N random rules, all seeded: remotes are distinct IPv6 /64s and IPv4 /32s
 /// of the documentation ranges, ports random; the last rule allows TCP from
 /// the flows' addresses so that new flows are tracked.

@@ -24,7 +24,8 @@ use hookd_dbus::ManagerProxy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::bus::{NoPlane, PrivateBus};
+use support::bus::NoPlane;
+use support::private_bus::PrivateBus;
 
 const DOMAINS: usize = 50;
 const RULES: usize = 20;

@@ -493,7 +493,7 @@ impl Datapath {
         }
         let old = self.nics.get(&ifindex, 0).ok();
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
-        self.clear_fw(ifindex, Some(half))?;
+        self.clear_fw(ifindex, Some(half));
         // Hit counters are made by the programs, so finding a NIC's means
         // walking the whole hit map: done only where stale ones can be, in
         // the idle half of a NIC configured before (detach clears them all).
@@ -501,7 +501,7 @@ impl Datapath {
             self.clear_hits(ifindex, Some(half));
         }
         if let Err(e) = self.write_fw(ifindex, half, fw) {
-            let _ = self.clear_fw(ifindex, Some(half));
+            self.clear_fw(ifindex, Some(half));
             return Err(e);
         }
         let fw_mode = |c: &Option<Compiled>| match c {
@@ -530,7 +530,7 @@ impl Datapath {
         if old.is_some() {
             // The old half's hit counters are never read again; they are
             // cleared when that half is next written.
-            self.clear_fw(ifindex, Some(half ^ 1))?;
+            self.clear_fw(ifindex, Some(half ^ 1));
         }
         Ok(())
     }
@@ -595,7 +595,7 @@ impl Datapath {
 
     /// Removes the firewall entries of `ifindex` (of one half, or both).
     /// An entry already gone (pins cleared under hookd) is not an error.
-    fn clear_fw(&mut self, ifindex: u32, half: Option<u8>) -> Result<(), DatapathError> {
+    fn clear_fw(&mut self, ifindex: u32, half: Option<u8>) {
         for h in [0u8, 1]
             .into_iter()
             .filter(|h| half.is_none_or(|x| x == *h))
@@ -607,7 +607,6 @@ impl Datapath {
                 let _ = self.fw_rules.remove(&k);
             }
         }
-        Ok(())
     }
 
     /// Number of firewall rule-table entries stored for `ifindex`.
@@ -619,22 +618,22 @@ impl Datapath {
             .count()
     }
 
-    fn clear_addrs(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+    fn clear_addrs(&mut self, ifindex: u32) {
         for k in self.owned.addrs.remove(&ifindex).unwrap_or_default() {
             let _ = self.addrs.remove(&k);
         }
-        Ok(())
     }
 
     /// Removes every map entry of `ifindex`.
     pub fn forget_nic(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         let _ = self.nics.remove(&ifindex);
         let _ = self.stats.remove(&ifindex);
-        self.clear_fw(ifindex, None)?;
+        self.clear_fw(ifindex, None);
         self.clear_ct(ifindex);
         self.clear_hits(ifindex, None);
         let _ = self.log_rate.remove(&ifindex);
-        self.clear_addrs(ifindex)
+        self.clear_addrs(ifindex);
+        Ok(())
     }
 
     /// Hands over the ring buffer of logged packets (once), for a reader

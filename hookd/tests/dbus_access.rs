@@ -5,7 +5,8 @@
 
 mod support;
 
-use support::bus::{NoPlane, PrivateBus};
+use support::bus::NoPlane;
+use support::private_bus::PrivateBus;
 
 use hookd::daemon::Daemon;
 use hookd::service::Readers;

@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::bus::PrivateBus;
+use support::private_bus::PrivateBus;
 
 use hookd::daemon::{CounterSource, Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};

@@ -3,6 +3,10 @@
 //! absent or replaced by a stand-in that never answers; the real daemon is
 //! exercised by the VM tests.
 
+#[path = "../../hookd/tests/support/private_bus.rs"]
+mod private_bus;
+
+use private_bus::PrivateBus;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,60 +14,13 @@ use std::time::{Duration, Instant};
 const MANAGED: &str = "<domain><name>vm1</name><uuid>u1</uuid><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface/></hookd:policy></metadata></domain>";
 const UNMANAGED: &str = "<domain><name>vm2</name><uuid>u2</uuid></domain>";
 
-struct Bus {
-    child: std::process::Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Bus {
-    fn start() -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("bus");
-        let conf = dir.path().join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "<busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
-                 <policy context='default'><allow user='*'/><allow own='*'/><allow send_destination='*'/><allow receive_sender='*'/></policy></busconfig>",
-                sock.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .arg("--nofork")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (apt-get install dbus)");
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "dbus-daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Bus {
-            child,
-            address: format!("unix:path={}", sock.display()),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_hook(bus: &Bus, args: &[&str], xml: &str) -> (Output, Duration) {
+fn run_hook(bus: &PrivateBus, args: &[&str], xml: &str) -> (Output, Duration) {
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookd-qemu-hook"))
         .args(args)
         .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        // Never a hookd socket of this machine: the private bus only.
+        .env("HOOKD_HOOK_SOCKET", "/nonexistent/hookd-hook.sock")
         .env("HOOKD_HOOK_TIMEOUT_MS", "1500")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -85,7 +42,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn hookd_absent_blocks_only_vms_with_policy() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(false);
     for op in ["prepare", "start", "started"] {
         let (o, _) = run_hook(&bus, &["vm1", op, "begin", "-"], MANAGED);
         assert_eq!(o.status.code(), Some(1), "{op}: {}", stderr(&o));
@@ -108,7 +65,7 @@ fn hookd_absent_blocks_only_vms_with_policy() {
 
 #[test]
 fn migrate_and_restore_pass_the_xml_through_unchanged() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(false);
     for op in ["migrate", "restore"] {
         let (o, _) = run_hook(&bus, &["vm1", op, "begin", "-"], MANAGED);
         assert_eq!(o.status.code(), Some(0));
@@ -123,7 +80,7 @@ fn migrate_and_restore_pass_the_xml_through_unchanged() {
 
 #[test]
 fn wrong_arguments_and_oversized_xml() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(false);
     let (o, _) = run_hook(&bus, &["vm1", "start"], MANAGED);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -157,7 +114,7 @@ impl Stuck {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_hookd_cannot_hang_a_vm_start() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(false);
     let _conn = zbus::connection::Builder::address(bus.address.as_str())
         .serve_at(hookd_dbus::MANAGER_PATH, Stuck)
         .name(hookd_dbus::BUS_NAME)

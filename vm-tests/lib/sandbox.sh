@@ -223,6 +223,20 @@ sandbox_start_daemons() {
     sandbox_start_libvirtd
 }
 
+# sandbox_binaries BIN_DIR: hookd, its hook and hookctl from BIN_DIR unless
+# HOOKD_BIN, HOOKD_HOOK_BIN and HOOKCTL name others (test-packages.sh sets
+# them, and HOOKD_DBUS_POLICY= for the installed bus policy); exported.
+sandbox_binaries() {
+    export HOOKD_BIN=${HOOKD_BIN:-$1/hookd}
+    export HOOKD_HOOK_BIN=${HOOKD_HOOK_BIN:-$1/hookd-qemu-hook}
+    export HOOKD_DBUS_POLICY=${HOOKD_DBUS_POLICY-$HOOKD_VMTESTS_DIR/../dbus/org.hookd.Hookd1.conf}
+    export HOOKCTL=${HOOKCTL:-$1/hookctl}
+    local b
+    for b in "$HOOKD_BIN" "$HOOKD_HOOK_BIN" "$HOOKCTL"; do
+        [ -x "$b" ] || sb_die "$b missing: run cargo build --workspace first"
+    done
+}
+
 # sandbox_start_libvirtd: start libvirtd (it reads its hooks now) and wait
 # until it answers.
 sandbox_start_libvirtd() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bus;
+pub mod private_bus;
 
 use std::ffi::CString;
 use std::fs::File;
@@ -156,6 +157,20 @@ impl Tap {
             }
         }
         out
+    }
+}
+
+/// A seeded xorshift generator, for benchmark inputs that repeat run to run.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
 
