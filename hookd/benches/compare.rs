@@ -23,6 +23,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "compare/bridged.rs"]
+mod bridged;
+
 use hookd::config::AttachMode;
 use hookd::daemon::Daemon;
 use hookd::datapath::Datapath;
@@ -42,6 +45,8 @@ const VM_MAC: &str = "52:54:00:00:00:0a";
 const VM_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const SINK_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const SINK_PORT: u16 = 9;
+const HV_NS: &str = "hookd-bench-hv";
+const SINK_NS: &str = "hookd-bench-sink";
 const VARIANTS: [&str; 6] = [
     "none",
     "iptables",
@@ -82,9 +87,10 @@ fn rules(n: usize) -> Vec<Rule> {
     v
 }
 
-/// 60-byte frames (64 on the wire) from the VM: to the sink's port only
+/// 60-byte frames (64 on the wire) from the VM (`src_mac`, VM_IP) to the
+/// next hop `dst_mac`: to the sink's port only
 /// ("last"), or to each rule's address and port in turn ("spread").
-fn frames(rules: &[Rule], spread: bool, tap_mac: [u8; 6]) -> Vec<Vec<u8>> {
+fn frames(rules: &[Rule], spread: bool, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<Vec<u8>> {
     let targets: Vec<(Ipv4Addr, u16)> = if spread {
         let step = rules.len().div_ceil(MAX_FRAMES).max(1);
         rules
@@ -100,7 +106,7 @@ fn frames(rules: &[Rule], spread: bool, tap_mac: [u8; 6]) -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, (dst, port))| {
             let l4 = udp(10_000 + (i % 50_000) as u16, *port, &[0u8; 18]);
-            eth(tap_mac, mac(VM_MAC), 0x0800, &ipv4(VM_IP, *dst, 17, &l4))
+            eth(dst_mac, src_mac, 0x0800, &ipv4(VM_IP, *dst, 17, &l4))
         })
         .collect()
 }
@@ -157,7 +163,8 @@ fn nft_scripts(rules: &[Rule], set: bool) -> Vec<String> {
     scripts
 }
 
-fn hookd_xml(rules: &[Rule], phase_tap: &str) -> String {
+/// The VM's policy: its MAC and address, egress denied but to the rules.
+fn hookd_policy(rules: &[Rule], vm_mac: &str) -> String {
     let mut r = String::new();
     for x in rules {
         let _ = write!(
@@ -167,12 +174,19 @@ fn hookd_xml(rules: &[Rule], phase_tap: &str) -> String {
         );
     }
     format!(
+        "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+         <hookd:interface mac='{vm_mac}'><hookd:address prefix='{VM_IP}/32'/>\
+         <hookd:egress default='deny'>{r}</hookd:egress></hookd:interface></hookd:policy>"
+    )
+}
+
+fn hookd_xml(rules: &[Rule], phase_tap: &str) -> String {
+    format!(
         "<domain><name>bench</name><uuid>00000000-0000-4000-8000-00000000be0c</uuid>\
-         <metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
-         <hookd:interface mac='{VM_MAC}'><hookd:address prefix='{VM_IP}/32'/>\
-         <hookd:egress default='deny'>{r}</hookd:egress></hookd:interface></hookd:policy></metadata>\
+         <metadata>{}</metadata>\
          <devices><interface type='ethernet'><mac address='{VM_MAC}'/><target dev='{phase_tap}'/>\
-         </interface></devices></domain>"
+         </interface></devices></domain>",
+        hookd_policy(rules, VM_MAC)
     )
 }
 
@@ -209,7 +223,7 @@ fn json(cmd: &str) -> serde_json::Value {
 }
 
 fn sink_rx() -> u64 {
-    json("ip -n hookd-bench-sink -j -s link show veth-s")[0]["stats64"]["rx"]["packets"]
+    json(&format!("ip -n {SINK_NS} -j -s link show veth-s"))[0]["stats64"]["rx"]["packets"]
         .as_u64()
         .unwrap_or(0)
 }
@@ -299,47 +313,75 @@ fn median_spread(v: &mut [f64]) -> (f64, f64) {
 fn main() {
     require_root();
     // cargo bench passes "--bench" before the arguments given after "--".
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let out_dir = PathBuf::from(
-        std::env::args()
-            .skip(1)
+        args.iter()
             .find(|a| !a.starts_with("--"))
-            .unwrap_or_else(|| "bench-results".into()),
+            .map_or("bench-results", |a| a.as_str()),
     );
     std::fs::create_dir_all(&out_dir).expect("results directory");
-    for ns in ["hookd-bench-hv", "hookd-bench-sink"] {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", ns])
-            .stderr(std::process::Stdio::null())
-            .status();
-        sh(&format!("ip netns add {ns}"));
+    if args.iter().any(|a| a == "--libvirt") {
+        bridged::run(&out_dir);
+    } else {
+        routed(&out_dir);
     }
-    let _cleanup = Cleanup;
-    sh("ip -n hookd-bench-hv link add veth-h type veth peer name veth-s netns hookd-bench-sink");
-    sh(
-        "ip -n hookd-bench-hv addr add 198.51.100.1/24 dev veth-h && ip -n hookd-bench-hv link set veth-h up && ip -n hookd-bench-hv link set lo up",
-    );
-    sh(
-        "ip -n hookd-bench-sink addr add 198.51.100.2/24 dev veth-s && ip -n hookd-bench-sink link set veth-s up && ip -n hookd-bench-sink link set lo up",
-    );
-    // The sink takes the rules' addresses too (mix "spread").
-    sh("ip -n hookd-bench-sink route add local 203.0.113.0/24 dev lo");
-    sh("ip -n hookd-bench-hv route add 203.0.113.0/24 via 198.51.100.2");
-    sh(
-        "ip netns exec hookd-bench-hv sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
-    );
+}
+
+/// Namespace "sink" with veth-s, its end of a veth pair whose other end,
+/// veth-h, is created in `hv_ns` (None: the calling thread's namespace).
+/// veth-s owns the sink's address and, for mix "spread", the rules'.
+/// Returns veth-s's MAC.
+fn make_sink(hv_ns: Option<&str>) -> [u8; 6] {
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", SINK_NS])
+        .stderr(std::process::Stdio::null())
+        .status();
+    sh(&format!("ip netns add {SINK_NS}"));
+    let ip = hv_ns.map_or("ip".to_string(), |ns| format!("ip -n {ns}"));
+    sh(&format!(
+        "{ip} link add veth-h type veth peer name veth-s netns {SINK_NS}"
+    ));
+    sh(&format!(
+        "ip -n {SINK_NS} addr add {SINK_IP}/24 dev veth-s && ip -n {SINK_NS} link set veth-s up && ip -n {SINK_NS} link set lo up"
+    ));
+    sh(&format!(
+        "ip -n {SINK_NS} route add local 203.0.113.0/24 dev lo"
+    ));
+    mac(
+        json(&format!("ip -n {SINK_NS} -j link show veth-s"))[0]["address"]
+            .as_str()
+            .expect("sink MAC"),
+    )
+}
+
+/// The routed topology: hookd against iptables and nftables.
+fn routed(out_dir: &std::path::Path) {
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", HV_NS])
+        .stderr(std::process::Stdio::null())
+        .status();
+    sh(&format!("ip netns add {HV_NS}"));
+    let _cleanup = Cleanup(&[HV_NS, SINK_NS]);
+    let sink_mac = make_sink(Some(HV_NS));
+    sh(&format!(
+        "ip -n {HV_NS} addr add 198.51.100.1/24 dev veth-h && ip -n {HV_NS} link set veth-h up && ip -n {HV_NS} link set lo up"
+    ));
+    sh(&format!(
+        "ip -n {HV_NS} route add 203.0.113.0/24 via {SINK_IP}"
+    ));
+    sh(&format!(
+        "ip netns exec {HV_NS} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"
+    ));
     // From here on this process lives in "hv": the tap, iptables, nft and
     // hookd all act there.
-    Netns::enter("hookd-bench-hv");
+    Netns::enter(HV_NS);
     let mut tap = Tap::create("vmtap");
     sh(
         "ip addr add 192.0.2.1/24 dev vmtap && ip link set vmtap up && sysctl -qw net.ipv4.conf.vmtap.rp_filter=0",
     );
-    let sink_mac = json("ip -n hookd-bench-sink -j link show veth-s")[0]["address"]
-        .as_str()
-        .expect("sink MAC")
-        .to_string();
     sh(&format!(
-        "ip neigh replace {SINK_IP} lladdr {sink_mac} dev veth-h"
+        "ip neigh replace {SINK_IP} lladdr {} dev veth-h",
+        mac_text(sink_mac)
     ));
     let tap_mac = mac(json("ip -j link show vmtap")[0]["address"]
         .as_str()
@@ -349,15 +391,14 @@ fn main() {
         daemon: None,
     };
 
-    // results[mix][size][variant] = (pps samples, cpu samples)
-    let mut results = vec![vec![vec![(Vec::new(), Vec::new()); VARIANTS.len()]; SIZES.len()]; 2];
+    let mut results = samples(VARIANTS.len());
     for round in 0..ROUNDS {
         for (si, &n) in SIZES.iter().enumerate() {
             let rs = rules(n);
             for (vi, v) in VARIANTS.iter().enumerate() {
                 filters.install(v, &rs);
                 for (mi, spread) in [false, true].into_iter().enumerate() {
-                    let (pps, cpu) = measure(&mut tap, &frames(&rs, spread, tap_mac));
+                    let (pps, cpu) = measure(&mut tap, &frames(&rs, spread, tap_mac, mac(VM_MAC)));
                     results[mi][si][vi].0.push(pps);
                     results[mi][si][vi].1.push(cpu);
                 }
@@ -375,10 +416,18 @@ fn main() {
     print!("{}", report.0);
 }
 
-struct Cleanup;
+fn mac_text(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Deletes the namespaces it names when dropped.
+struct Cleanup(&'static [&'static str]);
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for ns in ["hookd-bench-hv", "hookd-bench-sink"] {
+        for ns in self.0 {
             let _ = std::process::Command::new("ip")
                 .args(["netns", "del", ns])
                 .status();
@@ -386,15 +435,29 @@ impl Drop for Cleanup {
     }
 }
 
+/// results[mix][size][variant] = (pps samples, CPU ns samples).
 type Samples = Vec<Vec<Vec<(Vec<f64>, Vec<f64>)>>>;
 /// Per mix, size and variant: (delivered pps, ratio to no filter, CPU ns).
 type Medians = Vec<Vec<Vec<(f64, f64, f64)>>>;
+
+fn samples(variants: usize) -> Samples {
+    vec![vec![vec![(Vec::new(), Vec::new()); variants]; SIZES.len()]; 2]
+}
 
 /// The markdown tables, the goals checked, and an SVG plot of delivered
 /// rate against N (ratio to no filter, mix "last").
 fn render(results: &mut Samples) -> (String, String) {
     let mut md = String::new();
-    let mut med: Medians = vec![vec![vec![(0.0, 0.0, 0.0); VARIANTS.len()]; SIZES.len()]; 2];
+    let med = tables(&mut md, results, &VARIANTS);
+    goals(&mut md, &med);
+    let title = "Delivered 64-byte UDP packets/s, ratio to no filter (routed, mix \"last\")";
+    (md, svg(&med, &VARIANTS, title))
+}
+
+/// Per mix, a table of every size and variant, with ratios to variants[0]
+/// (no filter); returns the medians.
+fn tables(md: &mut String, results: &mut Samples, variants: &[&str]) -> Medians {
+    let mut med: Medians = vec![vec![vec![(0.0, 0.0, 0.0); variants.len()]; SIZES.len()]; 2];
     for (mi, mix) in ["last", "spread"].iter().enumerate() {
         let _ = writeln!(
             md,
@@ -412,7 +475,7 @@ fn render(results: &mut Samples) -> (String, String) {
         for (si, n) in SIZES.iter().enumerate() {
             let (none_pps, _) = median_spread(&mut results[mi][si][0].0);
             let (none_cpu, _) = median_spread(&mut results[mi][si][0].1);
-            for (vi, v) in VARIANTS.iter().enumerate() {
+            for (vi, v) in variants.iter().enumerate() {
                 let (pps, spread) = median_spread(&mut results[mi][si][vi].0);
                 let (cpu, _) = median_spread(&mut results[mi][si][vi].1);
                 med[mi][si][vi] = (pps, pps / none_pps, cpu);
@@ -426,6 +489,11 @@ fn render(results: &mut Samples) -> (String, String) {
             }
         }
     }
+    med
+}
+
+/// The issue's data-path goals at the largest N, as pass or short by how much.
+fn goals(md: &mut String, med: &Medians) {
     let big = SIZES.len() - 1;
     let idx = |name: &str| VARIANTS.iter().position(|v| *v == name).unwrap_or(0);
     let _ = writeln!(md, "\n### Goals at N = {}\n", SIZES[big]);
@@ -448,14 +516,21 @@ fn render(results: &mut Samples) -> (String, String) {
             );
         }
     }
-    (md, svg(&med))
 }
 
-fn svg(med: &Medians) -> String {
+/// An SVG plot of each variant's delivered rate against N, as a ratio to
+/// variants[0] (mix "last").
+fn svg(med: &Medians, variants: &[&str], title: &str) -> String {
     let (w, h, left, top, pw, ph) = (720.0, 420.0, 70.0, 40.0, 480.0, 320.0);
-    let colors = [
-        "#444", "#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#1f77b4",
-    ];
+    let color = |v: &str| match v {
+        "iptables" => "#d62728",
+        "iptables+ct" => "#ff7f0e",
+        "nft-chain" => "#9467bd",
+        "nft-set" => "#2ca02c",
+        "nwfilter" => "#8c564b",
+        "hookd" => "#1f77b4",
+        _ => "#444",
+    };
     let ymax = med[0]
         .iter()
         .flat_map(|row| row.iter().map(|c| c.1))
@@ -466,7 +541,7 @@ fn svg(med: &Medians) -> String {
     let mut s = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n\
          <rect width='100%' height='100%' fill='white'/>\n\
-         <text x='{left}' y='20' font-size='14'>Delivered 64-byte UDP packets/s, ratio to no filter (mix \"last\")</text>\n\
+         <text x='{left}' y='20' font-size='14'>{title}</text>\n\
          <line x1='{left}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n<line x1='{left}' y1='{top}' x2='{left}' y2='{}' stroke='black'/>\n",
         top + ph,
         left + pw,
@@ -493,18 +568,18 @@ fn svg(med: &Medians) -> String {
             y(r)
         );
     }
-    for (vi, v) in VARIANTS.iter().enumerate() {
+    for (vi, v) in variants.iter().enumerate() {
         let pts: Vec<String> = (0..SIZES.len())
             .map(|si| format!("{:.1},{:.1}", x(si), y(med[0][si][vi].1)))
             .collect();
         let _ = writeln!(
             s,
             "<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{}'>{v}</text>",
-            colors[vi],
+            color(v),
             pts.join(" "),
             left + pw + 12.0,
             top + 16.0 * vi as f64 + 10.0,
-            colors[vi]
+            color(v)
         );
     }
     s + "</svg>\n"

@@ -94,6 +94,8 @@ impl Drop for Netns {
 pub struct Tap {
     pub name: String,
     file: File,
+    /// The virtio-net header each frame needs (empty without IFF_VNET_HDR).
+    vnet_hdr: Vec<u8>,
 }
 
 #[repr(C)]
@@ -104,42 +106,96 @@ struct IfReq {
 }
 
 const TUNSETIFF: libc::c_ulong = 0x400454ca;
+const TUNGETVNETHDRSZ: libc::c_ulong = 0x800454d7;
+
+/// Opens /dev/net/tun and binds it to `name` with `flags` (TUNSETIFF).
+fn open_tun(name: &str, flags: libc::c_int) -> File {
+    let path = CString::new("/dev/net/tun").unwrap();
+    // SAFETY: plain open(2) of a valid path.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    assert!(
+        fd >= 0,
+        "open /dev/net/tun: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd was just opened and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: flags as libc::c_short,
+        pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF takes a struct ifreq, which IfReq mirrors.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
+    assert_eq!(
+        rc,
+        0,
+        "TUNSETIFF {name}: {}",
+        std::io::Error::last_os_error()
+    );
+    file
+}
 
 impl Tap {
     /// Creates `name` in the calling thread's network namespace.
     pub fn create(name: &str) -> Tap {
-        let path = CString::new("/dev/net/tun").unwrap();
-        // SAFETY: plain open(2) of a valid path.
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
+        Tap {
+            name: name.into(),
+            file: open_tun(name, libc::IFF_TAP | libc::IFF_NO_PI),
+            vnet_hdr: Vec::new(),
+        }
+    }
+
+    /// Opens one more queue of `name`, a multi-queue tap that another
+    /// program holds (QEMU, for a libvirt domain): frames written here enter
+    /// the host as if that guest sent them. TUNSETIFF sets the flags of every
+    /// queue, so the tap's own flags are kept, and frames get the zeroed
+    /// virtio-net header the tap then expects.
+    pub fn attach_queue(name: &str) -> Tap {
+        let sysfs = format!("/sys/class/net/{name}/tun_flags");
+        let text = std::fs::read_to_string(&sysfs).unwrap_or_else(|e| panic!("{sysfs}: {e}"));
+        let flags = i32::from_str_radix(text.trim().trim_start_matches("0x"), 16)
+            .unwrap_or_else(|e| panic!("{sysfs}: {e}"));
         assert!(
-            fd >= 0,
-            "open /dev/net/tun: {}",
-            std::io::Error::last_os_error()
+            flags & libc::IFF_MULTI_QUEUE != 0,
+            "{name} is not a multi-queue tap"
         );
-        let mut req = IfReq {
-            name: [0; 16],
-            flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
-            pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF takes a struct ifreq, which IfReq mirrors.
-        let rc = unsafe { libc::ioctl(fd, TUNSETIFF, &mut req) };
-        assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-        // SAFETY: fd is ours.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file = open_tun(name, flags & !libc::IFF_PERSIST);
+        let mut hdr_len: libc::c_int = 0;
+        if flags & libc::IFF_VNET_HDR != 0 {
+            // SAFETY: TUNGETVNETHDRSZ writes one int.
+            let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNGETVNETHDRSZ, &mut hdr_len) };
+            assert_eq!(
+                rc,
+                0,
+                "TUNGETVNETHDRSZ: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         Tap {
             name: name.into(),
             file,
+            vnet_hdr: vec![0; hdr_len as usize],
         }
     }
 
     pub fn send(&mut self, frame: &[u8]) {
-        self.file.write_all(frame).unwrap();
+        if self.vnet_hdr.is_empty() {
+            self.file.write_all(frame).unwrap();
+        } else {
+            let iov = [
+                std::io::IoSlice::new(&self.vnet_hdr),
+                std::io::IoSlice::new(frame),
+            ];
+            let n = self.file.write_vectored(&iov).unwrap();
+            assert_eq!(n, self.vnet_hdr.len() + frame.len(), "short tap write");
+        }
     }
 
     /// Frames the host sends to the guest within `wait`.
