@@ -39,6 +39,9 @@ pub trait DataPlane: Send {
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
+    /// Housekeeping left out of the calls that change policy (emptying
+    /// rule tables no longer in force); run after they are answered.
+    fn tidy(&mut self) {}
 }
 
 /// The data plane's counters and health, readable from any thread.
@@ -109,6 +112,10 @@ impl DataPlane for Datapath {
         self.remove_domain_pins(uuid)
     }
 
+    fn tidy(&mut self) {
+        Datapath::tidy(self)
+    }
+
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool {
         let same_dev = netdev::ifindex(&nic.tap).is_ok_and(|i| i == nic.ifindex);
         let linked = match Attachment::parse(&nic.attach) {
@@ -160,11 +167,21 @@ pub struct PolicyChange {
     pub uuid: String,
     pub name: String,
     pub generation: u64,
-    /// The policy text in force before, to restore it (None: there was none).
-    pub previous: Option<String>,
+    /// The domain XML in force before: `previous_policy` reads the policy
+    /// to restore from it, only when a restore is needed.
+    pub previous_xml: String,
     /// The policy text now in force (None: removed).
     pub applied: Option<String>,
     pub summary: String,
+}
+
+impl PolicyChange {
+    /// The policy text in force before the change (None: there was none).
+    /// Parsed on demand: a change's own latency does not pay for it.
+    pub fn previous_policy(&self) -> Result<Option<String>, DaemonError> {
+        crate::metadata::policy_text(&self.previous_xml)
+            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -459,6 +476,11 @@ impl Daemon {
         &self.records
     }
 
+    /// See [`DataPlane::tidy`].
+    pub fn tidy(&mut self) {
+        self.dp.tidy()
+    }
+
     pub fn find(&self, key: &str) -> Option<&DomainRecord> {
         self.records
             .iter()
@@ -484,17 +506,15 @@ impl Daemon {
             .find(domain)
             .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
         let uuid = rec.uuid.clone();
-        let previous = crate::metadata::policy_text(&rec.xml)
+        let previous_xml = rec.xml.clone();
+        let (xml, dom) = crate::metadata::with_policy_document(&rec.xml, doc.as_ref())
             .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
-        let xml = crate::metadata::with_policy(&rec.xml, doc.as_ref().map(|d| d.text.as_str()))
-            .map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
-        let dom = domain::parse(&xml).map_err(|e| DaemonError::InvalidPolicy(e.to_string()))?;
         let summary = self.attach_domain(&dom, &xml, "policy-set")?;
         Ok(PolicyChange {
             uuid,
             name: dom.name,
             generation: self.generation,
-            previous,
+            previous_xml,
             applied: doc.map(|d| d.text),
             summary,
         })

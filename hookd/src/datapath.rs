@@ -212,6 +212,9 @@ struct Owned {
     classes: std::collections::HashMap<(u32, u8), Vec<Key<FwClassData>>>,
     rules: std::collections::HashMap<(u32, u8), Vec<Key<FwRuleData>>>,
     addrs: std::collections::HashMap<u32, Vec<AddrKey>>,
+    /// Table halves (ifindex, half) a policy switch left behind: no packet
+    /// reads them any more, `Datapath::tidy` empties them.
+    retired: std::collections::HashSet<(u32, u8)>,
 }
 
 impl Owned {
@@ -233,6 +236,22 @@ impl Owned {
             o.addrs.entry(k.data().ifindex).or_default().push(k);
         }
         o
+    }
+
+    /// After a scan: the halves with entries that their NIC does not use,
+    /// left by a hookd that stopped before tidying.
+    fn retire_idle(&mut self, nics: &HashMap<MapData, u32, NicConfig>) {
+        let halves: Vec<(u32, u8)> = self
+            .classes
+            .keys()
+            .chain(self.rules.keys())
+            .copied()
+            .collect();
+        for (ifindex, half) in halves {
+            if nics.get(&ifindex, 0).is_ok_and(|c| c.fw_gen != half) {
+                self.retired.insert((ifindex, half));
+            }
+        }
     }
 }
 
@@ -377,7 +396,8 @@ impl Datapath {
             source,
         })?;
         let counters = Arc::new(Counters::open(pin_dir)?);
-        let owned = Owned::scan(&fw_classes, &fw_rules, &addrs);
+        let mut owned = Owned::scan(&fw_classes, &fw_rules, &addrs);
+        owned.retire_idle(&nics);
         Ok(Datapath {
             counters,
             owned,
@@ -493,13 +513,13 @@ impl Datapath {
         }
         let old = self.nics.get(&ifindex, 0).ok();
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
-        self.clear_fw(ifindex, Some(half));
-        // Hit counters are made by the programs, so finding a NIC's means
-        // walking the whole hit map: done only where stale ones can be, in
-        // the idle half of a NIC configured before (detach clears them all).
-        if old.is_some() {
+        // The idle half is empty once tidied. If not, empty it now, with its
+        // hit counters (made by the programs, so finding a NIC's means
+        // walking the whole hit map).
+        if self.owned.retired.remove(&(ifindex, half)) {
             self.clear_hits(ifindex, Some(half));
         }
+        self.clear_fw(ifindex, Some(half));
         if let Err(e) = self.write_fw(ifindex, half, fw) {
             self.clear_fw(ifindex, Some(half));
             return Err(e);
@@ -528,11 +548,34 @@ impl Datapath {
             .insert(ifindex, cfg, 0)
             .map_err(map_err("writing NIC config"))?;
         if old.is_some() {
-            // The old half's hit counters are never read again; they are
-            // cleared when that half is next written.
-            self.clear_fw(ifindex, Some(half ^ 1));
+            // The new rules are in force: emptying the old half can wait
+            // for `tidy`, after the caller has its answer.
+            self.owned.retired.insert((ifindex, half ^ 1));
         }
         Ok(())
+    }
+
+    /// Empties the table halves that policy switches left behind, with
+    /// their hit counters. The daemon runs it after answering the call that
+    /// made the switch, so a policy change is not slowed by removing the
+    /// rules it replaced.
+    pub fn tidy(&mut self) {
+        if self.owned.retired.is_empty() {
+            return;
+        }
+        let retired = std::mem::take(&mut self.owned.retired);
+        let hits: Vec<FwHitKey> = self
+            .fw_hits
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| retired.contains(&(k.ifindex, k.half)))
+            .collect();
+        for k in hits {
+            let _ = self.fw_hits.remove(&k);
+        }
+        for (ifindex, half) in retired {
+            self.clear_fw(ifindex, Some(half));
+        }
     }
 
     fn write_fw(&mut self, ifindex: u32, half: u8, fw: &NicFirewall) -> Result<(), DatapathError> {
@@ -629,6 +672,7 @@ impl Datapath {
         let _ = self.nics.remove(&ifindex);
         let _ = self.stats.remove(&ifindex);
         self.clear_fw(ifindex, None);
+        self.owned.retired.retain(|(i, _)| *i != ifindex);
         self.clear_ct(ifindex);
         self.clear_hits(ifindex, None);
         let _ = self.log_rate.remove(&ifindex);

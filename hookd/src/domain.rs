@@ -139,6 +139,16 @@ pub(crate) fn policy_element(root: &Element) -> Result<Option<&Element>, DomainE
 /// Parses a libvirt domain XML document.
 pub fn parse(xml: &str) -> Result<Domain, DomainError> {
     let root = xml_tree::parse(xml)?;
+    let mut dom = from_tree(&root)?;
+    dom.policy = policy_element(&root)?
+        .map(policy::parse_policy)
+        .transpose()?;
+    Ok(dom)
+}
+
+/// The domain a parsed document describes, leaving out its hookd policy
+/// (`policy` is None): for callers that have the policy parsed already.
+pub fn from_tree(root: &Element) -> Result<Domain, DomainError> {
     if root.name != "domain" || root.ns.is_some() {
         return Err(DomainError::NotADomain {
             line: root.line,
@@ -163,14 +173,11 @@ pub fn parse(xml: &str) -> Result<Domain, DomainError> {
         .map(|d| d.children_named("interface").map(parse_interface).collect())
         .transpose()?
         .unwrap_or_default();
-    let policy = policy_element(&root)?
-        .map(policy::parse_policy)
-        .transpose()?;
     Ok(Domain {
         name,
         uuid,
         interfaces,
-        policy,
+        policy: None,
     })
 }
 

@@ -13,6 +13,8 @@ use crate::xml_tree::{self, Element};
 pub struct PolicyDocument {
     pub policy: Policy,
     pub text: String,
+    /// The document line `text` starts on.
+    pub line: u32,
 }
 
 /// Checks a standalone `<policy xmlns="urn:hookd:policy:1">` document.
@@ -34,6 +36,7 @@ pub fn parse_policy_document(text: &str) -> Result<PolicyDocument, DomainError> 
     Ok(PolicyDocument {
         policy: policy::parse_policy(&root)?,
         text: text[root.span.clone()].to_string(),
+        line: root.line,
     })
 }
 
@@ -43,45 +46,69 @@ pub fn policy_text(domain_xml: &str) -> Result<Option<String>, DomainError> {
     Ok(domain::policy_element(&root)?.map(|el| domain_xml[el.span.clone()].to_string()))
 }
 
-/// `domain_xml` with its hookd policy replaced by `policy` (`None` removes
-/// it). Everything else in the document is kept byte for byte.
-pub fn with_policy(domain_xml: &str, policy: Option<&str>) -> Result<String, DomainError> {
+/// `domain_xml` with its hookd policy replaced by `doc` (`None` removes
+/// it), everything else kept byte for byte; and the domain the new XML
+/// describes. The old XML is parsed once and the checked policy not again
+/// (its line numbers are moved to where it now sits), which keeps XML work
+/// off a large policy change's latency.
+pub fn with_policy_document(
+    domain_xml: &str,
+    doc: Option<&PolicyDocument>,
+) -> Result<(String, domain::Domain), DomainError> {
     let root = xml_tree::parse(domain_xml)?;
-    let splice = |at: std::ops::Range<usize>, with: &str| {
-        format!("{}{with}{}", &domain_xml[..at.start], &domain_xml[at.end..])
-    };
+    let mut dom = domain::from_tree(&root)?;
     let existing = domain::policy_element(&root)?;
-    let meta = root.child("metadata");
-    Ok(match (existing, meta, policy) {
-        (Some(el), _, new) => splice(el.span.clone(), new.unwrap_or("")),
-        (None, _, None) => domain_xml.to_string(),
-        (None, Some(meta), Some(new)) => insert_into(domain_xml, meta, new, "metadata"),
-        (None, None, Some(new)) => insert_into(
-            domain_xml,
-            &root,
-            &format!("<metadata>{new}</metadata>"),
-            "domain",
-        ),
-    })
-}
-
-/// Inserts `content` as the last child of `el` (turning `<el/>` into
-/// `<el>content</el>`).
-fn insert_into(xml: &str, el: &Element, content: &str, name: &str) -> String {
-    if el.content_end == el.span.end && xml[..el.span.end].ends_with("/>") {
-        let open = &xml[el.span.start..el.span.end - 2];
-        format!(
-            "{}{open}>{content}</{name}>{}",
-            &xml[..el.span.start],
-            &xml[el.span.end..]
-        )
-    } else {
-        format!(
-            "{}{content}{}",
-            &xml[..el.content_end],
-            &xml[el.content_end..]
-        )
-    }
+    let Some(doc) = doc else {
+        let xml = match existing {
+            Some(el) => format!(
+                "{}{}",
+                &domain_xml[..el.span.start],
+                &domain_xml[el.span.end..]
+            ),
+            None => domain_xml.to_string(),
+        };
+        return Ok((xml, dom));
+    };
+    // Where the policy goes: over the old one, or last in <metadata>
+    // (made when missing; `<el/>` becomes `<el>...</el>`).
+    let (host, wrap) = match (existing, root.child("metadata")) {
+        (Some(el), _) => (None, el),
+        (None, Some(meta)) => (Some(("metadata", "", "")), meta),
+        (None, None) => (Some(("domain", "<metadata>", "</metadata>")), &root),
+    };
+    let (cut, lead, trail) = match host {
+        None => (wrap.span.clone(), String::new(), String::new()),
+        Some((name, open, close)) => {
+            let empty =
+                wrap.content_end == wrap.span.end && domain_xml[..wrap.span.end].ends_with("/>");
+            if empty {
+                let tag = &domain_xml[wrap.span.start..wrap.span.end - 2];
+                (
+                    wrap.span.clone(),
+                    format!("{tag}>{open}"),
+                    format!("{close}</{name}>"),
+                )
+            } else {
+                (
+                    wrap.content_end..wrap.content_end,
+                    open.to_string(),
+                    close.to_string(),
+                )
+            }
+        }
+    };
+    let at = cut.start + lead.len();
+    let xml = format!(
+        "{}{lead}{}{trail}{}",
+        &domain_xml[..cut.start],
+        doc.text,
+        &domain_xml[cut.end..]
+    );
+    let line = xml.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() as i64 + 1;
+    let mut policy = doc.policy.clone();
+    policy.shift_lines(line - i64::from(doc.line));
+    dom.policy = Some(policy);
+    Ok((xml, dom))
 }
 
 /// A policy element as libvirt's `virDomainSetMetadata` takes it: without
@@ -132,14 +159,32 @@ mod tests {
 
     #[test]
     fn splices_into_every_shape_of_metadata() {
+        // The domain returned carries the line numbers the new XML has,
+        // wherever the policy lands and whatever precedes it in its document.
+        let multi_line = "<?xml version='1.0'?>\n<!-- a comment -->\n<policy xmlns=\"urn:hookd:policy:1\">\n <interface>\n  <ingress default=\"deny\">\n   <rule action=\"allow\" protocol=\"tcp\" ports=\"22\"/>\n  </ingress>\n </interface>\n</policy>\n";
+        let doc = parse_policy_document(multi_line).unwrap();
+        for old in [
+            domain(""),
+            domain("  <metadata/>\n"),
+            domain(
+                "  <metadata>\n\n  <h:policy xmlns:h='urn:hookd:policy:1'>\n<h:interface/></h:policy></metadata>\n",
+            ),
+            "<domain><name>d</name></domain>".to_string(),
+            "<domain>\n<name>d</name><metadata/></domain>".to_string(),
+        ] {
+            let (xml, spliced) = with_policy_document(&old, Some(&doc)).unwrap();
+            assert_eq!(spliced, domain::parse(&xml).unwrap(), "{xml}");
+        }
         for meta in [
             "",
             "  <metadata/>\n",
             "  <metadata>\n    <other xmlns='urn:x'/>\n  </metadata>\n",
             "  <metadata><h:policy xmlns:h='urn:hookd:policy:1'><h:interface/></h:policy></metadata>\n",
         ] {
-            let xml = with_policy(&domain(meta), Some(POLICY)).unwrap();
+            let doc = parse_policy_document(POLICY).unwrap();
+            let (xml, spliced) = with_policy_document(&domain(meta), Some(&doc)).unwrap();
             let dom = domain::parse(&xml).unwrap();
+            assert_eq!(spliced, dom, "the domain returned is the new XML's");
             let p = dom.policy.expect("policy present");
             assert_eq!(p.interfaces.len(), 1, "{xml}");
             assert!(p.interfaces[0].ingress.is_some(), "{xml}");
@@ -150,7 +195,8 @@ mod tests {
                     "other metadata kept"
                 );
             }
-            let removed = with_policy(&xml, None).unwrap();
+            let (removed, dom) = with_policy_document(&xml, None).unwrap();
+            assert!(dom.policy.is_none());
             assert!(domain::parse(&removed).unwrap().policy.is_none());
             assert_eq!(policy_text(&removed).unwrap(), None);
         }

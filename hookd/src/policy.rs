@@ -22,6 +22,20 @@ pub struct Policy {
     pub interfaces: Vec<InterfacePolicy>,
 }
 
+impl Policy {
+    /// Moves every line number by `delta`: a policy parsed on its own, now
+    /// part of a larger document.
+    pub fn shift_lines(&mut self, delta: i64) {
+        let shift = |line: &mut u32| *line = u32::try_from(i64::from(*line) + delta).unwrap_or(0);
+        for ip in &mut self.interfaces {
+            shift(&mut ip.line);
+            for d in [&mut ip.ingress, &mut ip.egress].into_iter().flatten() {
+                d.rules.iter_mut().for_each(|r| shift(&mut r.line));
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InterfacePolicy {
     /// None: the policy covers every NIC of the domain.

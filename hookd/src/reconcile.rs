@@ -44,7 +44,7 @@ pub async fn follow(
 }
 
 async fn reapply(
-    daemon: &Mutex<Daemon>,
+    daemon: &Arc<Mutex<Daemon>>,
     libvirt: &Libvirt,
     emitter: &SignalEmitter<'_>,
     uuid: &str,

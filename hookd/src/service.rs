@@ -205,9 +205,11 @@ pub async fn forward_signals(bus: Connection, mut queue: UnboundedReceiver<Chang
 }
 
 /// Applies a change to the daemon, then signals what changed: domains
-/// attached or detached, policies applied.
+/// attached or detached, policies applied. The data plane's housekeeping
+/// (`Daemon::tidy`) runs afterwards in a task of its own, so the caller has
+/// its answer first.
 pub async fn change<T>(
-    daemon: &Mutex<Daemon>,
+    daemon: &Arc<Mutex<Daemon>>,
     sink: &SignalSink<'_>,
     phase: &str,
     f: impl FnOnce(&mut Daemon) -> Result<T, DaemonError>,
@@ -224,6 +226,8 @@ pub async fn change<T>(
         let result = f(&mut d);
         (result, before, snapshot(&d))
     };
+    let tidy = Arc::clone(daemon);
+    tokio::spawn(async move { tidy.lock().await.tidy() });
     let mut changes = Vec::new();
     for (uuid, name, generation) in &after {
         let (name, uuid, generation) = (name.clone(), uuid.clone(), *generation);
@@ -650,11 +654,15 @@ impl Manager {
                 ))
             }
             Err(why) => {
-                let previous = c.previous.clone();
-                let restored = change(&self.daemon, &sink, "policy-restore", |d| {
-                    d.set_policy(&c.uuid, previous.as_deref())
-                })
-                .await;
+                let restored = match c.previous_policy() {
+                    Ok(previous) => {
+                        change(&self.daemon, &sink, "policy-restore", |d| {
+                            d.set_policy(&c.uuid, previous.as_deref())
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
                 tracing::error!(domain = %c.name, error = %why, restored = restored.is_ok(), "persisting the policy failed");
                 Err(Error::Libvirt(match restored {
                     Ok(_) => format!("{why}; the previous policy is back in force"),

@@ -1311,15 +1311,16 @@ fn security_group_rules_and_connection_tracking() {
     assert_eq!(hit(0, 1), 1, "ingress rule 1 (deny .66): {hits:?}");
     assert_eq!(hit(1, 0), 1, "egress rule 0 (deny udp 53): {hits:?}");
 
-    // Replacing the policy swaps table halves: no old entries stay behind,
-    // and the new rules apply at once.
+    // Replacing the policy swaps table halves and the new rules apply at
+    // once; the old half stays until tidied, then no old entries are left.
     let before = dp.fw_rule_count(TEST_IFINDEX);
     program_policy(
         &mut dp,
         "<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='23'/></hookd:ingress>",
         2,
     );
-    assert!(dp.fw_rule_count(TEST_IFINDEX) < before);
+    assert_eq!(dp.fw_rule_count(TEST_IFINDEX), before + 1);
+    dp.tidy();
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 1);
     assert!(
         dp.rule_hits(TEST_IFINDEX).is_empty(),
@@ -1339,9 +1340,27 @@ fn security_group_rules_and_connection_tracking() {
     let before = dp.ct_count(TEST_IFINDEX);
     assert!(before < hookd_bpf::layout::CT_PER_NIC as usize);
     // A restarted hookd (a new Datapath on the same pins) learns which
-    // entries the NIC owns from the maps themselves, and removes them all.
-    assert!(dp.fw_rule_count(TEST_IFINDEX) > 0 && dp.prefix_count(TEST_IFINDEX) > 0);
+    // entries the NIC owns from the maps themselves: it empties the half a
+    // switch left behind, keeps the live one, and can remove them all.
+    program_policy(
+        &mut dp,
+        "<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='22,24,26'/></hookd:ingress>",
+        3,
+    );
+    let with_old = dp.fw_rule_count(TEST_IFINDEX);
     let mut adopted = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    adopted.tidy();
+    assert_eq!(
+        dp.fw_rule_count(TEST_IFINDEX),
+        with_old - 1,
+        "port 23's half emptied"
+    );
+    assert_eq!(
+        run_prog(&dp, to, &to_vm4("203.0.113.5", 6, &tcp(40012, 26, SYN))),
+        TC_ACT_UNSPEC,
+        "the live half kept"
+    );
+    assert!(dp.fw_rule_count(TEST_IFINDEX) > 0 && dp.prefix_count(TEST_IFINDEX) > 0);
     adopted.forget_nic(TEST_IFINDEX).unwrap();
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 0);
     assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);

@@ -32,7 +32,9 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
     let events = dp.take_events();
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
-    let daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged);
+    let mut daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged);
+    // Rule tables a previous hookd switched away from but did not empty.
+    daemon.tidy();
     let view = daemon.view();
     let daemon = Arc::new(Mutex::new(daemon));
 
