@@ -2,7 +2,8 @@
 //! one run. A generator plays a VM behind a tap (frames written through the
 //! tap's file descriptor, in namespace "hv"); the hypervisor routes them to a
 //! veth whose other end (namespace "sink") counts what arrives. Variants,
-//! interleaved over rounds: no filter; iptables (legacy x_tables) with N
+//! interleaved over rounds: no filter; an empty classifier at tcx (the
+//! fixed cost of the hook itself); iptables (legacy x_tables) with N
 //! linear rules, without and with a conntrack fast path; nftables with N
 //! rules as a linear chain and as one set; hookd's tcx programs with the
 //! same N rules as the VM's egress policy (attached by hookd's own daemon
@@ -26,6 +27,8 @@ mod support;
 #[path = "compare/bridged.rs"]
 mod bridged;
 
+use aya::programs::tc::SchedClassifierLinkId;
+use aya::programs::{SchedClassifier, TcAttachType};
 use hookd::config::AttachMode;
 use hookd::daemon::Daemon;
 use hookd::datapath::Datapath;
@@ -47,8 +50,9 @@ const SINK_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const SINK_PORT: u16 = 9;
 const HV_NS: &str = "hookd-bench-hv";
 const SINK_NS: &str = "hookd-bench-sink";
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 7] = [
     "none",
+    "tcx-empty",
     "iptables",
     "iptables+ct",
     "nft-chain",
@@ -260,6 +264,18 @@ fn measure(tap: &mut Tap, frames: &[Vec<u8>]) -> (f64, f64) {
 struct Filters {
     dp_pins: Bpffs,
     daemon: Option<Daemon>,
+    /// An empty classifier: what attaching at tcx costs before any work.
+    empty: aya::Ebpf,
+    empty_link: Option<SchedClassifierLinkId>,
+}
+
+impl Filters {
+    fn empty_prog(&mut self) -> &mut SchedClassifier {
+        self.empty
+            .program_mut("empty_tc")
+            .and_then(|p| p.try_into().ok())
+            .expect("the empty classifier")
+    }
 }
 
 impl Filters {
@@ -273,12 +289,24 @@ impl Filters {
             d.hook_event(&hook("stopped"), &hookd_xml(&[], "vmtap"))
                 .expect("detaching hookd");
         }
+        if let Some(link) = self.empty_link.take() {
+            self.empty_prog()
+                .detach(link)
+                .expect("detaching the empty classifier");
+        }
     }
 
     fn install(&mut self, variant: &str, rules: &[Rule]) {
         self.clear();
         match variant {
             "none" => {}
+            "tcx-empty" => {
+                let link = self
+                    .empty_prog()
+                    .attach("vmtap", TcAttachType::Ingress)
+                    .expect("attaching the empty classifier");
+                self.empty_link = Some(link);
+            }
             "iptables" => run_with_stdin("iptables-legacy-restore", &iptables_rules(rules, false)),
             "iptables+ct" => {
                 run_with_stdin("iptables-legacy-restore", &iptables_rules(rules, true))
@@ -386,9 +414,17 @@ fn routed(out_dir: &std::path::Path) {
     let tap_mac = mac(json("ip -j link show vmtap")[0]["address"]
         .as_str()
         .expect("tap MAC"));
+    let mut empty = aya::Ebpf::load(hookd_bpf::EMPTY_OBJ).expect("loading the empty classifier");
+    let prog: &mut SchedClassifier = empty
+        .program_mut("empty_tc")
+        .and_then(|p| p.try_into().ok())
+        .expect("the empty classifier");
+    prog.load().expect("loading the empty classifier");
     let mut filters = Filters {
         dp_pins: Bpffs::new(),
         daemon: None,
+        empty,
+        empty_link: None,
     };
 
     let mut results = samples(VARIANTS.len());
@@ -528,6 +564,7 @@ fn svg(med: &Medians, variants: &[&str], title: &str) -> String {
         "nft-chain" => "#9467bd",
         "nft-set" => "#2ca02c",
         "nwfilter" => "#8c564b",
+        "tcx-empty" => "#17becf",
         "hookd" => "#1f77b4",
         _ => "#444",
     };
