@@ -18,6 +18,10 @@ cd "$REPO"
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
 bash scripts/install-deps.sh
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nftables iptables >/dev/null
+# The control-plane parts set the host's rcu_expedited for a while and
+# restore it; should one be killed first, this puts it back.
+RCU_SAVED=$(cat /sys/kernel/rcu_expedited 2>/dev/null || echo 0)
+trap 'echo "$RCU_SAVED" > /sys/kernel/rcu_expedited 2>/dev/null || true' EXIT
 OUT=${1:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
