@@ -238,17 +238,28 @@ impl Owned {
         o
     }
 
-    /// After a scan: the halves with entries that their NIC does not use,
-    /// left by a hookd that stopped before tidying.
-    fn retire_idle(&mut self, nics: &HashMap<MapData, u32, NicConfig>) {
-        let halves: Vec<(u32, u8)> = self
+    /// After a scan: the halves with entries or hit counters that no NIC
+    /// uses, left by a hookd that stopped before tidying (or by an older
+    /// one, which kept an idle half's hit counters until it wrote that
+    /// half again).
+    fn retire_idle(
+        &mut self,
+        nics: &HashMap<MapData, u32, NicConfig>,
+        hits: &PerCpuHashMap<MapData, FwHitKey, u64>,
+    ) {
+        let halves: std::collections::HashSet<(u32, u8)> = self
             .classes
             .keys()
             .chain(self.rules.keys())
             .copied()
+            .chain(
+                hits.keys()
+                    .filter_map(Result::ok)
+                    .map(|k| (k.ifindex, k.half)),
+            )
             .collect();
         for (ifindex, half) in halves {
-            if nics.get(&ifindex, 0).is_ok_and(|c| c.fw_gen != half) {
+            if nics.get(&ifindex, 0).map_or(true, |c| c.fw_gen != half) {
                 self.retired.insert((ifindex, half));
             }
         }
@@ -397,7 +408,7 @@ impl Datapath {
         })?;
         let counters = Arc::new(Counters::open(pin_dir)?);
         let mut owned = Owned::scan(&fw_classes, &fw_rules, &addrs);
-        owned.retire_idle(&nics);
+        owned.retire_idle(&nics, &fw_hits);
         Ok(Datapath {
             counters,
             owned,

@@ -49,7 +49,7 @@ pub fn policy_text(domain_xml: &str) -> Result<Option<String>, DomainError> {
 /// `domain_xml` with its hookd policy replaced by `doc` (`None` removes
 /// it), everything else kept byte for byte; and the domain the new XML
 /// describes. The old XML is parsed once and the checked policy not again
-/// (its line numbers are moved to where it now sits), which keeps XML work
+/// (line numbers are moved to where things now sit), which keeps XML work
 /// off a large policy change's latency.
 pub fn with_policy_document(
     domain_xml: &str,
@@ -58,27 +58,17 @@ pub fn with_policy_document(
     let root = xml_tree::parse(domain_xml)?;
     let mut dom = domain::from_tree(&root)?;
     let existing = domain::policy_element(&root)?;
-    let Some(doc) = doc else {
-        let xml = match existing {
-            Some(el) => format!(
-                "{}{}",
-                &domain_xml[..el.span.start],
-                &domain_xml[el.span.end..]
-            ),
-            None => domain_xml.to_string(),
-        };
-        return Ok((xml, dom));
-    };
-    // Where the policy goes: over the old one, or last in <metadata>
-    // (made when missing; `<el/>` becomes `<el>...</el>`).
-    let (host, wrap) = match (existing, root.child("metadata")) {
-        (Some(el), _) => (None, el),
-        (None, Some(meta)) => (Some(("metadata", "", "")), meta),
-        (None, None) => (Some(("domain", "<metadata>", "</metadata>")), &root),
-    };
-    let (cut, lead, trail) = match host {
-        None => (wrap.span.clone(), String::new(), String::new()),
-        Some((name, open, close)) => {
+    // What is cut out of the old XML and what goes in its place: the new
+    // policy over the old one, or last in <metadata> (made when missing;
+    // `<el/>` becomes `<el>...</el>`), or nothing.
+    let (cut, lead, trail) = match (doc, existing, root.child("metadata")) {
+        (None, None, _) => return Ok((domain_xml.to_string(), dom)),
+        (_, Some(el), _) => (el.span.clone(), String::new(), String::new()),
+        (Some(_), None, meta) => {
+            let (name, wrap, open, close) = match meta {
+                Some(meta) => ("metadata", meta, "", ""),
+                None => ("domain", &root, "<metadata>", "</metadata>"),
+            };
             let empty =
                 wrap.content_end == wrap.span.end && domain_xml[..wrap.span.end].ends_with("/>");
             if empty {
@@ -97,17 +87,29 @@ pub fn with_policy_document(
             }
         }
     };
-    let at = cut.start + lead.len();
+    let text = doc.map_or("", |d| d.text.as_str());
     let xml = format!(
-        "{}{lead}{}{trail}{}",
+        "{}{lead}{text}{trail}{}",
         &domain_xml[..cut.start],
-        doc.text,
         &domain_xml[cut.end..]
     );
-    let line = xml.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() as i64 + 1;
-    let mut policy = doc.policy.clone();
-    policy.shift_lines(line - i64::from(doc.line));
-    dom.policy = Some(policy);
+    let lines = |t: &str| t.bytes().filter(|b| *b == b'\n').count() as i64;
+    // NICs after the splice move by the lines it added or removed.
+    let moved = lines(&lead) + lines(text) + lines(&trail) - lines(&domain_xml[cut.clone()]);
+    if root
+        .child("devices")
+        .is_some_and(|d| d.span.start >= cut.end)
+    {
+        for nic in &mut dom.interfaces {
+            nic.line = u32::try_from(i64::from(nic.line) + moved).unwrap_or(0);
+        }
+    }
+    if let Some(doc) = doc {
+        let line = lines(&xml[..cut.start + lead.len()]) + 1;
+        let mut policy = doc.policy.clone();
+        policy.shift_lines(line - i64::from(doc.line));
+        dom.policy = Some(policy);
+    }
     Ok((xml, dom))
 }
 
@@ -163,7 +165,17 @@ mod tests {
         // wherever the policy lands and whatever precedes it in its document.
         let multi_line = "<?xml version='1.0'?>\n<!-- a comment -->\n<policy xmlns=\"urn:hookd:policy:1\">\n <interface>\n  <ingress default=\"deny\">\n   <rule action=\"allow\" protocol=\"tcp\" ports=\"22\"/>\n  </ingress>\n </interface>\n</policy>\n";
         let doc = parse_policy_document(multi_line).unwrap();
+        let with_nic = |meta: &str| {
+            format!(
+                "<domain>\n<name>d</name>\n{meta}<devices>\n<interface type='bridge'>\n<mac address='52:54:00:00:00:0a'/></interface>\n</devices>\n</domain>"
+            )
+        };
         for old in [
+            with_nic(""),
+            with_nic("<metadata/>\n"),
+            with_nic(
+                "<metadata>\n<h:policy xmlns:h='urn:hookd:policy:1'>\n\n\n\n<h:interface/></h:policy>\n</metadata>\n",
+            ),
             domain(""),
             domain("  <metadata/>\n"),
             domain(
@@ -174,6 +186,8 @@ mod tests {
         ] {
             let (xml, spliced) = with_policy_document(&old, Some(&doc)).unwrap();
             assert_eq!(spliced, domain::parse(&xml).unwrap(), "{xml}");
+            let (removed, dom) = with_policy_document(&xml, None).unwrap();
+            assert_eq!(dom, domain::parse(&removed).unwrap(), "{removed}");
         }
         for meta in [
             "",

@@ -1360,6 +1360,17 @@ fn security_group_rules_and_connection_tracking() {
         TC_ACT_UNSPEC,
         "the live half kept"
     );
+    // Its hit counters went with it: the next policy starts from none.
+    program_policy(
+        &mut adopted,
+        "<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='23'/></hookd:ingress>",
+        4,
+    );
+    assert!(
+        adopted.rule_hits(TEST_IFINDEX).is_empty(),
+        "no stale hit counters: {:?}",
+        adopted.rule_hits(TEST_IFINDEX)
+    );
     assert!(dp.fw_rule_count(TEST_IFINDEX) > 0 && dp.prefix_count(TEST_IFINDEX) > 0);
     adopted.forget_nic(TEST_IFINDEX).unwrap();
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 0);

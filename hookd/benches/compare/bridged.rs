@@ -114,6 +114,12 @@ pub fn run(out_dir: &std::path::Path) {
     let _cleanup = Cleanup(&[SINK_NS]);
     let sink_mac = make_sink(None);
     sh("ip link set veth-h master br0 && ip link set veth-h up");
+    // The sink never sends, so the bridge would forget where its MAC is
+    // (after 300 s; nwfilter takes longer to start) and flood every tap.
+    sh(&format!(
+        "bridge fdb replace {} dev veth-h master static",
+        mac_text(sink_mac)
+    ));
     let work = tempfile::tempdir().expect("work directory");
     let mut results = samples(VARIANTS.len());
     // starts[size][variant]: seconds `virsh create --paused` took.

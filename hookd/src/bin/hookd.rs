@@ -32,9 +32,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
     let events = dp.take_events();
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
-    let mut daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged);
-    // Rule tables a previous hookd switched away from but did not empty.
-    daemon.tidy();
+    let daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged);
     let view = daemon.view();
     let daemon = Arc::new(Mutex::new(daemon));
 
@@ -71,6 +69,10 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    // Rule tables a previous hookd switched away from but did not empty;
+    // only now that the bus name is ours (a second hookd must not touch
+    // the pins the first one is writing).
+    daemon.lock().await.tidy();
     if let Some(listener) = metrics {
         tokio::spawn(hookd::metrics::serve(listener, view.clone()));
     }
