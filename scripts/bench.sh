@@ -57,6 +57,7 @@ timeout 900 cargo bench -q -p hookd --bench hook_flood > "$OUT/hook-flood.txt"
     echo "| iptables | $(iptables-legacy -V 2>&1) |"
     echo "| nftables | $(nft -v 2>&1) |"
     echo "| libvirt | $(libvirtd --version 2>&1 | head -1) |"
+    echo "| host's \`rcu_expedited\` | $RCU_SAVED (outside the rows that set it to 1) |"
     echo
     echo "## Data path: hookd against no filter, iptables and nftables"
     echo
