@@ -60,6 +60,12 @@ with_hook() {
     install -m 0755 "$SB/50-hookd.saved" /etc/libvirt/hooks/qemu.d/50-hookd
     sandbox_start_libvirtd
 }
+# expedited CMD...: CMD with the host's rcu_expedited at 1, then as it was.
+expedited() {
+    echo 1 > "$RCU_EXPEDITED"
+    "$@"
+    echo "$RCU_SAVED" > "$RCU_EXPEDITED"
+}
 without_hook() {
     sandbox_stop_libvirtd
     rm -f /etc/libvirt/hooks/qemu.d/50-hookd
@@ -70,15 +76,11 @@ for r in $(seq "$ROUNDS"); do
     without_hook
     start_ms plain nohook
     start_ms nwfilter nwfilter
-    echo 1 > "$RCU_EXPEDITED"
-    start_ms plain nohook-exp
-    echo "$RCU_SAVED" > "$RCU_EXPEDITED"
+    expedited start_ms plain nohook-exp
     with_hook
     start_ms plain hook-plain
     start_ms managed hook-policy
-    echo 1 > "$RCU_EXPEDITED"
-    start_ms managed hook-policy-exp
-    echo "$RCU_SAVED" > "$RCU_EXPEDITED"
+    expedited start_ms managed hook-policy-exp
     sb_log "round $r/$ROUNDS done"
 done
 

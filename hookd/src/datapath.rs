@@ -528,7 +528,7 @@ impl Datapath {
         // hit counters (made by the programs, so finding a NIC's means
         // walking the whole hit map).
         if self.owned.retired.remove(&(ifindex, half)) {
-            self.clear_hits(ifindex, Some(half));
+            self.clear_hits(|k| k.ifindex == ifindex && k.half == half);
         }
         self.clear_fw(ifindex, Some(half));
         if let Err(e) = self.write_fw(ifindex, half, fw) {
@@ -575,15 +575,7 @@ impl Datapath {
             return;
         }
         let retired = std::mem::take(&mut self.owned.retired);
-        let hits: Vec<FwHitKey> = self
-            .fw_hits
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| retired.contains(&(k.ifindex, k.half)))
-            .collect();
-        for k in hits {
-            let _ = self.fw_hits.remove(&k);
-        }
+        self.clear_hits(|k| retired.contains(&(k.ifindex, k.half)));
         for (ifindex, half) in retired {
             self.clear_fw(ifindex, Some(half));
         }
@@ -685,7 +677,7 @@ impl Datapath {
         self.clear_fw(ifindex, None);
         self.owned.retired.retain(|(i, _)| *i != ifindex);
         self.clear_ct(ifindex);
-        self.clear_hits(ifindex, None);
+        self.clear_hits(|k| k.ifindex == ifindex);
         let _ = self.log_rate.remove(&ifindex);
         self.clear_addrs(ifindex);
         Ok(())
@@ -697,12 +689,14 @@ impl Datapath {
         self.events.take()
     }
 
-    fn clear_hits(&mut self, ifindex: u32, half: Option<u8>) {
+    /// Removes the hit counters `which` selects: one walk of the hit map,
+    /// since the programs make its entries.
+    fn clear_hits(&mut self, which: impl Fn(&FwHitKey) -> bool) {
         let keys: Vec<FwHitKey> = self
             .fw_hits
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| k.ifindex == ifindex && half.is_none_or(|h| h == k.half))
+            .filter(|k| which(k))
             .collect();
         for k in keys {
             let _ = self.fw_hits.remove(&k);

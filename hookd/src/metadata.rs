@@ -101,7 +101,7 @@ pub fn with_policy_document(
         .is_some_and(|d| d.span.start >= cut.end)
     {
         for nic in &mut dom.interfaces {
-            nic.line = u32::try_from(i64::from(nic.line) + moved).unwrap_or(0);
+            policy::shift_line(&mut nic.line, moved);
         }
     }
     if let Some(doc) = doc {

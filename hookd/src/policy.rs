@@ -26,14 +26,20 @@ impl Policy {
     /// Moves every line number by `delta`: a policy parsed on its own, now
     /// part of a larger document.
     pub fn shift_lines(&mut self, delta: i64) {
-        let shift = |line: &mut u32| *line = u32::try_from(i64::from(*line) + delta).unwrap_or(0);
         for ip in &mut self.interfaces {
-            shift(&mut ip.line);
+            shift_line(&mut ip.line, delta);
             for d in [&mut ip.ingress, &mut ip.egress].into_iter().flatten() {
-                d.rules.iter_mut().for_each(|r| shift(&mut r.line));
+                d.rules
+                    .iter_mut()
+                    .for_each(|r| shift_line(&mut r.line, delta));
             }
         }
     }
+}
+
+/// `line` moved by `delta` lines (text was added or removed above it).
+pub fn shift_line(line: &mut u32, delta: i64) {
+    *line = u32::try_from(i64::from(*line) + delta).unwrap_or(0);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
