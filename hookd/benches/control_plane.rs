@@ -14,10 +14,10 @@
 mod support;
 
 use hookd::config::AttachMode;
-use hookd::daemon::Daemon;
+use hookd::core::Daemon;
+use hookd::core::records::StateDir;
 use hookd::datapath::Datapath;
-use hookd::hook::HookArgs;
-use hookd::state::StateDir;
+use hookd_model::hook::HookArgs;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use support::*;
@@ -181,7 +181,7 @@ fn main() {
     let attached = |d: &Daemon| -> usize {
         d.records()
             .iter()
-            .map(|r| r.nics.iter().filter(|n| !n.attach.is_empty()).count())
+            .map(|r| r.nics.iter().filter(|n| n.attached()).count())
             .sum()
     };
     assert_eq!(attached(&d), TAPS, "every tap attached");

@@ -110,8 +110,8 @@ fn main() {
     let plans: Vec<_> = SIZES
         .iter()
         .map(|&n| {
-            let dom = hookd::domain::parse(&policy(n, 0x5eed + n as u64)).unwrap();
-            hookd::plan::plan_domain(&dom, true, hookd::plan::Stage::BeforeTaps)
+            let dom = hookd_model::domain::parse(&policy(n, 0x5eed + n as u64)).unwrap();
+            hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::BeforeTaps)
                 .unwrap()
                 .remove(0)
                 .mode
@@ -124,7 +124,7 @@ fn main() {
     for round in 0..ROUNDS {
         for k in 0..SIZES.len() {
             let k = (k + round) % SIZES.len();
-            dp.forget_nic(IFINDEX).unwrap();
+            dp.forget_nic(IFINDEX);
             dp.program_nic(IFINDEX, mac(VM_MAC), &plans[k], round as u64)
                 .unwrap();
             entries[k] = dp.fw_rule_count(IFINDEX);

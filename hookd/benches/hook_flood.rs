@@ -17,9 +17,9 @@
 mod support;
 
 use futures_util::StreamExt;
-use hookd::daemon::Daemon;
-use hookd::service::Readers;
-use hookd::state::StateDir;
+use hookd::api::Readers;
+use hookd::core::Daemon;
+use hookd::core::records::StateDir;
 use hookd_dbus::ManagerProxy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -188,7 +188,7 @@ fn main() {
     let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
     let socket = run.path().join("hook.sock");
     let _server = server_rt
-        .block_on(hookd::service::serve(
+        .block_on(hookd::api::serve(
             zbus::connection::Builder::address(address.as_str()),
             daemon,
             view,

@@ -1,30 +1,24 @@
-//! hookd: an eBPF data plane for libvirt/KVM virtual machines.
+//! hookd, the daemon: an eBPF data plane for libvirt/KVM virtual machines.
 //!
-//! Pure logic (XML, policy, planning, hook arguments) lives in modules that
-//! need no privileges; `datapath` and `netdev` touch the kernel; `service`
-//! is the D-Bus face of the daemon.
+//! Layers, each using only those below it (the pure model is the
+//! `hookd-model` crate; see docs/architecture.md):
+//!
+//! - [`api`]: the D-Bus face (`org.hookd.Hookd1.Manager`), access control,
+//!   signals, and the hook's own socket;
+//! - [`libvirt`]: libvirt's API (domain events, metadata writes) and the
+//!   follower that re-applies what libvirt changes;
+//! - [`core`]: the daemon (records, changes, the readers' view, tracing);
+//! - [`datapath`]: the kernel (load, pin, attach, per-NIC maps, counters);
+//! - [`config`], [`cli`], [`metrics`]: configuration, command line, the
+//!   Prometheus endpoint.
 
+pub mod api;
 pub mod cli;
 pub mod config;
-pub mod daemon;
+pub mod core;
 pub mod datapath;
-pub mod domain;
-pub mod events;
-pub mod explain;
-pub mod firewall;
-pub mod hook;
-pub mod hook_socket;
 pub mod libvirt;
-pub mod mac;
-pub mod metadata;
 pub mod metrics;
-pub mod netdev;
-pub mod plan;
-pub mod policy;
-pub mod reconcile;
-pub mod service;
-pub mod state;
-pub mod xml_tree;
 
 /// hookd's version, as reported over D-Bus and by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,7 +1,8 @@
 //! Per-NIC counters in the Prometheus text exposition format, served over
 //! plain HTTP on a loopback address when `metrics_listen` is set.
 
-use crate::daemon::{self, View};
+use crate::core::View;
+use hookd_bpf::layout::DropReason;
 use std::fmt::Write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -31,7 +32,7 @@ pub fn render(d: &View) -> String {
     ];
     let mut samples: [Vec<String>; 3] = Default::default();
     for r in d.records().iter() {
-        for n in r.nics.iter().filter(|n| !n.attach.is_empty()) {
+        for n in r.nics.iter().filter(|n| n.attached()) {
             let Some(s) = d.stats(n.ifindex) else {
                 continue;
             };
@@ -42,25 +43,23 @@ pub fn render(d: &View) -> String {
                 label(&n.mac),
                 label(&n.tap)
             );
-            for (name, value) in daemon::counters(&s) {
-                let line = if let Some(reason) = name.strip_prefix("drop_") {
-                    (
-                        2,
-                        format!("hookd_nic_drops_total{{{base},reason=\"{reason}\"}} {value}"),
-                    )
-                } else {
-                    let (kind, dir) = match name.as_str() {
-                        "to_vm_packets" => (0, "to_vm"),
-                        "from_vm_packets" => (0, "from_vm"),
-                        "to_vm_bytes" => (1, "to_vm"),
-                        _ => (1, "from_vm"),
-                    };
-                    (
-                        kind,
-                        format!("{}{{{base},direction=\"{dir}\"}} {value}", families[kind].0),
-                    )
-                };
-                samples[line.0].push(line.1);
+            for (dir, packets, bytes) in [
+                ("to_vm", s.to_vm_packets, s.to_vm_bytes),
+                ("from_vm", s.from_vm_packets, s.from_vm_bytes),
+            ] {
+                for (kind, value) in [(0, packets), (1, bytes)] {
+                    samples[kind].push(format!(
+                        "{}{{{base},direction=\"{dir}\"}} {value}",
+                        families[kind].0
+                    ));
+                }
+            }
+            for r in DropReason::ALL {
+                samples[2].push(format!(
+                    "hookd_nic_drops_total{{{base},reason=\"{}\"}} {}",
+                    r.name(),
+                    s.drops[r as usize]
+                ));
             }
         }
     }

@@ -8,9 +8,9 @@ mod support;
 use support::bus::NoPlane;
 use support::private_bus::PrivateBus;
 
-use hookd::daemon::Daemon;
-use hookd::service::Readers;
-use hookd::state::StateDir;
+use hookd::api::Readers;
+use hookd::core::Daemon;
+use hookd::core::records::StateDir;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +72,7 @@ async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     let run = tempfile::tempdir().unwrap();
     let daemon = Daemon::new(Box::new(NoPlane), StateDir::open(run.path()).unwrap(), true);
     let view = daemon.view();
-    let conn = hookd::service::serve(
+    let conn = hookd::api::serve(
         zbus::connection::Builder::address(address),
         Arc::new(tokio::sync::Mutex::new(daemon)),
         view,
@@ -81,7 +81,8 @@ async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
         &run.path().join("hook.sock"),
     )
     .await
-    .expect("root owns org.hookd.Hookd1 under the bus policy");
+    .expect("root owns org.hookd.Hookd1 under the bus policy")
+    .conn;
     (conn, run)
 }
 
@@ -155,7 +156,7 @@ async fn run_all(address: &str, calls: Vec<(Who, Vec<String>)>) -> Vec<Output> {
 }
 
 fn hookctl(args: &[&str]) -> Vec<String> {
-    std::iter::once(env!("CARGO_BIN_EXE_hookctl"))
+    std::iter::once(support::hookctl_bin())
         .chain(args.iter().copied())
         .map(String::from)
         .collect()
@@ -247,7 +248,7 @@ async fn signals_reach_hookctl_monitor() {
     let (_conn, _run) = serve(&address).await;
     // Two unprivileged monitors: signals reach the read group only.
     let spawn_monitor = |who: Who| {
-        who.command(env!("CARGO_BIN_EXE_hookctl"))
+        who.command(support::hookctl_bin())
             .args(["--json", "monitor"])
             .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
             .stdout(Stdio::piped())

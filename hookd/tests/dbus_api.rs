@@ -8,14 +8,14 @@ mod support;
 
 use support::private_bus::PrivateBus;
 
-use hookd::daemon::{CounterSource, Daemon, DataPlane};
+use hookd::api::Readers;
+use hookd::core::records::{NicRecord, StateDir};
+use hookd::core::{CounterSource, Daemon, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
 use hookd::libvirt::Libvirt;
-use hookd::plan::NicMode;
-use hookd::service::Readers;
-use hookd::state::{NicRecord, StateDir};
 use hookd_bpf::layout::NicStats;
 use hookd_dbus::{Error, ManagerProxy};
+use hookd_model::plan::NicMode;
 use std::sync::{Arc, Mutex as StdMutex};
 
 #[derive(Default)]
@@ -42,7 +42,7 @@ impl DataPlane for RecordingPlane {
             .lock()
             .unwrap()
             .0
-            .push(format!("attach {uuid} {tap} {}", mode.describe()));
+            .push(format!("attach {uuid} {tap} {}", mode));
         Ok((42, Attachment::Tcx))
     }
     fn update_nic(
@@ -78,8 +78,8 @@ impl DataPlane for RecordingPlane {
 struct FixedCounters;
 
 impl CounterSource for FixedCounters {
-    fn rule_hits(&self, _ifindex: u32) -> Vec<((u8, u16), u64)> {
-        vec![((0, 0), 5)]
+    fn rule_hits(&self, _ifindex: u32) -> Vec<((hookd_model::policy::Direction, u16), u64)> {
+        vec![((hookd_model::policy::Direction::Ingress, 0), 5)]
     }
     fn stats(&self, _ifindex: u32) -> Option<NicStats> {
         let mut s = NicStats {
@@ -105,7 +105,7 @@ const POLICY: &str = "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:in
 /// hookd's service on a private bus and on a hook socket, alive while held.
 struct Served {
     _bus: PrivateBus,
-    _server: zbus::Connection,
+    _server: hookd::api::Served,
     socket: std::path::PathBuf,
 }
 
@@ -137,7 +137,7 @@ async fn setup_with(
     let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
     let bus = PrivateBus::start(false);
     let socket = run.path().join("hook.sock");
-    let server = hookd::service::serve(
+    let server = hookd::api::serve(
         zbus::connection::Builder::address(bus.address.as_str()),
         daemon,
         view,
@@ -289,7 +289,7 @@ async fn invalid_input_is_refused_with_typed_errors_and_changes_nothing() {
         }
         other => panic!("{other:?}"),
     }
-    let huge = "x".repeat(hookd::xml_tree::MAX_XML_BYTES + 1);
+    let huge = "x".repeat(hookd_model::xml_tree::MAX_XML_BYTES + 1);
     assert!(
         matches!(hook(&p, "start", &huge).await, Err(Error::InvalidPolicy(m)) if m.contains("limit"))
     );
@@ -425,7 +425,7 @@ async fn metrics_in_the_prometheus_text_format() {
         StateDir::open(run.path()).unwrap(),
         true,
     );
-    let args = hookd::hook::HookArgs {
+    let args = hookd_model::hook::HookArgs {
         domain: "vm1".into(),
         operation: "start".into(),
         sub_operation: "begin".into(),

@@ -10,12 +10,12 @@ mod support;
 
 use aya::programs::{TestRun, TestRunOptions};
 use hookd::config::AttachMode;
-use hookd::daemon::{Daemon, DataPlane};
+use hookd::core::records::StateDir;
+use hookd::core::{Daemon, DataPlane};
 use hookd::datapath::{Attachment, Datapath};
-use hookd::hook::HookArgs;
-use hookd::plan::NicMode;
-use hookd::state::StateDir;
-use hookd_bpf::layout::{DropReason, NIC_F_CHECK_IP, NIC_F_MANAGED};
+use hookd_bpf::layout::DropReason;
+use hookd_model::hook::HookArgs;
+use hookd_model::plan::{AntiSpoofing, Enforcement, NicMode};
 use ipnet::IpNet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -37,15 +37,17 @@ fn antispoof_mode(prefixes: &[&str]) -> NicMode {
     let mut p: Vec<IpNet> = prefixes.iter().map(|p| p.parse().unwrap()).collect();
     p.push(IpNet::V6(ipnet::Ipv6Net::from(
         VM_MAC
-            .parse::<hookd::mac::MacAddr>()
+            .parse::<hookd_model::mac::MacAddr>()
             .unwrap()
             .eui64_link_local(),
     )));
-    NicMode::AntiSpoofing {
-        flags: NIC_F_MANAGED | NIC_F_CHECK_IP,
-        prefixes: p,
+    NicMode::Enforced(Enforcement {
+        anti_spoofing: AntiSpoofing {
+            prefixes: p,
+            ..Default::default()
+        },
         firewall: Default::default(),
-    }
+    })
 }
 
 fn run(dp: &Datapath, frame: &[u8]) -> u32 {
@@ -78,7 +80,7 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
 
     let echo = icmp_echo(1);
     let ll = VM_MAC
-        .parse::<hookd::mac::MacAddr>()
+        .parse::<hookd_model::mac::MacAddr>()
         .unwrap()
         .eui64_link_local();
     let cases: Vec<(&str, Vec<u8>, u32, Option<DropReason>)> = vec![
@@ -481,11 +483,10 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
     dp.program_nic(
         TEST_IFINDEX,
         m,
-        &NicMode::AntiSpoofing {
-            flags: NIC_F_MANAGED,
-            prefixes: vec![],
+        &NicMode::Enforced(Enforcement {
+            anti_spoofing: AntiSpoofing::default(),
             firewall: Default::default(),
-        },
+        }),
         2,
     )
     .unwrap();
@@ -509,7 +510,7 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
             "unmanaged NIC filtered {name}"
         );
     }
-    dp.forget_nic(TEST_IFINDEX).unwrap();
+    dp.forget_nic(TEST_IFINDEX);
     assert!(dp.stats(TEST_IFINDEX).is_none() && dp.nic_config(TEST_IFINDEX).is_none());
     assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
     // Unknown NIC: not ours to judge.
@@ -624,13 +625,13 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
         );
 
         // Detach: nothing of the NIC is left, and traffic is no longer filtered.
-        let rec = hookd::state::NicRecord {
+        let rec = hookd::core::records::NicRecord {
             mac: VM_MAC.into(),
             kind: "ethernet".into(),
             tap: "hk0".into(),
             ifindex,
-            mode: "anti-spoofing".into(),
-            attach: how.name().into(),
+            mode: hookd::core::records::NicState::Enforced,
+            attach: Some(how),
             addresses: vec![],
             rules: vec![],
         };
@@ -688,7 +689,7 @@ fn domain_xml(tap: &str, with_policy: bool, with_target: bool) -> String {
     )
 }
 
-fn hook(d: &mut Daemon, op: &str, xml: &str) -> Result<String, hookd::daemon::DaemonError> {
+fn hook(d: &mut Daemon, op: &str, xml: &str) -> Result<String, hookd::core::DaemonError> {
     let args = HookArgs {
         domain: "vm1".into(),
         operation: op.into(),
@@ -804,8 +805,9 @@ fn program_policy(dp: &mut Datapath, inner: &str, generation: u64) {
          {inner}</hookd:interface></hookd:policy></metadata><devices><interface type='bridge'>\
          <mac address='{VM_MAC}'/></interface></devices></domain>"
     );
-    let dom = hookd::domain::parse(&xml).unwrap();
-    let plan = hookd::plan::plan_domain(&dom, true, hookd::plan::Stage::BeforeTaps).unwrap();
+    let dom = hookd_model::domain::parse(&xml).unwrap();
+    let plan =
+        hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::BeforeTaps).unwrap();
     dp.program_nic(TEST_IFINDEX, mac(VM_MAC), &plan[0].mode, generation)
         .unwrap();
 }
@@ -1298,6 +1300,7 @@ fn security_group_rules_and_connection_tracking() {
     // Hit counters: the deciding rule of each judged packet is counted.
     let hits = dp.rule_hits(TEST_IFINDEX);
     let hit = |dir: u8, rule: u16| {
+        let dir = hookd::datapath::direction_of(dir);
         hits.iter()
             .find(|(k, _)| *k == (dir, rule))
             .map(|(_, n)| *n)
@@ -1372,10 +1375,10 @@ fn security_group_rules_and_connection_tracking() {
         adopted.rule_hits(TEST_IFINDEX)
     );
     assert!(dp.fw_rule_count(TEST_IFINDEX) > 0 && dp.prefix_count(TEST_IFINDEX) > 0);
-    adopted.forget_nic(TEST_IFINDEX).unwrap();
+    adopted.forget_nic(TEST_IFINDEX);
     assert_eq!(dp.fw_rule_count(TEST_IFINDEX), 0);
     assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
-    dp.forget_nic(TEST_IFINDEX).unwrap();
+    dp.forget_nic(TEST_IFINDEX);
     assert_eq!(
         dp.ct_count(TEST_IFINDEX),
         0,
@@ -1487,8 +1490,8 @@ fn logged_rules_send_rate_limited_events() {
         (e.ifindex, e.dir, e.deny, e.rule, e.proto, e.sport, e.dport),
         (TEST_IFINDEX, 0, 1, 0, 17, 2000, 53)
     );
-    assert_eq!(hookd::events::addr_text(e.saddr), "203.0.113.9");
-    assert_eq!(hookd::events::addr_text(e.daddr), VM4);
+    assert_eq!(hookd::core::events::addr_text(e.saddr), "203.0.113.9");
+    assert_eq!(hookd::core::events::addr_text(e.daddr), VM4);
 }
 
 /// A frame that reaches a VM's tap by bpf_redirect (not through the host
@@ -1504,7 +1507,7 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
         Netns::enter(&name);
         let mut tap = Tap::create("hk0");
         sh("ip link set hk0 up && ip link add rv0 type veth peer name rv1 && ip link set rv0 up && ip link set rv1 up");
-        let tap_ifindex = hookd::netdev::ifindex("hk0").unwrap();
+        let tap_ifindex = hookd::datapath::netdev::ifindex("hk0").unwrap();
         let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
         let xml = format!(
             "<domain><name>r</name><uuid>u-redir</uuid><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
@@ -1513,8 +1516,8 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
              </hookd:interface></hookd:policy></metadata><devices><interface type='ethernet'>\
              <mac address='{VM_MAC}'/><target dev='hk0'/></interface></devices></domain>"
         );
-        let dom = hookd::domain::parse(&xml).unwrap();
-        let plan = hookd::plan::plan_domain(&dom, true, hookd::plan::Stage::TapsExist).unwrap();
+        let dom = hookd_model::domain::parse(&xml).unwrap();
+        let plan = hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::TapsExist).unwrap();
         dp.attach_nic("u-redir", "hk0", mac(VM_MAC), &plan[0].mode, 1).unwrap();
         // rv1's ingress redirects everything to hk0's egress, as another
         // VM's program would.
@@ -1527,7 +1530,7 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
         assert!(sock >= 0);
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = hookd::netdev::ifindex("rv0").unwrap() as i32;
+        sll.sll_ifindex = hookd::datapath::netdev::ifindex("rv0").unwrap() as i32;
         let send = |frame: &[u8]| {
             let n = unsafe {
                 libc::sendto(sock, frame.as_ptr().cast(), frame.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)

@@ -5,9 +5,9 @@
 //! D-Bus socket, /run/hookd/hook.sock, else on the system bus)
 //! with a bounded wait and never calls libvirt (libvirt would deadlock). Exit
 //! status: non-zero only when a VM carrying hookd policy is being started and
-//! its policy was not applied (see hookd::hook::decide_exit).
+//! its policy was not applied (see hookd_model::hook::decide_exit).
 
-use hookd::hook::{self, HookArgs, Outcome};
+use hookd_model::hook::{self, HookArgs, Outcome};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let limit = hookd::xml_tree::MAX_XML_BYTES;
+    let limit = hookd_model::xml_tree::MAX_XML_BYTES;
     // Where libvirt reads our stdout back as the domain XML, all of the
     // input is passed through, whatever its size; elsewhere reading stops
     // past the limit hookd would refuse anyway.
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         let _ = out.write_all(&raw).and_then(|_| out.flush());
     }
     let xml = String::from_utf8_lossy(&raw).into_owned();
-    let has_policy = hookd::domain::mentions_hookd_policy(&xml);
+    let has_policy = hookd_model::domain::mentions_hookd_policy(&xml);
     let outcome = if raw.len() > limit {
         Outcome::Refused(format!("domain XML exceeds hookd's {limit}-byte limit"))
     } else {

@@ -72,7 +72,11 @@ fn migrate_and_restore_pass_the_xml_through_unchanged() {
         assert_eq!(String::from_utf8_lossy(&o.stdout), MANAGED, "{op}");
     }
     // Even past the size limit, the XML comes back whole.
-    let huge = format!("{}{}", MANAGED, " ".repeat(hookd::xml_tree::MAX_XML_BYTES));
+    let huge = format!(
+        "{}{}",
+        MANAGED,
+        " ".repeat(hookd_model::xml_tree::MAX_XML_BYTES)
+    );
     let (o, _) = run_hook(&bus, &["vm1", "migrate", "begin", "-"], &huge);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(o.stdout.len(), huge.len());
@@ -88,7 +92,11 @@ fn wrong_arguments_and_oversized_xml() {
         "{}",
         stderr(&o)
     );
-    let huge = format!("{}{}", MANAGED, " ".repeat(hookd::xml_tree::MAX_XML_BYTES));
+    let huge = format!(
+        "{}{}",
+        MANAGED,
+        " ".repeat(hookd_model::xml_tree::MAX_XML_BYTES)
+    );
     let (o, _) = run_hook(&bus, &["vm1", "start", "begin", "-"], &huge);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("limit"), "{}", stderr(&o));

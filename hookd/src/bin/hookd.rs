@@ -2,13 +2,13 @@
 //! pins the eBPF programs, attaches them to VM taps on libvirt hook calls.
 
 use clap::Parser;
+use hookd::api::Readers;
 use hookd::cli::DaemonArgs;
 use hookd::config::{AttachMode, Config};
-use hookd::daemon::Daemon;
+use hookd::core::Daemon;
+use hookd::core::records::StateDir;
 use hookd::datapath::Datapath;
 use hookd::libvirt::Libvirt;
-use hookd::service::Readers;
-use hookd::state::StateDir;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -59,7 +59,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let libvirt = (!cfg.libvirt_uri.is_empty()).then(|| Libvirt::new(&cfg.libvirt_uri));
 
     let hook_socket = cfg.run_dir.join("hook.sock");
-    let conn = hookd::service::serve(
+    let served = hookd::api::serve(
         zbus::connection::Builder::system(),
         daemon.clone(),
         view.clone(),
@@ -69,20 +69,26 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    let conn = served.conn;
     // Rule tables a previous hookd switched away from but did not empty;
     // only now that the bus name is ours (a second hookd must not touch
     // the pins the first one is writing).
-    daemon.lock().await.tidy();
+    {
+        let mut d = daemon.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || d.tidy())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     if let Some(listener) = metrics {
         tokio::spawn(hookd::metrics::serve(listener, view.clone()));
     }
     if let Some(lv) = libvirt {
         match lv.watch() {
             Ok(rx) => {
-                tokio::spawn(hookd::reconcile::follow(
+                tokio::spawn(hookd::libvirt::follow::follow(
                     daemon.clone(),
                     lv,
-                    conn.clone(),
+                    served.notices.clone(),
                     rx,
                 ));
             }
@@ -90,7 +96,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         }
     }
     if let Some(ring) = events {
-        tokio::spawn(hookd::events::read(ring, view, conn.clone()));
+        tokio::spawn(hookd::core::events::follow(ring, view, served.notices));
     }
     tracing::info!(version = hookd::VERSION, pin_dir = %cfg.pin_dir.display(), "hookd ready on {}", hookd_dbus::BUS_NAME);
 

@@ -1,11 +1,11 @@
 //! A data plane that does nothing, for the tests where the D-Bus side is
 //! what is measured.
 
-use hookd::daemon::{CounterSource, DataPlane};
+use hookd::core::records::NicRecord;
+use hookd::core::{CounterSource, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
-use hookd::plan::NicMode;
-use hookd::state::NicRecord;
 use hookd_bpf::layout::NicStats;
+use hookd_model::plan::NicMode;
 
 /// A data plane that attaches nothing: D-Bus access and load are under
 /// test where it is used, not the kernel side.
@@ -43,7 +43,7 @@ impl CounterSource for NoPlane {
     fn stats(&self, _: u32) -> Option<NicStats> {
         None
     }
-    fn rule_hits(&self, _: u32) -> Vec<((u8, u16), u64)> {
+    fn rule_hits(&self, _: u32) -> Vec<((hookd_model::policy::Direction, u16), u64)> {
         Vec::new()
     }
 }

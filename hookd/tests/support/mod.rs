@@ -233,7 +233,7 @@ impl Rng {
 // ---- frames -------------------------------------------------------------
 
 pub fn mac(s: &str) -> [u8; 6] {
-    s.parse::<hookd::mac::MacAddr>().unwrap().0
+    s.parse::<hookd_model::mac::MacAddr>().unwrap().0
 }
 
 pub fn checksum(data: &[u8]) -> u16 {
@@ -378,4 +378,25 @@ pub fn icmp(kind: u8, code: u8, id: u16, rest: &[u8]) -> Vec<u8> {
     let mut m = vec![kind, code, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
     m.extend_from_slice(rest);
     m
+}
+
+/// The hookctl binary of this build (another package's, so cargo gives no
+/// CARGO_BIN_EXE_ for it): next to this test's own directory.
+pub fn hookctl_bin() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        // target/<profile>/deps/<test> -> target/<profile>/hookctl
+        let bin = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|dir| dir.join("hookctl"))
+            .expect("a target directory");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it first (cargo build --workspace)",
+            bin.display()
+        );
+        bin.display().to_string()
+    })
 }

@@ -5,40 +5,71 @@ use crate::domain::{Domain, Interface};
 use crate::firewall::{self, Compiled};
 use crate::mac::MacAddr;
 use crate::policy::{Direction, InterfacePolicy};
-use hookd_bpf::layout::{NIC_F_ALLOW_DHCP_SERVER, NIC_F_ALLOW_RA, NIC_F_CHECK_IP, NIC_F_MANAGED};
 use ipnet::{IpNet, Ipv6Net};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "mode", rename_all = "kebab-case")]
 pub enum NicMode {
-    /// Policy present: anti-spoofing with these flags and source prefixes,
-    /// and the security-group tables of each direction that has rules.
-    AntiSpoofing {
-        flags: u16,
-        prefixes: Vec<IpNet>,
-        #[serde(skip)]
-        firewall: NicFirewall,
-    },
+    /// Policy present: what is enforced, stage by stage.
+    #[serde(rename = "anti-spoofing")]
+    Enforced(Enforcement),
     /// No policy for this NIC: its traffic is counted, never filtered.
     CountersOnly,
     /// hookd leaves this NIC alone, and says why.
     NotAttached { reason: String },
 }
 
+/// What a NIC with policy is held to, one field per stage of the data
+/// path (a network stage joins them with routing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enforcement {
+    #[serde(flatten)]
+    pub anti_spoofing: AntiSpoofing,
+    #[serde(skip)]
+    pub firewall: NicFirewall,
+}
+
+/// Anti-spoofing: the source MAC is always checked; IP sources, ARP
+/// senders and ND targets only where `prefixes` is not empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct AntiSpoofing {
+    /// The policy's address prefixes, plus the NIC's EUI-64 link-local
+    /// address when there are any.
+    pub prefixes: Vec<IpNet>,
+    pub allow_dhcp_server: bool,
+    pub allow_router_advertisements: bool,
+}
+
+impl AntiSpoofing {
+    /// Whether IP sources are checked (the policy gave addresses).
+    pub fn checks_ip(&self) -> bool {
+        !self.prefixes.is_empty()
+    }
+}
+
 impl NicMode {
+    /// The enforcement, where the NIC has policy.
+    pub fn enforcement(&self) -> Option<&Enforcement> {
+        match self {
+            NicMode::Enforced(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether security groups are on for either direction (the NIC then
     /// needs a conntrack table).
     pub fn has_firewall(&self) -> bool {
-        matches!(self, NicMode::AntiSpoofing { firewall, .. }
-            if firewall.ingress.is_some() || firewall.egress.is_some())
+        self.enforcement().is_some_and(|e| e.firewall.is_on())
     }
+}
 
-    pub fn describe(&self) -> String {
+impl std::fmt::Display for NicMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NicMode::AntiSpoofing { .. } => "anti-spoofing".into(),
-            NicMode::CountersOnly => "counters only".into(),
-            NicMode::NotAttached { reason } => format!("not attached: {reason}"),
+            NicMode::Enforced(_) => f.write_str("anti-spoofing"),
+            NicMode::CountersOnly => f.write_str("counters only"),
+            NicMode::NotAttached { reason } => write!(f, "not attached: {reason}"),
         }
     }
 }
@@ -49,6 +80,21 @@ impl NicMode {
 pub struct NicFirewall {
     pub ingress: Option<Compiled>,
     pub egress: Option<Compiled>,
+}
+
+impl NicFirewall {
+    /// Either direction has an element (and so rules or a default).
+    pub fn is_on(&self) -> bool {
+        self.ingress.is_some() || self.egress.is_some()
+    }
+
+    /// The compiled tables of `dir`.
+    pub fn of(&self, dir: Direction) -> Option<&Compiled> {
+        match dir {
+            Direction::Ingress => self.ingress.as_ref(),
+            Direction::Egress => self.egress.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,8 +110,7 @@ pub struct NicPlan {
 /// One rule as hookd reports it: where it is and what it says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RuleInfo {
-    /// "ingress" or "egress".
-    pub direction: String,
+    pub direction: Direction,
     /// Index within its direction (what the data path counts hits by).
     pub index: u16,
     pub line: u32,
@@ -73,12 +118,12 @@ pub struct RuleInfo {
 }
 
 fn rule_infos(p: &InterfacePolicy) -> Vec<RuleInfo> {
-    [("ingress", &p.ingress), ("egress", &p.egress)]
+    Direction::BOTH
         .into_iter()
-        .filter_map(|(name, d)| d.as_ref().map(|d| (name, d)))
-        .flat_map(|(name, d)| {
+        .filter_map(|dir| p.rules(dir).map(|d| (dir, d)))
+        .flat_map(|(direction, d)| {
             d.rules.iter().enumerate().map(move |(i, r)| RuleInfo {
-                direction: name.to_string(),
+                direction,
                 index: i as u16,
                 line: r.line,
                 text: r.to_string(),
@@ -95,7 +140,7 @@ pub enum PlanError {
     TooLarge {
         line: u32,
         mac: String,
-        direction: String,
+        direction: Direction,
         entries: usize,
         classes: usize,
     },
@@ -135,16 +180,17 @@ pub const MAX_FW_CLASSES: usize = 32_768;
 fn compile_direction(
     nic: &Interface,
     p: &InterfacePolicy,
-    name: &str,
-    d: Option<&Direction>,
+    direction: Direction,
 ) -> Result<Option<Compiled>, PlanError> {
-    let Some(d) = d else { return Ok(None) };
+    let Some(d) = p.rules(direction) else {
+        return Ok(None);
+    };
     let c = firewall::compile(d);
     if c.rules.len() > MAX_FW_RULE_ENTRIES || c.classes.len() > MAX_FW_CLASSES {
         return Err(PlanError::TooLarge {
             line: p.line,
             mac: mac_text(nic),
-            direction: name.to_string(),
+            direction,
             entries: c.rules.len(),
             classes: c.classes.len(),
         });
@@ -153,10 +199,8 @@ fn compile_direction(
 }
 
 fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanError> {
-    let mut flags = NIC_F_MANAGED;
     let mut prefixes = p.addresses.clone();
     if !prefixes.is_empty() {
-        flags |= NIC_F_CHECK_IP;
         // The guest's own EUI-64 link-local address is always allowed.
         if let Some(mac) = nic.mac {
             let ll = IpNet::V6(Ipv6Net::from(mac.eui64_link_local()));
@@ -165,20 +209,17 @@ fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanErro
             }
         }
     }
-    if p.allow_dhcp_server {
-        flags |= NIC_F_ALLOW_DHCP_SERVER;
-    }
-    if p.allow_router_advertisements {
-        flags |= NIC_F_ALLOW_RA;
-    }
-    Ok(NicMode::AntiSpoofing {
-        flags,
-        prefixes,
-        firewall: NicFirewall {
-            ingress: compile_direction(nic, p, "ingress", p.ingress.as_ref())?,
-            egress: compile_direction(nic, p, "egress", p.egress.as_ref())?,
+    Ok(NicMode::Enforced(Enforcement {
+        anti_spoofing: AntiSpoofing {
+            prefixes,
+            allow_dhcp_server: p.allow_dhcp_server,
+            allow_router_advertisements: p.allow_router_advertisements,
         },
-    })
+        firewall: NicFirewall {
+            ingress: compile_direction(nic, p, Direction::Ingress)?,
+            egress: compile_direction(nic, p, Direction::Egress)?,
+        },
+    }))
 }
 
 /// Plans every NIC of `domain`. A NIC covered by policy that hookd cannot
@@ -224,7 +265,7 @@ pub fn plan_domain(
                 mac: nic.mac,
                 kind: nic.kind.clone(),
                 tap: nic.target_dev.clone(),
-                rules: if matches!(mode, NicMode::AntiSpoofing { .. }) {
+                rules: if matches!(mode, NicMode::Enforced(_)) {
                     policy.map(rule_infos).unwrap_or_default()
                 } else {
                     Vec::new()

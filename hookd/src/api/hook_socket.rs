@@ -5,7 +5,7 @@
 //! their own, so they never wait behind the tasks of management calls
 //! either. Their signals still go out on the bus.
 
-use crate::service::Manager;
+use crate::api::Manager;
 use futures_util::StreamExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;

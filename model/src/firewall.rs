@@ -18,7 +18,7 @@
 //! longest match finds it. `reference_verdict` is the rule-by-rule
 //! definition; tests check both agree on random policies and packets.
 
-use crate::policy::{Action, Direction, PROTO_ICMP, PROTO_ICMPV6, Protocol, Rule};
+use crate::policy::{Action, DirectionRules, PROTO_ICMP, PROTO_ICMPV6, Protocol, Rule};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -219,7 +219,7 @@ fn stronger(a: Option<Verdict>, b: Verdict) -> Verdict {
 }
 
 /// Compiles one direction.
-pub fn compile(dir: &Direction) -> Compiled {
+pub fn compile(dir: &DirectionRules) -> Compiled {
     // Classes: the distinct rule prefixes.
     let mut class_of: BTreeMap<Prefix, u32> = BTreeMap::new();
     for r in &dir.rules {
@@ -308,7 +308,7 @@ pub fn compile(dir: &Direction) -> Compiled {
 
 /// The rule-by-rule definition of schema v1: deny beats allow, otherwise
 /// any allow, otherwise the default. Returns the verdict and deciding rule.
-pub fn reference_verdict(dir: &Direction, p: &Packet) -> (Action, Option<usize>) {
+pub fn reference_verdict(dir: &DirectionRules, p: &Packet) -> (Action, Option<usize>) {
     let matches = |r: &Rule| {
         let proto_ok = match r.protocol {
             Protocol::Any => true,
@@ -352,8 +352,10 @@ impl Kinds {
     }
 }
 
-const FW_KIND_PROTO: u8 = hookd_bpf::layout::FW_KIND_PROTO;
-const FW_KIND_ANY: u8 = hookd_bpf::layout::FW_KIND_ANY;
+/// The kind bits of class ids and `nic_config.fw_kinds`: the data path's
+/// `FW_KIND_*` (hookd's tests check that both sides agree).
+pub const FW_KIND_PROTO: u8 = 0x1;
+pub const FW_KIND_ANY: u8 = 0x2;
 
 impl Compiled {
     /// The lookups worth making, per class (0 included when it has rules).
@@ -577,7 +579,7 @@ mod tests {
         let mut rng = Rng(0x5eed_1234_abcd_0001);
         for round in 0..300 {
             let n = 1 + rng.below(25) as usize;
-            let dir = Direction {
+            let dir = DirectionRules {
                 default: if rng.below(2) == 0 {
                     Action::Allow
                 } else {
@@ -623,7 +625,7 @@ mod tests {
             log: false,
             line: 1,
         };
-        let dir = Direction {
+        let dir = DirectionRules {
             default: Action::Allow,
             rules: vec![
                 rule(Action::Deny, net("198.51.100.0/24")),

@@ -5,7 +5,7 @@
 use crate::mac::MacAddr;
 use crate::xml_tree::Element;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// Namespace URI of hookd's metadata.
@@ -47,8 +47,8 @@ pub struct InterfacePolicy {
     /// None: the policy covers every NIC of the domain.
     pub mac: Option<MacAddr>,
     pub addresses: Vec<IpNet>,
-    pub ingress: Option<Direction>,
-    pub egress: Option<Direction>,
+    pub ingress: Option<DirectionRules>,
+    pub egress: Option<DirectionRules>,
     pub allow_dhcp_server: bool,
     pub allow_router_advertisements: bool,
     pub route: Option<Route>,
@@ -62,8 +62,73 @@ pub enum Action {
     Deny,
 }
 
+impl Action {
+    /// "allow" or "deny", as the policy spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which way a packet goes, from the VM's point of view, as the policy
+/// names it: `ingress` is traffic to the VM, `egress` traffic from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    /// The policy's element (and attribute value) for this direction.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Direction, String> {
+        match s {
+            "ingress" => Ok(Direction::Ingress),
+            "egress" => Ok(Direction::Egress),
+            other => Err(format!("direction '{other}' is not ingress or egress")),
+        }
+    }
+}
+
+impl InterfacePolicy {
+    /// The `<ingress>` or `<egress>` element, where present.
+    pub fn rules(&self, dir: Direction) -> Option<&DirectionRules> {
+        match dir {
+            Direction::Ingress => self.ingress.as_ref(),
+            Direction::Egress => self.egress.as_ref(),
+        }
+    }
+}
+
+/// The content of an `<ingress>` or `<egress>` element.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Direction {
+pub struct DirectionRules {
     pub default: Action,
     pub rules: Vec<Rule>,
 }
@@ -504,7 +569,7 @@ fn parse_rule(el: &Element) -> Result<Rule> {
     })
 }
 
-fn parse_direction(el: &Element) -> Result<Direction> {
+fn parse_direction(el: &Element) -> Result<DirectionRules> {
     check_shape(el, &["default"], true)?;
     let default = parse_action(el, "default", Some(el.attr("default").unwrap_or("allow")))?;
     let rules = hookd_children(el, &["rule"])?
@@ -518,7 +583,7 @@ fn parse_direction(el: &Element) -> Result<Direction> {
             format!("more than {MAX_RULES} rules"),
         ));
     }
-    Ok(Direction { default, rules })
+    Ok(DirectionRules { default, rules })
 }
 
 fn parse_interface(el: &Element) -> Result<InterfacePolicy> {

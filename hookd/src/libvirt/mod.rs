@@ -8,6 +8,8 @@
 //! waits for its hook, so a hook call that waited for libvirt would
 //! deadlock.
 
+pub mod follow;
+
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -115,7 +117,7 @@ impl Libvirt {
             sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
             policy,
             Some("hookd"),
-            Some(crate::policy::NAMESPACE),
+            Some(hookd_model::policy::NAMESPACE),
             flags,
         )
         .map_err(self.err(&format!("writing the policy into {uuid}'s metadata")))?;
@@ -270,7 +272,7 @@ unsafe extern "C" fn on_metadata(
     // SAFETY: nsuri is NUL-terminated when not null.
     let ours = kind == sys::VIR_DOMAIN_METADATA_ELEMENT as c_int
         && !nsuri.is_null()
-        && unsafe { CStr::from_ptr(nsuri) }.to_bytes() == crate::policy::NAMESPACE.as_bytes();
+        && unsafe { CStr::from_ptr(nsuri) }.to_bytes() == hookd_model::policy::NAMESPACE.as_bytes();
     if ours {
         unsafe { send(dom, opaque, "metadata-change") };
     }

@@ -1,7 +1,7 @@
 //! Parsing and planning of real libvirt domain XML shapes (fixtures/).
 
-use hookd::domain::{self, DomainError};
-use hookd::plan::{self, NicMode, Stage};
+use hookd_model::domain::{self, DomainError};
+use hookd_model::plan::{self, NicMode, Stage};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -38,13 +38,11 @@ fn bridge_domain_with_policy_on_two_nics() {
     assert_eq!(pol.interfaces.len(), 2);
     let p = plan::plan_domain(&d, true, Stage::TapsExist).unwrap();
     assert_eq!(p.len(), 2);
-    let NicMode::AntiSpoofing {
-        flags, prefixes, ..
-    } = &p[0].mode
-    else {
+    let NicMode::Enforced(e) = &p[0].mode else {
         panic!("{:?}", p[0])
     };
-    let names: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+    let a = &e.anti_spoofing;
+    let names: Vec<String> = a.prefixes.iter().map(|p| p.to_string()).collect();
     assert_eq!(
         names,
         [
@@ -53,14 +51,11 @@ fn bridge_domain_with_policy_on_two_nics() {
             "fe80::5054:ff:fe00:a/128"
         ]
     );
-    assert_eq!(
-        *flags,
-        hookd_bpf::layout::NIC_F_MANAGED | hookd_bpf::layout::NIC_F_CHECK_IP
-    );
-    let NicMode::AntiSpoofing { flags, .. } = &p[1].mode else {
+    assert!(a.checks_ip() && !a.allow_dhcp_server && !a.allow_router_advertisements);
+    let NicMode::Enforced(e) = &p[1].mode else {
         panic!()
     };
-    assert_ne!(flags & hookd_bpf::layout::NIC_F_ALLOW_DHCP_SERVER, 0);
+    assert!(e.anti_spoofing.allow_dhcp_server);
     assert_eq!(p[1].tap.as_deref(), Some("vnet1"));
 }
 
@@ -175,7 +170,7 @@ fn hook_policy_detection_fails_closed() {
 
 #[test]
 fn explain_renders_what_would_be_enforced() {
-    let ex = hookd::explain::explain(&fixture("bridge-policy-multi.xml")).unwrap();
+    let ex = hookd_model::explain::explain(&fixture("bridge-policy-multi.xml")).unwrap();
     let text = ex.render();
     assert!(text.contains("managed"), "{text}");
     assert!(
@@ -190,7 +185,7 @@ fn explain_renders_what_would_be_enforced() {
         text.contains("allow tcp ports 5432 remote 198.51.100.0/24"),
         "{text}"
     );
-    let err = hookd::explain::explain(&fixture("bad-port.xml")).unwrap_err();
+    let err = hookd_model::explain::explain(&fixture("bad-port.xml")).unwrap_err();
     assert!(err.contains("line 8"), "{err}");
 }
 

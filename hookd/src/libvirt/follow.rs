@@ -4,24 +4,18 @@
 //! Each event re-reads the domain's live XML from libvirt, without holding
 //! the daemon's lock, and re-applies it like a hook call would.
 
-use crate::daemon::Daemon;
+use crate::core::change::{self, Change, Notices, SharedDaemon};
 use crate::libvirt::{Event, Libvirt};
-use crate::service::{Manager, SignalSink, change};
-use std::sync::Arc;
-use tokio::sync::Mutex;
 use tokio::sync::mpsc::UnboundedReceiver;
-use zbus::object_server::SignalEmitter;
 
 /// Follows libvirt's events until the channel closes.
+/// What changed is announced on `notices`.
 pub async fn follow(
-    daemon: Arc<Mutex<Daemon>>,
+    daemon: SharedDaemon,
     libvirt: Libvirt,
-    conn: zbus::Connection,
+    notices: Notices,
     mut events: UnboundedReceiver<Event>,
 ) {
-    let Ok(emitter) = SignalEmitter::new(&conn, hookd_dbus::MANAGER_PATH) else {
-        return;
-    };
     while let Some(ev) = events.recv().await {
         let targets = match ev {
             Event::Changed { uuid, why } => vec![(uuid, why)],
@@ -38,15 +32,15 @@ pub async fn follow(
             }
         };
         for (uuid, why) in targets {
-            reapply(&daemon, &libvirt, &emitter, &uuid, why).await;
+            reapply(&daemon, &libvirt, &notices, &uuid, why).await;
         }
     }
 }
 
 async fn reapply(
-    daemon: &Arc<Mutex<Daemon>>,
+    daemon: &SharedDaemon,
     libvirt: &Libvirt,
-    emitter: &SignalEmitter<'_>,
+    notices: &Notices,
     uuid: &str,
     why: &'static str,
 ) {
@@ -66,8 +60,11 @@ async fn reapply(
         }
         Err(_) => return,
     };
-    let sink = SignalSink::Now(emitter.clone());
-    match change(daemon, &sink, why, |d| d.reapply(&xml, why)).await {
+    let (result, changes) = change::apply(daemon, why, move |d| d.reapply(&xml, why)).await;
+    for c in changes {
+        let _ = notices.send(c);
+    }
+    match result {
         Ok(Some(summary)) => tracing::info!(domain = uuid, why, "re-applied: {summary}"),
         Ok(None) => tracing::debug!(domain = uuid, why, "nothing changed"),
         Err(e) => {
@@ -78,7 +75,11 @@ async fn reapply(
                 .map(|r| r.name.clone())
                 .unwrap_or_default();
             tracing::error!(domain = %name, why, error = %e, "policy from libvirt refused; the previous policy stays in force");
-            let _ = Manager::policy_refused(emitter, &name, uuid, &e.to_string()).await;
+            let _ = notices.send(Change::PolicyRefused {
+                name,
+                uuid: uuid.to_string(),
+                message: e.to_string(),
+            });
         }
     }
 }

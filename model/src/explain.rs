@@ -3,7 +3,7 @@
 
 use crate::domain::{self, Domain};
 use crate::plan::{self, NicMode, NicPlan, Stage};
-use crate::policy::{Action, Direction};
+use crate::policy::{Action, Direction, DirectionRules};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -27,7 +27,7 @@ pub fn explain(xml: &str) -> Result<Explanation, String> {
     })
 }
 
-fn direction_text(out: &mut String, name: &str, d: Option<&Direction>) {
+fn direction_text(out: &mut String, name: Direction, d: Option<&DirectionRules>) {
     match d {
         None => {
             let _ = writeln!(out, "      {name}: allow (no <hookd:{name}> element)");
@@ -79,16 +79,10 @@ impl Explanation {
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "(no mac)".into());
             let tap = nic.tap.as_deref().unwrap_or("(tap named at start)");
-            let _ = writeln!(
-                out,
-                "  nic {mac} type {} tap {tap}: {}",
-                nic.kind,
-                nic.mode.describe()
-            );
-            if let NicMode::AntiSpoofing {
-                flags, prefixes, ..
-            } = &nic.mode
-            {
+            let _ = writeln!(out, "  nic {mac} type {} tap {tap}: {}", nic.kind, nic.mode);
+            if let NicMode::Enforced(e) = &nic.mode {
+                let anti_spoofing = &e.anti_spoofing;
+                let prefixes = &anti_spoofing.prefixes;
                 let _ = writeln!(out, "      source MAC must be {mac}");
                 if prefixes.is_empty() {
                     let _ = writeln!(out, "      IP sources: not checked (no <hookd:address>)");
@@ -100,8 +94,8 @@ impl Explanation {
                         p.join(", ")
                     );
                 }
-                let dhcp = flags & hookd_bpf::layout::NIC_F_ALLOW_DHCP_SERVER != 0;
-                let ra = flags & hookd_bpf::layout::NIC_F_ALLOW_RA != 0;
+                let dhcp = anti_spoofing.allow_dhcp_server;
+                let ra = anti_spoofing.allow_router_advertisements;
                 let _ = writeln!(
                     out,
                     "      DHCP server replies: {}; router advertisements: {}",
@@ -109,8 +103,9 @@ impl Explanation {
                     if ra { "allowed" } else { "dropped" }
                 );
                 if let Some(p) = d.policy.as_ref().and_then(|p| p.for_mac(nic.mac)) {
-                    direction_text(&mut out, "ingress", p.ingress.as_ref());
-                    direction_text(&mut out, "egress", p.egress.as_ref());
+                    for dir in Direction::BOTH {
+                        direction_text(&mut out, dir, p.rules(dir));
+                    }
                 }
             }
         }

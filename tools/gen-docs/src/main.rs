@@ -1,11 +1,12 @@
 //! Writes man pages and shell completions generated from the clap
-//! definitions in `hookd::cli`: `hookd-gen-docs OUTDIR` creates
+//! definitions in `hookd::cli` and `hookctl::cli`: `hookd-gen-docs OUTDIR` creates
 //! OUTDIR/man/{hookd.8,hookctl.1} and OUTDIR/completions/{hookctl.bash,
 //! _hookctl,hookctl.fish}. Used by packaging; not installed.
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use hookd::cli::{DaemonArgs, Hookctl};
+use hookctl::cli::Hookctl;
+use hookd::cli::DaemonArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

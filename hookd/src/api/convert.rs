@@ -1,0 +1,84 @@
+//! The core's types as the D-Bus contract spells them: errors mapped to
+//! D-Bus error names (in this one place), records to `DomainDetail`.
+
+use crate::core::records::{DomainRecord, NicRecord};
+use crate::core::{DaemonError, View};
+use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo, RuleHits};
+
+impl From<DaemonError> for Error {
+    fn from(e: DaemonError) -> Error {
+        let text = e.to_string();
+        match e {
+            DaemonError::Domain(_) | DaemonError::Plan(_) => Error::InvalidPolicy(text),
+            DaemonError::InvalidArgument(_) => Error::InvalidArgument(text),
+            DaemonError::AttachFailed { .. } | DaemonError::State(_) | DaemonError::Internal(_) => {
+                Error::AttachFailed(text)
+            }
+            DaemonError::NotFound(_) => Error::NotFound(text),
+        }
+    }
+}
+
+pub fn summary(r: &DomainRecord) -> DomainSummary {
+    DomainSummary {
+        name: r.name.clone(),
+        uuid: r.uuid.clone(),
+        managed: r.managed,
+        attached_nics: r.nics.iter().filter(|n| n.attached()).count() as u32,
+        attached_at: r.attached_at.clone(),
+    }
+}
+
+pub fn detail(r: &DomainRecord, view: &View) -> DomainDetail {
+    DomainDetail {
+        name: r.name.clone(),
+        uuid: r.uuid.clone(),
+        managed: r.managed,
+        attached_at: r.attached_at.clone(),
+        generation: r.generation,
+        nics: r.nics.iter().map(|n| nic_info(n, view)).collect(),
+    }
+}
+
+fn nic_info(n: &NicRecord, view: &View) -> NicInfo {
+    let hits = if n.attached() {
+        view.rule_hits(n.ifindex)
+    } else {
+        Vec::new()
+    };
+    NicInfo {
+        mac: n.mac.clone(),
+        kind: n.kind.clone(),
+        tap: n.tap.clone(),
+        ifindex: n.ifindex,
+        mode: n.mode.to_string(),
+        attach: n.attach.map(|a| a.name()).unwrap_or_default().to_string(),
+        addresses: n.addresses.clone(),
+        rules: n
+            .rules
+            .iter()
+            .map(|r| RuleHits {
+                direction: r.direction.to_string(),
+                index: r.index,
+                line: r.line,
+                rule: r.text.clone(),
+                hits: hits
+                    .iter()
+                    .find(|(k, _)| *k == (r.direction, r.index))
+                    .map(|(_, h)| *h)
+                    .unwrap_or(0),
+            })
+            .collect(),
+        counters: n
+            .attached()
+            .then(|| view.stats(n.ifindex))
+            .flatten()
+            .map(|s| {
+                crate::core::counters(&s)
+                    .into_iter()
+                    .map(|(name, value)| Counter { name, value })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}

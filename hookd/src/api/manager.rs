@@ -1,0 +1,354 @@
+//! The object behind `org.hookd.Hookd1.Manager`: each method checks its
+//! caller, then reads the core's [`View`] or runs a change through
+//! [`change::apply`] and announces what it changed.
+
+use crate::api::access::{Readers, require_reader, require_root};
+use crate::api::convert;
+use crate::api::signals::SignalSink;
+use crate::core::change::{self, Change, SharedDaemon};
+use crate::core::trace::{self, TraceQuery};
+use crate::core::{DaemonError, View};
+use crate::libvirt::Libvirt;
+use hookd_dbus::{DomainDetail, DomainSummary, Error};
+use hookd_model::hook::HookArgs;
+use hookd_model::xml_tree::MAX_XML_BYTES;
+use tokio::sync::mpsc::UnboundedSender;
+use zbus::Connection;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+
+/// Calls that change something take the daemon's lock (on a blocking
+/// thread); reading calls use its [`View`] and never take the lock, so a
+/// flood of them cannot delay a hook call.
+pub struct Manager {
+    daemon: SharedDaemon,
+    view: View,
+    readers: Readers,
+    libvirt: Option<Libvirt>,
+    /// Where change signals go when calls arrive on the hook's own socket
+    /// (a task that emits them on the bus); None: on the call's connection.
+    signals: Option<UnboundedSender<Change>>,
+}
+
+impl Manager {
+    /// `view` is the daemon's (`Daemon::view`), taken before it is shared.
+    pub fn new(
+        daemon: SharedDaemon,
+        view: View,
+        readers: Readers,
+        libvirt: Option<Libvirt>,
+    ) -> Manager {
+        Manager {
+            daemon,
+            view,
+            readers,
+            libvirt,
+            signals: None,
+        }
+    }
+
+    /// Hands change signals to `queue` (see [`crate::api::signals::forward`])
+    /// rather than emitting them on the connection a call arrived on: for
+    /// the hook's socket, whose calls then never wait for the bus.
+    pub fn with_signals_to(mut self, queue: UnboundedSender<Change>) -> Manager {
+        self.signals = Some(queue);
+        self
+    }
+
+    fn sink<'a>(&self, call: &SignalEmitter<'a>) -> SignalSink<'a> {
+        match &self.signals {
+            Some(q) => SignalSink::Queue(q.clone()),
+            None => SignalSink::Now(call.clone()),
+        }
+    }
+}
+
+#[zbus::interface(name = "org.hookd.Hookd1.Manager")]
+impl Manager {
+    #[allow(clippy::too_many_arguments)] // the D-Bus signature is the hook's five strings
+    async fn hook_event(
+        &self,
+        domain: String,
+        operation: String,
+        sub_operation: String,
+        extra: String,
+        xml: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, Error> {
+        require_root(&hdr, conn, "HookEvent").await?;
+        if xml.len() > MAX_XML_BYTES {
+            return Err(Error::InvalidPolicy(format!(
+                "domain XML is {} bytes, more than the {MAX_XML_BYTES}-byte limit",
+                xml.len()
+            )));
+        }
+        let args = HookArgs {
+            domain,
+            operation,
+            sub_operation,
+            extra,
+        };
+        let via = if hdr.sender().is_some() {
+            "system bus"
+        } else {
+            "hook socket"
+        };
+        tracing::info!(hook = %args, via, "hook call");
+        let phase = args.operation.clone();
+        let call = args.clone();
+        let (result, changes) =
+            change::apply(&self.daemon, &phase, move |d| d.hook_event(&call, &xml)).await;
+        self.sink(&emitter).send(changes).await;
+        result.map_err(|e| {
+            tracing::warn!(hook = %args, error = %e, "hook event refused");
+            e.into()
+        })
+    }
+
+    /// hookd attached to a domain's taps (at the hook phase given).
+    #[zbus(signal)]
+    pub async fn domain_attached(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+        phase: &str,
+    ) -> zbus::Result<()>;
+
+    /// hookd detached from a domain and forgot it.
+    #[zbus(signal)]
+    pub async fn domain_detached(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+    ) -> zbus::Result<()>;
+
+    /// A domain's policy (generation) is now enforced.
+    #[zbus(signal)]
+    pub async fn policy_applied(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+        generation: u64,
+    ) -> zbus::Result<()>;
+
+    /// A packet decided by a `log="true"` rule (rate-limited in the kernel
+    /// to 100 per NIC and second).
+    #[zbus(signal)]
+    pub async fn packet_logged(
+        emitter: &SignalEmitter<'_>,
+        packet: hookd_dbus::LoggedPacket,
+    ) -> zbus::Result<()>;
+
+    async fn list_domains(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<DomainSummary>, Error> {
+        require_reader(self.readers, &hdr, conn, "ListDomains").await?;
+        Ok(self
+            .view
+            .records()
+            .iter()
+            .map(|r| convert::summary(r))
+            .collect())
+    }
+
+    async fn get_domain(
+        &self,
+        domain: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<DomainDetail, Error> {
+        require_reader(self.readers, &hdr, conn, "GetDomain").await?;
+        let r = self
+            .view
+            .find(&domain)
+            .ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
+        Ok(convert::detail(&r, &self.view))
+    }
+
+    /// Validates a policy without applying it: a whole domain XML, or a
+    /// `<policy>` element in hookd's namespace. Returns a summary.
+    async fn validate_policy(
+        &self,
+        xml: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        require_reader(self.readers, &hdr, conn, "ValidatePolicy").await?;
+        hookd_model::explain::validate(&xml).map_err(Error::InvalidPolicy)
+    }
+
+    /// The verdict the live rules of a domain's NIC give a described packet
+    /// (direction "ingress" or "egress"; port: destination port; ICMP type
+    /// and code for icmp/icmpv6). Touches no connection tracking.
+    #[allow(clippy::too_many_arguments)] // one argument per packet field
+    #[zbus(out_args("action", "rule_line", "explanation"))]
+    async fn trace(
+        &self,
+        domain: String,
+        mac: String,
+        direction: String,
+        remote: String,
+        protocol: String,
+        port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, u32, String), Error> {
+        require_reader(self.readers, &hdr, conn, "Trace").await?;
+        let q = TraceQuery::parse(
+            &mac, &direction, &remote, &protocol, port, icmp_type, icmp_code,
+        )?;
+        let rec = self.view.find(&domain);
+        let rec = rec.ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
+        let a = trace::trace(&rec, &q)?;
+        Ok((a.action.to_string(), a.rule_line, a.explanation))
+    }
+
+    async fn recent_events(
+        &self,
+        domain: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<hookd_dbus::LoggedPacket>, Error> {
+        require_reader(self.readers, &hdr, conn, "RecentEvents").await?;
+        Ok(self.view.recent_events(&domain))
+    }
+
+    /// The hookd policy in force for a domain, as a `<policy>` document in
+    /// hookd's namespace; empty when the domain has none.
+    async fn get_policy(
+        &self,
+        domain: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        require_reader(self.readers, &hdr, conn, "GetPolicy").await?;
+        let (_, text) = self.view.policy(&domain)?;
+        Ok(text.unwrap_or_default())
+    }
+
+    /// Replaces a running domain's policy with a `<policy>` document in
+    /// hookd's namespace (empty: removes it): validated, compiled and
+    /// swapped in atomically. With `persist`, it is also written into the
+    /// domain's metadata through libvirt (live and persistent definitions),
+    /// and the previous policy is restored if libvirt refuses. Returns the
+    /// new policy generation and a summary.
+    #[zbus(out_args("generation", "summary"))]
+    async fn set_policy(
+        &self,
+        domain: String,
+        policy: String,
+        persist: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(u64, String), Error> {
+        require_root(&hdr, conn, "SetPolicy").await?;
+        if policy.len() > MAX_XML_BYTES {
+            return Err(Error::InvalidPolicy(format!(
+                "policy is {} bytes, more than the {MAX_XML_BYTES}-byte limit",
+                policy.len()
+            )));
+        }
+        let libvirt = match (persist, &self.libvirt) {
+            (false, _) => None,
+            (true, Some(l)) => Some(l.clone()),
+            (true, None) => {
+                return Err(Error::InvalidArgument(
+                    "persist needs hookd's libvirt connection, which libvirt_uri turns off in hookd.toml; \
+                     set the policy without persisting, or with virsh metadata"
+                        .into(),
+                ));
+            }
+        };
+        let text = Some(policy).filter(|p| !p.trim().is_empty());
+        let sink = self.sink(&emitter);
+        let (result, changes) = change::apply(&self.daemon, "policy-set", move |d| {
+            d.set_policy(&domain, text.as_deref())
+        })
+        .await;
+        sink.send(changes).await;
+        let c = result?;
+        let Some(libvirt) = libvirt else {
+            tracing::info!(domain = %c.name, generation = c.generation, "policy set (not persisted)");
+            return Ok((c.generation, c.summary));
+        };
+        let uuid = c.uuid.clone();
+        let persisted = c
+            .applied
+            .as_deref()
+            .map(hookd_model::metadata::unqualified)
+            .transpose()
+            .map_err(|e| e.to_string());
+        let persisted = match persisted {
+            Ok(plain) => {
+                tokio::task::spawn_blocking(move || libvirt.persist_policy(&uuid, plain.as_deref()))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Err(e) => Err(e),
+        };
+        match persisted {
+            Ok(written) => {
+                tracing::info!(domain = %c.name, generation = c.generation, "policy set and saved in libvirt's {written}");
+                Ok((
+                    c.generation,
+                    format!("{}; saved in libvirt's {written}", c.summary),
+                ))
+            }
+            Err(why) => {
+                let restored = match c.previous_policy() {
+                    Ok(previous) => {
+                        let uuid = c.uuid.clone();
+                        let (restored, changes) =
+                            change::apply(&self.daemon, "policy-restore", move |d| {
+                                d.set_policy(&uuid, previous.as_deref())
+                            })
+                            .await;
+                        sink.send(changes).await;
+                        restored
+                    }
+                    Err(e) => Err(e),
+                };
+                tracing::error!(domain = %c.name, error = %why, restored = restored.is_ok(), "persisting the policy failed");
+                Err(Error::Libvirt(match restored {
+                    Ok(_) => format!("{why}; the previous policy is back in force"),
+                    Err(e) => format!("{why}; restoring the previous policy failed too: {e}"),
+                }))
+            }
+        }
+    }
+
+    /// A policy that libvirt reports (edited with `virsh metadata`, say)
+    /// was refused; the domain keeps the policy it had.
+    #[zbus(signal)]
+    pub async fn policy_refused(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        uuid: &str,
+        message: &str,
+    ) -> zbus::Result<()>;
+
+    /// ("ok" or "degraded", a one-line explanation).
+    #[zbus(out_args("status", "detail"))]
+    async fn health(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), Error> {
+        require_reader(self.readers, &hdr, conn, "Health").await?;
+        let h = self.view.health();
+        Ok((h.status().to_string(), h.detail().to_string()))
+    }
+
+    #[zbus(property)]
+    async fn version(&self) -> String {
+        crate::VERSION.to_string()
+    }
+}

@@ -1,0 +1,52 @@
+//! What the daemon needs from the kernel, as traits: [`crate::datapath`]
+//! is the real implementation (see `kernel.rs`); tests without root use a
+//! recording fake.
+
+use crate::core::records::NicRecord;
+use crate::datapath::{Attachment, DatapathError};
+use hookd_bpf::layout::NicStats;
+use hookd_model::plan::NicMode;
+use hookd_model::policy::Direction;
+use std::sync::Arc;
+
+pub trait DataPlane: Send {
+    /// Writes the NIC's maps, then attaches both programs to `tap`.
+    fn attach_nic(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(u32, Attachment), DatapathError>;
+    /// Rewrites the maps of a NIC that is already attached.
+    fn update_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError>;
+    /// Detaches from the NIC and removes its map entries.
+    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError>;
+    /// Removes what is left of the domain's pins.
+    fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError>;
+    /// Is the NIC still attached as recorded (tap present, links pinned)?
+    fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
+    /// Readers of the data plane's counters, for use without the daemon.
+    fn counters(&self) -> Arc<dyn CounterSource>;
+    /// Housekeeping left out of the calls that change policy (emptying
+    /// rule tables no longer in force); run after they are answered.
+    fn tidy(&mut self) {}
+}
+
+/// The data plane's counters and health, readable from any thread.
+pub trait CounterSource: Send + Sync {
+    fn stats(&self, ifindex: u32) -> Option<NicStats>;
+    /// Hits per (direction, rule index) of the NIC's live policy.
+    fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)>;
+    /// Can the data plane do its job? Err says what is wrong.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! The kernel data path behind the daemon's [`DataPlane`] trait.
+
+use crate::core::dataplane::{CounterSource, DataPlane};
+use crate::core::records::NicRecord;
+use crate::datapath::{Attachment, Counters, Datapath, DatapathError, netdev};
+use hookd_bpf::layout::NicStats;
+use hookd_model::plan::NicMode;
+use hookd_model::policy::Direction;
+use std::sync::Arc;
+
+impl CounterSource for Counters {
+    fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        Counters::stats(self, ifindex)
+    }
+    fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)> {
+        Counters::rule_hits(self, ifindex)
+    }
+    fn health(&self) -> Result<(), String> {
+        Counters::health(self)
+    }
+}
+
+impl DataPlane for Datapath {
+    fn attach_nic(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(u32, Attachment), DatapathError> {
+        let ifindex = netdev::ifindex(tap).map_err(|source| DatapathError::NoTap {
+            tap: tap.to_string(),
+            source,
+        })?;
+        // The conntrack table is made while the programs attach (each
+        // waits in the kernel); until it exists the programs fail closed.
+        self.write_nic(ifindex, mac, mode, generation, false)?;
+        let ct_for = mode.has_firewall().then_some(ifindex);
+        match self.attach(uuid, tap, ct_for) {
+            Ok(a) => Ok((ifindex, a)),
+            Err(e) => {
+                self.forget_nic(ifindex);
+                Err(e)
+            }
+        }
+    }
+
+    fn update_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError> {
+        self.program_nic(ifindex, mac, mode, generation)
+    }
+
+    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
+        let detached = self.detach(uuid, &nic.tap, nic.attach);
+        // The map entries go whether or not the links did.
+        self.forget_nic(nic.ifindex);
+        detached
+    }
+
+    fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError> {
+        self.remove_domain_pins(uuid)
+    }
+
+    fn tidy(&mut self) {
+        Datapath::tidy(self)
+    }
+
+    fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool {
+        let same_dev = netdev::ifindex(&nic.tap).is_ok_and(|i| i == nic.ifindex);
+        let linked = match nic.attach {
+            Some(Attachment::Tcx) => self.links_pinned(uuid, &nic.tap),
+            _ => true,
+        };
+        same_dev && linked
+    }
+
+    fn counters(&self) -> Arc<dyn CounterSource> {
+        Datapath::counters(self)
+    }
+}

@@ -1,0 +1,469 @@
+//! The daemon's core: turns hook events and policy changes into work on
+//! the data plane and keeps the per-domain records. No D-Bus here: the
+//! API layer (`crate::api`) calls in and announces what [`change::apply`]
+//! reports.
+//!
+//! - [`records`]: what hookd attached, saved under the run directory;
+//! - [`dataplane`]: what the core needs from the kernel (`kernel.rs` is the
+//!   real one);
+//! - [`view`]: what readers see without the daemon's lock;
+//! - [`change`]: operations and the changes they made;
+//! - [`trace`], [`events`]: tracing packets, logged packets.
+
+pub mod change;
+pub mod dataplane;
+pub mod error;
+pub mod events;
+mod kernel;
+pub mod records;
+pub mod trace;
+pub mod view;
+
+pub use change::{Change, Notices, SharedDaemon};
+pub use dataplane::{CounterSource, DataPlane};
+pub use error::DaemonError;
+pub use view::{Health, Records, View};
+
+use crate::core::records::{DomainRecord, NicRecord, NicState, StateDir};
+use hookd_bpf::layout::{DropReason, NicStats};
+use hookd_model::domain::{self, Domain};
+use hookd_model::hook::{HookAction, HookArgs};
+use hookd_model::plan::{self, NicMode, Stage};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What `set_policy` did.
+#[derive(Debug, Clone)]
+pub struct PolicyChange {
+    pub uuid: String,
+    pub name: String,
+    pub generation: u64,
+    /// The domain XML in force before: `previous_policy` reads the policy
+    /// to restore from it, only when a restore is needed.
+    pub previous_xml: String,
+    /// The policy text now in force (None: removed).
+    pub applied: Option<String>,
+    pub summary: String,
+}
+
+impl PolicyChange {
+    /// The policy text in force before the change (None: there was none).
+    /// Parsed on demand: a change's own latency does not pay for it.
+    pub fn previous_policy(&self) -> Result<Option<String>, DaemonError> {
+        Ok(hookd_model::metadata::policy_text(&self.previous_xml)?)
+    }
+}
+
+pub struct Daemon {
+    view: View,
+    publish: watch::Sender<Records>,
+    dp: Box<dyn DataPlane>,
+    state: StateDir,
+    /// Shared with readers through `publish`: a change copies pointers,
+    /// not records.
+    records: Vec<Arc<DomainRecord>>,
+    count_unmanaged: bool,
+    generation: u64,
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    mac.parse::<hookd_model::mac::MacAddr>()
+        .map(|m| m.0)
+        .unwrap_or_default()
+}
+
+impl Daemon {
+    /// Adopts the records of a previous daemon: NICs still attached are kept
+    /// as they are (their pinned links never stopped enforcing); NICs whose
+    /// tap is gone are cleaned up.
+    pub fn new(dp: Box<dyn DataPlane>, state: StateDir, count_unmanaged: bool) -> Daemon {
+        let (records, errors) = state.load_all();
+        for e in errors {
+            tracing::warn!(error = %e, "ignoring unreadable state file");
+        }
+        let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
+        let (publish, published) = watch::channel(Arc::new(Vec::new()));
+        let view = View {
+            records: published,
+            counters: dp.counters(),
+            events: Default::default(),
+        };
+        let mut d = Daemon {
+            view,
+            publish,
+            dp,
+            state,
+            records: Vec::new(),
+            count_unmanaged,
+            generation,
+        };
+        for mut rec in records {
+            let (alive, gone): (Vec<NicRecord>, Vec<NicRecord>) = rec
+                .nics
+                .drain(..)
+                .partition(|n| !n.attached() || d.dp.still_attached(&rec.uuid, n));
+            let mut t = Teardown::new(&rec.name, "cleaning up taps gone while hookd was away");
+            for nic in &gone {
+                tracing::info!(domain = %rec.name, tap = %nic.tap, "tap gone while hookd was away: cleaning up");
+                t.check(&nic.tap, d.dp.detach_nic(&rec.uuid, nic));
+            }
+            t.log();
+            rec.nics = alive;
+            if rec.nics.iter().all(|n| !n.attached()) {
+                let mut t = Teardown::new(&rec.name, "forgetting a domain no longer running");
+                t.check("its pins", d.dp.forget_domain(&rec.uuid));
+                t.check("its record", d.state.remove(&rec.uuid));
+                t.log();
+                tracing::info!(domain = %rec.name, "domain no longer running: forgotten");
+            } else {
+                tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
+                if !gone.is_empty()
+                    && let Err(e) = d.state.save(&rec)
+                {
+                    // The next restart cleans up what this one did again.
+                    tracing::warn!(domain = %rec.name, error = %e, "saving the adopted record failed");
+                }
+                d.records.push(Arc::new(rec));
+            }
+        }
+        d.publish();
+        d
+    }
+
+    /// The readers' view of this daemon.
+    pub fn view(&self) -> View {
+        self.view.clone()
+    }
+
+    /// Shows readers the records as they are now.
+    fn publish(&self) {
+        self.publish.send_replace(Arc::new(self.records.clone()));
+    }
+
+    pub fn records(&self) -> &[Arc<DomainRecord>] {
+        &self.records
+    }
+
+    /// See [`DataPlane::tidy`].
+    pub fn tidy(&mut self) {
+        self.dp.tidy()
+    }
+
+    pub fn find(&self, key: &str) -> Option<&DomainRecord> {
+        self.records
+            .iter()
+            .find(|r| r.uuid == key || r.name == key)
+            .map(|r| &**r)
+    }
+
+    /// Replaces a running domain's policy with `policy` (a standalone
+    /// `<policy>` document; None removes it). The document is checked on its
+    /// own first, so errors carry its own line numbers; then it is spliced
+    /// into the recorded domain XML and applied like a re-apply at `start`:
+    /// maps swapped atomically, nothing changed on any error.
+    pub fn set_policy(
+        &mut self,
+        domain: &str,
+        policy: Option<&str>,
+    ) -> Result<PolicyChange, DaemonError> {
+        let doc = policy
+            .map(hookd_model::metadata::parse_policy_document)
+            .transpose()?;
+        let rec = self
+            .find(domain)
+            .ok_or_else(|| DaemonError::NotFound(domain.to_string()))?;
+        let uuid = rec.uuid.clone();
+        let previous_xml = rec.xml.clone();
+        let (xml, dom) = hookd_model::metadata::with_policy_document(&rec.xml, doc.as_ref())?;
+        let summary = self.attach_domain(&dom, &xml, "policy-set")?;
+        Ok(PolicyChange {
+            uuid,
+            name: dom.name,
+            generation: self.generation,
+            previous_xml,
+            applied: doc.map(|d| d.text),
+            summary,
+        })
+    }
+
+    /// Re-applies a domain hookd knows from the XML libvirt reports now
+    /// (its metadata changed, a NIC was plugged or unplugged). Ok(None) when
+    /// the domain is unknown to hookd or nothing hookd reads changed.
+    pub fn reapply(&mut self, xml: &str, why: &str) -> Result<Option<String>, DaemonError> {
+        let dom = domain::parse(xml)?;
+        let Some(rec) = self.records.iter().find(|r| r.uuid == dom.uuid) else {
+            return Ok(None);
+        };
+        if domain::parse(&rec.xml).is_ok_and(|old| old == dom) {
+            return Ok(None);
+        }
+        self.attach_domain(&dom, xml, why).map(Some)
+    }
+
+    /// One libvirt hook call. Returns a one-line summary.
+    pub fn hook_event(&mut self, args: &HookArgs, xml: &str) -> Result<String, DaemonError> {
+        let op = args.op();
+        match op.action() {
+            HookAction::Ignore => Ok(format!(
+                "{} {}: nothing to do",
+                args.operation, args.sub_operation
+            )),
+            HookAction::Validate => {
+                let dom = domain::parse(xml)?;
+                let plans = plan::plan_domain(&dom, self.count_unmanaged, Stage::BeforeTaps)?;
+                Ok(format!(
+                    "{}: policy valid, {} NIC(s)",
+                    dom.name,
+                    plans.len()
+                ))
+            }
+            HookAction::Attach => {
+                let dom = domain::parse(xml)?;
+                self.attach_domain(&dom, xml, &args.operation)
+            }
+            HookAction::Detach => {
+                // stopped/release XML may lack <target dev>: detach what the
+                // record says was attached.
+                let key = domain::parse(xml)
+                    .map(|d| d.uuid)
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| args.domain.clone());
+                self.detach_domain(&key)
+            }
+        }
+    }
+
+    fn attach_domain(
+        &mut self,
+        dom: &Domain,
+        xml: &str,
+        phase: &str,
+    ) -> Result<String, DaemonError> {
+        let plans = plan::plan_domain(dom, self.count_unmanaged, Stage::TapsExist)?;
+        let previous = self
+            .records
+            .iter()
+            .position(|r| r.uuid == dom.uuid)
+            .map(|i| self.records.remove(i));
+        self.generation += 1;
+        let generation = self.generation;
+        let mut nics: Vec<NicRecord> = Vec::new();
+        let mut failure = None;
+        for p in &plans {
+            let mac = p.mac.map(|m| m.to_string()).unwrap_or_default();
+            let mut rec = NicRecord {
+                mac: mac.clone(),
+                kind: p.kind.clone(),
+                tap: p.tap.clone().unwrap_or_default(),
+                ifindex: 0,
+                mode: NicState::of(&p.mode),
+                attach: None,
+                rules: p.rules.clone(),
+                addresses: p
+                    .mode
+                    .enforcement()
+                    .map(|e| {
+                        e.anti_spoofing
+                            .prefixes
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            // Already attached to this very tap (started after start, a
+            // reconnect): keep the links, refresh the maps.
+            let existing = previous.as_ref().and_then(|prev| {
+                prev.nics.iter().find(|o| {
+                    o.tap == rec.tap && o.attached() && self.dp.still_attached(&dom.uuid, o)
+                })
+            });
+            let result = match (&p.mode, existing) {
+                (NicMode::NotAttached { .. }, _) => Ok(None),
+                (mode, Some(old)) => self
+                    .dp
+                    .update_nic(old.ifindex, mac_bytes(&mac), mode, generation)
+                    .map(|()| Some((old.ifindex, old.attach))),
+                (mode, None) => self
+                    .dp
+                    .attach_nic(&dom.uuid, &rec.tap, mac_bytes(&mac), mode, generation)
+                    .map(|(i, how)| Some((i, Some(how)))),
+            };
+            match result {
+                Ok(Some((ifindex, how))) => {
+                    rec.ifindex = ifindex;
+                    rec.attach = how;
+                }
+                Ok(None) => {}
+                Err(source) => {
+                    failure = Some(DaemonError::AttachFailed {
+                        mac,
+                        tap: rec.tap,
+                        source: Box::new(source),
+                    });
+                    break;
+                }
+            }
+            nics.push(rec);
+        }
+        if let Some(e) = failure {
+            self.undo_attach(&dom.uuid, &dom.name, &nics, previous);
+            tracing::error!(domain = %dom.name, error = %e, "attach failed");
+            return Err(e);
+        }
+        let rec = DomainRecord {
+            name: dom.name.clone(),
+            uuid: dom.uuid.clone(),
+            managed: dom.policy.is_some(),
+            attached_at: previous
+                .as_ref()
+                .map(|p| p.attached_at.clone())
+                .unwrap_or_else(|| phase.to_string()),
+            generation,
+            nics,
+            xml: xml.to_string(),
+        };
+        if let Err(e) = self.state.save(&rec) {
+            // Without its record hookd could not detach at stop: undo.
+            self.undo_attach(&dom.uuid, &dom.name, &rec.nics, previous);
+            return Err(e.into());
+        }
+        // NICs of the previous attachment that are not in the new one.
+        let mut t = Teardown::new(&dom.name, "detaching NICs that left the domain");
+        for old in previous.iter().flat_map(|p| &p.nics) {
+            let kept = rec
+                .nics
+                .iter()
+                .any(|n| n.tap == old.tap && n.ifindex == old.ifindex && n.attached());
+            if !kept && old.attached() {
+                t.check(&old.tap, self.dp.detach_nic(&dom.uuid, old));
+            }
+        }
+        t.log();
+        let attached = rec.nics.iter().filter(|n| n.attached()).count();
+        let summary = format!(
+            "{}: {} on {attached} of {} NIC(s)",
+            dom.name,
+            if rec.managed {
+                "policy applied"
+            } else {
+                "counting (no hookd policy)"
+            },
+            rec.nics.len()
+        );
+        for w in plan::warnings(dom) {
+            tracing::warn!(domain = %dom.name, "{w}");
+        }
+        tracing::info!(domain = %dom.name, phase, generation, "{summary}");
+        self.records.push(Arc::new(rec));
+        self.publish();
+        Ok(summary)
+    }
+
+    /// Nothing half-applied: undoes what an attach call attached. NICs that
+    /// were already attached keep their links, and the domain keeps its
+    /// previous record, so a failed re-apply never unprotects it.
+    fn undo_attach(
+        &mut self,
+        uuid: &str,
+        name: &str,
+        nics: &[NicRecord],
+        previous: Option<Arc<DomainRecord>>,
+    ) {
+        let was_attached = |n: &NicRecord| {
+            previous.as_ref().is_some_and(|p| {
+                p.nics
+                    .iter()
+                    .any(|o| o.tap == n.tap && o.ifindex == n.ifindex)
+            })
+        };
+        let mut t = Teardown::new(name, "undoing a failed attach");
+        for n in nics.iter().filter(|n| n.attached() && !was_attached(n)) {
+            t.check(&n.tap, self.dp.detach_nic(uuid, n));
+        }
+        match previous {
+            Some(prev) => self.records.push(prev),
+            None => {
+                t.check("its pins", self.dp.forget_domain(uuid));
+                t.check("its record", self.state.remove(uuid));
+            }
+        }
+        t.log();
+        self.publish();
+    }
+
+    fn detach_domain(&mut self, key: &str) -> Result<String, DaemonError> {
+        let Some(i) = self
+            .records
+            .iter()
+            .position(|r| r.uuid == key || r.name == key)
+        else {
+            return Ok(format!("{key}: not attached, nothing to do"));
+        };
+        let rec = self.records.remove(i);
+        self.publish();
+        let mut t = Teardown::new(&rec.name, "detaching");
+        for nic in rec.nics.iter().filter(|n| n.attached()) {
+            t.check(&nic.tap, self.dp.detach_nic(&rec.uuid, nic));
+        }
+        t.check("its pins", self.dp.forget_domain(&rec.uuid));
+        self.state.remove(&rec.uuid)?;
+        if t.errors.is_empty() {
+            tracing::info!(domain = %rec.name, "detached");
+            Ok(format!("{}: detached", rec.name))
+        } else {
+            let summary = format!(
+                "{}: detached, with errors: {}",
+                rec.name,
+                t.errors.join("; ")
+            );
+            t.log();
+            Ok(summary)
+        }
+    }
+}
+
+/// The failures of a teardown, each kept and logged: a teardown goes on
+/// past a failed step (what can be removed is), and says what is left.
+struct Teardown<'a> {
+    domain: &'a str,
+    what: &'static str,
+    errors: Vec<String>,
+}
+
+impl<'a> Teardown<'a> {
+    fn new(domain: &'a str, what: &'static str) -> Teardown<'a> {
+        Teardown {
+            domain,
+            what,
+            errors: Vec::new(),
+        }
+    }
+
+    fn check<E: std::fmt::Display>(&mut self, step: &str, r: Result<(), E>) {
+        if let Err(e) = r {
+            self.errors.push(format!("{step}: {e}"));
+        }
+    }
+
+    fn log(&self) {
+        if !self.errors.is_empty() {
+            tracing::warn!(domain = %self.domain, errors = ?self.errors, "{} left errors", self.what);
+        }
+    }
+}
+
+/// Counters as name/value pairs, in a stable order.
+pub fn counters(s: &NicStats) -> Vec<(String, u64)> {
+    let mut v = vec![
+        ("to_vm_packets".to_string(), s.to_vm_packets),
+        ("to_vm_bytes".to_string(), s.to_vm_bytes),
+        ("from_vm_packets".to_string(), s.from_vm_packets),
+        ("from_vm_bytes".to_string(), s.from_vm_bytes),
+    ];
+    for r in DropReason::ALL {
+        v.push((format!("drop_{}", r.name()), s.drops[r as usize]));
+    }
+    v
+}

@@ -1,0 +1,95 @@
+//! Counter readers for any thread: packets, bytes, drops, rule hits, and
+//! the health of the pins.
+
+use crate::datapath::PROGRAMS;
+use crate::datapath::error::{DatapathError, map_err};
+use aya::maps::{HashMap, MapData, PerCpuHashMap};
+use hookd_bpf::layout::{FwHitKey, NicConfig, NicStats};
+use hookd_model::policy::Direction;
+use std::path::{Path, PathBuf};
+
+/// Read-only handles of their own on the pinned counter maps, for readers
+/// on any thread: reading counters never waits for the daemon's lock, so
+/// management calls and hook calls do not queue behind each other.
+pub struct Counters {
+    pin_dir: PathBuf,
+    nics: HashMap<MapData, u32, NicConfig>,
+    stats: PerCpuHashMap<MapData, u32, NicStats>,
+    fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
+}
+
+impl Counters {
+    pub(crate) fn open(pin_dir: &Path) -> Result<Counters, DatapathError> {
+        let pinned = |name: &'static str| {
+            MapData::from_pin(pin_dir.join("maps").join(name))
+                .and_then(aya::maps::Map::from_map_data)
+                .map_err(map_err(name))
+        };
+        Ok(Counters {
+            pin_dir: pin_dir.to_owned(),
+            nics: HashMap::try_from(pinned(hookd_bpf::MAP_NICS)?).map_err(map_err("hookd_nics"))?,
+            stats: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_STATS)?)
+                .map_err(map_err("hookd_stats"))?,
+            fw_hits: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_FW_HITS)?)
+                .map_err(map_err("hookd_fw_hits"))?,
+        })
+    }
+
+    /// A NIC's counters, summed over CPUs.
+    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        let per_cpu = self.stats.get(&ifindex, 0).ok()?;
+        let mut total = NicStats::default();
+        for s in per_cpu.iter() {
+            total.add(s);
+        }
+        Some(total)
+    }
+
+    /// Hits per (direction, rule index) of the NIC's live policy half.
+    pub fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)> {
+        let Some(half) = self.nics.get(&ifindex, 0).ok().map(|c| c.fw_gen) else {
+            return Vec::new();
+        };
+        let mut out: Vec<((Direction, u16), u64)> = self
+            .fw_hits
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.ifindex == ifindex && k.half == half)
+            .map(|(k, v)| {
+                let dir = crate::datapath::direction_of(k.dir);
+                ((dir, k.rule), v.iter().sum())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Programs and maps still pinned where hookd put them (someone may have
+    /// unmounted or cleared the bpffs under a running hookd).
+    pub fn health(&self) -> Result<(), String> {
+        let mut missing: Vec<String> = PROGRAMS
+            .iter()
+            .map(|(name, _, _)| self.pin_dir.join("progs").join(name))
+            .chain(
+                [
+                    hookd_bpf::MAP_NICS,
+                    hookd_bpf::MAP_ADDRS,
+                    hookd_bpf::MAP_STATS,
+                    hookd_bpf::MAP_FW_RULES,
+                ]
+                .iter()
+                .map(|m| self.pin_dir.join("maps").join(m)),
+            )
+            .filter(|p| !p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort();
+        Err(format!(
+            "pins missing (restart hookd to restore them): {}",
+            missing.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,229 @@
+//! The kernel side: loads hookd's eBPF object once, pins programs and maps
+//! under the pin directory, attaches to taps (tcx, or a clsact qdisc via
+//! netlink), pins the links so enforcement outlives the daemon, and writes
+//! the per-NIC map entries.
+//!
+//! Pin layout under `pin_dir` (default /sys/fs/bpf/hookd):
+//!   maps/hookd_nics, maps/hookd_addrs, maps/hookd_stats, ...
+//!   progs/hookd_from_vm, progs/hookd_to_vm
+//!   links/<domain uuid>/<tap>-from_vm, links/<domain uuid>/<tap>-to_vm
+//!
+//! - [`attach`]: attaching and detaching programs;
+//! - [`nic`]: the per-NIC map writers;
+//! - [`conntrack`]: per-NIC connection-tracking tables;
+//! - [`counters`]: counter readers for any thread;
+//! - [`events`]: the ring buffer of logged packets;
+//! - `owned`, `bpffs`, [`netdev`]: bookkeeping and the kernel's names.
+
+mod attach;
+mod bpffs;
+mod conntrack;
+pub mod counters;
+pub mod error;
+pub mod events;
+pub mod netdev;
+mod nic;
+mod owned;
+
+pub use counters::Counters;
+pub use error::DatapathError;
+
+use crate::config::AttachMode;
+use crate::datapath::error::{io_err, map_err, prog_err};
+use crate::datapath::owned::Owned;
+use aya::maps::{HashMap, HashOfMaps, LpmTrie, MapData, PerCpuHashMap, RingBuf};
+use aya::programs::tc::{SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use hookd_bpf::layout::{
+    self, AddrData, FwClassData, FwHitKey, FwRuleData, FwVerdict, NicConfig, NicStats,
+};
+use hookd_model::policy::Direction;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How one NIC's programs were attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    Tcx,
+    Netlink,
+}
+
+impl Attachment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attachment::Tcx => "tcx",
+            Attachment::Netlink => "netlink",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Attachment> {
+        match s {
+            "tcx" => Some(Attachment::Tcx),
+            "netlink" => Some(Attachment::Netlink),
+            _ => None,
+        }
+    }
+}
+
+/// The data path's `DIR_*` value of a direction.
+pub fn dir_value(d: Direction) -> u8 {
+    match d {
+        Direction::Ingress => layout::DIR_INGRESS,
+        Direction::Egress => layout::DIR_EGRESS,
+    }
+}
+
+/// The direction of a data path's `DIR_*` value.
+pub fn direction_of(dir: u8) -> Direction {
+    if dir == layout::DIR_INGRESS {
+        Direction::Ingress
+    } else {
+        Direction::Egress
+    }
+}
+
+/// The two programs and where each goes on a tap.
+pub(crate) const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+    (hookd_bpf::PROG_FROM_VM, TcAttachType::Ingress, "from_vm"),
+    (hookd_bpf::PROG_TO_VM, TcAttachType::Egress, "to_vm"),
+];
+
+pub struct Datapath {
+    pub(crate) ebpf: Ebpf,
+    pub(crate) nics: HashMap<MapData, u32, NicConfig>,
+    pub(crate) addrs: LpmTrie<MapData, AddrData, u32>,
+    pub(crate) stats: PerCpuHashMap<MapData, u32, NicStats>,
+    pub(crate) fw_classes: LpmTrie<MapData, FwClassData, u32>,
+    pub(crate) fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
+    pub(crate) ct: HashOfMaps<MapData, u32>,
+    pub(crate) fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
+    pub(crate) log_rate: HashMap<MapData, u32, [u8; 16]>,
+    pub(crate) events: Option<RingBuf<MapData>>,
+    pub(crate) pin_dir: PathBuf,
+    pub(crate) mode: AttachMode,
+    pub(crate) ncpus: usize,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) owned: Owned,
+}
+
+impl Datapath {
+    /// Loads the programs and opens (or creates) the pinned maps.
+    pub fn open(pin_dir: &Path, mode: AttachMode) -> Result<Datapath, DatapathError> {
+        let parent = pin_dir.parent().unwrap_or(pin_dir);
+        bpffs::ensure_bpffs(parent)?;
+        std::fs::create_dir_all(pin_dir)
+            .map_err(io_err(format!("creating {}", pin_dir.display())))?;
+        let maps_dir = pin_dir.join("maps");
+        let progs_dir = pin_dir.join("progs");
+        for d in [&maps_dir, &progs_dir, &pin_dir.join("links")] {
+            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(hookd_bpf::HOOKD_OBJ)?;
+        for (name, _, _) in PROGRAMS {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| DatapathError::Missing(name.to_string()))?
+                .try_into()
+                .map_err(prog_err(name))?;
+            prog.load().map_err(prog_err(format!("loading {name}")))?;
+            // Replace the pin of a previous daemon: links keep their own
+            // reference to the program they were attached with.
+            let pin = progs_dir.join(name);
+            let _ = std::fs::remove_file(&pin);
+            prog.pin(&pin).map_err(|source| DatapathError::Pin {
+                what: format!("pinning {}", pin.display()),
+                source,
+            })?;
+        }
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| DatapathError::Missing(name.to_string()))
+        };
+        let nics = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NICS)?)
+            .map_err(map_err("hookd_nics"))?;
+        let addrs = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_ADDRS)?)
+            .map_err(map_err("hookd_addrs"))?;
+        let stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_STATS)?)
+            .map_err(map_err("hookd_stats"))?;
+        let fw_classes = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_CLASSES)?)
+            .map_err(map_err("hookd_fw_classes"))?;
+        let fw_rules = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_RULES)?)
+            .map_err(map_err("hookd_fw_rules"))?;
+        let ct = HashOfMaps::try_from(take(&mut ebpf, hookd_bpf::MAP_CT)?)
+            .map_err(map_err("hookd_ct"))?;
+        let fw_hits = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_HITS)?)
+            .map_err(map_err("hookd_fw_hits"))?;
+        let log_rate = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_LOG_RATE)?)
+            .map_err(map_err("hookd_log_rate"))?;
+        let events = RingBuf::try_from(take(&mut ebpf, hookd_bpf::MAP_EVENTS)?)
+            .map_err(map_err("hookd_events"))?;
+        let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
+            what: what.to_string(),
+            source,
+        })?;
+        let counters = Arc::new(Counters::open(pin_dir)?);
+        let mut owned = Owned::scan(&fw_classes, &fw_rules, &addrs);
+        owned.retire_idle(&nics, &fw_hits);
+        Ok(Datapath {
+            counters,
+            owned,
+            ebpf,
+            nics,
+            addrs,
+            stats,
+            fw_classes,
+            fw_rules,
+            ct,
+            fw_hits,
+            log_rate,
+            events: Some(events),
+            pin_dir: pin_dir.to_owned(),
+            mode,
+            ncpus,
+        })
+    }
+
+    /// See [`Counters::health`].
+    pub fn health(&self) -> Result<(), String> {
+        self.counters.health()
+    }
+
+    /// The counter readers, shareable with other threads.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// The loaded program `name`, for BPF_PROG_TEST_RUN in tests and benchmarks.
+    pub fn program(&self, name: &str) -> Option<&SchedClassifier> {
+        self.ebpf.program(name).and_then(|p| p.try_into().ok())
+    }
+
+    fn link_pin(&self, uuid: &str, tap: &str, suffix: &str) -> PathBuf {
+        // bpffs refuses dots in names ("reserved for future extensions").
+        let tap = tap.replace('.', "_");
+        self.pin_dir
+            .join("links")
+            .join(uuid)
+            .join(format!("{tap}-{suffix}"))
+    }
+
+    /// The NIC's counters summed over CPUs.
+    pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
+        self.counters.stats(ifindex)
+    }
+
+    /// The NIC config hookd wrote for `ifindex`.
+    pub fn nic_config(&self, ifindex: u32) -> Option<NicConfig> {
+        self.nics.get(&ifindex, 0).ok()
+    }
+
+    /// Number of prefixes stored for `ifindex`.
+    pub fn prefix_count(&self, ifindex: u32) -> usize {
+        self.addrs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().ifindex == ifindex)
+            .count()
+    }
+}

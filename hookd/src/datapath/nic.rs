@@ -1,0 +1,299 @@
+//! Per-NIC map writers: the NIC's config, its source prefixes, its
+//! counters and its security-group tables (written to the idle half, then
+//! switched in one map write).
+
+use crate::datapath::error::{DatapathError, io_err, map_err};
+use crate::datapath::{Datapath, dir_value};
+use aya::maps::lpm_trie::Key;
+use aya::maps::{MapData, PerCpuValues, RingBuf};
+use hookd_bpf::layout::{
+    self, AddrKey, FwClassData, FwHitKey, FwRuleData, FwVerdict, NicConfig, NicStats,
+};
+use hookd_model::firewall::Compiled;
+use hookd_model::plan::{AntiSpoofing, NicFirewall, NicMode};
+use hookd_model::policy::Direction;
+
+impl Datapath {
+    /// Writes the NIC's map entries. Done before attaching, so the first
+    /// frame the programs see is already judged by the policy.
+    pub fn program_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+    ) -> Result<(), DatapathError> {
+        self.write_nic(ifindex, mac, mode, generation, true)
+    }
+
+    /// `program_nic`, leaving out the conntrack table when `with_ct` is
+    /// false: a new NIC gets it while its programs attach (see
+    /// `attach_all_tcx`). Until it exists the programs fail closed.
+    pub(crate) fn write_nic(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        mode: &NicMode,
+        generation: u64,
+        with_ct: bool,
+    ) -> Result<(), DatapathError> {
+        let none = NicFirewall::default();
+        let (flags, prefixes, fw) = match mode.enforcement() {
+            Some(e) => (
+                nic_flags(&e.anti_spoofing),
+                e.anti_spoofing.prefixes.as_slice(),
+                &e.firewall,
+            ),
+            None => (0, &[][..], &none),
+        };
+        // New prefixes go in before stale ones go out, so a re-applied
+        // policy never drops an address that both versions allow.
+        let keys: Vec<AddrKey> = prefixes
+            .iter()
+            .map(|p| layout::addr_key(ifindex, p.addr(), p.prefix_len()))
+            .collect();
+        let same =
+            |a: &AddrKey, b: &AddrKey| a.prefix_len() == b.prefix_len() && a.data() == b.data();
+        // Owned while being written: a failure halfway leaves nothing that
+        // a later clear would not find.
+        let old = self.owned.addrs.remove(&ifindex).unwrap_or_default();
+        let mut both = old.clone();
+        both.extend(keys.iter().filter(|k| !old.iter().any(|o| same(o, k))));
+        self.owned.addrs.insert(ifindex, both);
+        for (key, p) in keys.iter().zip(prefixes) {
+            self.addrs
+                .insert(key, 1, 0)
+                .map_err(map_err(format!("adding {p} for ifindex {ifindex}")))?;
+        }
+        for k in old.iter().filter(|o| !keys.iter().any(|n| same(n, o))) {
+            self.addrs
+                .remove(k)
+                .map_err(map_err("removing a stale prefix"))?;
+        }
+        self.owned.addrs.insert(ifindex, keys.clone());
+        let zero = PerCpuValues::try_from(vec![NicStats::default(); self.ncpus])
+            .map_err(io_err("per-CPU stats"))?;
+        if self.stats.get(&ifindex, 0).is_err() {
+            self.stats
+                .insert(ifindex, zero, 0)
+                .map_err(map_err("creating counters"))?;
+        }
+        // Security groups: write the idle half of the tables, then switch
+        // halves with the one nic_config update below, so a packet sees the
+        // old rules or the new ones, never a mix; then drop the old half.
+        if with_ct && (fw.ingress.is_some() || fw.egress.is_some()) {
+            self.ensure_ct_table(ifindex)?;
+        }
+        let old = self.nics.get(&ifindex, 0).ok();
+        let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
+        // The idle half is empty once tidied. If not, empty it now, with its
+        // hit counters (made by the programs, so finding a NIC's means
+        // walking the whole hit map).
+        if self.owned.retired.remove(&(ifindex, half)) {
+            self.clear_hits(|k| k.ifindex == ifindex && k.half == half);
+        }
+        self.clear_fw(ifindex, Some(half));
+        if let Err(e) = self.write_fw(ifindex, half, fw) {
+            self.clear_fw(ifindex, Some(half));
+            return Err(e);
+        }
+        let fw_mode = |c: &Option<Compiled>| match c {
+            None => layout::FW_OFF,
+            Some(c) if c.default_deny => layout::FW_DENY,
+            Some(_) => layout::FW_ALLOW,
+        };
+        // Class 0's lookups per direction (class ids carry their own).
+        let kinds0 = |c: &Option<Compiled>| {
+            c.as_ref()
+                .and_then(|c| c.kinds().get(&0).copied())
+                .map_or(0, |k| k.bits())
+        };
+        let cfg = NicConfig {
+            mac,
+            flags,
+            fw_ingress: fw_mode(&fw.ingress),
+            fw_egress: fw_mode(&fw.egress),
+            fw_gen: half,
+            fw_kinds: layout::FW_KINDS_VALID | kinds0(&fw.ingress) | kinds0(&fw.egress) << 2,
+            generation,
+        };
+        self.nics
+            .insert(ifindex, cfg, 0)
+            .map_err(map_err("writing NIC config"))?;
+        if old.is_some() {
+            // The new rules are in force: emptying the old half can wait
+            // for `tidy`, after the caller has its answer.
+            self.owned.retired.insert((ifindex, half ^ 1));
+        }
+        Ok(())
+    }
+
+    /// Empties the table halves that policy switches left behind, with
+    /// their hit counters. The daemon runs it after answering the call that
+    /// made the switch, so a policy change is not slowed by removing the
+    /// rules it replaced.
+    pub fn tidy(&mut self) {
+        if self.owned.retired.is_empty() {
+            return;
+        }
+        let retired = std::mem::take(&mut self.owned.retired);
+        self.clear_hits(|k| retired.contains(&(k.ifindex, k.half)));
+        for (ifindex, half) in retired {
+            self.clear_fw(ifindex, Some(half));
+        }
+    }
+
+    fn write_fw(&mut self, ifindex: u32, half: u8, fw: &NicFirewall) -> Result<(), DatapathError> {
+        for direction in Direction::BOTH {
+            let Some(t) = fw.of(direction) else { continue };
+            let dir = dir_value(direction);
+            for (prefix, class) in &t.classes {
+                let key = Key::new(
+                    layout::FW_CLASS_FIXED_BITS + u32::from(prefix.len),
+                    FwClassData {
+                        ifindex,
+                        half,
+                        dir,
+                        pad: [0; 2],
+                        addr: prefix.addr.to_be_bytes(),
+                    },
+                );
+                self.owned
+                    .classes
+                    .entry((ifindex, half))
+                    .or_default()
+                    .push(key);
+                self.fw_classes.insert(&key, class, 0).map_err(map_err(
+                    "writing a firewall class (too many rules for the maps?)",
+                ))?;
+            }
+            for (k, v) in &t.rules {
+                let key = Key::new(
+                    layout::FW_RULE_FIXED_BITS + u32::from(k.block.len),
+                    FwRuleData {
+                        ifindex,
+                        half,
+                        dir,
+                        proto: k.proto,
+                        any: u8::from(k.any),
+                        class: k.class,
+                        port: k.block.value.to_be_bytes(),
+                        pad: [0; 2],
+                    },
+                );
+                let val = FwVerdict {
+                    deny: u8::from(v.deny),
+                    log: u8::from(v.log),
+                    rule: v.rule,
+                };
+                self.owned
+                    .rules
+                    .entry((ifindex, half))
+                    .or_default()
+                    .push(key);
+                self.fw_rules.insert(&key, val, 0).map_err(map_err(
+                    "writing a firewall rule (too many rules for the maps?)",
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the firewall entries of `ifindex` (of one half, or both).
+    /// An entry already gone (pins cleared under hookd) is not an error.
+    fn clear_fw(&mut self, ifindex: u32, half: Option<u8>) {
+        for h in [0u8, 1]
+            .into_iter()
+            .filter(|h| half.is_none_or(|x| x == *h))
+        {
+            for k in self.owned.classes.remove(&(ifindex, h)).unwrap_or_default() {
+                let _ = self.fw_classes.remove(&k);
+            }
+            for k in self.owned.rules.remove(&(ifindex, h)).unwrap_or_default() {
+                let _ = self.fw_rules.remove(&k);
+            }
+        }
+    }
+
+    /// Number of firewall rule-table entries stored for `ifindex`.
+    pub fn fw_rule_count(&self, ifindex: u32) -> usize {
+        self.fw_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().ifindex == ifindex)
+            .count()
+    }
+
+    fn clear_addrs(&mut self, ifindex: u32) {
+        for k in self.owned.addrs.remove(&ifindex).unwrap_or_default() {
+            let _ = self.addrs.remove(&k);
+        }
+    }
+
+    /// Removes every map entry of `ifindex`. Entries already gone (pins
+    /// cleared under hookd) are no error.
+    pub fn forget_nic(&mut self, ifindex: u32) {
+        let _ = self.nics.remove(&ifindex);
+        let _ = self.stats.remove(&ifindex);
+        self.clear_fw(ifindex, None);
+        self.owned.retired.retain(|(i, _)| *i != ifindex);
+        self.clear_ct(ifindex);
+        self.clear_hits(|k| k.ifindex == ifindex);
+        let _ = self.log_rate.remove(&ifindex);
+        self.clear_addrs(ifindex);
+    }
+
+    /// Hands over the ring buffer of logged packets (once), for a reader
+    /// that waits on its file descriptor.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Removes the hit counters `which` selects: one walk of the hit map,
+    /// since the programs make its entries.
+    fn clear_hits(&mut self, which: impl Fn(&FwHitKey) -> bool) {
+        let keys: Vec<FwHitKey> = self
+            .fw_hits
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| which(k))
+            .collect();
+        for k in keys {
+            let _ = self.fw_hits.remove(&k);
+        }
+    }
+
+    /// How often each rule of the live policy decided a packet:
+    /// (direction, rule index) -> hits, summed over CPUs.
+    pub fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)> {
+        self.counters.rule_hits(ifindex)
+    }
+}
+
+/// The data path's `NIC_F_*` flags for a NIC with policy.
+fn nic_flags(a: &AntiSpoofing) -> u16 {
+    let mut flags = layout::NIC_F_MANAGED;
+    if a.checks_ip() {
+        flags |= layout::NIC_F_CHECK_IP;
+    }
+    if a.allow_dhcp_server {
+        flags |= layout::NIC_F_ALLOW_DHCP_SERVER;
+    }
+    if a.allow_router_advertisements {
+        flags |= layout::NIC_F_ALLOW_RA;
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    /// The compiler (in hookd-model, which links no eBPF) encodes rule
+    /// kinds with its own constants: they must be the data path's.
+    #[test]
+    fn compiler_kind_bits_are_the_data_paths() {
+        use hookd_bpf::layout;
+        use hookd_model::firewall;
+        assert_eq!(firewall::FW_KIND_PROTO, layout::FW_KIND_PROTO);
+        assert_eq!(firewall::FW_KIND_ANY, layout::FW_KIND_ANY);
+    }
+}

@@ -1,0 +1,22 @@
+//! hookd's model: everything that needs no privileges and no daemon.
+//!
+//! - reading XML: [`xml_tree`] (bounded, namespace-aware), [`domain`]
+//!   (libvirt's domain XML), [`metadata`] (hookd's `<metadata>` element);
+//! - the policy: [`policy`] (schema v1: model, parser, display);
+//! - compilers: [`firewall`] (rules -> LPM tables), [`plan`] (what to do
+//!   with each NIC, anti-spoofing included), [`explain`] (the same, told
+//!   to an operator);
+//! - the libvirt hook's contract: [`hook`].
+//!
+//! The daemon, `hookctl` and the hook binary all build on this crate; it
+//! links no aya, no libvirt and no bus server.
+
+pub mod domain;
+pub mod explain;
+pub mod firewall;
+pub mod hook;
+pub mod mac;
+pub mod metadata;
+pub mod plan;
+pub mod policy;
+pub mod xml_tree;
