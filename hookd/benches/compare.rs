@@ -21,8 +21,7 @@
 //! installs them and writes the report). Writes `datapath.md` and
 //! `datapath.svg` into the directory given as the first argument.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hookd_testkit as support;
 
 #[path = "compare/bridged.rs"]
 mod bridged;
@@ -38,6 +37,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::stats::*;
 use support::*;
 
 const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
@@ -332,12 +332,6 @@ impl Filters {
     }
 }
 
-fn median_spread(v: &mut [f64]) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let m = v[v.len() / 2];
-    (m, (v[v.len() - 1] - v[0]) / m.max(1e-9))
-}
-
 fn main() {
     require_root();
     // cargo bench passes "--bench" before the arguments given after "--".
@@ -402,7 +396,7 @@ fn routed(out_dir: &std::path::Path) {
     ));
     // From here on this process lives in "hv": the tap, iptables, nft and
     // hookd all act there.
-    Netns::enter(HV_NS);
+    let _in_hv = Netns::enter(HV_NS);
     let mut tap = Tap::create("vmtap");
     sh(
         "ip addr add 192.0.2.1/24 dev vmtap && ip link set vmtap up && sysctl -qw net.ipv4.conf.vmtap.rp_filter=0",

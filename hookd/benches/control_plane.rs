@@ -10,8 +10,7 @@
 //! `cargo bench -p hookd --bench control_plane [-- OUT.md]`. Taps live in a
 //! network namespace of the benchmark's own, deleted at the end.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hookd_testkit as support;
 
 use hookd::config::AttachMode;
 use hookd::core::Daemon;
@@ -19,7 +18,8 @@ use hookd::core::records::StateDir;
 use hookd::datapath::Datapath;
 use hookd_model::hook::HookArgs;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::stats::*;
 use support::*;
 
 const NS: &str = "hookd-bench-cp";
@@ -72,15 +72,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 /// Sets the kernel's `rcu_expedited` while alive, restoring the old value
 /// on drop: attaching a tap with tcx waits for RCU grace periods, which
 /// this host-wide setting shortens.
@@ -128,7 +119,7 @@ fn main() {
         .status();
     sh(&format!("ip netns add {NS}"));
     let _cleanup = Cleanup;
-    Netns::enter(NS);
+    let _in_ns = Netns::enter(NS);
     let batch: String = (0..TAPS)
         .map(|i| format!("tuntap add mode tap name cp{i}\nlink set cp{i} up\n"))
         .collect();

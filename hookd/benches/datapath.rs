@@ -6,13 +6,13 @@
 //! (target: within 1.2x). Frames are 64 bytes; no packet leaves the kernel's
 //! test harness.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hookd_testkit as support;
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use hookd::config::AttachMode;
 use hookd::datapath::Datapath;
 use std::net::Ipv4Addr;
+use support::stats::*;
 use support::*;
 
 const VM_MAC: &str = "52:54:00:00:00:0a";
@@ -89,11 +89,6 @@ fn cost(prog: &SchedClassifier, frames: &[Vec<u8>], repeat: u32) -> f64 {
             .as_nanos();
     }
     total as f64 / frames.len() as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {

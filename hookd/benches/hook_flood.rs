@@ -13,8 +13,7 @@
 //! dispatch, the daemon's lock, policy parsing and planning).
 //! Needs root (a system-type bus): `cargo bench -p hookd --bench hook_flood`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hookd_testkit as support;
 
 use futures_util::StreamExt;
 use hookd::api::Readers;
@@ -24,8 +23,9 @@ use hookd_dbus::ManagerProxy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::bus::NoPlane;
+use support::plane::FakePlane;
 use support::private_bus::PrivateBus;
+use support::stats::{ms, pct_sorted};
 
 const DOMAINS: usize = 50;
 const RULES: usize = 20;
@@ -158,15 +158,6 @@ async fn hook_round(
     v
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn main() {
     support::require_root();
     let bus = PrivateBus::start(false);
@@ -180,7 +171,7 @@ fn main() {
         .expect("runtime");
     let run = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::new(
-        Box::new(NoPlane),
+        Box::new(FakePlane::quiet()),
         StateDir::open(run.path()).expect("state dir"),
         true,
     );
@@ -259,14 +250,14 @@ fn main() {
         let row = |name: &str, v: &[Duration]| {
             println!(
                 "{name:<26} {:>10} {:>10} {:>10} {:>10}",
-                ms(pct(v, 0.5)),
-                ms(pct(v, 0.9)),
-                ms(pct(v, 0.99)),
+                ms(pct_sorted(v, 0.5)),
+                ms(pct_sorted(v, 0.9)),
+                ms(pct_sorted(v, 0.99)),
                 ms(*v.last().unwrap_or(&Duration::ZERO))
             )
         };
         let ratio = |a: &[Duration], b: &[Duration], p: f64| {
-            pct(a, p).as_secs_f64() / pct(b, p).as_secs_f64()
+            pct_sorted(a, p).as_secs_f64() / pct_sorted(b, p).as_secs_f64()
         };
         for (i, name) in ["hook socket", "system bus"].iter().enumerate() {
             row(&format!("{name}, quiet"), &quiet[i]);

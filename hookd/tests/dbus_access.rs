@@ -3,9 +3,9 @@
 //! an unprivileged uid. The data plane is the recording stand-in of
 //! dbus_api.rs's kind: access control is what is under test here.
 
-mod support;
+use hookd_testkit as support;
 
-use support::bus::NoPlane;
+use support::plane::FakePlane;
 use support::private_bus::PrivateBus;
 
 use hookd::api::Readers;
@@ -70,7 +70,11 @@ impl Who {
 
 async fn serve(address: &str) -> (zbus::Connection, tempfile::TempDir) {
     let run = tempfile::tempdir().unwrap();
-    let daemon = Daemon::new(Box::new(NoPlane), StateDir::open(run.path()).unwrap(), true);
+    let daemon = Daemon::new(
+        Box::new(FakePlane::quiet()),
+        StateDir::open(run.path()).unwrap(),
+        true,
+    );
     let view = daemon.view();
     let conn = hookd::api::serve(
         zbus::connection::Builder::address(address),

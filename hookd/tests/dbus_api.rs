@@ -4,100 +4,26 @@
 //! stand-in (the real one is exercised in privileged.rs and vm-tests/): it
 //! lets these tests check what the service asks of the kernel side.
 
-mod support;
+use hookd_testkit as support;
 
+use support::plane::{Calls, FakePlane};
 use support::private_bus::PrivateBus;
 
 use hookd::api::Readers;
-use hookd::core::records::{NicRecord, StateDir};
-use hookd::core::{CounterSource, Daemon, DataPlane};
-use hookd::datapath::{Attachment, DatapathError};
+use hookd::core::Daemon;
+use hookd::core::records::StateDir;
 use hookd::libvirt::Libvirt;
-use hookd_bpf::layout::NicStats;
 use hookd_dbus::{Error, ManagerProxy};
-use hookd_model::plan::NicMode;
-use std::sync::{Arc, Mutex as StdMutex};
-
-#[derive(Default)]
-struct Calls(Vec<String>);
-
-struct RecordingPlane(Arc<StdMutex<Calls>>);
-
-impl DataPlane for RecordingPlane {
-    fn attach_nic(
-        &mut self,
-        uuid: &str,
-        tap: &str,
-        _mac: [u8; 6],
-        mode: &NicMode,
-        _g: u64,
-    ) -> Result<(u32, Attachment), DatapathError> {
-        if tap == "missing0" {
-            return Err(DatapathError::NoTap {
-                tap: tap.into(),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
-            });
-        }
-        self.0
-            .lock()
-            .unwrap()
-            .0
-            .push(format!("attach {uuid} {tap} {}", mode));
-        Ok((42, Attachment::Tcx))
-    }
-    fn update_nic(
-        &mut self,
-        ifindex: u32,
-        _mac: [u8; 6],
-        _mode: &NicMode,
-        _g: u64,
-    ) -> Result<(), DatapathError> {
-        self.0.lock().unwrap().0.push(format!("update {ifindex}"));
-        Ok(())
-    }
-    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
-        self.0
-            .lock()
-            .unwrap()
-            .0
-            .push(format!("detach {uuid} {}", nic.tap));
-        Ok(())
-    }
-    fn forget_domain(&mut self, _uuid: &str) -> Result<(), DatapathError> {
-        Ok(())
-    }
-    fn still_attached(&self, _uuid: &str, _nic: &NicRecord) -> bool {
-        true
-    }
-    fn counters(&self) -> Arc<dyn CounterSource> {
-        Arc::new(FixedCounters)
-    }
-}
-
-/// Every NIC has the same counters and rule hits.
-struct FixedCounters;
-
-impl CounterSource for FixedCounters {
-    fn rule_hits(&self, _ifindex: u32) -> Vec<((hookd_model::policy::Direction, u16), u64)> {
-        vec![((hookd_model::policy::Direction::Ingress, 0), 5)]
-    }
-    fn stats(&self, _ifindex: u32) -> Option<NicStats> {
-        let mut s = NicStats {
-            from_vm_packets: 7,
-            ..Default::default()
-        };
-        s.drops[1] = 3;
-        Some(s)
-    }
-}
+use std::sync::Arc;
+use support::xml::DomainXml;
 
 const UUID: &str = "00000000-0000-4000-8000-0000000000c1";
 
 fn xml(policy: &str, tap: &str) -> String {
-    format!(
-        "<domain type='kvm'>\n<name>vm1</name>\n<uuid>{UUID}</uuid>\n<metadata>{policy}</metadata>\n\
-         <devices><interface type='bridge'><mac address='52:54:00:00:00:0a'/><target dev='{tap}'/></interface></devices></domain>"
-    )
+    DomainXml::new("vm1", UUID)
+        .metadata(policy)
+        .nic("bridge", "52:54:00:00:00:0a", Some(tap))
+        .to_string()
 }
 
 const POLICY: &str = "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface mac='52:54:00:00:00:0a'>\n<hookd:address prefix='192.0.2.10/32'/>\n<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='22'/></hookd:ingress>\n</hookd:interface>\n</hookd:policy>";
@@ -109,30 +35,16 @@ struct Served {
     socket: std::path::PathBuf,
 }
 
-async fn setup() -> (
-    ManagerProxy<'static>,
-    Arc<StdMutex<Calls>>,
-    tempfile::TempDir,
-    Served,
-) {
+async fn setup() -> (ManagerProxy<'static>, Calls, tempfile::TempDir, Served) {
     setup_with(None).await
 }
 
 async fn setup_with(
     libvirt: Option<Libvirt>,
-) -> (
-    ManagerProxy<'static>,
-    Arc<StdMutex<Calls>>,
-    tempfile::TempDir,
-    Served,
-) {
-    let calls = Arc::new(StdMutex::new(Calls::default()));
+) -> (ManagerProxy<'static>, Calls, tempfile::TempDir, Served) {
+    let (plane, calls) = FakePlane::recording();
     let run = tempfile::tempdir().unwrap();
-    let daemon = Daemon::new(
-        Box::new(RecordingPlane(calls.clone())),
-        StateDir::open(run.path()).unwrap(),
-        true,
-    );
+    let daemon = Daemon::new(Box::new(plane), StateDir::open(run.path()).unwrap(), true);
     let view = daemon.view();
     let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
     let bus = PrivateBus::start(false);
@@ -197,14 +109,11 @@ async fn lifecycle_over_dbus() {
             .unwrap()
             .contains("policy valid")
     );
-    assert!(
-        calls.lock().unwrap().0.is_empty(),
-        "prepare attaches nothing"
-    );
+    assert!(calls.lock().unwrap().is_empty(), "prepare attaches nothing");
     hook(&p, "start", &good).await.unwrap();
     hook(&p, "started", &good).await.unwrap();
     assert_eq!(
-        calls.lock().unwrap().0,
+        *calls.lock().unwrap(),
         [
             format!("attach {UUID} vnet0 anti-spoofing"),
             "update 42".to_string()
@@ -251,7 +160,7 @@ async fn lifecycle_over_dbus() {
     // stopped XML without <target dev>: detached from what was recorded.
     hook(&p, "stopped", &xml(POLICY, "")).await.unwrap();
     assert_eq!(
-        calls.lock().unwrap().0.last().unwrap(),
+        calls.lock().unwrap().last().unwrap(),
         &format!("detach {UUID} vnet0")
     );
     assert!(p.list_domains().await.unwrap().is_empty());
@@ -297,7 +206,7 @@ async fn invalid_input_is_refused_with_typed_errors_and_changes_nothing() {
         Err(Error::AttachFailed(m)) => assert!(m.contains("missing0"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(calls.lock().unwrap().0.is_empty());
+    assert!(calls.lock().unwrap().is_empty());
     assert!(p.list_domains().await.unwrap().is_empty());
 }
 
@@ -359,7 +268,7 @@ async fn validate_policy_without_applying_it() {
         other => panic!("{other:?}"),
     }
     assert!(
-        calls.lock().unwrap().0.is_empty(),
+        calls.lock().unwrap().is_empty(),
         "validation applies nothing"
     );
     assert!(p.list_domains().await.unwrap().is_empty());
@@ -418,13 +327,9 @@ async fn trace_a_packet_through_the_live_rules() {
 #[tokio::test]
 async fn metrics_in_the_prometheus_text_format() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let calls = Arc::new(StdMutex::new(Calls::default()));
+    let (plane, _calls) = FakePlane::recording();
     let run = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(
-        Box::new(RecordingPlane(calls)),
-        StateDir::open(run.path()).unwrap(),
-        true,
-    );
+    let mut d = Daemon::new(Box::new(plane), StateDir::open(run.path()).unwrap(), true);
     let args = hookd_model::hook::HookArgs {
         domain: "vm1".into(),
         operation: "start".into(),
@@ -497,7 +402,7 @@ async fn get_and_set_policy_over_dbus() {
     let sig = applied.next().await.unwrap();
     assert_eq!(sig.args().unwrap().generation, g1);
     assert_eq!(
-        calls.lock().unwrap().0.last().unwrap(),
+        calls.lock().unwrap().last().unwrap(),
         "update 42",
         "maps swapped, links kept"
     );
@@ -593,5 +498,5 @@ async fn hook_calls_on_the_hook_socket() {
     let sig = attached.next().await.unwrap();
     assert_eq!(sig.args().unwrap().name, "vm1", "signalled on the bus");
     assert_eq!(p.list_domains().await.unwrap()[0].name, "vm1");
-    assert_eq!(calls.lock().unwrap().0.len(), 1);
+    assert_eq!(calls.lock().unwrap().len(), 1);
 }

@@ -6,7 +6,7 @@
 //! by scripts/test-all.sh (`--include-ignored`), where they fail, never skip,
 //! if they cannot run.
 
-mod support;
+use hookd_testkit as support;
 
 use aya::programs::{TestRun, TestRunOptions};
 use hookd::config::AttachMode;
@@ -550,7 +550,7 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
     let pin_dir = fs.pin_dir();
     let name = ns.name.clone();
     std::thread::spawn(move || {
-        Netns::enter(&name);
+        let _in_ns = Netns::enter(&name);
         let mut tap = Tap::create("hk0");
         host_side("hk0");
         let uuid = "00000000-0000-4000-8000-00000000000a";
@@ -707,7 +707,7 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
     let pin_dir = fs.pin_dir();
     let name = ns.name.clone();
     std::thread::spawn(move || {
-        Netns::enter(&name);
+        let _in_ns = Netns::enter(&name);
         let mut tap = Tap::create("vnet7");
         host_side("vnet7");
         let run = tempfile::tempdir().unwrap();
@@ -1504,7 +1504,7 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
     let pin_dir = fs.pin_dir();
     let name = ns.name.clone();
     std::thread::spawn(move || {
-        Netns::enter(&name);
+        let _in_ns = Netns::enter(&name);
         let mut tap = Tap::create("hk0");
         sh("ip link set hk0 up && ip link add rv0 type veth peer name rv1 && ip link set rv0 up && ip link set rv1 up");
         let tap_ifindex = hookd::datapath::netdev::ifindex("hk0").unwrap();

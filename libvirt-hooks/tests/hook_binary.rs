@@ -3,8 +3,7 @@
 //! absent or replaced by a stand-in that never answers; the real daemon is
 //! exercised by the VM tests.
 
-#[path = "../../hookd/tests/support/private_bus.rs"]
-mod private_bus;
+use hookd_testkit::private_bus;
 
 use private_bus::PrivateBus;
 use std::io::Write;

@@ -1,0 +1,119 @@
+//! The one stand-in for the kernel's data plane, for tests where the D-Bus
+//! side or the daemon's bookkeeping is what is measured (the real one is
+//! exercised by the privileged and VM tests).
+
+use hookd::core::records::NicRecord;
+use hookd::core::{CounterSource, DataPlane};
+use hookd::datapath::{Attachment, DatapathError};
+use hookd_bpf::layout::NicStats;
+use hookd_model::plan::NicMode;
+use hookd_model::policy::Direction;
+use std::sync::{Arc, Mutex};
+
+/// The calls a [`FakePlane`] was asked to make, one line each
+/// ("attach UUID TAP MODE", "update IFINDEX", "detach UUID TAP").
+pub type Calls = Arc<Mutex<Vec<String>>>;
+
+/// A tap name the fake refuses to attach to, as the kernel would a
+/// missing device.
+pub const MISSING_TAP: &str = "missing0";
+
+/// Attaches nothing. With [`FakePlane::recording`] it records each call
+/// and reports fixed counters (7 packets from the VM, 3 IP-spoof drops,
+/// 5 hits on ingress rule 0); [`FakePlane::quiet`] records nothing and
+/// has no counters.
+pub struct FakePlane {
+    calls: Option<Calls>,
+}
+
+impl FakePlane {
+    pub fn quiet() -> FakePlane {
+        FakePlane { calls: None }
+    }
+
+    pub fn recording() -> (FakePlane, Calls) {
+        let calls = Calls::default();
+        (
+            FakePlane {
+                calls: Some(calls.clone()),
+            },
+            calls,
+        )
+    }
+
+    fn record(&self, line: String) {
+        if let Some(c) = &self.calls {
+            c.lock().unwrap().push(line);
+        }
+    }
+}
+
+impl DataPlane for FakePlane {
+    fn attach_nic(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        _mac: [u8; 6],
+        mode: &NicMode,
+        _generation: u64,
+    ) -> Result<(u32, Attachment), DatapathError> {
+        if tap == MISSING_TAP {
+            return Err(DatapathError::NoTap {
+                tap: tap.into(),
+                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+            });
+        }
+        self.record(format!("attach {uuid} {tap} {mode}"));
+        Ok((42, Attachment::Tcx))
+    }
+    fn update_nic(
+        &mut self,
+        ifindex: u32,
+        _mac: [u8; 6],
+        _mode: &NicMode,
+        _generation: u64,
+    ) -> Result<(), DatapathError> {
+        self.record(format!("update {ifindex}"));
+        Ok(())
+    }
+    fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
+        self.record(format!("detach {uuid} {}", nic.tap));
+        Ok(())
+    }
+    fn forget_domain(&mut self, _uuid: &str) -> Result<(), DatapathError> {
+        Ok(())
+    }
+    fn still_attached(&self, _uuid: &str, _nic: &NicRecord) -> bool {
+        true
+    }
+    fn counters(&self) -> Arc<dyn CounterSource> {
+        Arc::new(FixedCounters {
+            any: self.calls.is_some(),
+        })
+    }
+}
+
+/// Every NIC has the same counters and rule hits (or none).
+struct FixedCounters {
+    any: bool,
+}
+
+impl CounterSource for FixedCounters {
+    fn rule_hits(&self, _ifindex: u32) -> Vec<((Direction, u16), u64)> {
+        if self.any {
+            vec![((Direction::Ingress, 0), 5)]
+        } else {
+            Vec::new()
+        }
+    }
+    fn stats(&self, _ifindex: u32) -> Option<NicStats> {
+        self.any.then(|| {
+            let mut s = NicStats {
+                from_vm_packets: 7,
+                ..Default::default()
+            };
+            s.drops[1] = 3;
+            s
+        })
+    }
+}
