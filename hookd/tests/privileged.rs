@@ -1526,12 +1526,15 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
         prog.load().unwrap();
         prog.attach("rv1", aya::programs::TcAttachType::Ingress).unwrap();
         // Frames enter rv0 -> rv1 through a packet socket on rv0.
+        // SAFETY: socket(2) takes no pointers.
         let sock = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, (libc::ETH_P_ALL as u16).to_be() as i32) };
         assert!(sock >= 0);
+        // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = hookd::datapath::netdev::ifindex("rv0").unwrap() as i32;
         let send = |frame: &[u8]| {
+            // SAFETY: the frame and address outlive the call, with their lengths.
             let n = unsafe {
                 libc::sendto(sock, frame.as_ptr().cast(), frame.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
             };
@@ -1550,6 +1553,7 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
         send(&to_vm4("198.51.100.7", 17, &udp(40000, 5001, b"denied")));
         assert_eq!(delivered(&mut tap, 5001), 0, "denied frame must not reach the VM");
         assert_eq!(dp.stats(tap_ifindex).unwrap().drops[DropReason::FwDefault as usize], before + 1);
+        // SAFETY: our socket, closed once.
         unsafe { libc::close(sock) };
     })
     .join()

@@ -17,9 +17,9 @@ pub fn sh(cmd: &str) {
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "privileged tests must run as root (scripts/test-all.sh)"
     );
 }

@@ -115,6 +115,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
 /// The gid of a group, from the host's group database.
 fn group_id(name: &str) -> Option<u32> {
     let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: libc::group is plain old data; all zeroes is a valid value.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut out: *mut libc::group = std::ptr::null_mut();

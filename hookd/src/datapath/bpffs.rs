@@ -9,8 +9,10 @@ fn is_bpffs(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
         return false;
     };
-    // SAFETY: statfs writes into `buf`, which outlives the call.
+    // SAFETY: statfs is plain old data; all zeroes is a valid value.
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated; statfs writes into `buf`, which
+    // outlives the call.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
     rc == 0 && buf.f_type as i64 == BPF_FS_MAGIC
 }

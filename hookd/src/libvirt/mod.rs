@@ -258,6 +258,8 @@ unsafe fn send(dom: sys::virDomainPtr, opaque: *mut c_void, why: &'static str) {
     let uuid = unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned();
+    // SAFETY: opaque is the sender `watch` boxed and registered with the
+    // callback; it lives as long as the registration.
     let tx = unsafe { &*(opaque as *const UnboundedSender<Event>) };
     let _ = tx.send(Event::Changed { uuid, why });
 }
@@ -274,6 +276,7 @@ unsafe extern "C" fn on_metadata(
         && !nsuri.is_null()
         && unsafe { CStr::from_ptr(nsuri) }.to_bytes() == hookd_model::policy::NAMESPACE.as_bytes();
     if ours {
+        // SAFETY: libvirt's arguments, passed on as they came.
         unsafe { send(dom, opaque, "metadata-change") };
     }
 }
@@ -284,5 +287,6 @@ unsafe extern "C" fn on_device(
     _alias: *const c_char,
     opaque: *mut c_void,
 ) {
+    // SAFETY: libvirt's arguments, passed on as they came.
     unsafe { send(dom, opaque, "device-change") };
 }
