@@ -1,7 +1,7 @@
 //! org.hookd.Hookd1.Manager on a private dbus-daemon (whose policy lets
 //! anybody call anything: access control is dbus_access.rs's subject), and
 //! on hookd's peer-to-peer hook socket. The data plane here is a recording
-//! stand-in (the real one is exercised in privileged.rs and vm-tests/): it
+//! stand-in (the real one is exercised in antispoofing.rs, attach.rs, firewall.rs and vm-tests/): it
 //! lets these tests check what the service asks of the kernel side.
 
 use hookd_testkit as support;

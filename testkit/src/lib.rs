@@ -7,13 +7,15 @@
 //! - [`private_bus`]: a private dbus-daemon;
 //! - [`plane`]: the one stand-in for the kernel's data plane;
 //! - [`xml`]: the one domain XML builder;
-//! - [`stats`]: median, spread and percentiles for benchmarks.
+//! - [`stats`]: median, spread and percentiles for benchmarks;
+//! - [`vm`]: the VM as the privileged tests play it.
 
 pub mod frames;
 pub mod net;
 pub mod plane;
 pub mod private_bus;
 pub mod stats;
+pub mod vm;
 pub mod xml;
 
 pub use frames::*;

@@ -1,0 +1,469 @@
+//! Tier 2: the real kernel. Anti-spoofing verdicts of hookd's programs,
+//! through BPF_PROG_TEST_RUN.
+//!
+//! Needs root. These tests are `#[ignore]`d in a plain `cargo test` and run
+//! by scripts/test-privileged.sh (`--ignored`), where they fail, never
+//! skip, if they cannot run.
+
+use hookd::config::AttachMode;
+use hookd::datapath::Datapath;
+use hookd_bpf::layout::DropReason;
+use hookd_model::plan::{AntiSpoofing, Enforcement, NicMode};
+use hookd_testkit::vm::*;
+use hookd_testkit::*;
+use std::net::Ipv6Addr;
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn antispoofing_verdicts_through_bpf_prog_test_run() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let m = mac(VM_MAC);
+    let other = mac("52:54:00:00:00:99");
+    let h = mac(HOST_MAC);
+    dp.program_nic(
+        TEST_IFINDEX,
+        m,
+        &antispoof_mode(&["192.0.2.10/32", "2001:db8::10/128"]),
+        1,
+    )
+    .unwrap();
+
+    let echo = icmp_echo(1);
+    let ll = VM_MAC
+        .parse::<hookd_model::mac::MacAddr>()
+        .unwrap()
+        .eui64_link_local();
+    let cases: Vec<(&str, Vec<u8>, u32, Option<DropReason>)> = vec![
+        (
+            "legit IPv4",
+            eth(
+                h,
+                m,
+                0x0800,
+                &ipv4(v4("192.0.2.10"), v4("192.0.2.1"), 1, &echo),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "spoofed source MAC",
+            eth(
+                h,
+                other,
+                0x0800,
+                &ipv4(v4("192.0.2.10"), v4("192.0.2.1"), 1, &echo),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::MacSpoof),
+        ),
+        (
+            "spoofed IPv4 source",
+            eth(
+                h,
+                m,
+                0x0800,
+                &ipv4(v4("192.0.2.99"), v4("192.0.2.1"), 1, &echo),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "DHCP discover from 0.0.0.0",
+            eth(
+                [0xff; 6],
+                m,
+                0x0800,
+                &ipv4(
+                    v4("0.0.0.0"),
+                    v4("255.255.255.255"),
+                    17,
+                    &udp(68, 67, &[0; 240]),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "UDP from 0.0.0.0 that is not DHCP",
+            eth(
+                [0xff; 6],
+                m,
+                0x0800,
+                &ipv4(
+                    v4("0.0.0.0"),
+                    v4("255.255.255.255"),
+                    17,
+                    &udp(68, 68, &[0; 8]),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "DHCP server reply",
+            eth(
+                [0xff; 6],
+                m,
+                0x0800,
+                &ipv4(
+                    v4("192.0.2.10"),
+                    v4("255.255.255.255"),
+                    17,
+                    &udp(67, 68, &[0; 240]),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::DhcpServer),
+        ),
+        (
+            "IPv4 options running past the frame",
+            eth(
+                h,
+                m,
+                0x0800,
+                &[
+                    &[0x4f, 0, 0, 60, 0, 1, 0, 0, 64, 17, 0, 0][..],
+                    &[192, 0, 2, 10, 192, 0, 2, 1],
+                ]
+                .concat(),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::Malformed),
+        ),
+        (
+            "IPv4 header length below 20",
+            eth(h, m, 0x0800, &[0x44; 20]),
+            TC_ACT_SHOT,
+            Some(DropReason::Malformed),
+        ),
+        (
+            "truncated neighbour advertisement",
+            [
+                &eth(h, m, 0x86dd, &[])[..14],
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &[136, 0, 0, 0, 0, 0, 0, 0],
+                )[..],
+            ]
+            .concat(),
+            TC_ACT_SHOT,
+            Some(DropReason::Malformed),
+        ),
+        (
+            "ARP from own address",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(m, v4("192.0.2.10"), v4("192.0.2.1")),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "ARP probe from 0.0.0.0",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(m, v4("0.0.0.0"), v4("192.0.2.10")),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "ARP with foreign sender IP",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(m, v4("192.0.2.1"), v4("192.0.2.2")),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::ArpSpoof),
+        ),
+        (
+            "ARP with foreign sender MAC",
+            eth(
+                [0xff; 6],
+                m,
+                0x0806,
+                &arp(other, v4("192.0.2.10"), v4("192.0.2.1")),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::ArpSpoof),
+        ),
+        (
+            "legit IPv6",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("2001:db8::1"),
+                    58,
+                    &[128, 0, 0, 0, 0, 1, 0, 1],
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "EUI-64 link-local source",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(ll, v6("ff02::2"), 58, &[133, 0, 0, 0, 0, 0, 0, 0]),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "spoofed IPv6 source",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::99"),
+                    v6("2001:db8::1"),
+                    58,
+                    &[128, 0, 0, 0, 0, 1, 0, 1],
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "foreign link-local source",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("fe80::1"),
+                    v6("ff02::2"),
+                    58,
+                    &[133, 0, 0, 0, 0, 0, 0, 0],
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "DAD for own address from ::",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    Ipv6Addr::UNSPECIFIED,
+                    v6("ff02::1:ff00:10"),
+                    58,
+                    &icmpv6_nd(135, v6("2001:db8::10")),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "DAD for a foreign address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    Ipv6Addr::UNSPECIFIED,
+                    v6("ff02::1:ff00:1"),
+                    58,
+                    &icmpv6_nd(135, v6("2001:db8::1")),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::NdSpoof),
+        ),
+        (
+            "UDP from ::",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(Ipv6Addr::UNSPECIFIED, v6("ff02::1"), 17, &udp(1, 2, &[])),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "neighbour solicitation for the router",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1:ff00:1"),
+                    58,
+                    &icmpv6_nd(135, v6("2001:db8::1")),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "NA for own address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(136, v6("2001:db8::10")),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "NA for a foreign address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(136, v6("2001:db8::1")),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::NdSpoof),
+        ),
+        (
+            "router advertisement",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    ll,
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(134, Ipv6Addr::UNSPECIFIED),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::RouterAdvert),
+        ),
+        (
+            "RA behind a hop-by-hop header",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    ll,
+                    v6("ff02::1"),
+                    0,
+                    &[
+                        &[58u8, 0, 1, 4, 0, 0, 0, 0][..],
+                        &icmpv6_nd(134, Ipv6Addr::UNSPECIFIED),
+                    ]
+                    .concat(),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::RouterAdvert),
+        ),
+        (
+            "DHCPv6 server reply",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(ll, v6("fe80::1"), 17, &udp(547, 546, &[0; 8])),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::DhcpServer),
+        ),
+        (
+            "VLAN-tagged frame",
+            eth(h, m, 0x8100, &[0, 5, 8, 0]),
+            TC_ACT_SHOT,
+            Some(DropReason::Vlan),
+        ),
+        (
+            "unknown ethertype",
+            eth(h, m, 0x88b5, &[0; 8]),
+            TC_ACT_SHOT,
+            Some(DropReason::Ethertype),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, frame, want, reason) in &cases {
+        let before = dp.stats(TEST_IFINDEX).unwrap();
+        let got = run(&dp, frame);
+        let after = dp.stats(TEST_IFINDEX).unwrap();
+        if got != *want {
+            failures.push(format!("{name}: verdict {got:#x}, want {want:#x}"));
+        }
+        if let Some(r) = reason {
+            if after.drops[*r as usize] != before.drops[*r as usize] + 1 {
+                failures.push(format!("{name}: drop counter {} not incremented", r.name()));
+            }
+        } else if after.from_vm_packets != before.from_vm_packets + 1 {
+            failures.push(format!("{name}: from_vm_packets not incremented"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // A NIC whose policy has no addresses: MAC checked, IP sources not.
+    dp.program_nic(
+        TEST_IFINDEX,
+        m,
+        &NicMode::Enforced(Enforcement {
+            anti_spoofing: AntiSpoofing::default(),
+            firewall: Default::default(),
+        }),
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        run(&dp, &cases[2].1),
+        TC_ACT_UNSPEC,
+        "IP not checked without addresses"
+    );
+    assert_eq!(
+        run(&dp, &cases[1].1),
+        TC_ACT_SHOT,
+        "MAC still checked without addresses"
+    );
+    // Unmanaged NIC: counted, never filtered.
+    dp.program_nic(TEST_IFINDEX, m, &NicMode::CountersOnly, 3)
+        .unwrap();
+    for (name, frame, _, _) in &cases {
+        assert_eq!(
+            run(&dp, frame),
+            TC_ACT_UNSPEC,
+            "unmanaged NIC filtered {name}"
+        );
+    }
+    dp.forget_nic(TEST_IFINDEX);
+    assert!(dp.stats(TEST_IFINDEX).is_none() && dp.nic_config(TEST_IFINDEX).is_none());
+    assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
+    // Unknown NIC: not ours to judge.
+    assert_eq!(run(&dp, &cases[1].1), TC_ACT_UNSPEC);
+}

@@ -1,0 +1,284 @@
+//! Tier 2: the real kernel. hookd's programs attached to real taps (tcx
+//! and clsact) in a private network namespace, where the test plays the VM
+//! through the tap's file descriptor; the daemon's lifecycle on them.
+//!
+//! Needs root. These tests are `#[ignore]`d in a plain `cargo test` and run
+//! by scripts/test-privileged.sh (`--ignored`), where they fail, never
+//! skip, if they cannot run.
+
+use hookd::config::AttachMode;
+use hookd::core::records::StateDir;
+use hookd::core::{Daemon, DataPlane};
+use hookd::datapath::{Attachment, Datapath};
+use hookd_bpf::layout::DropReason;
+use hookd_model::hook::HookArgs;
+use hookd_testkit::vm::*;
+use hookd_testkit::*;
+use std::time::Duration;
+
+/// Sends an echo request from the "VM" and counts the host's replies.
+fn ping_from_vm(tap: &mut Tap, src_mac: &str, src_ip: &str, seq: u16) -> usize {
+    let f = eth(
+        mac(HOST_MAC),
+        mac(src_mac),
+        0x0800,
+        &ipv4(v4(src_ip), v4("192.0.2.1"), 1, &icmp_echo(seq)),
+    );
+    tap.send(&f);
+    echo_replies(&tap.recv_for(Duration::from_millis(400)), seq)
+}
+
+/// Sets up a tap in `ns` as the host side of a VM with static neighbours for
+/// the addresses the tests send from, so a frame that passes gets a reply.
+fn host_side(tap: &str) {
+    sh(&format!(
+        "ip link set {tap} address {HOST_MAC} && ip addr add 192.0.2.1/24 dev {tap} && ip link set {tap} up && \
+         ip neigh replace 192.0.2.10 lladdr {VM_MAC} dev {tap} nud permanent && \
+         ip neigh replace 192.0.2.99 lladdr {VM_MAC} dev {tap} nud permanent && \
+         sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{tap}.rp_filter=0"
+    ));
+}
+
+fn tap_enforcement(mode: AttachMode, expect: Attachment) {
+    let fs = Bpffs::new();
+    let ns = Netns::new(if expect == Attachment::Tcx {
+        "tcx"
+    } else {
+        "nl"
+    });
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let mut tap = Tap::create("hk0");
+        host_side("hk0");
+        let uuid = "00000000-0000-4000-8000-00000000000a";
+        let mut dp = Datapath::open(&pin_dir, mode).unwrap();
+
+        // Before hookd: everything passes, spoofed or not.
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1),
+            1,
+            "baseline: spoofed ping answered"
+        );
+
+        let (ifindex, how) = dp
+            .attach_nic(
+                uuid,
+                "hk0",
+                mac(VM_MAC),
+                &antispoof_mode(&["192.0.2.10/32"]),
+                1,
+            )
+            .unwrap();
+        assert_eq!(how, expect);
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2),
+            1,
+            "legit ping answered"
+        );
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 3),
+            0,
+            "spoofed IP dropped"
+        );
+        assert_eq!(
+            ping_from_vm(&mut tap, "52:54:00:00:00:99", "192.0.2.10", 4),
+            0,
+            "spoofed MAC dropped"
+        );
+        // A VLAN-tagged frame: the kernel moves the tag into skb metadata
+        // before tc ingress; the program must still see and drop it.
+        let inner = ipv4(v4("192.0.2.10"), v4("192.0.2.1"), 1, &icmp_echo(9));
+        let tagged = eth(
+            mac(HOST_MAC),
+            mac(VM_MAC),
+            0x8100,
+            &[&[0u8, 5, 8, 0][..], &inner].concat(),
+        );
+        tap.send(&tagged);
+        tap.recv_for(Duration::from_millis(200));
+        let s = dp.stats(ifindex).unwrap();
+        assert_eq!(
+            s.drops[DropReason::Vlan as usize],
+            1,
+            "VLAN-tagged frame from the VM dropped"
+        );
+        assert_eq!(s.drops[DropReason::IpSpoof as usize], 1);
+        assert_eq!(s.drops[DropReason::MacSpoof as usize], 1);
+        assert!(s.from_vm_packets >= 1 && s.to_vm_packets >= 1, "{s:?}");
+
+        // The daemon goes away: links stay pinned, enforcement continues.
+        drop(dp);
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 5),
+            0,
+            "still enforced with no daemon"
+        );
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 6), 1);
+        // A new daemon adopts the pinned maps: counters carried on.
+        let mut dp = Datapath::open(&pin_dir, mode).unwrap();
+        assert_eq!(
+            dp.stats(ifindex).unwrap().drops[DropReason::IpSpoof as usize],
+            2
+        );
+
+        // Detach: nothing of the NIC is left, and traffic is no longer filtered.
+        let rec = hookd::core::records::NicRecord {
+            mac: VM_MAC.into(),
+            kind: "ethernet".into(),
+            tap: "hk0".into(),
+            ifindex,
+            mode: hookd::core::records::NicState::Enforced,
+            attach: Some(how),
+            addresses: vec![],
+            rules: vec![],
+        };
+        dp.detach_nic(uuid, &rec).unwrap();
+        dp.forget_domain(uuid).unwrap();
+        assert!(dp.stats(ifindex).is_none() && dp.nic_config(ifindex).is_none());
+        assert_eq!(dp.prefix_count(ifindex), 0);
+        assert!(!pin_dir.join("links").join(uuid).exists());
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 7),
+            1,
+            "detached: spoofed ping answered again"
+        );
+        let tc = std::process::Command::new("tc")
+            .args(["filter", "show", "dev", "hk0", "ingress"])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&tc.stdout).contains("hookd"),
+            "netlink filter left behind"
+        );
+    })
+    .join()
+    .expect("tap test thread");
+    drop(ns);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn tap_frames_are_judged_with_tcx_and_survive_a_daemon_restart() {
+    tap_enforcement(AttachMode::Auto, Attachment::Tcx);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn netlink_clsact_fallback_enforces_the_same() {
+    tap_enforcement(AttachMode::Netlink, Attachment::Netlink);
+}
+
+fn domain_xml(tap: &str, with_policy: bool, with_target: bool) -> String {
+    let policy = if with_policy {
+        "<metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface>\
+         <hookd:address prefix='192.0.2.10/32'/></hookd:interface></hookd:policy></metadata>"
+    } else {
+        ""
+    };
+    let target = if with_target {
+        format!("<target dev='{tap}'/>")
+    } else {
+        String::new()
+    };
+    format!(
+        "<domain type='qemu'><name>vm1</name><uuid>00000000-0000-4000-8000-0000000000b1</uuid>{policy}\
+         <devices><interface type='ethernet'><mac address='{VM_MAC}'/>{target}</interface></devices></domain>"
+    )
+}
+
+fn hook(d: &mut Daemon, op: &str, xml: &str) -> Result<String, hookd::core::DaemonError> {
+    let args = HookArgs {
+        domain: "vm1".into(),
+        operation: op.into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    };
+    d.hook_event(&args, xml)
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn daemon_lifecycle_is_idempotent_and_cleans_up() {
+    let fs = Bpffs::new();
+    let ns = Netns::new("daemon");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let mut tap = Tap::create("vnet7");
+        host_side("vnet7");
+        let run = tempfile::tempdir().unwrap();
+        let open = || {
+            let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+            Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true)
+        };
+        let mut d = open();
+        let xml = domain_xml("vnet7", true, true);
+        assert!(
+            hook(&mut d, "prepare", &domain_xml("vnet7", true, false))
+                .unwrap()
+                .contains("valid")
+        );
+        hook(&mut d, "start", &xml).unwrap();
+        hook(&mut d, "started", &xml).unwrap(); // twice is harmless
+        assert_eq!(d.records().len(), 1);
+        assert_eq!(d.records()[0].attached_at, "start");
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1), 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2), 1);
+
+        // Restart: the new daemon adopts the record and the pinned links.
+        drop(d);
+        let mut d = open();
+        assert_eq!(d.records().len(), 1, "adopted");
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 3), 0);
+
+        // stopped XML without <target dev>: detached from the record.
+        hook(&mut d, "stopped", &domain_xml("vnet7", true, false)).unwrap();
+        assert!(d.records().is_empty());
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 4), 1);
+        assert!(
+            std::fs::read_dir(pin_dir.join("links"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "link pins left"
+        );
+        assert!(
+            std::fs::read_dir(run.path().join("domains"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "state left"
+        );
+        // Stopping an unknown domain is harmless.
+        assert!(
+            hook(&mut d, "release", &xml)
+                .unwrap()
+                .contains("nothing to do")
+        );
+
+        // Invalid policy at start: refused, nothing attached.
+        let bad = xml.replace("192.0.2.10/32", "192.0.2.10/33");
+        let e = hook(&mut d, "start", &bad).unwrap_err().to_string();
+        assert!(e.contains("hookd:address") && e.contains("prefix"), "{e}");
+        assert!(d.records().is_empty());
+        // A tap that does not exist: attach fails, nothing half-applied.
+        let e = hook(&mut d, "start", &domain_xml("vnet-missing", true, true))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vnet-missing"), "{e}");
+        assert!(d.records().is_empty());
+        assert!(
+            std::fs::read_dir(pin_dir.join("links"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        drop(tap);
+    })
+    .join()
+    .expect("daemon test thread");
+    drop(ns);
+}

@@ -1,0 +1,98 @@
+//! The VM as the privileged tests play it: its addresses, frames to and
+//! from it, and hookd's programs run on them through BPF_PROG_TEST_RUN.
+
+use crate::frames::{eth, ipv4, mac};
+use aya::programs::{TestRun, TestRunOptions};
+use hookd::datapath::Datapath;
+use hookd_model::plan::{AntiSpoofing, Enforcement, NicMode};
+use ipnet::IpNet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const VM_MAC: &str = "52:54:00:00:00:0a";
+pub const HOST_MAC: &str = "02:00:00:00:00:01";
+pub const VM4: &str = "192.0.2.10";
+pub const TC_ACT_SHOT: u32 = 2;
+/// -1: pass on to the next program / the stack.
+pub const TC_ACT_UNSPEC: u32 = u32::MAX;
+/// BPF_PROG_TEST_RUN runs on the loopback device of the namespace: ifindex 1.
+pub const TEST_IFINDEX: u32 = 1;
+
+pub fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+pub fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// Anti-spoofing only, with `prefixes` and the VM's link-local address.
+pub fn antispoof_mode(prefixes: &[&str]) -> NicMode {
+    let mut p: Vec<IpNet> = prefixes.iter().map(|p| p.parse().unwrap()).collect();
+    p.push(IpNet::V6(ipnet::Ipv6Net::from(
+        VM_MAC
+            .parse::<hookd_model::mac::MacAddr>()
+            .unwrap()
+            .eui64_link_local(),
+    )));
+    NicMode::Enforced(Enforcement {
+        anti_spoofing: AntiSpoofing {
+            prefixes: p,
+            ..Default::default()
+        },
+        firewall: Default::default(),
+    })
+}
+
+/// The verdict of the loaded program `prog` on `frame`.
+pub fn run_prog(dp: &Datapath, prog: &str, frame: &[u8]) -> u32 {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    dp.program(prog)
+        .unwrap()
+        .test_run(opts)
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
+}
+
+/// The verdict of the program for frames from the VM.
+pub fn run(dp: &Datapath, frame: &[u8]) -> u32 {
+    run_prog(dp, hookd_bpf::PROG_FROM_VM, frame)
+}
+
+/// Programs TEST_IFINDEX with the policy `inner` (children of the
+/// <hookd:interface> of VM_MAC, which owns 192.0.2.10/32 and 2001:db8::10/128).
+pub fn program_policy(dp: &mut Datapath, inner: &str, generation: u64) {
+    let xml = format!(
+        "<domain><name>fw</name><uuid>u</uuid><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+         <hookd:interface mac='{VM_MAC}'><hookd:address prefix='192.0.2.10/32'/><hookd:address prefix='2001:db8::10/128'/>\
+         {inner}</hookd:interface></hookd:policy></metadata><devices><interface type='bridge'>\
+         <mac address='{VM_MAC}'/></interface></devices></domain>"
+    );
+    let dom = hookd_model::domain::parse(&xml).unwrap();
+    let plan =
+        hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::BeforeTaps).unwrap();
+    dp.program_nic(TEST_IFINDEX, mac(VM_MAC), &plan[0].mode, generation)
+        .unwrap();
+}
+
+/// A frame to the VM (ingress) from `src`.
+pub fn to_vm4(src: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    eth(
+        mac(VM_MAC),
+        mac(HOST_MAC),
+        0x0800,
+        &ipv4(v4(src), v4(VM4), proto, l4),
+    )
+}
+
+/// A frame from the VM (egress) to `dst`.
+pub fn from_vm4(dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    eth(
+        mac(HOST_MAC),
+        mac(VM_MAC),
+        0x0800,
+        &ipv4(v4(VM4), v4(dst), proto, l4),
+    )
+}
