@@ -1,242 +1,9 @@
-//! hookd's policy, schema v1 (docs/policy.md): the model, and its parsing and
-//! validation from the `<hookd:policy>` element of a domain's `<metadata>`.
-//! Everything invalid is refused with the element, attribute and line.
+//! Parsing and validating `<hookd:policy>`: every error names the
+//! element, attribute and line, and nothing of an invalid policy is used.
 
-use crate::mac::MacAddr;
+use super::*;
 use crate::xml_tree::Element;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
-
-/// Namespace URI of hookd's metadata.
-pub const NAMESPACE: &str = "urn:hookd:policy:1";
-
-/// Limits that keep one policy within what the maps hold.
-pub const MAX_INTERFACES: usize = 64;
-pub const MAX_ADDRESSES: usize = 256;
-pub const MAX_RULES: usize = 16_384;
-pub const MAX_PORT_RANGES: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Policy {
-    pub interfaces: Vec<InterfacePolicy>,
-}
-
-impl Policy {
-    /// Moves every line number by `delta`: a policy parsed on its own, now
-    /// part of a larger document.
-    pub fn shift_lines(&mut self, delta: i64) {
-        for ip in &mut self.interfaces {
-            shift_line(&mut ip.line, delta);
-            for d in [&mut ip.ingress, &mut ip.egress].into_iter().flatten() {
-                d.rules
-                    .iter_mut()
-                    .for_each(|r| shift_line(&mut r.line, delta));
-            }
-        }
-    }
-}
-
-/// `line` moved by `delta` lines (text was added or removed above it).
-pub fn shift_line(line: &mut u32, delta: i64) {
-    *line = u32::try_from(i64::from(*line) + delta).unwrap_or(0);
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InterfacePolicy {
-    /// None: the policy covers every NIC of the domain.
-    pub mac: Option<MacAddr>,
-    pub addresses: Vec<IpNet>,
-    pub ingress: Option<DirectionRules>,
-    pub egress: Option<DirectionRules>,
-    pub allow_dhcp_server: bool,
-    pub allow_router_advertisements: bool,
-    pub route: Option<Route>,
-    pub line: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Deny,
-}
-
-impl Action {
-    /// "allow" or "deny", as the policy spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Deny => "deny",
-        }
-    }
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Which way a packet goes, from the VM's point of view, as the policy
-/// names it: `ingress` is traffic to the VM, `egress` traffic from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-
-    /// The policy's element (and attribute value) for this direction.
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-}
-
-impl std::fmt::Display for Direction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Direction {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Direction, String> {
-        match s {
-            "ingress" => Ok(Direction::Ingress),
-            "egress" => Ok(Direction::Egress),
-            other => Err(format!("direction '{other}' is not ingress or egress")),
-        }
-    }
-}
-
-impl InterfacePolicy {
-    /// The `<ingress>` or `<egress>` element, where present.
-    pub fn rules(&self, dir: Direction) -> Option<&DirectionRules> {
-        match dir {
-            Direction::Ingress => self.ingress.as_ref(),
-            Direction::Egress => self.egress.as_ref(),
-        }
-    }
-}
-
-/// The content of an `<ingress>` or `<egress>` element.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DirectionRules {
-    pub default: Action,
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Any,
-    /// An IP protocol number (tcp = 6, udp = 17, icmp = 1, icmpv6 = 58, sctp = 132).
-    Number(u8),
-}
-
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
-pub const PROTO_SCTP: u8 = 132;
-
-impl Protocol {
-    fn has_ports(self) -> bool {
-        matches!(self, Protocol::Number(PROTO_TCP | PROTO_UDP | PROTO_SCTP))
-    }
-    fn is_icmp(self) -> bool {
-        matches!(self, Protocol::Number(PROTO_ICMP | PROTO_ICMPV6))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rule {
-    pub action: Action,
-    pub protocol: Protocol,
-    pub ports: Vec<PortRange>,
-    pub icmp_type: Option<u8>,
-    pub icmp_code: Option<u8>,
-    pub remote: Option<IpNet>,
-    pub log: bool,
-    pub line: u32,
-}
-
-/// Reserved for routed-mode NICs; parsed and validated, not yet enforced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Route {
-    pub network: String,
-    pub gateway: IpAddr,
-}
-
-impl std::fmt::Display for Rule {
-    /// One line, e.g. `allow tcp ports 22,443 remote 198.51.100.0/24 log`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        let r = self;
-        let mut s = match r.action {
-            Action::Allow => "allow".to_string(),
-            Action::Deny => "deny".to_string(),
-        };
-        match r.protocol {
-            Protocol::Any => s += " any",
-            Protocol::Number(n) => {
-                let name = match n {
-                    1 => "icmp".to_string(),
-                    6 => "tcp".to_string(),
-                    17 => "udp".to_string(),
-                    58 => "icmpv6".to_string(),
-                    132 => "sctp".to_string(),
-                    n => format!("protocol {n}"),
-                };
-                let _ = write!(s, " {name}");
-            }
-        }
-        if !r.ports.is_empty() {
-            let ports: Vec<String> = r
-                .ports
-                .iter()
-                .map(|p| {
-                    if p.first == p.last {
-                        p.first.to_string()
-                    } else {
-                        format!("{}-{}", p.first, p.last)
-                    }
-                })
-                .collect();
-            let _ = write!(s, " ports {}", ports.join(","));
-        }
-        if let Some(t) = r.icmp_type {
-            let _ = write!(s, " type {t}");
-        }
-        if let Some(c) = r.icmp_code {
-            let _ = write!(s, " code {c}");
-        }
-        let _ = write!(
-            s,
-            " remote {}",
-            r.remote
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "any".into())
-        );
-        if r.log {
-            s += " log";
-        }
-        f.write_str(&s)
-    }
-}
 
 /// A policy error, naming where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -398,32 +165,25 @@ fn prefix_attr(el: &Element, attr: &str) -> Result<Option<IpNet>> {
 /// The IP protocol number of a name (tcp, udp, icmp, icmpv6, sctp) or a
 /// number 0-255.
 pub fn protocol_number(s: &str) -> Option<u8> {
-    match s {
-        "tcp" => Some(PROTO_TCP),
-        "udp" => Some(PROTO_UDP),
-        "icmp" => Some(PROTO_ICMP),
-        "icmpv6" => Some(PROTO_ICMPV6),
-        "sctp" => Some(PROTO_SCTP),
-        n => n.parse().ok(),
-    }
+    PROTOCOL_NAMES
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, n)| *n)
+        .or_else(|| s.parse().ok())
 }
 
 fn parse_protocol(el: &Element) -> Result<Protocol> {
     let v = el.attr("protocol").unwrap_or("any");
-    Ok(match v {
-        "any" => Protocol::Any,
-        "tcp" => Protocol::Number(PROTO_TCP),
-        "udp" => Protocol::Number(PROTO_UDP),
-        "icmp" => Protocol::Number(PROTO_ICMP),
-        "icmpv6" => Protocol::Number(PROTO_ICMPV6),
-        "sctp" => Protocol::Number(PROTO_SCTP),
-        n => Protocol::Number(n.parse().map_err(|_| {
-            PolicyError::new(
-                el,
-                Some("protocol"),
-                format!("'{n}' is not tcp, udp, icmp, icmpv6, sctp, any or a number 0-255"),
-            )
-        })?),
+    if v == "any" {
+        return Ok(Protocol::Any);
+    }
+    protocol_number(v).map(Protocol::Number).ok_or_else(|| {
+        let names: Vec<&str> = PROTOCOL_NAMES.iter().map(|(name, _)| *name).collect();
+        PolicyError::new(
+            el,
+            Some("protocol"),
+            format!("'{v}' is not {}, any or a number 0-255", names.join(", ")),
+        )
     })
 }
 
@@ -729,15 +489,6 @@ pub fn parse_policy(el: &Element) -> Result<Policy> {
         interfaces.push(ifp);
     }
     Ok(Policy { interfaces })
-}
-
-impl Policy {
-    /// The policy for the NIC with `mac`, if any.
-    pub fn for_mac(&self, mac: Option<MacAddr>) -> Option<&InterfacePolicy> {
-        self.interfaces
-            .iter()
-            .find(|i| i.mac.is_none() || (mac.is_some() && i.mac == mac))
-    }
 }
 
 #[cfg(test)]
