@@ -20,6 +20,7 @@ use hookd_model::hook::HookArgs;
 use std::fmt::Write as _;
 use std::time::Instant;
 use support::stats::*;
+use support::xml::{self, DomainXml};
 use support::*;
 
 const NS: &str = "hookd-bench-cp";
@@ -37,21 +38,21 @@ fn policy(mac: &str, rules: usize, variant: u16) -> String {
             i % 256
         );
     }
-    format!(
-        "<hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface mac='{mac}'>\
-         <hookd:address prefix='192.0.2.10/32'/><hookd:ingress default='deny'>{r}</hookd:ingress>\
-         </hookd:interface></hookd:policy>"
-    )
+    xml::policy(&format!(
+        "<hookd:interface mac='{mac}'><hookd:address prefix='192.0.2.10/32'/>\
+         <hookd:ingress default='deny'>{r}</hookd:ingress></hookd:interface>"
+    ))
 }
 
 fn domain(i: usize, tap: &str, rules: usize) -> String {
     let mac = format!("52:54:00:01:{:02x}:{:02x}", i / 256, i % 256);
-    format!(
-        "<domain><name>cp{i}</name><uuid>00000000-0000-4000-8000-{i:012}</uuid><metadata>{}</metadata>\
-         <devices><interface type='ethernet'><mac address='{mac}'/><target dev='{tap}'/></interface>\
-         </devices></domain>",
-        policy(&mac, rules, 0)
+    DomainXml::new(
+        &format!("cp{i}"),
+        &format!("00000000-0000-4000-8000-{i:012}"),
     )
+    .metadata(&policy(&mac, rules, 0))
+    .nic("ethernet", &mac, Some(tap))
+    .to_string()
 }
 
 fn start(name: &str) -> HookArgs {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use support::plane::FakePlane;
 use support::private_bus::PrivateBus;
 use support::stats::{ms, pct_sorted};
+use support::xml::{self, DomainXml};
 
 const DOMAINS: usize = 50;
 const RULES: usize = 20;
@@ -45,19 +46,18 @@ fn domain_xml(i: usize) -> String {
             )
         })
         .collect();
-    format!(
-        "<domain type='kvm'><name>vm{i}</name><uuid>00000000-0000-4000-8000-{i:012}</uuid>\
-         <metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
-         <hookd:interface mac='52:54:00:00:{:02x}:{:02x}'><hookd:address prefix='192.0.2.{}/32'/>\
-         <hookd:ingress default='deny'>{rules}</hookd:ingress></hookd:interface></hookd:policy></metadata>\
-         <devices><interface type='ethernet'><mac address='52:54:00:00:{:02x}:{:02x}'/>\
-         <target dev='vnet{i}'/></interface></devices></domain>",
-        i / 256,
-        i % 256,
-        i % 250 + 1,
-        i / 256,
-        i % 256,
+    let mac = format!("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256);
+    DomainXml::new(
+        &format!("vm{i}"),
+        &format!("00000000-0000-4000-8000-{i:012}"),
     )
+    .metadata(&xml::policy(&format!(
+        "<hookd:interface mac='{mac}'><hookd:address prefix='192.0.2.{}/32'/>\
+             <hookd:ingress default='deny'>{rules}</hookd:ingress></hookd:interface>",
+        i % 250 + 1
+    )))
+    .nic("ethernet", &mac, Some(&format!("vnet{i}")))
+    .to_string()
 }
 
 /// How a hook call reaches hookd.

@@ -13,6 +13,7 @@ use hookd::datapath::{Attachment, Datapath};
 use hookd_bpf::layout::DropReason;
 use hookd_model::hook::HookArgs;
 use hookd_testkit::vm::*;
+use hookd_testkit::xml::{self, DomainXml};
 use hookd_testkit::*;
 use std::time::Duration;
 
@@ -172,20 +173,14 @@ fn netlink_clsact_fallback_enforces_the_same() {
 
 fn domain_xml(tap: &str, with_policy: bool, with_target: bool) -> String {
     let policy = if with_policy {
-        "<metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface>\
-         <hookd:address prefix='192.0.2.10/32'/></hookd:interface></hookd:policy></metadata>"
-    } else {
-        ""
-    };
-    let target = if with_target {
-        format!("<target dev='{tap}'/>")
+        xml::policy("<hookd:interface><hookd:address prefix='192.0.2.10/32'/></hookd:interface>")
     } else {
         String::new()
     };
-    format!(
-        "<domain type='qemu'><name>vm1</name><uuid>00000000-0000-4000-8000-0000000000b1</uuid>{policy}\
-         <devices><interface type='ethernet'><mac address='{VM_MAC}'/>{target}</interface></devices></domain>"
-    )
+    DomainXml::new("vm1", "00000000-0000-4000-8000-0000000000b1")
+        .metadata(&policy)
+        .nic("ethernet", VM_MAC, with_target.then_some(tap))
+        .to_string()
 }
 
 fn hook(d: &mut Daemon, op: &str, xml: &str) -> Result<String, hookd::core::DaemonError> {
