@@ -23,6 +23,6 @@ pub struct DaemonArgs {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Override how programs are attached: auto, tcx or netlink.
-    #[arg(long, value_parser = ["auto", "tcx", "netlink"])]
-    pub attach: Option<String>,
+    #[arg(long, value_enum)]
+    pub attach: Option<crate::config::AttachMode>,
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PATH: &str = "/etc/hookd/hookd.toml";
 
 /// How programs are attached to taps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// tcx where the kernel has it (6.6+), else a clsact qdisc via netlink.

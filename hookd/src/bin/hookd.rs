@@ -4,7 +4,7 @@
 use clap::Parser;
 use hookd::api::Readers;
 use hookd::cli::DaemonArgs;
-use hookd::config::{AttachMode, Config};
+use hookd::config::Config;
 use hookd::core::Daemon;
 use hookd::core::records::StateDir;
 use hookd::datapath::Datapath;
@@ -23,11 +23,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         cfg.run_dir = p;
     }
     if let Some(a) = args.attach {
-        cfg.attach = match a.as_str() {
-            "tcx" => AttachMode::Tcx,
-            "netlink" => AttachMode::Netlink,
-            _ => AttachMode::Auto,
-        };
+        cfg.attach = a;
     }
     let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
     let events = dp.take_events();
