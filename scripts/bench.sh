@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hookd's side-by-side benchmarks, as root on a Debian 12 machine:
-#   sudo bash scripts/bench.sh [RESULTS_DIR]
+#   bash scripts/bench.sh [RESULTS_DIR]
 # Writes RESULTS_DIR (default bench-results/<UTC time>) with report.md,
 # datapath.svg and datapath-libvirt.svg: delivered packets and CPU per packet
 # of hookd against no filter, iptables and nftables at 10 to 10,000 rules
@@ -46,7 +46,7 @@ timeout 900 cargo bench -q -p hookd --bench hook_flood > "$OUT/hook-flood.txt"
 {
     echo "# hookd benchmark report"
     echo
-    echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') in one run, with \`sudo bash scripts/bench.sh\`."
+    echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') in one run, as root, with \`bash scripts/bench.sh\`."
     echo
     echo "| | |"
     echo "|---|---|"

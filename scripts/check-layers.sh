@@ -26,7 +26,7 @@ if grep -rnE "\bhookd::|hookd_bpf|hookd_model::.*datapath" model/src >/dev/null;
     status=1
 fi
 for pkg in hookctl hookd-libvirt-hooks; do
-    if deps=$(cargo tree -q -p "$pkg" -e normal --prefix none | grep -E '^(aya|virt|hookd|hookd-bpf) v'); then
+    if deps=$("${CARGO:-cargo}" tree -q -p "$pkg" -e normal --prefix none | grep -E '^(aya|virt|hookd|hookd-bpf) v'); then
         echo "check-layers: $pkg links $deps" >&2
         status=1
     fi

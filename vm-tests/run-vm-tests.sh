@@ -113,7 +113,7 @@ sb_virsh destroy vm1 >/dev/null
 check "hookctl show vm1: not found (exit 4)" sh -c "\"$HOOKCTL\" show vm1 >/dev/null 2>&1; test \$? -eq 4"
 check "vm1's 2 tcx links are gone, vm2's remain" test "$(hookd_tcx_links)" -eq 2
 check "no link pins left for vm1" test ! -e "/sys/fs/bpf/hookd/links/$UUID1"
-check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_nics | jq -e '.[] | select(.key == [$(($IFX1 & 255)),$((($IFX1 >> 8) & 255)),0,0] or .formatted.key == $IFX1)' >/dev/null"
+check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_nics | jq -e '.[] | select(.key == [$((IFX1 & 255)),$(((IFX1 >> 8) & 255)),0,0] or .formatted.key == $IFX1)' >/dev/null"
 check "no state file left for vm1" test ! -e "/run/hookd/domains/$UUID1.json"
 check "vm2 untouched" test "$("$HOOKCTL" show vm2 --json | jq -r .nics[0].tap)" = "$TAP2"
 
@@ -194,8 +194,7 @@ check "fw: log=\"true\" packets reported (hookctl events)" test "$("$HOOKCTL" ev
 
 echo "# live policy changes on the running fw guest"
 wait_policy() { # wait_policy DOMAIN PATTERN: until hookd enforces a policy matching PATTERN
-    local i
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         "$HOOKCTL" policy get "$1" 2>/dev/null | grep -q -- "$2" && return 0
         sleep 0.2
     done
@@ -241,6 +240,7 @@ check "busctl ListDomains lists fw" grep -q '"fw"' <("${BUSCTL[@]}" ListDomains)
 check "busctl GetPolicy prints fw's policy" grep -q 'ports=\\"8080\\"' <("${BUSCTL[@]}" GetPolicy s fw)
 check "busctl Trace: tcp 8080 from the host is allowed by a rule" \
     grep -q '^sus "allow" [1-9]' <("${BUSCTL[@]}" Trace sssssqyy fw 52:54:00:00:00:2a ingress 192.0.2.1 tcp 8080 0 0)
+# shellcheck disable=SC2016 # $p is the inner shell's variable
 check "busctl SetPolicy (persist=false) then GetPolicy round-trips" sh -c '
     p=$(busctl --system --json=short call org.hookd.Hookd1 /org/hookd/Hookd1 org.hookd.Hookd1.Manager GetPolicy s fw | jq -r ".data[0]")
     busctl --system call org.hookd.Hookd1 /org/hookd/Hookd1 org.hookd.Hookd1.Manager SetPolicy ssb fw "$p" false | grep -q "^ts [0-9]"'

@@ -2,6 +2,10 @@
 //! shipped bus policy (dbus/org.hookd.Hookd1.conf), with callers running as
 //! an unprivileged uid. The data plane is the recording stand-in of
 //! dbus_api.rs's kind: access control is what is under test here.
+//!
+//! The bus policy names the read group `hookd`, so the group must exist by
+//! name; each test runs in a mount namespace of its own whose /etc is a
+//! throwaway overlay (`in_private_etc`), so the machine never keeps it.
 
 use hookd_testkit as support;
 
@@ -11,34 +15,84 @@ use support::private_bus::PrivateBus;
 use hookd::api::Readers;
 use hookd::core::Daemon;
 use hookd::core::records::StateDir;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 const NOBODY: &str = "65534";
 
-/// The read group of the shipped bus policy, created when missing (the
-/// packages create it on install), and its gid.
-fn read_group() -> u32 {
-    let gid = |out: Output| {
-        String::from_utf8_lossy(&out.stdout)
-            .split(':')
-            .nth(2)
-            .and_then(|g| g.trim().parse().ok())
-    };
-    if let Some(g) = gid(Command::new("getent")
+/// Set, to a directory, in the child process that runs one test in its own
+/// mount namespace (see `in_private_etc`).
+const PRIVATE_ETC: &str = "HOOKD_TEST_PRIVATE_ETC";
+
+/// The gid of the group `hookd`, if it exists.
+fn hookd_gid() -> Option<u32> {
+    let out = Command::new("getent")
         .args(["group", "hookd"])
         .output()
-        .unwrap())
-    {
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|g| g.trim().parse().ok())
+}
+
+/// Runs the calling test again, alone, as a child process in a mount
+/// namespace of its own (`unshare --mount`) whose /etc is a copy-on-write
+/// overlay kept on a tmpfs of that namespace. The read group created there
+/// (`read_group`, before the test starts a bus) vanishes with the namespace,
+/// even when the test panics or is killed. Returns true in the child, which
+/// then runs the test's body; in the caller, asserts that the child passed
+/// exactly the one test and left no group `hookd` behind, and returns false.
+fn in_private_etc(test: &str) -> bool {
+    support::require_root();
+    if let Some(dir) = std::env::var_os(PRIVATE_ETC) {
+        let d = Path::new(&dir).display();
+        support::sh(&format!(
+            "mount -t tmpfs -o mode=0700 hookd-test-etc {d} && mkdir {d}/upper {d}/work && \
+             mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/upper,workdir={d}/work /etc"
+        ));
+        // Before any bus starts: dbus-daemon resolves the policy's group
+        // name when it loads its configuration.
+        read_group();
+        return true;
+    }
+    let had_group = hookd_gid().is_some();
+    // Mounted over in the child's namespace only; empty here, removed on drop.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--test-threads=1"])
+        .env(PRIVATE_ETC, dir.path())
+        .output()
+        .expect("unshare");
+    assert!(
+        out.status.success() && text(&out).contains("test result: ok. 1 passed"),
+        "{test}, in its own mount namespace:\n{}",
+        text(&out)
+    );
+    assert!(
+        had_group || hookd_gid().is_none(),
+        "the group hookd was left on the machine"
+    );
+    false
+}
+
+/// The read group of the shipped bus policy and its gid: the machine's if
+/// it has one (the packages create it on install), else one created in the
+/// test's private /etc (`in_private_etc`).
+fn read_group() -> u32 {
+    assert!(
+        std::env::var_os(PRIVATE_ETC).is_some(),
+        "read_group outside in_private_etc"
+    );
+    if let Some(g) = hookd_gid() {
         return g;
     }
     support::sh("groupadd --system hookd");
-    gid(Command::new("getent")
-        .args(["group", "hookd"])
-        .output()
-        .unwrap())
-    .expect("group hookd")
+    hookd_gid().expect("group hookd")
 }
 
 /// Who runs a client: root, or uid 65534 with or without the read group.
@@ -173,7 +227,9 @@ fn refused(o: &Output) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "privileged: run by scripts/test-all.sh"]
 async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
-    support::require_root();
+    if !in_private_etc("the_bus_policy_lets_the_read_group_read_and_only_root_change") {
+        return;
+    }
     let bus = PrivateBus::start(true);
     let (_conn, _run) = serve(&bus.address).await;
     let out = run_all(
@@ -206,7 +262,9 @@ async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
 #[ignore = "privileged: run by scripts/test-all.sh"]
 async fn hookd_checks_the_callers_uid_and_groups_itself() {
     // A bus whose policy lets anybody call anything: hookd must still refuse.
-    support::require_root();
+    if !in_private_etc("hookd_checks_the_callers_uid_and_groups_itself") {
+        return;
+    }
     let bus = PrivateBus::start(false);
     let (_conn, _run) = serve(&bus.address).await;
     let out = run_all(
@@ -246,7 +304,9 @@ async fn hookd_checks_the_callers_uid_and_groups_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "privileged: run by scripts/test-all.sh"]
 async fn signals_reach_hookctl_monitor() {
-    support::require_root();
+    if !in_private_etc("signals_reach_hookctl_monitor") {
+        return;
+    }
     let bus = PrivateBus::start(true);
     let address = bus.address.clone();
     let (_conn, _run) = serve(&address).await;

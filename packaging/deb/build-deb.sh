@@ -4,9 +4,9 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/packaging/deb
-VERSION=$(cd "$REPO" && cargo metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "hookd") | .version')
+VERSION=$(cd "$REPO" && "${CARGO:-cargo}" metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "hookd") | .version')
 DEBVER=$VERSION-1
-(cd "$REPO" && cargo build --release --workspace --quiet)
+(cd "$REPO" && "${CARGO:-cargo}" build --release --workspace --quiet)
 stage=$(mktemp -d)
 chmod 0755 "$stage"
 trap 'rm -rf "$stage"' EXIT

@@ -3,8 +3,8 @@
 # packaging/install.sh. Needs rpmbuild (Debian: apt-get install rpm).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-VERSION=$(cd "$REPO" && cargo metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "hookd") | .version')
-(cd "$REPO" && cargo build --release --workspace --quiet)
+VERSION=$(cd "$REPO" && "${CARGO:-cargo}" metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "hookd") | .version')
+(cd "$REPO" && "${CARGO:-cargo}" build --release --workspace --quiet)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 stage=$work/stage

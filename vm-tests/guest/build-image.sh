@@ -12,6 +12,14 @@ set -euo pipefail
 
 die() { echo "build-image: error: $*" >&2; exit 1; }
 log() { echo "build-image: $*" >&2; }
+# first_file GLOB-RESULT...: the first of its arguments that exists, or nothing.
+first_file() {
+    local f
+    for f in "$@"; do
+        if [ -e "$f" ]; then echo "$f"; return 0; fi
+    done
+    return 0
+}
 
 [ $# -eq 1 ] || die "usage: $0 OUTDIR"
 OUT=$1
@@ -44,18 +52,18 @@ OUT=$(cd "$OUT" && pwd)
 pkg=$(apt-cache depends linux-image-amd64 2>/dev/null \
       | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
 if [ -n "$pkg" ]; then
-    deb=$(ls "$OUT"/cache/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+    deb=$(first_file "$OUT"/cache/"${pkg}"_*.deb)
 else
     # No apt metadata (offline?): fall back to whatever kernel is cached.
-    deb=$(ls "$OUT"/cache/linux-image-*.deb 2>/dev/null | head -n1 || true)
+    deb=$(first_file "$OUT"/cache/linux-image-*.deb)
     [ -n "$deb" ] || die "apt-cache depends linux-image-amd64 names no versioned kernel (run apt-get update?) and $OUT/cache has none"
 fi
 if [ -z "$deb" ]; then
     log "downloading $pkg"
     # apt-get download writes into the current directory; _apt cannot write to
     # a root-owned scratch dir, so the download is "unsandboxed" (harmless warning).
-    (cd "$OUT/cache" && apt-get download -q "$pkg" 2>&1 | grep -v -e '^W: Download is performed unsandboxed' -e '^Get:' -e '^Fetched' >&2 || true)
-    deb=$(ls "$OUT"/cache/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+    (cd "$OUT/cache" || exit; apt-get download -q "$pkg" 2>&1 | grep -v -e '^W: Download is performed unsandboxed' -e '^Get:' -e '^Fetched' >&2) || true
+    deb=$(first_file "$OUT"/cache/"${pkg}"_*.deb)
     [ -n "$deb" ] || die "apt-get download $pkg failed"
 fi
 
@@ -64,7 +72,7 @@ trap 'rm -rf "$scratch"' EXIT
 
 log "extracting $(basename "$deb")"
 dpkg-deb -x "$deb" "$scratch/pkg" || die "dpkg-deb -x $deb failed"
-vmlinuz=$(ls "$scratch"/pkg/boot/vmlinuz-* 2>/dev/null | head -n1 || true)
+vmlinuz=$(first_file "$scratch"/pkg/boot/vmlinuz-*)
 [ -n "$vmlinuz" ] || die "no boot/vmlinuz-* in $deb"
 kver=${vmlinuz##*/vmlinuz-}
 moddir=$scratch/pkg/lib/modules/$kver

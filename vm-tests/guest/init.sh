@@ -36,7 +36,8 @@ result() { # result NAME STATUS
 }
 forever() { while :; do sleep 3600; done; }
 
-IP= PEER= IP6= SCENARIO=idle
+IP='' PEER='' IP6='' SCENARIO=idle
+# shellcheck disable=SC2013 # the command line is one line of words: split it
 for arg in $(cat /proc/cmdline); do
     case $arg in
         hookd.ip=*)       IP=${arg#hookd.ip=} ;;

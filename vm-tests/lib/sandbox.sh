@@ -82,10 +82,10 @@ sandbox_enter() {
 }
 
 sb_forward_term() { # sb_forward_term UNSHARE_PID: TERM the sandboxed script
-    local child
-    child=$(cat "/proc/$1/task/$1/children" 2>/dev/null || true)
-    if [ -n "$child" ]; then
-        kill -TERM $child 2>/dev/null || true
+    local -a children=()
+    read -r -a children 2>/dev/null < "/proc/$1/task/$1/children" || true
+    if [ "${#children[@]}" -gt 0 ]; then
+        kill -TERM "${children[@]}" 2>/dev/null || true
     fi
 }
 
@@ -327,8 +327,9 @@ sb_xml_escape() {
 sandbox_define_vm() {
     [ $# -ge 5 ] || sb_die "usage: sandbox_define_vm NAME MAC IP/LEN PEER SCENARIO [POLICY_XML_FILE]"
     local name=$1 mac=$2 ip=$3 peer=$4 scenario=$5 policy=${6:-} xml metadata=
-    [ -s "$HOOKD_GUEST_DIR/vmlinuz" ] && [ -s "$HOOKD_GUEST_DIR/initramfs.gz" ] \
-        || sb_die "no guest image in $HOOKD_GUEST_DIR (run guest/build-image.sh)"
+    if [ ! -s "$HOOKD_GUEST_DIR/vmlinuz" ] || [ ! -s "$HOOKD_GUEST_DIR/initramfs.gz" ]; then
+        sb_die "no guest image in $HOOKD_GUEST_DIR (run guest/build-image.sh)"
+    fi
     if [ -n "$policy" ]; then
         [ -f "$policy" ] || sb_die "policy file $policy not found"
         metadata="  <metadata>

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Tier 2, as root: the #[ignore]d tests of every crate but the VM tests'.
+# The eBPF programs through BPF_PROG_TEST_RUN, and on real taps in private
+# network namespaces where a test plays the VM through the tap's file
+# descriptor (tcx and netlink attach, daemon restart, cleanup); who may call
+# what on a private bus with the shipped bus policy. One test at a time.
+# They fail, never skip, when they cannot run (not root, no BTF, no tcx).
+#   bash scripts/test-privileged.sh
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+need_root test-privileged
+echo "== tier 2: privileged tests"
+cargo_test privileged --workspace --exclude hookd-vm-tests -- --ignored --test-threads=1
