@@ -46,7 +46,7 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 /* Does ADDR (16 bytes) fall inside one of the NIC's prefixes? */
 static __always_inline int addr_allowed(__u32 ifindex, const __u8 *addr)
 {
-	struct addr_key key = { .prefixlen = 32 + 128, .ifindex = ifindex };
+	struct addr_key key = { .prefixlen = ADDR_FIXED_BITS + 128, .ifindex = ifindex };
 
 	__builtin_memcpy(key.addr, addr, 16);
 	return bpf_map_lookup_elem(&hookd_addrs, &key) != NULL;
@@ -54,7 +54,7 @@ static __always_inline int addr_allowed(__u32 ifindex, const __u8 *addr)
 
 static __always_inline int addr4_allowed(__u32 ifindex, __be32 addr)
 {
-	struct addr_key key = { .prefixlen = 32 + 128, .ifindex = ifindex };
+	struct addr_key key = { .prefixlen = ADDR_FIXED_BITS + 128, .ifindex = ifindex };
 
 	key.addr[10] = 0xff;
 	key.addr[11] = 0xff;

@@ -107,9 +107,9 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 				    const struct flow *f)
 {
 	__u8 mode = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
-	struct fw_class_key ck = { .prefixlen = 64 + 128, .ifindex = ifindex,
+	struct fw_class_key ck = { .prefixlen = FW_CLASS_FIXED_BITS + 128, .ifindex = ifindex,
 				   .half = cfg->fw_gen, .dir = dir };
-	struct fw_rule_key rk = { .prefixlen = 96 + 16, .ifindex = ifindex,
+	struct fw_rule_key rk = { .prefixlen = FW_RULE_FIXED_BITS + 16, .ifindex = ifindex,
 				  .half = cfg->fw_gen, .dir = dir };
 	struct fw_verdict best = {};
 	int found = 0;
