@@ -1,5 +1,10 @@
 //! Compiles hookd's eBPF programs (c/*.bpf.c) with clang into OUT_DIR, where
-//! src/lib.rs embeds them.
+//! src/lib.rs embeds them, and generates the Rust side of their kernel
+//! interface (OUT_DIR/abi.rs, included by src/layout.rs) from the BTF of
+//! c/abi.c.
+
+#[path = "build/abi.rs"]
+mod abi;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +28,7 @@ fn find_clang() -> Option<PathBuf> {
 fn main() {
     let src = Path::new("c");
     println!("cargo:rerun-if-changed=c");
+    println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-env-changed=HOOKD_CLANG");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let Some(clang) = find_clang() else {
@@ -33,9 +39,12 @@ fn main() {
         );
     };
     let multiarch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
-    for prog in PROGRAMS {
-        let input = src.join(format!("{prog}.bpf.c"));
-        let output = out.join(format!("{prog}.bpf.o"));
+    let objects = PROGRAMS
+        .iter()
+        .map(|p| (format!("{p}.bpf.c"), format!("{p}.bpf.o")))
+        .chain([("abi.c".to_string(), "abi.o".to_string())]);
+    for (input, output) in objects {
+        let (input, output) = (src.join(input), out.join(output));
         let status = Command::new(&clang)
             .args([
                 "-g", "-O2", "-target", "bpf", "-Wall", "-Werror", &multiarch, "-c",
@@ -53,4 +62,7 @@ fn main() {
             );
         }
     }
+    let header = std::fs::read_to_string(src.join("lib/types.h")).expect("reading c/lib/types.h");
+    let abi_obj = std::fs::read(out.join("abi.o")).expect("reading abi.o");
+    std::fs::write(out.join("abi.rs"), abi::generate(&abi_obj, &header)).expect("writing abi.rs");
 }

@@ -46,14 +46,12 @@ hookd_tcx_links() { # tcx links (bpf link type 11) whose program is one of hookd
     ids=$(bpftool -j prog show | jq -c '[.[] | select(.name == "hookd_from_vm" or .name == "hookd_to_vm") | .id]')
     bpftool -j link list | jq --argjson ids "$ids" '[.[] | select((.type == 11 or .type == "tcx") and (.prog_id as $p | $ids | index($p)))] | length'
 }
-pinned_drops() { # pinned_drops IFINDEX REASON: a drop counter read straight from the pinned map
-    local off=$((32 + 8 * $2)) total=0 lo hi
-    while read -r lo hi; do
-        total=$((total + lo + 256 * hi))
-    done < <(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_stats \
-        | jq -r --arg k "$(printf '0x%02x' "$1")" \
-            ".[] | select(.key[0] == \$k) | .values[].value | \"\\(.[$off]) \\(.[$((off + 1))])\"")
-    echo "$total"
+pinned_drops() { # pinned_drops IFINDEX REASON: a drop counter (enum drop_reason) straight from
+    # the pinned map, for when hookd is down: its 8-byte per-CPU values, summed,
+    # through the map's BTF (bpftool's "formatted" dump), not by byte offset
+    bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_stats \
+        | jq --argjson k "$1" --argjson r "$2" \
+            '[.[] | .formatted | select(.key == $k) | .values[].value.drops[$r]] | add // 0'
 }
 
 policy "$SB/vm1.policy" 52:54:00:00:00:0a 192.0.2.10/32
@@ -97,7 +95,7 @@ check "hookctl stats lists both guests' NICs with their counters" test "$("$HOOK
 echo "# hookd restarts while vm1 keeps sending spoofed frames"
 IFX1=$("$HOOKCTL" show vm1 --json | jq .nics[0].ifindex)
 sandbox_stop_hookd TERM
-d0=$(pinned_drops "$IFX1" 1)
+d0=$(pinned_drops "$IFX1" 1) # DROP_IP_SPOOF
 sleep 4
 d1=$(pinned_drops "$IFX1" 1)
 check "hookd stopped: its 4 tcx links remain" test "$(hookd_tcx_links)" -eq 4
@@ -113,7 +111,7 @@ sb_virsh destroy vm1 >/dev/null
 check "hookctl show vm1: not found (exit 4)" sh -c "\"$HOOKCTL\" show vm1 >/dev/null 2>&1; test \$? -eq 4"
 check "vm1's 2 tcx links are gone, vm2's remain" test "$(hookd_tcx_links)" -eq 2
 check "no link pins left for vm1" test ! -e "/sys/fs/bpf/hookd/links/$UUID1"
-check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_nics | jq -e '.[] | select(.key == [$((IFX1 & 255)),$(((IFX1 >> 8) & 255)),0,0] or .formatted.key == $IFX1)' >/dev/null"
+check "no map entries left for vm1's ifindex" sh -c "! bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_nics | jq -e '.[] | select(.formatted.key == $IFX1)' >/dev/null"
 check "no state file left for vm1" test ! -e "/run/hookd/domains/$UUID1.json"
 check "vm2 untouched" test "$("$HOOKCTL" show vm2 --json | jq -r .nics[0].tap)" = "$TAP2"
 

@@ -6,6 +6,8 @@
 #include <bpf/bpf_helpers.h>
 #include "lib/types.h"
 #include "lib/maps.h"
+#include "lib/verdict.h"
+#include "lib/flow.h"
 #include "lib/antispoof.h"
 #include "lib/firewall.h"
 
@@ -18,21 +20,17 @@ static __always_inline void count_drop(struct nic_stats *st, int reason)
 		__sync_fetch_and_add(&st->drops[reason], 1);
 }
 
-/* The firewall's verdict for a frame of a NIC with rules in either
- * direction: FW_PASS or a DROP_* reason. */
-static __always_inline int firewall(struct __sk_buff *skb, const struct nic_config *cfg, __u8 dir)
-{
-	struct ethhdr *eth = pkt_ptr(skb, 0, ETH_HLEN);
-	struct flow f = {};
-
-	if (cfg->fw_ingress == FW_OFF && cfg->fw_egress == FW_OFF)
-		return FW_PASS;
-	if (!eth || parse_flow(skb, ETH_HLEN, eth->h_proto, &f) < 0)
-		return DROP_MALFORMED;
-	if (!f.ip)
-		return FW_PASS; /* ARP and the like: anti-spoofing's business */
-	return fw_stateful(skb, skb->ifindex, cfg, dir, &f);
-}
+/* Each program parses the frame once (parse_frame, into struct flow), then
+ * runs its stages in order, each a small header under lib/ returning a
+ * verdict (lib/verdict.h); the first that is not VERDICT_PASS decides.
+ *
+ *   from_vm: antispoof_l2 (MAC, VLAN; before parsing) -> antispoof ->
+ *            firewall (egress) -> [later: L2 responder (ARP/ND for the
+ *            gateway and the network's NICs), router, encapsulation]
+ *   to_vm:   [later: decapsulation] -> firewall (ingress)
+ *
+ * A stage that answers or forwards a frame itself (a responder, a router)
+ * will need verdicts beyond pass/drop (e.g. tx, redirect) in verdict.h. */
 
 static __always_inline void linearize(struct __sk_buff *skb)
 {
@@ -48,17 +46,21 @@ int hookd_from_vm(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
 	struct nic_stats *st = bpf_map_lookup_elem(&hookd_stats, &ifindex);
-	int reason;
+	struct flow f = {};
+	int verdict;
 
 	if (!cfg)
 		return TC_ACT_UNSPEC; /* not a NIC hookd knows: not ours to judge */
 	if (cfg->flags & NIC_F_MANAGED) {
 		linearize(skb);
-		reason = antispoof(skb, cfg);
-		if (reason == PASS)
-			reason = firewall(skb, cfg, DIR_EGRESS);
-		if (reason != PASS) {
-			count_drop(st, reason);
+		verdict = antispoof_l2(skb, cfg);
+		if (verdict == VERDICT_PASS)
+			verdict = parse_frame(skb, &f) == FLOW_BAD_L3 ? DROP_MALFORMED
+								   : antispoof(skb, cfg, &f);
+		if (verdict == VERDICT_PASS && fw_enabled(cfg))
+			verdict = firewall(skb, cfg, DIR_EGRESS, &f);
+		if (verdict != VERDICT_PASS) {
+			count_drop(st, verdict);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -75,14 +77,19 @@ int hookd_to_vm(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
 	struct nic_stats *st = bpf_map_lookup_elem(&hookd_stats, &ifindex);
-	int reason;
+	struct flow f = {};
+	int verdict;
 
 	if (cfg && (cfg->flags & NIC_F_MANAGED)) {
 		linearize(skb);
-		reason = firewall(skb, cfg, DIR_INGRESS);
-		if (reason != FW_PASS) {
-			count_drop(st, reason);
-			return TC_ACT_SHOT;
+		if (fw_enabled(cfg)) {
+			verdict = parse_frame(skb, &f) == FLOW_BAD_L3
+					  ? DROP_MALFORMED
+					  : firewall(skb, cfg, DIR_INGRESS, &f);
+			if (verdict != VERDICT_PASS) {
+				count_drop(st, verdict);
+				return TC_ACT_SHOT;
+			}
 		}
 	}
 	if (st) {

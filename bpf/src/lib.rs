@@ -1,5 +1,5 @@
 //! hookd's eBPF programs, compiled from `c/` by `build.rs` and embedded here,
-//! and the Rust mirror of the map layouts in `c/lib/types.h`.
+//! and the Rust side of their kernel interface, `c/lib/types.h`.
 
 pub mod layout;
 
@@ -13,6 +13,11 @@ pub static EMPTY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 /// its global `TARGET_IFINDEX`.
 pub static REDIRECT_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redirect.bpf.o"));
+
+/// Not a program: the object whose BTF holds every type of `c/lib/types.h`,
+/// which `build.rs` generates [`layout`]'s constants from. For tests.
+#[doc(hidden)]
+pub static ABI_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/abi.o"));
 
 /// Program attached at tc ingress of a tap: frames sent by the VM.
 pub const PROG_FROM_VM: &str = "hookd_from_vm";

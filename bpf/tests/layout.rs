@@ -1,51 +1,20 @@
-//! The Rust mirror of the map layouts must match what clang compiled: sizes
-//! and member offsets are read from the object's BTF with bpftool.
+//! The Rust side of the kernel interface must match what clang compiled from
+//! `c/lib/types.h`. `build.rs` generates it from BTF with its own reader and
+//! checks it at compile time; this reads the BTF again with bpftool and
+//! compares every constant, struct size and field offset.
 
-use aya::maps::lpm_trie::Key;
-use hookd_bpf::layout::{
-    AddrData, AddrKey, FwClassData, FwHitKey, FwRuleData, FwVerdict, NicConfig, NicStats,
-};
-use std::mem::{offset_of, size_of};
+use hookd_bpf::layout::{ABI_CONSTANTS, ABI_STRUCTS, DropReason};
+use std::collections::BTreeMap;
 use std::process::Command;
 
-/// (struct size, [(member, byte offset)]) from `bpftool btf dump`.
-fn btf_struct(dump: &str, name: &str) -> (usize, Vec<(String, usize)>) {
-    let header = format!("STRUCT '{name}' size=");
-    let mut lines = dump.lines().skip_while(|l| !l.contains(&header));
-    let first = lines
-        .next()
-        .unwrap_or_else(|| panic!("struct {name} not in BTF"));
-    let size = first
-        .split("size=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    let members = lines
-        .take_while(|l| l.starts_with('\t'))
-        .map(|l| {
-            let member = l.trim().split('\'').nth(1).unwrap().to_string();
-            let bits: usize = l
-                .split("bits_offset=")
-                .nth(1)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            (member, bits / 8)
-        })
-        .collect();
-    (size.parse().unwrap(), members)
-}
+type Structs = BTreeMap<String, (usize, Vec<(String, usize)>)>;
 
-#[test]
-fn rust_layouts_match_the_compiled_btf() {
-    let obj = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(obj.path(), hookd_bpf::HOOKD_OBJ).unwrap();
+fn btf_dump(obj: &[u8]) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), obj).unwrap();
     let out = Command::new("bpftool")
         .args(["btf", "dump", "file"])
-        .arg(obj.path())
+        .arg(file.path())
         .output()
         .expect("bpftool is installed by .ci/run (apt-get install bpftool)");
     assert!(
@@ -53,98 +22,135 @@ fn rust_layouts_match_the_compiled_btf() {
         "bpftool: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dump = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
 
-    type Case = (&'static str, usize, Vec<(&'static str, usize)>);
-    let cases: [Case; 7] = [
-        (
-            "nic_config",
-            size_of::<NicConfig>(),
-            vec![
-                ("mac", offset_of!(NicConfig, mac)),
-                ("flags", offset_of!(NicConfig, flags)),
-                ("fw_ingress", offset_of!(NicConfig, fw_ingress)),
-                ("fw_egress", offset_of!(NicConfig, fw_egress)),
-                ("fw_gen", offset_of!(NicConfig, fw_gen)),
-                ("fw_kinds", offset_of!(NicConfig, fw_kinds)),
-                ("generation", offset_of!(NicConfig, generation)),
-            ],
-        ),
-        (
-            "addr_key",
-            size_of::<AddrKey>(),
-            vec![
-                // aya's Key<K> is { u32 prefix_len; K data }
-                ("prefixlen", 0),
-                ("ifindex", 4 + offset_of!(AddrData, ifindex)),
-                ("addr", 4 + offset_of!(AddrData, addr)),
-            ],
-        ),
-        (
-            "nic_stats",
-            size_of::<NicStats>(),
-            vec![
-                ("to_vm_packets", offset_of!(NicStats, to_vm_packets)),
-                ("to_vm_bytes", offset_of!(NicStats, to_vm_bytes)),
-                ("from_vm_packets", offset_of!(NicStats, from_vm_packets)),
-                ("from_vm_bytes", offset_of!(NicStats, from_vm_bytes)),
-                ("drops", offset_of!(NicStats, drops)),
-            ],
-        ),
-        (
-            "fw_class_key",
-            size_of::<Key<FwClassData>>(),
-            vec![
-                ("prefixlen", 0),
-                ("ifindex", 4 + offset_of!(FwClassData, ifindex)),
-                ("half", 4 + offset_of!(FwClassData, half)),
-                ("dir", 4 + offset_of!(FwClassData, dir)),
-                ("pad", 4 + offset_of!(FwClassData, pad)),
-                ("addr", 4 + offset_of!(FwClassData, addr)),
-            ],
-        ),
-        (
-            "fw_rule_key",
-            size_of::<Key<FwRuleData>>(),
-            vec![
-                ("prefixlen", 0),
-                ("ifindex", 4 + offset_of!(FwRuleData, ifindex)),
-                ("half", 4 + offset_of!(FwRuleData, half)),
-                ("dir", 4 + offset_of!(FwRuleData, dir)),
-                ("proto", 4 + offset_of!(FwRuleData, proto)),
-                ("any", 4 + offset_of!(FwRuleData, any)),
-                ("class", 4 + offset_of!(FwRuleData, class)),
-                ("port", 4 + offset_of!(FwRuleData, port)),
-                ("pad", 4 + offset_of!(FwRuleData, pad)),
-            ],
-        ),
-        (
-            "fw_verdict",
-            size_of::<FwVerdict>(),
-            vec![
-                ("deny", offset_of!(FwVerdict, deny)),
-                ("log", offset_of!(FwVerdict, log)),
-                ("rule", offset_of!(FwVerdict, rule)),
-            ],
-        ),
-        (
-            "fw_hit_key",
-            size_of::<FwHitKey>(),
-            vec![
-                ("ifindex", offset_of!(FwHitKey, ifindex)),
-                ("dir", offset_of!(FwHitKey, dir)),
-                ("half", offset_of!(FwHitKey, half)),
-                ("rule", offset_of!(FwHitKey, rule)),
-            ],
-        ),
-    ];
-    for (name, rust_size, rust_members) in cases {
-        let (c_size, c_members) = btf_struct(&dump, name);
-        assert_eq!(c_size, rust_size, "size of struct {name}");
-        let rust: Vec<(String, usize)> = rust_members
-            .into_iter()
-            .map(|(m, o)| (m.to_string(), o))
-            .collect();
-        assert_eq!(c_members, rust, "members of struct {name}");
+/// `'name' ...` of a member or enumerator line, and the value of `key=`.
+fn quoted_and(line: &str, key: &str) -> (String, String) {
+    let name = line.trim().split('\'').nth(1).unwrap().to_string();
+    let value = line.split(key).nth(1).unwrap().split_whitespace().next();
+    (name, value.unwrap().trim_end_matches(',').to_string())
+}
+
+/// Every named struct: size and (member, byte offset).
+fn structs(dump: &str) -> Structs {
+    let mut out = Structs::new();
+    let mut lines = dump.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.split_once("] STRUCT '").map(|x| x.1) else {
+            continue;
+        };
+        let name = rest.split('\'').next().unwrap().to_string();
+        let size = rest.split("size=").nth(1).unwrap().split_whitespace();
+        let mut members = Vec::new();
+        while let Some(m) = lines.next_if(|l| l.starts_with('\t')) {
+            let (member, bits) = quoted_and(m, "bits_offset=");
+            members.push((member, bits.parse::<usize>().unwrap() / 8));
+        }
+        if name != "(anon)" {
+            out.insert(
+                name,
+                (size.take(1).collect::<String>().parse().unwrap(), members),
+            );
+        }
+    }
+    out
+}
+
+/// Every enumerator of every enum, with its value.
+fn enumerators(dump: &str) -> BTreeMap<String, i128> {
+    let mut out = BTreeMap::new();
+    let mut lines = dump.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.contains("] ENUM ") {
+            continue;
+        }
+        while let Some(e) = lines.next_if(|l| l.starts_with('\t')) {
+            let (name, value) = quoted_and(e, "val=");
+            assert!(
+                out.insert(name.clone(), value.parse().unwrap()).is_none(),
+                "{name} twice"
+            );
+        }
+    }
+    out
+}
+
+fn rust_structs() -> Structs {
+    ABI_STRUCTS
+        .iter()
+        .map(|(name, size, members)| {
+            let members = members.iter().map(|(m, o)| (m.to_string(), *o)).collect();
+            (name.to_string(), (*size, members))
+        })
+        .collect()
+}
+
+#[test]
+fn every_constant_matches_the_btf() {
+    let c = enumerators(&btf_dump(hookd_bpf::ABI_OBJ));
+    let rust: BTreeMap<String, i128> = ABI_CONSTANTS
+        .iter()
+        .map(|(n, v)| (n.to_string(), *v))
+        .collect();
+    assert!(c.len() > 30, "too few constants in abi.o's BTF: {c:?}");
+    assert_eq!(c, rust, "constants of types.h (left) and Rust (right)");
+}
+
+#[test]
+fn every_struct_matches_the_btf() {
+    let rust = rust_structs();
+    let c = structs(&btf_dump(hookd_bpf::ABI_OBJ));
+    assert_eq!(c, rust, "structs of types.h (left) and Rust (right)");
+    // The object hookd loads was compiled from the same header: the map
+    // keys and values its BTF has are the same structs.
+    let shipped = structs(&btf_dump(hookd_bpf::HOOKD_OBJ));
+    for name in [
+        "nic_config",
+        "addr_key",
+        "nic_stats",
+        "fw_class_key",
+        "fw_rule_key",
+    ] {
+        assert!(
+            shipped.contains_key(name),
+            "struct {name} not in hookd.bpf.o"
+        );
+    }
+    for (name, layout) in &shipped {
+        if let Some(r) = rust.get(name) {
+            assert_eq!(
+                layout, r,
+                "struct {name} in hookd.bpf.o (left) and Rust (right)"
+            );
+        }
+    }
+}
+
+/// The names are a contract (hookctl output, JSON, D-Bus): generated from
+/// the C names, so renaming a DROP_* constant must fail here.
+#[test]
+fn drop_reason_names_are_stable() {
+    let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "mac_spoof",
+            "ip_spoof",
+            "arp_spoof",
+            "nd_spoof",
+            "dhcp_server",
+            "router_advert",
+            "vlan",
+            "ethertype",
+            "malformed",
+            "fw_rule",
+            "fw_default",
+            "ct_invalid",
+            "fragment"
+        ]
+    );
+    for (i, r) in DropReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i);
     }
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
 /* Anti-spoofing of frames sent by a VM (schema v1, docs/policy.md):
  * source MAC, IPv4/IPv6 source, ARP sender, ND target, and the DHCP-server and
- * router-advertisement guards. Returns -1 to pass or a DROP_* reason. */
+ * router-advertisement guards. A stage (verdict.h) of frames from the VM,
+ * on the headers parse_frame() found. */
 #ifndef HOOKD_ANTISPOOF_H
 #define HOOKD_ANTISPOOF_H
 
@@ -15,8 +16,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "flow.h"
-
-#define PASS (-1)
+#include "verdict.h"
 #define ETH_P_8021AD_ 0x88A8
 
 /* ICMPv6 neighbour discovery message types (RFC 4861) */
@@ -46,7 +46,7 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 /* Does ADDR (16 bytes) fall inside one of the NIC's prefixes? */
 static __always_inline int addr_allowed(__u32 ifindex, const __u8 *addr)
 {
-	struct addr_key key = { .prefixlen = 32 + 128, .ifindex = ifindex };
+	struct addr_key key = { .prefixlen = ADDR_FIXED_BITS + 128, .ifindex = ifindex };
 
 	__builtin_memcpy(key.addr, addr, 16);
 	return bpf_map_lookup_elem(&hookd_addrs, &key) != NULL;
@@ -54,7 +54,7 @@ static __always_inline int addr_allowed(__u32 ifindex, const __u8 *addr)
 
 static __always_inline int addr4_allowed(__u32 ifindex, __be32 addr)
 {
-	struct addr_key key = { .prefixlen = 32 + 128, .ifindex = ifindex };
+	struct addr_key key = { .prefixlen = ADDR_FIXED_BITS + 128, .ifindex = ifindex };
 
 	key.addr[10] = 0xff;
 	key.addr[11] = 0xff;
@@ -73,30 +73,29 @@ static __always_inline int check_arp(struct __sk_buff *skb, const struct nic_con
 	if (!mac_eq(arp->sha, cfg->mac))
 		return DROP_ARP_SPOOF;
 	if (!(cfg->flags & NIC_F_CHECK_IP))
-		return PASS;
+		return VERDICT_PASS;
 	__builtin_memcpy(&spa, arp->spa, 4);
 	/* 0.0.0.0 is an ARP probe (RFC 5227) for address conflict detection. */
 	if (spa == 0 || addr4_allowed(skb->ifindex, spa))
-		return PASS;
+		return VERDICT_PASS;
 	return DROP_ARP_SPOOF;
 }
 
-static __always_inline int check_ipv4(struct __sk_buff *skb, const struct nic_config *cfg)
+static __always_inline int check_ipv4(struct __sk_buff *skb, const struct nic_config *cfg,
+				      struct flow *f)
 {
-	struct iphdr *ip = pkt_ptr(skb, ETH_HLEN, sizeof(*ip));
-	int frag_later, dhcp_client = 0;
+	struct iphdr *ip = pkt_ptr(skb, f->l3, sizeof(*ip));
 	struct udphdr *udp = NULL;
-	__u32 l4;
+	int dhcp_client = 0;
 
-	if (!ip || ip->version != 4 || ip->ihl < 5)
+	if (!ip) /* parse_frame checked it */
 		return DROP_MALFORMED;
-	l4 = ETH_HLEN + ip->ihl * 4;
 	/* Non-first fragments carry no L4 header; ports are not read from them. */
-	frag_later = (ip->frag_off & bpf_htons(0x1fff)) != 0;
-	if (ip->protocol == IPPROTO_UDP && !frag_later) {
-		udp = pkt_ptr(skb, l4, sizeof(*udp));
+	if (f->proto == IPPROTO_UDP && !f->later_frag) {
+		udp = pkt_ptr(skb, f->l4, sizeof(*udp));
 		if (!udp)
 			return DROP_MALFORMED;
+		flow_set_udp(f, udp);
 		dhcp_client = udp->source == bpf_htons(68) && udp->dest == bpf_htons(67);
 	}
 	/* A DHCP client has no address yet: DISCOVER/REQUEST come from 0.0.0.0. */
@@ -105,19 +104,17 @@ static __always_inline int check_ipv4(struct __sk_buff *skb, const struct nic_co
 		return DROP_IP_SPOOF;
 	if (udp && udp->source == bpf_htons(67) && !(cfg->flags & NIC_F_ALLOW_DHCP_SERVER))
 		return DROP_DHCP_SERVER;
-	return PASS;
+	return VERDICT_PASS;
 }
 
-static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_config *cfg)
+static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_config *cfg,
+				      struct flow *f)
 {
-	struct ipv6hdr *ip6 = pkt_ptr(skb, ETH_HLEN, sizeof(*ip6));
-	__u32 off = ETH_HLEN + sizeof(struct ipv6hdr);
-	int first_frag = 1, unspec_src;
-	__u8 nh;
+	struct ipv6hdr *ip6 = pkt_ptr(skb, f->l3, sizeof(*ip6));
+	int unspec_src;
 
-	if (!ip6 || ip6->version != 6)
+	if (!ip6) /* parse_frame checked it */
 		return DROP_MALFORMED;
-	nh = ip6->nexthdr;
 	/* IPv4-mapped sources never appear on the wire (RFC 4291 2.5.5.2); the
 	 * address trie stores IPv4 prefixes in that form, so refuse them here. */
 	if (ip6->saddr.in6_u.u6_addr32[0] == 0 && ip6->saddr.in6_u.u6_addr32[1] == 0 &&
@@ -130,19 +127,20 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 		return DROP_IP_SPOOF;
 
 	/* The guards below cannot be dodged by hiding ICMPv6/UDP behind an
-	 * extension-header chain: it is walked, and overlong ones dropped. */
-	if (ipv6_walk_ext(skb, &off, &nh, &first_frag) < 0)
+	 * extension-header chain: parse_frame walked it, and overlong ones
+	 * are malformed. */
+	if (f->status == FLOW_BAD_EXT)
 		return DROP_MALFORMED;
 
 	/* DAD and MLD come from :: (RFC 4862, RFC 3810) before an address is
 	 * valid; anything else from :: is a spoof. */
-	if (unspec_src && nh != IPPROTO_ICMPV6 && (cfg->flags & NIC_F_CHECK_IP))
+	if (unspec_src && f->proto != IPPROTO_ICMPV6 && (cfg->flags & NIC_F_CHECK_IP))
 		return DROP_IP_SPOOF;
-	if (!first_frag)
-		return PASS;
+	if (f->later_frag)
+		return VERDICT_PASS;
 
-	if (nh == IPPROTO_ICMPV6) {
-		__u8 *icmp = pkt_ptr(skb, off, 4);
+	if (f->proto == IPPROTO_ICMPV6) {
+		__u8 *icmp = pkt_ptr(skb, f->l4, 4);
 		__u8 *target;
 
 		if (!icmp)
@@ -151,32 +149,34 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 		    !(cfg->flags & NIC_F_ALLOW_RA))
 			return DROP_ROUTER_ADVERT;
 		if (!(cfg->flags & NIC_F_CHECK_IP))
-			return PASS;
+			return VERDICT_PASS;
 		/* A VM may only advertise its own addresses; a neighbour
 		 * solicitation from :: (DAD) names the address it claims. */
 		if (icmp[0] == ND_NEIGHBOR_ADVERT ||
 		    (icmp[0] == ND_NEIGHBOR_SOLICIT && unspec_src)) {
-			target = pkt_ptr(skb, off + 8, 16);
+			target = pkt_ptr(skb, f->l4 + 8, 16);
 			if (!target)
 				return DROP_MALFORMED;
 			if (!addr_allowed(skb->ifindex, target))
 				return DROP_ND_SPOOF;
 		}
-		return PASS;
+		return VERDICT_PASS;
 	}
-	if (nh == IPPROTO_UDP) {
-		struct udphdr *udp = pkt_ptr(skb, off, sizeof(*udp));
+	if (f->proto == IPPROTO_UDP) {
+		struct udphdr *udp = pkt_ptr(skb, f->l4, sizeof(*udp));
 
 		if (!udp)
 			return DROP_MALFORMED;
+		flow_set_udp(f, udp);
 		if (udp->source == bpf_htons(547) && !(cfg->flags & NIC_F_ALLOW_DHCP_SERVER))
 			return DROP_DHCP_SERVER;
 	}
-	return PASS;
+	return VERDICT_PASS;
 }
 
-/* Verdict for a frame the VM sent on a managed NIC. */
-static __always_inline int antispoof(struct __sk_buff *skb, const struct nic_config *cfg)
+/* The first stage of a frame the VM sent on a managed NIC, before it is
+ * parsed: Ethernet header, no VLAN tag, the NIC's source MAC. */
+static __always_inline int antispoof_l2(struct __sk_buff *skb, const struct nic_config *cfg)
 {
 	struct ethhdr *eth = pkt_ptr(skb, 0, ETH_HLEN);
 
@@ -188,13 +188,21 @@ static __always_inline int antispoof(struct __sk_buff *skb, const struct nic_con
 		return DROP_VLAN;
 	if (!mac_eq(eth->h_source, cfg->mac))
 		return DROP_MAC_SPOOF;
-	switch (bpf_ntohs(eth->h_proto)) {
+	return VERDICT_PASS;
+}
+
+/* Then, on the parsed frame (not FLOW_BAD_L3): what the VM may send, by
+ * ethertype. */
+static __always_inline int antispoof(struct __sk_buff *skb, const struct nic_config *cfg,
+				     struct flow *f)
+{
+	switch (bpf_ntohs(f->eth_proto)) {
 	case ETH_P_ARP:
 		return check_arp(skb, cfg);
 	case ETH_P_IP:
-		return check_ipv4(skb, cfg);
+		return check_ipv4(skb, cfg, f);
 	case ETH_P_IPV6:
-		return check_ipv6(skb, cfg);
+		return check_ipv6(skb, cfg, f);
 	case ETH_P_8021Q:
 	case ETH_P_8021AD_:
 		return DROP_VLAN;

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
-/* Parsing a frame into the flow the firewall and conntrack judge. */
+/* Parsing a frame, once, into the headers every stage reads (struct flow).
+ * The addresses and the L4 fields are copied out on demand, at most once,
+ * by flow_addrs() and flow_l4(): a stage that only looks at them (anti-
+ * spoofing) reads them in place, at f->l3 and f->l4, so that a frame no
+ * later stage needs them for does not pay for the copies. */
 #ifndef HOOKD_FLOW_H
 #define HOOKD_FLOW_H
 
@@ -49,18 +53,31 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 *off, __u8
 	return is_ipv6_ext(*nh) ? -1 : 0;
 }
 
+/* How far parsing got. */
+enum flow_status {
+	FLOW_OK = 0,
+	FLOW_BAD_L3,  /* no Ethernet header, or a truncated or invalid IP header */
+	FLOW_BAD_EXT, /* IPv6: extension-header chain truncated or too long;
+		       * the addresses are filled in, proto and l4 are not */
+};
+
 struct flow {
 	__u8 ip;          /* 4 or 6; 0 when the frame is not IP */
 	__u8 proto;
 	__u8 later_frag;  /* a non-first fragment: no L4 header */
 	__u8 tcp_flags;   /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
-	__u8 saddr[16];   /* IPv4 as IPv4-mapped IPv6 */
+	__u8 saddr[16];   /* IPv4 as IPv4-mapped IPv6; see flow_addrs() */
 	__u8 daddr[16];
 	__u16 sport;      /* host order; ICMP echo: the identifier */
 	__u16 dport;
 	__u8 icmp_type;
 	__u8 icmp_code;
-	__u16 pad;
+	__u8 status;      /* enum flow_status */
+	__u8 l4_read;     /* sport .. icmp_code are filled in */
+	__u8 addrs_read;  /* saddr, daddr are filled in */
+	__u8 pad;
+	__be16 eth_proto; /* ethertype */
+	__u32 l3;         /* offset of the IP header */
 	__u32 l4;         /* offset of the L4 header */
 };
 
@@ -84,6 +101,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct flow *f)
 {
 	__u8 l4[14];
 
+	f->l4_read = 1;
 	if (f->later_frag)
 		return 0;
 	switch (f->proto) {
@@ -114,42 +132,106 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct flow *f)
 	return 0;
 }
 
-/* Parses the IP header at OFF (after Ethernet). Returns -1 when malformed;
- * leaves f->ip == 0 for frames that are not IP. */
-static __always_inline int parse_flow(struct __sk_buff *skb, __u32 off, __be16 proto, struct flow *f)
+/* The L4 fields of an IP flow, read once: -1 when truncated. */
+static __always_inline int flow_l4(struct __sk_buff *skb, struct flow *f)
+{
+	return f->l4_read ? 0 : parse_l4(skb, f);
+}
+
+/* For a stage that has read a UDP header (8 bytes) itself: the same ports
+ * parse_l4 would read, so that flow_l4 does not read them again. */
+static __always_inline void flow_set_udp(struct flow *f, const struct udphdr *udp)
+{
+	f->sport = bpf_ntohs(udp->source);
+	f->dport = bpf_ntohs(udp->dest);
+	f->l4_read = 1;
+}
+
+/* Parses the IP header at OFF, of ethertype PROTO, and walks IPv6
+ * extension headers. Returns an enum flow_status; leaves f->ip == 0 for
+ * frames that are not IP. F is written only on success (FLOW_OK), so that
+ * the failures, which callers take straight to a verdict, carry no state. */
+static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __be16 proto, struct flow *f)
 {
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pkt_ptr(skb, off, sizeof(*ip));
 
 		if (!ip || ip->version != 4 || ip->ihl < 5)
-			return -1;
+			return FLOW_BAD_L3;
 		f->ip = 4;
 		f->proto = ip->protocol;
 		f->later_frag = (ip->frag_off & bpf_htons(0x1fff)) != 0;
-		map4(f->saddr, ip->saddr);
-		map4(f->daddr, ip->daddr);
+		f->l3 = off;
 		f->l4 = off + ip->ihl * 4;
-		return parse_l4(skb, f);
+		return FLOW_OK;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = pkt_ptr(skb, off, sizeof(*ip6));
+		__u32 l4 = off + sizeof(*ip6);
 		int first_frag = 1;
 		__u8 nh;
 
 		if (!ip6 || ip6->version != 6)
-			return -1;
+			return FLOW_BAD_L3;
 		nh = ip6->nexthdr;
-		f->l4 = off + sizeof(*ip6);
-		if (ipv6_walk_ext(skb, &f->l4, &nh, &first_frag) < 0)
-			return -1;
+		f->l3 = off;
+		if (ipv6_walk_ext(skb, &l4, &nh, &first_frag) < 0)
+			return FLOW_BAD_EXT;
 		f->ip = 6;
 		f->proto = nh;
 		f->later_frag = !first_frag;
+		f->l4 = l4;
+	}
+	return FLOW_OK;
+}
+
+/* The addresses of an IP flow parse_ip() accepted, copied once: -1 when
+ * they cannot be read (which parse_ip has ruled out). */
+static __always_inline int flow_addrs(struct __sk_buff *skb, struct flow *f)
+{
+	if (f->addrs_read)
+		return 0;
+	if (f->ip == 4) {
+		struct iphdr *ip = pkt_ptr(skb, f->l3, sizeof(*ip));
+
+		if (!ip)
+			return -1;
+		map4(f->saddr, ip->saddr);
+		map4(f->daddr, ip->daddr);
+	} else {
+		struct ipv6hdr *ip6 = pkt_ptr(skb, f->l3, sizeof(*ip6));
+
+		if (!ip6)
+			return -1;
 		__builtin_memcpy(f->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(f->daddr, &ip6->daddr, 16);
-		return parse_l4(skb, f);
 	}
+	f->addrs_read = 1;
 	return 0;
+}
+
+/* Parses an Ethernet frame into F (zeroed by the caller) and returns
+ * f->status. FLOW_BAD_L3 is malformed for every stage: the program drops
+ * it (DROP_MALFORMED) right away, before any stage. */
+static __always_inline int parse_frame(struct __sk_buff *skb, struct flow *f)
+{
+	struct ethhdr *eth = pkt_ptr(skb, 0, ETH_HLEN);
+
+	if (!eth)
+		return f->status = FLOW_BAD_L3;
+	f->eth_proto = eth->h_proto;
+	return f->status = parse_ip(skb, ETH_HLEN, eth->h_proto, f);
+}
+
+/* Parses a whole IP packet at OFF (an ICMP error's quote): -1 when
+ * malformed. */
+static __always_inline int parse_flow(struct __sk_buff *skb, __u32 off, __be16 proto, struct flow *f)
+{
+	if (parse_ip(skb, off, proto, f) != FLOW_OK)
+		return -1;
+	if (!f->ip)
+		return 0;
+	return flow_addrs(skb, f) < 0 ? -1 : parse_l4(skb, f);
 }
 
 #endif

@@ -8,9 +8,6 @@
 #include <bpf/bpf_helpers.h>
 #include "types.h"
 
-#define MAX_NICS  4096
-#define MAX_ADDRS 65536
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_NICS);
@@ -35,11 +32,6 @@ struct {
 	__type(value, struct nic_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_stats SEC(".maps");
-
-#define MAX_FW_CLASSES 262144
-#define MAX_FW_RULES   1048576
-#define CT_PER_NIC     16384
-#define MAX_FW_HITS    262144
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -69,7 +61,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, EVENTS_BYTES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_events SEC(".maps");
 

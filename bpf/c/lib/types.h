@@ -1,60 +1,100 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
-/* Map keys and values shared by hookd's eBPF programs and the daemon.
- * This header is the one definition; bpf/src/layout.rs mirrors it in Rust and
- * a test compares both with the BTF of the compiled object. */
+/* Map keys and values, and the constants in them, shared by hookd's eBPF
+ * programs and the daemon. This header is the one definition: bpf/build.rs
+ * reads it back from the BTF of c/abi.c, generates the Rust constants and
+ * checks every size, field offset and field type of the Rust structs in
+ * bpf/src/layout.rs at compile time; bpf/tests/layout.rs checks both again
+ * with bpftool. Everything defined here must be anchored in c/abi.c. */
 #ifndef HOOKD_TYPES_H
 #define HOOKD_TYPES_H
 
 #include <linux/types.h>
 
-/* nic_config.flags */
-#define NIC_F_MANAGED           (1 << 0) /* policy present: anti-spoofing on */
-#define NIC_F_CHECK_IP          (1 << 1) /* address prefixes given: check IP sources */
-#define NIC_F_ALLOW_DHCP_SERVER (1 << 2) /* may send DHCPv4/DHCPv6 server replies */
-#define NIC_F_ALLOW_RA          (1 << 3) /* may send IPv6 router advertisements */
+/* The constants are enums, not #defines: enums reach the BTF of c/abi.c,
+ * from which bpf/build.rs generates their Rust twins (hookd_bpf::layout).
+ * Each enum's Rust type is set in build.rs. */
 
-/* Drop reasons: index into nic_stats.drops. Keep in sync with DropReason in Rust. */
-#define DROP_MAC_SPOOF     0
-#define DROP_IP_SPOOF      1
-#define DROP_ARP_SPOOF     2
-#define DROP_ND_SPOOF      3
-#define DROP_DHCP_SERVER   4
-#define DROP_ROUTER_ADVERT 5
-#define DROP_VLAN          6
-#define DROP_ETHERTYPE     7
-#define DROP_MALFORMED     8
-#define DROP_FW_RULE       9  /* a deny rule matched */
-#define DROP_FW_DEFAULT    10 /* no rule matched and the default is deny */
-#define DROP_CT_INVALID    11 /* TCP segment of no tracked connection, not a SYN */
-#define DROP_FRAGMENT      12 /* non-first fragment where rules need ports */
-#define DROP_REASONS       16
+/* nic_config.flags */
+enum nic_flag {
+	NIC_F_MANAGED           = 1 << 0, /* policy present: anti-spoofing on */
+	NIC_F_CHECK_IP          = 1 << 1, /* address prefixes given: check IP sources */
+	NIC_F_ALLOW_DHCP_SERVER = 1 << 2, /* may send DHCPv4/DHCPv6 server replies */
+	NIC_F_ALLOW_RA          = 1 << 3, /* may send IPv6 router advertisements */
+};
+
+/* Drop reasons: index into nic_stats.drops. The Rust DropReason is
+ * generated from this enum; its stable names (hookctl, JSON, D-Bus) are
+ * these names without DROP_, in lower case. */
+enum drop_reason {
+	DROP_MAC_SPOOF     = 0, /* source MAC is not the NIC's */
+	DROP_IP_SPOOF      = 1, /* IPv4/IPv6 source outside the NIC's prefixes */
+	DROP_ARP_SPOOF     = 2, /* ARP sender MAC or address not the NIC's */
+	DROP_ND_SPOOF      = 3, /* ND target outside the NIC's prefixes */
+	DROP_DHCP_SERVER   = 4, /* DHCPv4/DHCPv6 server reply, not allowed */
+	DROP_ROUTER_ADVERT = 5, /* router advertisement or redirect, not allowed */
+	DROP_VLAN          = 6, /* VLAN-tagged frame */
+	DROP_ETHERTYPE     = 7, /* neither ARP, IPv4 nor IPv6 */
+	DROP_MALFORMED     = 8, /* truncated or invalid headers */
+	DROP_FW_RULE       = 9,  /* a deny rule matched */
+	DROP_FW_DEFAULT    = 10, /* no rule matched and the default is deny */
+	DROP_CT_INVALID    = 11, /* TCP segment of no tracked connection, not a SYN */
+	DROP_FRAGMENT      = 12, /* non-first fragment where rules need ports */
+};
+
+enum stats_size {
+	DROP_REASONS = 16, /* drop counters per NIC (room for more reasons) */
+};
 
 /* nic_config.fw_ingress / fw_egress */
-#define FW_OFF   0 /* no <ingress>/<egress> element: that direction is allowed */
-#define FW_ALLOW 1 /* rules, default allow */
-#define FW_DENY  2 /* rules, default deny */
+enum fw_mode {
+	FW_OFF   = 0, /* no <ingress>/<egress> element: that direction is allowed */
+	FW_ALLOW = 1, /* rules, default allow */
+	FW_DENY  = 2, /* rules, default deny */
+};
 
 /* nic_config.fw_kinds: which rule lookups can find a rule, as hookd's
  * compiler knows; the others are skipped. FW_KIND_* of class 0 in bits 0-1
  * (ingress) and 2-3 (egress); class ids carry their own in their two low
  * bits. Only with FW_KINDS_VALID: without it (maps written by a hookd that
  * predates this) every lookup is made. */
-#define FW_KINDS_VALID 0x80
-#define FW_KIND_PROTO  0x1 /* protocol-specific rules */
-#define FW_KIND_ANY    0x2 /* protocol="any" rules */
+enum fw_kind {
+	FW_KINDS_VALID = 0x80, /* the FW_KIND_* bits are set */
+	FW_KIND_PROTO  = 0x1, /* protocol-specific rules */
+	FW_KIND_ANY    = 0x2, /* protocol="any" rules */
+};
 
 /* Directions, as in the policy: ingress = to the VM, egress = from it. */
-#define DIR_INGRESS 0
-#define DIR_EGRESS  1
+enum direction {
+	DIR_INGRESS = 0, /* to the VM */
+	DIR_EGRESS  = 1, /* from the VM */
+};
+
+/* Fixed bits of the LPM keys, before the address / port bits. */
+enum lpm_fixed_bits {
+	ADDR_FIXED_BITS     = 32, /* addr_key: ifindex */
+	FW_CLASS_FIXED_BITS = 64, /* fw_class_key: ifindex, half, dir, pad */
+	FW_RULE_FIXED_BITS  = 96, /* fw_rule_key: ifindex, half, dir, proto, any, class */
+};
+
+/* Map sizes (maps.h). */
+enum map_size {
+	MAX_NICS       = 4096,    /* hookd_nics, hookd_stats, hookd_ct, hookd_log_rate */
+	MAX_ADDRS      = 65536,   /* hookd_addrs */
+	MAX_FW_CLASSES = 262144,  /* hookd_fw_classes */
+	MAX_FW_RULES   = 1048576, /* hookd_fw_rules */
+	MAX_FW_HITS    = 262144,  /* hookd_fw_hits */
+	CT_PER_NIC     = 16384,   /* each NIC's conntrack table */
+	EVENTS_BYTES   = 256 * 1024, /* hookd_events ring buffer */
+};
 
 /* Key of nic_config and nic_stats: the tap's ifindex. */
 struct nic_config {
 	__u8 mac[6];
-	__u16 flags;
-	__u8 fw_ingress;  /* FW_* */
-	__u8 fw_egress;   /* FW_* */
+	__u16 flags;      /* enum nic_flag */
+	__u8 fw_ingress;  /* enum fw_mode */
+	__u8 fw_egress;   /* enum fw_mode */
 	__u8 fw_gen;      /* which half (0/1) of the firewall tables is live */
-	__u8 fw_kinds;    /* FW_KIND* */
+	__u8 fw_kinds;    /* enum fw_kind */
 	__u64 generation; /* policy generation, for hookctl show */
 };
 
@@ -131,14 +171,17 @@ struct ct_key {
 	__u16 remote_port;
 };
 
-#define CT_NEW         1 /* TCP: SYN seen; UDP/ICMP: one direction seen */
-#define CT_ESTABLISHED 2 /* TCP: SYN-ACK seen; UDP/ICMP: a reply seen */
-#define CT_CLOSING     3 /* TCP: FIN seen */
+/* ct_entry.state */
+enum ct_state {
+	CT_NEW         = 1, /* TCP: SYN seen; UDP/ICMP: one direction seen */
+	CT_ESTABLISHED = 2, /* TCP: SYN-ACK seen; UDP/ICMP: a reply seen */
+	CT_CLOSING     = 3, /* TCP: FIN seen */
+};
 
 struct ct_entry {
 	__u64 last_seen;   /* bpf_ktime_get_ns */
-	__u8 state;        /* CT_* */
-	__u8 origin;       /* DIR_* of the first packet */
+	__u8 state;        /* enum ct_state */
+	__u8 origin;       /* enum direction of the first packet */
 	__u8 pad[6];
 };
 
@@ -157,11 +200,5 @@ struct nic_stats {
 	__u64 from_vm_bytes;
 	__u64 drops[DROP_REASONS];
 };
-
-/* ct_key/ct_entry reach BTF only as sizes (see maps.h): check them here,
- * against the Rust mirror's const asserts. */
-_Static_assert(sizeof(struct ct_key) == 44, "struct ct_key layout");
-_Static_assert(sizeof(struct ct_entry) == 16, "struct ct_entry layout");
-_Static_assert(sizeof(struct fw_event) == 56, "struct fw_event layout");
 
 #endif

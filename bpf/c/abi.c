@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* Not a program: compiled by bpf/build.rs only for its BTF, which carries
+ * every enum and struct of lib/types.h (clang emits BTF only for types that
+ * something uses, and hookd.bpf.c uses some of them only through sizeof).
+ * build.rs generates the Rust side of the kernel interface from it, and
+ * fails when types.h defines a type that is not anchored here. */
+#include "lib/types.h"
+
+#define ANCHOR(type, name) type *abi_##name
+
+ANCHOR(enum nic_flag, nic_flag);
+ANCHOR(enum drop_reason, drop_reason);
+ANCHOR(enum stats_size, stats_size);
+ANCHOR(enum fw_mode, fw_mode);
+ANCHOR(enum fw_kind, fw_kind);
+ANCHOR(enum direction, direction);
+ANCHOR(enum lpm_fixed_bits, lpm_fixed_bits);
+ANCHOR(enum map_size, map_size);
+ANCHOR(enum ct_state, ct_state);
+
+ANCHOR(struct nic_config, nic_config);
+ANCHOR(struct fw_class_key, fw_class_key);
+ANCHOR(struct fw_rule_key, fw_rule_key);
+ANCHOR(struct fw_verdict, fw_verdict);
+ANCHOR(struct fw_hit_key, fw_hit_key);
+ANCHOR(struct fw_event, fw_event);
+ANCHOR(struct log_window, log_window);
+ANCHOR(struct ct_key, ct_key);
+ANCHOR(struct ct_entry, ct_entry);
+ANCHOR(struct addr_key, addr_key);
+ANCHOR(struct nic_stats, nic_stats);
