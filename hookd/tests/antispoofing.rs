@@ -14,7 +14,7 @@ use hookd_testkit::*;
 use std::net::Ipv6Addr;
 
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn antispoofing_verdicts_through_bpf_prog_test_run() {
     let fs = Bpffs::new();
     let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();

@@ -160,13 +160,13 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
 }
 
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn tap_frames_are_judged_with_tcx_and_survive_a_daemon_restart() {
     tap_enforcement(AttachMode::Auto, Attachment::Tcx);
 }
 
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn netlink_clsact_fallback_enforces_the_same() {
     tap_enforcement(AttachMode::Netlink, Attachment::Netlink);
 }
@@ -194,7 +194,7 @@ fn hook(d: &mut Daemon, op: &str, xml: &str) -> Result<String, hookd::core::Daem
 }
 
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn daemon_lifecycle_is_idempotent_and_cleans_up() {
     let fs = Bpffs::new();
     let ns = Netns::new("daemon");

@@ -225,7 +225,7 @@ fn refused(o: &Output) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
     if !in_private_etc("the_bus_policy_lets_the_read_group_read_and_only_root_change") {
         return;
@@ -259,7 +259,7 @@ async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 async fn hookd_checks_the_callers_uid_and_groups_itself() {
     // A bus whose policy lets anybody call anything: hookd must still refuse.
     if !in_private_etc("hookd_checks_the_callers_uid_and_groups_itself") {
@@ -302,7 +302,7 @@ async fn hookd_checks_the_callers_uid_and_groups_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 async fn signals_reach_hookctl_monitor() {
     if !in_private_etc("signals_reach_hookctl_monitor") {
         return;

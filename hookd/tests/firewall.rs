@@ -16,7 +16,7 @@ use hookd_testkit::*;
 use std::time::Duration;
 
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn security_group_rules_and_connection_tracking() {
     let fs = Bpffs::new();
     let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
@@ -572,7 +572,7 @@ fn security_group_rules_and_connection_tracking() {
 /// "deny" under any mix of the two (the class ids of its remote differ
 /// between X and Y), is run continuously while hookd swaps X and Y.
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn policy_updates_are_atomic_under_continuous_traffic() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -624,7 +624,7 @@ fn policy_updates_are_atomic_under_continuous_traffic() {
 }
 
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn logged_rules_send_rate_limited_events() {
     let fs = Bpffs::new();
     let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
@@ -679,7 +679,7 @@ fn logged_rules_send_rate_limited_events() {
 /// A frame that reaches a VM's tap by bpf_redirect (not through the host
 /// stack) still passes the VM's ingress policy.
 #[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
     let fs = Bpffs::new();
     let ns = Netns::new("redir");

@@ -1,13 +1,12 @@
 //! Runs the VM tests (run-vm-tests.sh) against the workspace's binaries.
 //! Needs root, libvirt and qemu: `#[ignore]`d in a plain `cargo test`, run by
-//! scripts/test-all.sh with `--include-ignored`, where it fails if it cannot
-//! run.
+//! scripts/test-vm.sh with `--ignored`, where it fails if it cannot run.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
-#[ignore = "VM tests: root + libvirt + qemu; run by scripts/test-all.sh"]
+#[ignore = "VM tests: root + libvirt + qemu; run by scripts/test-vm.sh"]
 fn hookd_with_real_guests_in_a_private_libvirt_sandbox() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bins = std::env::var_os("HOOKD_BIN_DIR")
