@@ -31,7 +31,10 @@ fn hookctl(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
 }
 
 fn fixture(name: &str) -> String {
-    format!("{}/../model/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../model/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 #[test]
