@@ -29,17 +29,6 @@ fn ping_from_vm(tap: &mut Tap, src_mac: &str, src_ip: &str, seq: u16) -> usize {
     echo_replies(&tap.recv_for(Duration::from_millis(400)), seq)
 }
 
-/// Sets up a tap in `ns` as the host side of a VM with static neighbours for
-/// the addresses the tests send from, so a frame that passes gets a reply.
-fn host_side(tap: &str) {
-    sh(&format!(
-        "ip link set {tap} address {HOST_MAC} && ip addr add 192.0.2.1/24 dev {tap} && ip link set {tap} up && \
-         ip neigh replace 192.0.2.10 lladdr {VM_MAC} dev {tap} nud permanent && \
-         ip neigh replace 192.0.2.99 lladdr {VM_MAC} dev {tap} nud permanent && \
-         sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{tap}.rp_filter=0"
-    ));
-}
-
 fn tap_enforcement(mode: AttachMode, expect: Attachment) {
     let fs = Bpffs::new();
     let ns = Netns::new(if expect == Attachment::Tcx {
@@ -52,7 +41,7 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
     std::thread::spawn(move || {
         let _in_ns = Netns::enter(&name);
         let mut tap = Tap::create("hk0");
-        host_side("hk0");
+        host_side("hk0", HOST_MAC, VM_MAC);
         let uuid = "00000000-0000-4000-8000-00000000000a";
         let mut dp = Datapath::open(&pin_dir, mode).unwrap();
 
@@ -203,7 +192,7 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
     std::thread::spawn(move || {
         let _in_ns = Netns::enter(&name);
         let mut tap = Tap::create("vnet7");
-        host_side("vnet7");
+        host_side("vnet7", HOST_MAC, VM_MAC);
         let run = tempfile::tempdir().unwrap();
         let open = || {
             let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();

@@ -223,6 +223,19 @@ impl Tap {
         }
     }
 
+    /// The frames the host has sent to the guest so far, without waiting.
+    pub fn drain(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(n) => out.push(buf[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return out,
+                Err(e) => panic!("tap read: {e}"),
+            }
+        }
+    }
+
     /// Frames the host sends to the guest within `wait`.
     pub fn recv_for(&mut self, wait: Duration) -> Vec<Vec<u8>> {
         let end = Instant::now() + wait;
@@ -239,6 +252,18 @@ impl Tap {
         }
         out
     }
+}
+
+/// Sets up `tap` as the host side of a VM with the MAC `vm_mac`: the host
+/// is 192.0.2.1/24, with static neighbours for the addresses the tests send
+/// from (192.0.2.10 and .99), so a frame that passes gets a reply.
+pub fn host_side(tap: &str, host_mac: &str, vm_mac: &str) {
+    sh(&format!(
+        "ip link set {tap} address {host_mac} && ip addr add 192.0.2.1/24 dev {tap} && ip link set {tap} up && \
+         ip neigh replace 192.0.2.10 lladdr {vm_mac} dev {tap} nud permanent && \
+         ip neigh replace 192.0.2.99 lladdr {vm_mac} dev {tap} nud permanent && \
+         sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{tap}.rp_filter=0"
+    ));
 }
 
 /// The hookctl binary of this build (another package's, so cargo gives no

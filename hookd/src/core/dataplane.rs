@@ -33,6 +33,12 @@ pub trait DataPlane: Send {
     fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError>;
     /// Is the NIC still attached as recorded (tap present, links pinned)?
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
+    /// Makes an adopted NIC run this daemon's programs, replacing in place
+    /// (never detaching) those a previous daemon attached that differ.
+    /// Returns how many were replaced.
+    fn refresh_programs(&mut self, _uuid: &str, _nic: &NicRecord) -> Result<usize, DatapathError> {
+        Ok(0)
+    }
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
     /// Housekeeping left out of the calls that change policy (emptying

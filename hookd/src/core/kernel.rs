@@ -80,6 +80,11 @@ impl DataPlane for Datapath {
         same_dev && linked
     }
 
+    fn refresh_programs(&mut self, uuid: &str, nic: &NicRecord) -> Result<usize, DatapathError> {
+        // Logs each replacement itself.
+        Datapath::refresh_programs(self, uuid, &nic.tap, nic.attach).map(|r| r.len())
+    }
+
     fn counters(&self) -> Arc<dyn CounterSource> {
         Datapath::counters(self)
     }

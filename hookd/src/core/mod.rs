@@ -73,9 +73,10 @@ fn mac_bytes(mac: &str) -> [u8; 6] {
 }
 
 impl Daemon {
-    /// Adopts the records of a previous daemon: NICs still attached are kept
-    /// as they are (their pinned links never stopped enforcing); NICs whose
-    /// tap is gone are cleaned up.
+    /// Adopts the records of a previous daemon: NICs still attached keep
+    /// their links and filters (which never stopped enforcing), and get
+    /// this daemon's programs swapped in where they differ; NICs whose tap
+    /// is gone are cleaned up.
     pub fn new(dp: Box<dyn DataPlane>, state: StateDir, count_unmanaged: bool) -> Daemon {
         let (records, errors) = state.load_all();
         for e in errors {
@@ -116,6 +117,15 @@ impl Daemon {
                 t.log();
                 tracing::info!(domain = %rec.name, "domain no longer running: forgotten");
             } else {
+                // After an upgrade the taps still run the previous daemon's
+                // programs: swap in this one's, in place. A NIC whose swap
+                // fails keeps what it runs, and stays protected.
+                for nic in rec.nics.iter().filter(|n| n.attached()) {
+                    if let Err(e) = d.dp.refresh_programs(&rec.uuid, nic) {
+                        tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e,
+                            "replacing the programs of a running tap failed; it keeps the ones it has");
+                    }
+                }
                 tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
                 if !gone.is_empty()
                     && let Err(e) = d.state.save(&rec)

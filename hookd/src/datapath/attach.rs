@@ -71,15 +71,22 @@ impl Datapath {
         tap: &str,
         ct_for: Option<u32>,
     ) -> Result<Attachment, DatapathError> {
-        let pins: Vec<PathBuf> = PROGRAMS
+        // Each program with its own pin: `programs_mut` comes in hash
+        // order, not in the order of PROGRAMS.
+        let pins: Vec<(&str, PathBuf)> = PROGRAMS
             .iter()
-            .map(|(_, _, suffix)| self.link_pin(uuid, tap, suffix))
+            .map(|(name, _, suffix)| (*name, self.link_pin(uuid, tap, suffix)))
             .collect();
         let Datapath { ebpf, ct, .. } = self;
-        let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier)> = Vec::new();
+        let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier, &Path)> = Vec::new();
         for (name, prog) in ebpf.programs_mut() {
             if let Some((n, kind, _)) = PROGRAMS.iter().find(|(n, _, _)| *n == name) {
-                progs.push((n, *kind, prog.try_into().map_err(prog_err(*n))?));
+                let pin = pins
+                    .iter()
+                    .find(|(p, _)| p == n)
+                    .map(|(_, pin)| pin.as_path())
+                    .ok_or_else(|| DatapathError::Missing(n.to_string()))?;
+                progs.push((n, *kind, prog.try_into().map_err(prog_err(*n))?, pin));
             }
         }
         let panicked = || DatapathError::Io {
@@ -90,8 +97,7 @@ impl Datapath {
             let ct_job = ct_for.map(|ifindex| s.spawn(move || ensure_ct_table(ct, ifindex)));
             let jobs: Vec<_> = progs
                 .into_iter()
-                .zip(&pins)
-                .map(|((name, kind, prog), pin)| {
+                .map(|(name, kind, prog, pin)| {
                     s.spawn(move || attach_tcx_one(prog, tap, name, kind, pin))
                 })
                 .collect();
@@ -140,7 +146,10 @@ impl Datapath {
         Ok(())
     }
 
-    fn program_mut(&mut self, name: &str) -> Result<&mut SchedClassifier, DatapathError> {
+    pub(crate) fn program_mut(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut SchedClassifier, DatapathError> {
         self.ebpf
             .program_mut(name)
             .ok_or_else(|| DatapathError::Missing(name.to_string()))?

@@ -13,6 +13,7 @@
 //! - [`conntrack`]: per-NIC connection-tracking tables;
 //! - [`counters`]: counter readers for any thread;
 //! - [`events`]: the ring buffer of logged packets;
+//! - [`upgrade`]: running taps get this daemon's programs (restart, upgrade);
 //! - `owned`, `bpffs`, [`netdev`]: bookkeeping and the kernel's names.
 
 mod attach;
@@ -24,9 +25,12 @@ pub mod events;
 pub mod netdev;
 mod nic;
 mod owned;
+mod tcfilter;
+pub mod upgrade;
 
 pub use counters::Counters;
 pub use error::DatapathError;
+pub use upgrade::Replaced;
 
 use crate::config::AttachMode;
 use crate::datapath::error::{io_err, map_err, prog_err};
@@ -108,6 +112,17 @@ pub struct Datapath {
 impl Datapath {
     /// Loads the programs and opens (or creates) the pinned maps.
     pub fn open(pin_dir: &Path, mode: AttachMode) -> Result<Datapath, DatapathError> {
+        Datapath::open_object(pin_dir, mode, hookd_bpf::HOOKD_OBJ)
+    }
+
+    /// [`Datapath::open`] with another build of hookd's object (the same
+    /// programs and maps), as an upgrade brings: for tests of the upgrade
+    /// path.
+    pub fn open_object(
+        pin_dir: &Path,
+        mode: AttachMode,
+        object: &[u8],
+    ) -> Result<Datapath, DatapathError> {
         let parent = pin_dir.parent().unwrap_or(pin_dir);
         bpffs::ensure_bpffs(parent)?;
         std::fs::create_dir_all(pin_dir)
@@ -119,7 +134,7 @@ impl Datapath {
         }
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
-            .load(hookd_bpf::HOOKD_OBJ)?;
+            .load(object)?;
         for (name, _, _) in PROGRAMS {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
@@ -128,7 +143,8 @@ impl Datapath {
                 .map_err(prog_err(name))?;
             prog.load().map_err(prog_err(format!("loading {name}")))?;
             // Replace the pin of a previous daemon: links keep their own
-            // reference to the program they were attached with.
+            // reference to the program they were attached with, until
+            // `refresh_programs` swaps this one in (see `upgrade`).
             let pin = progs_dir.join(name);
             let _ = std::fs::remove_file(&pin);
             prog.pin(&pin).map_err(|source| DatapathError::Pin {

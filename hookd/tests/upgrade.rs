@@ -1,0 +1,414 @@
+//! Tier 2: the upgrade path. A daemon attaches to a tap, goes away, and a
+//! new daemon with another build of the programs adopts the record and
+//! swaps its programs onto the running tap, while the test plays the VM
+//! and the host sends traffic both ways. No allowed packet may be lost and
+//! no forged or denied one may pass, and the tap must end up running the
+//! new programs.
+//!
+//! Needs root. These tests are `#[ignore]`d in a plain `cargo test` and run
+//! by scripts/test-all.sh (`--include-ignored`), where they fail, never skip,
+//! if they cannot run.
+
+use hookd_testkit as support;
+
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::{SchedClassifier, TcAttachType};
+use hookd::config::AttachMode;
+use hookd::core::Daemon;
+use hookd::core::records::StateDir;
+use hookd::datapath::{Attachment, Datapath};
+use hookd_bpf::layout::DropReason;
+use hookd_model::hook::HookArgs;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::*;
+
+const VM_MAC: &str = "52:54:00:00:00:0a";
+const OTHER_MAC: &str = "52:54:00:00:00:99";
+const HOST_MAC: &str = "02:00:00:00:00:01";
+const UUID: &str = "00000000-0000-4000-8000-0000000000c1";
+const TAP: &str = "hk0";
+const ALLOWED_PORT: u16 = 5000;
+const DENIED_PORT: u16 = 6000;
+/// Echo sequence numbers: the allowed flow, forged IP source, forged MAC.
+const SEQ_SPOOF_IP: u16 = 0x4000;
+const SEQ_SPOOF_MAC: u16 = 0x8000;
+/// Program swaps under traffic after the adoption's, alternating builds.
+const SWAPS: usize = 100;
+
+struct StopOnDrop(Arc<AtomicBool>);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// hookd's object built again with another instruction set (`-mcpu=v3`:
+/// 32-bit jumps and ALU), the same source, programs and maps: to the kernel,
+/// a different program version, as an upgrade brings.
+fn variant_object() -> Vec<u8> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpf/c/hookd.bpf.c");
+    let out = tempfile::tempdir().unwrap();
+    let obj = out.path().join("hookd-v3.bpf.o");
+    let clang = std::env::var("HOOKD_CLANG").unwrap_or_else(|_| "clang-19".into());
+    let st = std::process::Command::new(&clang)
+        .args([
+            "-g", "-O2", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+        ])
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| panic!("running {clang}: {e}"));
+    assert!(st.success(), "{clang} failed on {}", src.display());
+    let bytes = std::fs::read(&obj).unwrap();
+    // The ELF reader wants aligned data, as include_bytes_aligned! gives.
+    assert_eq!(bytes.as_ptr() as usize % 8, 0, "object buffer not aligned");
+    bytes
+}
+
+fn domain_xml() -> String {
+    format!(
+        "<domain type='qemu'><name>vm1</name><uuid>{UUID}</uuid><metadata>\
+         <hookd:policy xmlns:hookd='urn:hookd:policy:1'><hookd:interface>\
+         <hookd:address prefix='192.0.2.10/32'/>\
+         <hookd:ingress default='deny'>\
+         <hookd:rule action='allow' protocol='udp' ports='{ALLOWED_PORT}' remote='192.0.2.1/32'/>\
+         </hookd:ingress></hookd:interface></hookd:policy></metadata>\
+         <devices><interface type='ethernet'><mac address='{VM_MAC}'/><target dev='{TAP}'/>\
+         </interface></devices></domain>"
+    )
+}
+
+fn start(d: &mut Daemon) {
+    let args = HookArgs {
+        domain: "vm1".into(),
+        operation: "start".into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    };
+    d.hook_event(&args, &domain_xml()).unwrap();
+}
+
+/// (program name, id, tag) of each of hookd's programs in `dp`.
+fn program_ids(dp: &Datapath) -> Vec<(&'static str, u32, u64)> {
+    [hookd_bpf::PROG_FROM_VM, hookd_bpf::PROG_TO_VM]
+        .into_iter()
+        .map(|name| {
+            let info = dp.program(name).unwrap().info().unwrap();
+            (name, info.id(), info.tag())
+        })
+        .collect()
+}
+
+/// The program each hook of the tap runs, by hookd's program for it: the
+/// tcx programs the kernel lists (hookd's are the only ones), or the ids
+/// and (pref, handle) of the netlink filters as `tc` shows them.
+fn running(how: Attachment) -> Vec<(&'static str, u32, String)> {
+    let mut out = Vec::new();
+    for (name, kind, dir) in [
+        (hookd_bpf::PROG_FROM_VM, TcAttachType::Ingress, "ingress"),
+        (hookd_bpf::PROG_TO_VM, TcAttachType::Egress, "egress"),
+    ] {
+        match how {
+            Attachment::Tcx => {
+                let (_, progs) = SchedClassifier::query_tcx(TAP, kind).unwrap();
+                assert_eq!(progs.len(), 1, "one tcx program on {dir}");
+                out.push((name, progs[0].id(), String::new()));
+            }
+            Attachment::Netlink => {
+                let tc = std::process::Command::new("tc")
+                    .args(["filter", "show", "dev", TAP, dir])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&tc.stdout);
+                let lines: Vec<&str> = text.lines().filter(|l| l.contains(name)).collect();
+                assert_eq!(lines.len(), 1, "one {name} filter on {dir}: {text}");
+                let words: Vec<&str> = lines[0].split_whitespace().collect();
+                let after = |key: &str| {
+                    let i = words.iter().position(|w| *w == key).unwrap();
+                    words[i + 1]
+                };
+                let place = format!("pref {} handle {}", after("pref"), after("handle"));
+                out.push((name, after("id").parse().unwrap(), place));
+            }
+        }
+    }
+    out
+}
+
+/// The pinned links' program ids, by pin name.
+fn pinned(pin_dir: &Path) -> Vec<u32> {
+    ["from_vm", "to_vm"]
+        .into_iter()
+        .map(|suffix| {
+            let pin = pin_dir
+                .join("links")
+                .join(UUID)
+                .join(format!("{TAP}-{suffix}"));
+            let link: FdLink = PinnedLink::from_pin(&pin).unwrap().into();
+            link.info().unwrap().program_id()
+        })
+        .collect()
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    echo_sent: u16,
+    udp_sent: u16,
+    echo_replies: BTreeSet<u16>,
+    udp_received: BTreeSet<u16>,
+    spoofed_replies: usize,
+    denied_received: usize,
+}
+
+impl Tally {
+    fn count(&mut self, frames: Vec<Vec<u8>>) {
+        for f in frames {
+            if f.len() < 14 + 20 + 8 || f[12..14] != [8, 0] {
+                continue;
+            }
+            let ip = &f[14..];
+            let l4 = &ip[usize::from(ip[0] & 0xf) * 4..];
+            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            match ip[9] {
+                1 if l4[0] == 0 && l4[4..6] == [0x12, 0x34] => {
+                    let seq = u16::from_be_bytes([l4[6], l4[7]]);
+                    if dst == v4("192.0.2.10") && seq < SEQ_SPOOF_IP {
+                        self.echo_replies.insert(seq);
+                    } else {
+                        self.spoofed_replies += 1;
+                    }
+                }
+                17 => {
+                    let dport = u16::from_be_bytes([l4[2], l4[3]]);
+                    if dport == ALLOWED_PORT && l4.len() >= 10 {
+                        self.udp_received.insert(u16::from_be_bytes([l4[8], l4[9]]));
+                    } else if dport == DENIED_PORT {
+                        self.denied_received += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Plays the VM and the host until `stop`, then drains what is in flight.
+fn traffic(tap: &mut Tap, stop: &AtomicBool) -> Tally {
+    let (h, m, other) = (mac(HOST_MAC), mac(VM_MAC), mac(OTHER_MAC));
+    let host = UdpSocket::bind("192.0.2.1:0").unwrap();
+    let mut t = Tally::default();
+    let echo = |src: &str, from: [u8; 6], seq: u16| {
+        eth(
+            h,
+            from,
+            0x0800,
+            &ipv4(v4(src), v4("192.0.2.1"), 1, &icmp_echo(seq)),
+        )
+    };
+    while !stop.load(Ordering::Relaxed) {
+        assert!(t.echo_sent < SEQ_SPOOF_IP, "ran too long");
+        let i = t.echo_sent;
+        // Allowed both ways: the VM's echo request and the host's reply
+        // (passed by connection tracking into the default-deny ingress).
+        tap.send(&echo("192.0.2.10", m, i));
+        t.echo_sent += 1;
+        // Forged by the VM: another IP source, another MAC source.
+        tap.send(&echo("192.0.2.99", m, SEQ_SPOOF_IP | i));
+        tap.send(&echo("192.0.2.10", other, SEQ_SPOOF_MAC | i));
+        // Host to VM: an allowed UDP flow and a port the policy denies.
+        host.send_to(&i.to_be_bytes(), ("192.0.2.10", ALLOWED_PORT))
+            .unwrap();
+        t.udp_sent += 1;
+        host.send_to(&i.to_be_bytes(), ("192.0.2.10", DENIED_PORT))
+            .unwrap();
+        t.count(tap.drain());
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    t.count(tap.recv_for(Duration::from_millis(500)));
+    t
+}
+
+fn upgrade_under_traffic(mode: AttachMode, how: Attachment) {
+    let variant = variant_object();
+    let fs = Bpffs::new();
+    let ns = Netns::new(if how == Attachment::Tcx {
+        "upg"
+    } else {
+        "upgnl"
+    });
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let mut tap = Tap::create(TAP);
+        // No IPv6 from the host: every frame to the VM is one the test sent.
+        sh(&format!("sysctl -qw net.ipv6.conf.{TAP}.disable_ipv6=1"));
+        host_side(TAP, HOST_MAC, VM_MAC);
+        let run = tempfile::tempdir().unwrap();
+
+        // Daemon A: the embedded build attaches the tap.
+        let dp = Datapath::open(&pin_dir, mode).unwrap();
+        let old = program_ids(&dp);
+        let ifindex = hookd::datapath::netdev::ifindex(TAP).unwrap();
+        let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
+        start(&mut a);
+        assert_eq!(a.records()[0].nics[0].attach, Some(how));
+        let before = running(how);
+        for ((name, id, _), (n, running_id, _)) in old.iter().zip(&before) {
+            assert_eq!((name, id), (n, running_id), "A's programs attached");
+        }
+
+        if how == Attachment::Tcx {
+            // As earlier builds of hookd could leave them: each link pinned
+            // under the other's name. The upgrade goes by the kernel's hook.
+            let dir = pin_dir.join("links").join(UUID);
+            let (from, to, tmp) = (
+                dir.join(format!("{TAP}-from_vm")),
+                dir.join(format!("{TAP}-to_vm")),
+                dir.join("swap"),
+            );
+            std::fs::rename(&from, &tmp).unwrap();
+            std::fs::rename(&to, &from).unwrap();
+            std::fs::rename(&tmp, &to).unwrap();
+        }
+
+        // Under traffic: A goes away, B (another build) adopts and swaps.
+        let stop = Arc::new(AtomicBool::new(false));
+        let upgrader = {
+            let (stop, pin_dir, name) = (stop.clone(), pin_dir.clone(), name.clone());
+            let run = run.path().to_owned();
+            std::thread::spawn(move || {
+                // Ends the traffic even if this thread panics.
+                let _stop = StopOnDrop(stop);
+                let _in_ns = Netns::enter(&name);
+                std::thread::sleep(Duration::from_millis(200));
+                drop(a);
+                let dp = Datapath::open_object(&pin_dir, mode, &variant).unwrap();
+                let b_ids = program_ids(&dp);
+                let t0 = Instant::now();
+                let b = Daemon::new(Box::new(dp), StateDir::open(&run).unwrap(), true);
+                let took = t0.elapsed();
+                assert_eq!(b.records().len(), 1, "B adopted the domain");
+                let now: Vec<u32> = running(how).iter().map(|r| r.1).collect();
+                let want: Vec<u32> = b_ids.iter().map(|p| p.1).collect();
+                assert_eq!(now, want, "B's adoption swapped its programs in");
+                drop(b);
+                std::thread::sleep(Duration::from_millis(50));
+                // More swaps under the same traffic: back and forth between
+                // the two builds, ending on the variant.
+                let mut builds = [
+                    Datapath::open(&pin_dir, mode).unwrap(),
+                    Datapath::open_object(&pin_dir, mode, &variant).unwrap(),
+                ];
+                for k in 0..SWAPS {
+                    let dp = &mut builds[k % 2];
+                    let r = dp.refresh_programs(UUID, TAP, Some(how)).unwrap();
+                    assert_eq!(r.len(), 2, "swap {k}: {r:?}");
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                (program_ids(&builds[1]), took)
+            })
+        };
+        let tally = traffic(&mut tap, &stop);
+        let (new, took) = upgrader.join().expect("upgrade thread");
+
+        // The links (or filters) now run B's programs, in the same place.
+        let after = running(how);
+        for (((name, old_id, old_tag), (_, new_id, new_tag)), (_, running_id, place)) in
+            old.iter().zip(&new).zip(&after)
+        {
+            assert_ne!(old_tag, new_tag, "{name}: the variant is another program");
+            assert_eq!(running_id, new_id, "{name} runs B's program");
+            println!("{name}: program {old_id} (build A) ends as {new_id} {place}");
+        }
+        if how == Attachment::Tcx {
+            let mut ids = pinned(&pin_dir);
+            ids.sort_unstable();
+            let mut want: Vec<u32> = new.iter().map(|p| p.1).collect();
+            want.sort_unstable();
+            assert_eq!(ids, want, "the pinned links are the updated ones");
+        }
+        for ((_, _, p0), (_, _, p1)) in before.iter().zip(&after) {
+            assert_eq!(p0, p1, "netlink filter replaced in place");
+        }
+
+        println!(
+            "{how:?}: adoption with the swap took {took:?}, then {SWAPS} more swaps; {} echo requests, {} replies; {} UDP sent, {} received; \
+             {} forged replies and {} denied frames got through",
+            tally.echo_sent,
+            tally.echo_replies.len(),
+            tally.udp_sent,
+            tally.udp_received.len(),
+            tally.spoofed_replies,
+            tally.denied_received,
+        );
+        assert!(tally.echo_sent > 100, "too little traffic: {tally:?}");
+        assert_eq!(
+            tally.echo_replies.len(),
+            usize::from(tally.echo_sent),
+            "allowed echo lost"
+        );
+        assert_eq!(
+            tally.udp_received.len(),
+            usize::from(tally.udp_sent),
+            "allowed UDP lost"
+        );
+        assert_eq!(tally.spoofed_replies, 0, "a forged frame passed");
+        assert_eq!(tally.denied_received, 0, "a denied frame passed");
+
+        // Every forged and denied frame was judged (by the old program or
+        // the new one), and counted in the pinned maps both use.
+        let mut c = Datapath::open_object(&pin_dir, mode, &variant_object()).unwrap();
+        let s = c.stats(ifindex).unwrap();
+        let sent = u64::from(tally.echo_sent);
+        assert_eq!(s.drops[DropReason::IpSpoof as usize], sent, "{s:?}");
+        assert_eq!(s.drops[DropReason::MacSpoof as usize], sent, "{s:?}");
+        assert_eq!(s.drops[DropReason::FwDefault as usize], sent, "{s:?}");
+
+        // A restart with the same build replaces nothing.
+        assert_eq!(c.refresh_programs(UUID, TAP, Some(how)).unwrap(), vec![]);
+        let again = running(how);
+        assert_eq!(
+            again.iter().map(|r| r.1).collect::<Vec<_>>(),
+            after.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "same program: left alone"
+        );
+        // And one with the old build swaps back.
+        let mut back = Datapath::open(&pin_dir, mode).unwrap();
+        let swapped = back.refresh_programs(UUID, TAP, Some(how)).unwrap();
+        assert_eq!(swapped.len(), 2, "{swapped:?}");
+        drop(c);
+        drop(tap);
+    })
+    .join()
+    .expect("upgrade test thread");
+    drop(ns);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn tcx_links_get_the_new_programs_under_traffic() {
+    upgrade_under_traffic(AttachMode::Tcx, Attachment::Tcx);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn netlink_filters_get_the_new_programs_under_traffic() {
+    upgrade_under_traffic(AttachMode::Netlink, Attachment::Netlink);
+}
