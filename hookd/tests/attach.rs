@@ -6,11 +6,12 @@
 //! by scripts/test-privileged.sh (`--ignored`), where they fail, never
 //! skip, if they cannot run.
 
+use aya::maps::MapData;
 use hookd::config::AttachMode;
 use hookd::core::records::StateDir;
 use hookd::core::{Daemon, DataPlane};
 use hookd::datapath::{Attachment, Datapath};
-use hookd_bpf::layout::DropReason;
+use hookd_bpf::layout::{DropReason, NicConfig};
 use hookd_model::hook::HookArgs;
 use hookd_testkit::vm::*;
 use hookd_testkit::xml::{self, DomainXml};
@@ -212,10 +213,31 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1), 0);
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2), 1);
 
-        // Restart: the new daemon adopts the record and the pinned links.
+        // As an older hookd could have left them: the NIC's config in a
+        // layout these programs do not read as policy (here: no flags, no
+        // kinds). The spoofed source now passes...
+        let ifindex = hookd::datapath::netdev::ifindex("vnet7").unwrap();
+        let pinned = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
+        let mut nics: aya::maps::HashMap<MapData, u32, NicConfig> =
+            aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(pinned).unwrap()).unwrap();
+        let mut cfg = nics.get(&ifindex, 0).unwrap();
+        let written = cfg;
+        (cfg.flags, cfg.fw_kinds) = (0, 0);
+        nics.insert(ifindex, cfg, 0).unwrap();
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 20), 1);
+
+        // Restart: the new daemon adopts the record and the pinned links,
+        // and rewrites the maps from the recorded XML before it swaps its
+        // programs in: the spoofed source is dropped again.
         drop(d);
         let mut d = open();
         assert_eq!(d.records().len(), 1, "adopted");
+        let migrated = nics.get(&ifindex, 0).unwrap();
+        assert_eq!(
+            (migrated.flags, migrated.fw_kinds, migrated.mac),
+            (written.flags, written.fw_kinds, written.mac),
+            "the config is rewritten as this hookd writes it"
+        );
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 3), 0);
 
         // stopped XML without <target dev>: detached from the record.

@@ -62,7 +62,7 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 	struct fw_verdict best = {};
 	int found = 0;
 	__u32 class = 0, *c;
-	__u8 kinds = FW_KIND_PROTO | FW_KIND_ANY, kinds0 = FW_KIND_PROTO | FW_KIND_ANY;
+	__u8 kinds, kinds0;
 	__u16 port = flow_port(f);
 
 	if (mode == FW_OFF)
@@ -73,10 +73,8 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 		class = *c;
 	/* Only the lookups that can find a rule (the compiler marks them):
 	 * the deeper the tables, the more a skipped lookup saves. */
-	if (cfg->fw_kinds & FW_KINDS_VALID) {
-		kinds = class & 3;
-		kinds0 = (cfg->fw_kinds >> (dir == DIR_INGRESS ? 0 : 2)) & 3;
-	}
+	kinds = class & 3;
+	kinds0 = (cfg->fw_kinds >> (dir == DIR_INGRESS ? 0 : 2)) & 3;
 	rk.port[0] = port >> 8;
 	rk.port[1] = port & 0xff;
 	if (class) {

@@ -55,12 +55,12 @@ enum fw_mode {
 /* nic_config.fw_kinds: which rule lookups can find a rule, as hookd's
  * compiler knows; the others are skipped. FW_KIND_* of class 0 in bits 0-1
  * (ingress) and 2-3 (egress); class ids carry their own in their two low
- * bits. Only with FW_KINDS_VALID: without it (maps written by a hookd that
- * predates this) every lookup is made. */
+ * bits. Maps a previous hookd wrote are rewritten by the next one before
+ * it swaps its programs in (core::Daemon::migrate_maps), so the programs
+ * trust these bits. */
 enum fw_kind {
-	FW_KINDS_VALID = 0x80, /* the FW_KIND_* bits are set */
-	FW_KIND_PROTO  = 0x1, /* protocol-specific rules */
-	FW_KIND_ANY    = 0x2, /* protocol="any" rules */
+	FW_KIND_PROTO = 0x1, /* protocol-specific rules */
+	FW_KIND_ANY   = 0x2, /* protocol="any" rules */
 };
 
 /* Directions, as in the policy: ingress = to the VM, egress = from it. */

@@ -118,9 +118,25 @@ impl Daemon {
                 tracing::info!(domain = %rec.name, "domain no longer running: forgotten");
             } else {
                 // After an upgrade the taps still run the previous daemon's
-                // programs: swap in this one's, in place. A NIC whose swap
-                // fails keeps what it runs, and stays protected.
-                for nic in rec.nics.iter().filter(|n| n.attached()) {
+                // programs, on maps it wrote. First the maps are rewritten
+                // in this version's layout from the recorded XML (each
+                // write atomic, and readable by the running programs);
+                // then this daemon's programs are swapped in, in place. A
+                // domain whose maps cannot be rewritten keeps the programs
+                // that understand them; a NIC whose swap fails keeps what
+                // it runs. Either way it stays protected.
+                let migrated = match d.migrate_maps(&rec) {
+                    Ok(n) => {
+                        tracing::info!(domain = %rec.name, nics = n, "maps rewritten in this version's layout");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(domain = %rec.name, error = %e,
+                            "rewriting the maps of an adopted domain failed; its taps keep the programs they run");
+                        false
+                    }
+                };
+                for nic in rec.nics.iter().filter(|n| migrated && n.attached()) {
                     if let Err(e) = d.dp.refresh_programs(&rec.uuid, nic) {
                         tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e,
                             "replacing the programs of a running tap failed; it keeps the ones it has");
@@ -138,6 +154,36 @@ impl Daemon {
         }
         d.publish();
         d
+    }
+
+    /// Rewrites the maps of an adopted domain's attached NICs from its
+    /// recorded XML, as this version writes them: what a previous hookd
+    /// wrote is migrated, not read through compatibility bits. Returns how
+    /// many NICs were rewritten.
+    fn migrate_maps(&mut self, rec: &DomainRecord) -> Result<usize, DaemonError> {
+        let dom = domain::parse(&rec.xml)?;
+        let plans = plan::plan_domain(&dom, self.count_unmanaged, Stage::TapsExist)?;
+        let mut rewritten = 0;
+        for nic in rec.nics.iter().filter(|n| n.attached()) {
+            let plan = plans
+                .iter()
+                .find(|p| p.tap.as_deref() == Some(nic.tap.as_str()));
+            let Some(mode) = plan.map(|p| &p.mode) else {
+                continue;
+            };
+            if matches!(mode, NicMode::NotAttached { .. }) {
+                continue;
+            }
+            self.dp
+                .update_nic(nic.ifindex, mac_bytes(&nic.mac), mode, rec.generation)
+                .map_err(|source| DaemonError::AttachFailed {
+                    mac: nic.mac.clone(),
+                    tap: nic.tap.clone(),
+                    source: Box::new(source),
+                })?;
+            rewritten += 1;
+        }
+        Ok(rewritten)
     }
 
     /// The readers' view of this daemon.

@@ -114,7 +114,7 @@ impl Datapath {
             fw_ingress: fw_mode(&fw.ingress),
             fw_egress: fw_mode(&fw.egress),
             fw_gen: half,
-            fw_kinds: layout::FW_KINDS_VALID | kinds0(&fw.ingress) | kinds0(&fw.egress) << 2,
+            fw_kinds: kinds0(&fw.ingress) | kinds0(&fw.egress) << 2,
             generation,
         };
         self.nics
