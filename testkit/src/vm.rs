@@ -2,6 +2,7 @@
 //! from it, and hookd's programs run on them through BPF_PROG_TEST_RUN.
 
 use crate::frames::{eth, ipv4, mac};
+use crate::xml::{self, DomainXml};
 use aya::programs::{TestRun, TestRunOptions};
 use hookd::datapath::Datapath;
 use hookd_model::plan::{AntiSpoofing, Enforcement, NicMode};
@@ -64,12 +65,13 @@ pub fn run(dp: &Datapath, frame: &[u8]) -> u32 {
 /// Programs TEST_IFINDEX with the policy `inner` (children of the
 /// <hookd:interface> of VM_MAC, which owns 192.0.2.10/32 and 2001:db8::10/128).
 pub fn program_policy(dp: &mut Datapath, inner: &str, generation: u64) {
-    let xml = format!(
-        "<domain><name>fw</name><uuid>u</uuid><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
-         <hookd:interface mac='{VM_MAC}'><hookd:address prefix='192.0.2.10/32'/><hookd:address prefix='2001:db8::10/128'/>\
-         {inner}</hookd:interface></hookd:policy></metadata><devices><interface type='bridge'>\
-         <mac address='{VM_MAC}'/></interface></devices></domain>"
-    );
+    let xml = DomainXml::new("fw", "u")
+        .metadata(&xml::policy(&format!(
+            "<hookd:interface mac='{VM_MAC}'><hookd:address prefix='192.0.2.10/32'/>\
+             <hookd:address prefix='2001:db8::10/128'/>{inner}</hookd:interface>"
+        )))
+        .nic("bridge", VM_MAC, None)
+        .to_string();
     let dom = hookd_model::domain::parse(&xml).unwrap();
     let plan =
         hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::BeforeTaps).unwrap();

@@ -125,19 +125,15 @@ pub(crate) fn hookd_policy(rules: &[Rule], vm_mac: &str) -> String {
             x.port, x.net, x.len
         );
     }
-    format!(
-        "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
-         <hookd:interface mac='{vm_mac}'><hookd:address prefix='{VM_IP}/32'/>\
-         <hookd:egress default='deny'>{r}</hookd:egress></hookd:interface></hookd:policy>"
-    )
+    support::xml::policy(&format!(
+        "<hookd:interface mac='{vm_mac}'><hookd:address prefix='{VM_IP}/32'/>\
+         <hookd:egress default='deny'>{r}</hookd:egress></hookd:interface>"
+    ))
 }
 
 pub(crate) fn hookd_xml(rules: &[Rule], phase_tap: &str) -> String {
-    format!(
-        "<domain><name>bench</name><uuid>00000000-0000-4000-8000-00000000be0c</uuid>\
-         <metadata>{}</metadata>\
-         <devices><interface type='ethernet'><mac address='{VM_MAC}'/><target dev='{phase_tap}'/>\
-         </interface></devices></domain>",
-        hookd_policy(rules, VM_MAC)
-    )
+    support::xml::DomainXml::new("bench", "00000000-0000-4000-8000-00000000be0c")
+        .metadata(&hookd_policy(rules, VM_MAC))
+        .nic("ethernet", VM_MAC, Some(phase_tap))
+        .to_string()
 }
