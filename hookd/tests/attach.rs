@@ -225,6 +225,11 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
         (cfg.flags, cfg.fw_kinds) = (0, 0);
         nics.insert(ifindex, cfg, 0).unwrap();
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 20), 1);
+        // ...and that hookd's programs are not known to be this build's
+        // (an older build pinned its own): the next one migrates the maps.
+        for name in [hookd_bpf::PROG_FROM_VM, hookd_bpf::PROG_TO_VM] {
+            std::fs::remove_file(pin_dir.join("progs").join(name)).unwrap();
+        }
 
         // Restart: the new daemon adopts the record and the pinned links,
         // and rewrites the maps from the recorded XML before it swaps its

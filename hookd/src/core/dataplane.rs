@@ -33,6 +33,12 @@ pub trait DataPlane: Send {
     fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError>;
     /// Is the NIC still attached as recorded (tap present, links pinned)?
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
+    /// Whether the maps may have been written by another build of hookd
+    /// (its pinned programs differ from this daemon's, or are unknown):
+    /// adopted NICs' maps are then rewritten before the programs swap.
+    fn other_build_before(&self) -> bool {
+        false
+    }
     /// Makes an adopted NIC run this daemon's programs, replacing in place
     /// (never detaching) those a previous daemon attached that differ.
     /// Returns how many were replaced.

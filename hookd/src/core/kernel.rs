@@ -80,6 +80,10 @@ impl DataPlane for Datapath {
         same_dev && linked
     }
 
+    fn other_build_before(&self) -> bool {
+        self.other_build_before
+    }
+
     fn refresh_programs(&mut self, uuid: &str, nic: &NicRecord) -> Result<usize, DatapathError> {
         // Logs each replacement itself.
         Datapath::refresh_programs(self, uuid, &nic.tap, nic.attach).map(|r| r.len())

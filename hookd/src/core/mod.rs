@@ -98,6 +98,7 @@ impl Daemon {
             count_unmanaged,
             generation,
         };
+        let upgrade = d.dp.other_build_before();
         for mut rec in records {
             let (alive, gone): (Vec<NicRecord>, Vec<NicRecord>) = rec
                 .nics
@@ -124,18 +125,20 @@ impl Daemon {
                 // then this daemon's programs are swapped in, in place. A
                 // domain whose maps cannot be rewritten keeps the programs
                 // that understand them; a NIC whose swap fails keeps what
-                // it runs. Either way it stays protected.
-                let migrated = match d.migrate_maps(&rec) {
-                    Ok(n) => {
-                        tracing::info!(domain = %rec.name, nics = n, "maps rewritten in this version's layout");
-                        true
-                    }
-                    Err(e) => {
-                        tracing::error!(domain = %rec.name, error = %e,
+                // it runs. Either way it stays protected. A restart of the
+                // same build skips the rewrite: the maps are its own.
+                let migrated = !upgrade
+                    || match d.migrate_maps(&rec) {
+                        Ok(n) => {
+                            tracing::info!(domain = %rec.name, nics = n, "maps rewritten in this version's layout");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(domain = %rec.name, error = %e,
                             "rewriting the maps of an adopted domain failed; its taps keep the programs they run");
-                        false
-                    }
-                };
+                            false
+                        }
+                    };
                 for nic in rec.nics.iter().filter(|n| migrated && n.attached()) {
                     if let Err(e) = d.dp.refresh_programs(&rec.uuid, nic) {
                         tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e,

@@ -36,6 +36,7 @@ use crate::config::AttachMode;
 use crate::datapath::error::{io_err, map_err, prog_err};
 use crate::datapath::owned::Owned;
 use aya::maps::{HashMap, HashOfMaps, LpmTrie, MapData, PerCpuHashMap, RingBuf};
+use aya::programs::ProgramInfo;
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
@@ -107,6 +108,9 @@ pub struct Datapath {
     pub(crate) ncpus: usize,
     pub(crate) counters: Arc<Counters>,
     pub(crate) owned: Owned,
+    /// The programs pinned by the previous daemon were another build's (or
+    /// none were pinned): the maps it wrote may be in another layout.
+    pub(crate) other_build_before: bool,
 }
 
 impl Datapath {
@@ -135,7 +139,10 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
             .load(object)?;
+        let mut other_build_before = false;
         for (name, _, _) in PROGRAMS {
+            let pin = progs_dir.join(name);
+            let previous = ProgramInfo::from_pin(&pin).ok().map(|p| p.tag());
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| DatapathError::Missing(name.to_string()))?
@@ -145,7 +152,8 @@ impl Datapath {
             // Replace the pin of a previous daemon: links keep their own
             // reference to the program they were attached with, until
             // `refresh_programs` swaps this one in (see `upgrade`).
-            let pin = progs_dir.join(name);
+            let ours = prog.info().map_err(prog_err(format!("info of {name}")))?;
+            other_build_before |= previous != Some(ours.tag());
             let _ = std::fs::remove_file(&pin);
             prog.pin(&pin).map_err(|source| DatapathError::Pin {
                 what: format!("pinning {}", pin.display()),
@@ -197,6 +205,7 @@ impl Datapath {
             pin_dir: pin_dir.to_owned(),
             mode,
             ncpus,
+            other_build_before,
         })
     }
 
