@@ -21,7 +21,7 @@ use hookd_bpf::layout::DropReason;
 use hookd_model::hook::HookArgs;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -207,6 +207,43 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// No allowed packet lost, no forged or denied one delivered.
+    fn assert_clean(&self) {
+        assert!(self.echo_sent > 100, "too little traffic: {self:?}");
+        assert_eq!(
+            self.echo_replies.len(),
+            usize::from(self.echo_sent),
+            "allowed echo lost"
+        );
+        assert_eq!(
+            self.udp_received.len(),
+            usize::from(self.udp_sent),
+            "allowed UDP lost"
+        );
+        assert_eq!(self.spoofed_replies, 0, "a forged frame passed");
+        assert_eq!(self.denied_received, 0, "a denied frame passed");
+    }
+
+    /// Every forged and denied frame is counted as dropped, once; up to
+    /// `slack` counts of each may be lost (see `new_map_layout_under_traffic`).
+    fn assert_counted(&self, dp: &Datapath, ifindex: u32, slack: u64) {
+        let s = dp.stats(ifindex).unwrap();
+        let sent = u64::from(self.echo_sent);
+        for reason in [
+            DropReason::IpSpoof,
+            DropReason::MacSpoof,
+            DropReason::FwDefault,
+        ] {
+            let n = s.drops[reason as usize];
+            assert!(
+                n <= sent && n + slack >= sent,
+                "{reason:?}: {n} of {sent}: {s:?}"
+            );
+        }
+    }
+}
+
 /// Plays the VM and the host until `stop`, then drains what is in flight.
 fn traffic(tap: &mut Tap, stop: &AtomicBool) -> Tally {
     let (h, m, other) = (mac(HOST_MAC), mac(VM_MAC), mac(OTHER_MAC));
@@ -243,22 +280,35 @@ fn traffic(tap: &mut Tap, stop: &AtomicBool) -> Tally {
     t
 }
 
-fn upgrade_under_traffic(mode: AttachMode, how: Attachment) {
-    let variant = variant_object();
+/// Runs `body(pin_dir, netns name, tap)` on a thread inside a network
+/// namespace of its own, with a private bpffs, and the tap the test plays
+/// the VM on.
+fn on_tap(ns: &str, body: impl FnOnce(PathBuf, String, Tap) + Send + 'static) {
     let fs = Bpffs::new();
-    let ns = Netns::new(if how == Attachment::Tcx {
-        "upg"
-    } else {
-        "upgnl"
-    });
+    let ns = Netns::new(ns);
     let pin_dir = fs.pin_dir();
     let name = ns.name.clone();
     std::thread::spawn(move || {
         let _in_ns = Netns::enter(&name);
-        let mut tap = Tap::create(TAP);
+        let tap = Tap::create(TAP);
         // No IPv6 from the host: every frame to the VM is one the test sent.
         sh(&format!("sysctl -qw net.ipv6.conf.{TAP}.disable_ipv6=1"));
         host_side(TAP, HOST_MAC, VM_MAC);
+        body(pin_dir, name, tap)
+    })
+    .join()
+    .expect("test thread");
+    drop(ns);
+}
+
+fn upgrade_under_traffic(mode: AttachMode, how: Attachment) {
+    let variant = variant_object();
+    let ns = if how == Attachment::Tcx {
+        "upg"
+    } else {
+        "upgnl"
+    };
+    on_tap(ns, move |pin_dir, name, mut tap| {
         let run = tempfile::tempdir().unwrap();
 
         // Daemon A: the embedded build attaches the tap.
@@ -358,28 +408,12 @@ fn upgrade_under_traffic(mode: AttachMode, how: Attachment) {
             tally.spoofed_replies,
             tally.denied_received,
         );
-        assert!(tally.echo_sent > 100, "too little traffic: {tally:?}");
-        assert_eq!(
-            tally.echo_replies.len(),
-            usize::from(tally.echo_sent),
-            "allowed echo lost"
-        );
-        assert_eq!(
-            tally.udp_received.len(),
-            usize::from(tally.udp_sent),
-            "allowed UDP lost"
-        );
-        assert_eq!(tally.spoofed_replies, 0, "a forged frame passed");
-        assert_eq!(tally.denied_received, 0, "a denied frame passed");
+        tally.assert_clean();
 
         // Every forged and denied frame was judged (by the old program or
         // the new one), and counted in the pinned maps both use.
         let mut c = Datapath::open_object(&pin_dir, mode, &variant_object()).unwrap();
-        let s = c.stats(ifindex).unwrap();
-        let sent = u64::from(tally.echo_sent);
-        assert_eq!(s.drops[DropReason::IpSpoof as usize], sent, "{s:?}");
-        assert_eq!(s.drops[DropReason::MacSpoof as usize], sent, "{s:?}");
-        assert_eq!(s.drops[DropReason::FwDefault as usize], sent, "{s:?}");
+        tally.assert_counted(&c, ifindex, 0);
 
         // A restart with the same build replaces nothing.
         assert_eq!(c.refresh_programs(UUID, TAP, Some(how)).unwrap(), vec![]);
@@ -395,10 +429,7 @@ fn upgrade_under_traffic(mode: AttachMode, how: Attachment) {
         assert_eq!(swapped.len(), 2, "{swapped:?}");
         drop(c);
         drop(tap);
-    })
-    .join()
-    .expect("upgrade test thread");
-    drop(ns);
+    });
 }
 
 #[test]
@@ -411,4 +442,206 @@ fn tcx_links_get_the_new_programs_under_traffic() {
 #[ignore = "privileged: run by scripts/test-all.sh"]
 fn netlink_filters_get_the_new_programs_under_traffic() {
     upgrade_under_traffic(AttachMode::Netlink, Attachment::Netlink);
+}
+
+/// Capacities of an "earlier" layout: the policy maps (through
+/// `hookd_fw_rules`), the NIC counters and the conntrack map of maps each
+/// differ from this build's, so none of them can be shared.
+const EARLIER: [(&str, u32); 3] = [
+    (hookd_bpf::MAP_FW_RULES, 65536),
+    (hookd_bpf::MAP_STATS, 2048),
+    (hookd_bpf::MAP_CT, 2048),
+];
+
+/// The files under `maps/`.
+fn map_pins(pin_dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(pin_dir.join("maps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// A daemon whose maps are in an earlier layout attaches the tap; under
+/// traffic, a daemon of this layout adopts it: new map versions beside the
+/// old, policy rewritten, conntrack tables and counters carried, programs
+/// swapped, then the old versions retired and the new ones under the
+/// plain names.
+fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
+    let ns = if how == Attachment::Tcx {
+        "mapv"
+    } else {
+        "mapvnl"
+    };
+    on_tap(ns, move |pin_dir, name, mut tap| {
+        let run = tempfile::tempdir().unwrap();
+        let dp = Datapath::open_sized(&pin_dir, mode, hookd_bpf::HOOKD_OBJ, &EARLIER).unwrap();
+        let ifindex = hookd::datapath::netdev::ifindex(TAP).unwrap();
+        let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
+        start(&mut a);
+        let plain = map_pins(&pin_dir);
+        assert_eq!(plain.len(), 9, "{plain:?}");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let upgrader = {
+            let (stop, pin_dir, name) = (stop.clone(), pin_dir.clone(), name.clone());
+            let (run, plain) = (run.path().to_owned(), plain.clone());
+            std::thread::spawn(move || {
+                let _stop = StopOnDrop(stop);
+                let _in_ns = Netns::enter(&name);
+                std::thread::sleep(Duration::from_millis(300));
+                drop(a);
+                let dp = Datapath::open(&pin_dir, mode).unwrap();
+                // Beside the old: the four policy maps, the counters and
+                // the conntrack map; log rate and events were compatible.
+                let during = map_pins(&pin_dir);
+                let versions: BTreeSet<String> = during.difference(&plain).cloned().collect();
+                let want: BTreeSet<String> = [
+                    "hookd_addrs-v2",
+                    "hookd_ct-v2",
+                    "hookd_fw_classes-v2",
+                    "hookd_fw_rules-v2",
+                    "hookd_nics-v2",
+                    "hookd_stats-v2",
+                ]
+                .map(String::from)
+                .into();
+                assert_eq!(versions, want);
+                let b = Daemon::new(Box::new(dp), StateDir::open(&run).unwrap(), true);
+                assert_eq!(b.records().len(), 1, "B adopted the domain");
+                std::thread::sleep(Duration::from_millis(300));
+                b
+            })
+        };
+        let tally = traffic(&mut tap, &stop);
+        let b = upgrader.join().expect("upgrade thread");
+        println!(
+            "{how:?}: new map layout: {} echo requests, {} replies; {} UDP sent, {} received; \
+             {} forged replies and {} denied frames got through",
+            tally.echo_sent,
+            tally.echo_replies.len(),
+            tally.udp_sent,
+            tally.udp_received.len(),
+            tally.spoofed_replies,
+            tally.denied_received,
+        );
+        tally.assert_clean();
+        // Old versions retired, the new ones under the plain names, in
+        // this build's layout.
+        assert_eq!(map_pins(&pin_dir), plain, "only plain names are left");
+        let stats = aya::maps::MapInfo::from_pin(pin_dir.join("maps/hookd_stats")).unwrap();
+        assert_eq!(stats.max_entries(), hookd_bpf::layout::MAX_NICS);
+        let c = Datapath::open(&pin_dir, mode).unwrap();
+        assert!(c.old_map_versions().is_empty());
+        // The counters of both versions, added up: every frame counted
+        // once, but for the increments new programs make while hookd
+        // writes the sum into their entry (a read and an update, for each
+        // NIC): at 3 frames per 0.3 ms, at most one of each kind.
+        tally.assert_counted(&c, ifindex, 2);
+        assert!(c.ct_count(ifindex) >= 1, "tracked connections carried");
+        drop(b);
+        drop(c);
+        drop(tap);
+    });
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn tcx_new_map_layout_is_carried_under_traffic() {
+    new_map_layout_under_traffic(AttachMode::Tcx, Attachment::Tcx);
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn netlink_new_map_layout_is_carried_under_traffic() {
+    new_map_layout_under_traffic(AttachMode::Netlink, Attachment::Netlink);
+}
+
+/// Hex bytes for bpftool.
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An earlier `hookd_ct` whose tables the kernel will not take into this
+/// build's map of maps (another LRU flavour, `BPF_F_NO_COMMON_LRU`, and
+/// another size), made with bpftool as an earlier build would have left
+/// it: its tracked connections are copied into new tables, the old map
+/// retired, and the new one takes the plain name.
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn conntrack_tables_of_another_kind_are_copied() {
+    use hookd_bpf::layout::{CtEntry, CtKey};
+    let fs = Bpffs::new();
+    let pin_dir = fs.pin_dir();
+    let maps = pin_dir.join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    let (table, outer) = (maps.join("old_table"), maps.join(hookd_bpf::MAP_CT));
+    sh(&format!(
+        "bpftool map create {} type lru_hash key {} value {} entries 512 flags 2 name old_ct_nic",
+        table.display(),
+        std::mem::size_of::<CtKey>(),
+        std::mem::size_of::<CtEntry>(),
+    ));
+    sh(&format!(
+        "bpftool map create {} type hash_of_maps inner_map pinned {} key 4 value 4 entries {} name hookd_ct",
+        outer.display(),
+        table.display(),
+        hookd_bpf::layout::MAX_NICS,
+    ));
+    const IFINDEX: u32 = 77;
+    for port in [1000u16, 1001, 1002] {
+        let mut key = vec![0u8; std::mem::size_of::<CtKey>()];
+        key[..4].copy_from_slice(&IFINDEX.to_ne_bytes());
+        key[4] = 17;
+        let n = key.len();
+        key[n - 4..n - 2].copy_from_slice(&port.to_ne_bytes());
+        let mut value = vec![0u8; std::mem::size_of::<CtEntry>()];
+        value[8] = 2;
+        sh(&format!(
+            "bpftool map update pinned {} key hex {} value hex {}",
+            table.display(),
+            hex(&key),
+            hex(&value)
+        ));
+    }
+    sh(&format!(
+        "bpftool map update pinned {} key hex {} value pinned {}",
+        outer.display(),
+        hex(&IFINDEX.to_ne_bytes()),
+        table.display()
+    ));
+    std::fs::remove_file(&table).unwrap();
+
+    let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    assert!(
+        maps.join("hookd_ct-v2").exists(),
+        "{:?}",
+        map_pins(&pin_dir)
+    );
+    assert_eq!(dp.ct_count(IFINDEX), 3, "entries copied before any swap");
+    assert_eq!(dp.old_map_versions(), vec![outer.clone()]);
+    // No program reads the old map: it goes, and ours takes its name.
+    assert_eq!(dp.retire_old_maps(), 1);
+    assert!(dp.old_map_versions().is_empty());
+    assert!(!maps.join("hookd_ct-v2").exists());
+    let info = aya::maps::MapInfo::from_pin(&outer).unwrap();
+    let ours = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    assert!(
+        ours.old_map_versions().is_empty(),
+        "the plain pin is ours now"
+    );
+    assert_eq!(ours.ct_count(IFINDEX), 3);
+    assert_eq!(info.max_entries(), hookd_bpf::layout::MAX_NICS);
+    // A table of this build's kind holds them, not the old one.
+    let outer = aya::maps::MapData::from_pin(&outer).unwrap();
+    let outer =
+        aya::maps::HashOfMaps::<_, u32>::try_from(aya::maps::Map::HashOfMaps(outer)).unwrap();
+    let t = outer.get(&IFINDEX, 0).unwrap().info().unwrap();
+    assert_eq!(
+        (t.map_flags(), t.max_entries()),
+        (0, hookd_bpf::layout::CT_PER_NIC)
+    );
 }

@@ -8,6 +8,7 @@ use hookd::datapath::{Attachment, DatapathError};
 use hookd_bpf::layout::NicStats;
 use hookd_model::plan::NicMode;
 use hookd_model::policy::Direction;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The calls a [`FakePlane`] was asked to make, one line each
@@ -24,11 +25,16 @@ pub const MISSING_TAP: &str = "missing0";
 /// has no counters.
 pub struct FakePlane {
     calls: Option<Calls>,
+    /// Set by [`FakePlane::upgrading`]: whether replacing programs works.
+    refresh_works: Option<Arc<AtomicBool>>,
 }
 
 impl FakePlane {
     pub fn quiet() -> FakePlane {
-        FakePlane { calls: None }
+        FakePlane {
+            calls: None,
+            refresh_works: None,
+        }
     }
 
     pub fn recording() -> (FakePlane, Calls) {
@@ -36,9 +42,19 @@ impl FakePlane {
         (
             FakePlane {
                 calls: Some(calls.clone()),
+                refresh_works: None,
             },
             calls,
         )
+    }
+
+    /// A recording plane that says another build ran before it: adopted
+    /// NICs get their programs replaced ("refresh TAP"), which fails while
+    /// `works` is false.
+    pub fn upgrading(works: Arc<AtomicBool>) -> (FakePlane, Calls) {
+        let (mut plane, calls) = FakePlane::recording();
+        plane.refresh_works = Some(works);
+        (plane, calls)
     }
 
     fn record(&self, line: String) {
@@ -85,6 +101,19 @@ impl DataPlane for FakePlane {
     }
     fn still_attached(&self, _uuid: &str, _nic: &NicRecord) -> bool {
         true
+    }
+    fn other_build_before(&self) -> bool {
+        self.refresh_works.is_some()
+    }
+    fn refresh_programs(&mut self, _uuid: &str, nic: &NicRecord) -> Result<usize, DatapathError> {
+        self.record(format!("refresh {}", nic.tap));
+        match &self.refresh_works {
+            Some(w) if !w.load(Ordering::SeqCst) => Err(DatapathError::NoTap {
+                tap: nic.tap.clone(),
+                source: std::io::Error::from_raw_os_error(libc::EBUSY),
+            }),
+            _ => Ok(2),
+        }
     }
     fn counters(&self) -> Arc<dyn CounterSource> {
         Arc::new(FixedCounters {

@@ -45,6 +45,11 @@ pub trait DataPlane: Send {
     fn refresh_programs(&mut self, _uuid: &str, _nic: &NicRecord) -> Result<usize, DatapathError> {
         Ok(0)
     }
+    /// Once every adopted NIC has been refreshed: retires the earlier map
+    /// versions no program reads any more. Returns how many.
+    fn retire_old_maps(&mut self) -> usize {
+        0
+    }
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
     /// Housekeeping left out of the calls that change policy (emptying

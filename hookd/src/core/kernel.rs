@@ -89,6 +89,10 @@ impl DataPlane for Datapath {
         Datapath::refresh_programs(self, uuid, &nic.tap, nic.attach).map(|r| r.len())
     }
 
+    fn retire_old_maps(&mut self) -> usize {
+        Datapath::retire_old_maps(self)
+    }
+
     fn counters(&self) -> Arc<dyn CounterSource> {
         Datapath::counters(self)
     }

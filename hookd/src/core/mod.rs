@@ -25,10 +25,12 @@ pub use error::DaemonError;
 pub use view::{Health, Records, View};
 
 use crate::core::records::{DomainRecord, NicRecord, NicState, StateDir};
+use crate::datapath::DatapathError;
 use hookd_bpf::layout::{DropReason, NicStats};
 use hookd_model::domain::{self, Domain};
 use hookd_model::hook::{HookAction, HookArgs};
 use hookd_model::plan::{self, NicMode, Stage};
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -64,6 +66,10 @@ pub struct Daemon {
     records: Vec<Arc<DomainRecord>>,
     count_unmanaged: bool,
     generation: u64,
+    /// (domain uuid, tap) of adopted NICs whose programs could not be
+    /// replaced: they may read an earlier version of the maps, so a change
+    /// to them first replaces their programs, or is refused.
+    stale: HashSet<(String, String)>,
 }
 
 fn mac_bytes(mac: &str) -> [u8; 6] {
@@ -97,6 +103,7 @@ impl Daemon {
             records: Vec::new(),
             count_unmanaged,
             generation,
+            stale: HashSet::new(),
         };
         let upgrade = d.dp.other_build_before();
         for mut rec in records {
@@ -139,10 +146,13 @@ impl Daemon {
                             false
                         }
                     };
-                for nic in rec.nics.iter().filter(|n| migrated && n.attached()) {
-                    if let Err(e) = d.dp.refresh_programs(&rec.uuid, nic) {
+                for nic in rec.nics.iter().filter(|n| n.attached()) {
+                    if !migrated {
+                        d.stale.insert((rec.uuid.clone(), nic.tap.clone()));
+                    } else if let Err(e) = d.dp.refresh_programs(&rec.uuid, nic) {
                         tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e,
                             "replacing the programs of a running tap failed; it keeps the ones it has");
+                        d.stale.insert((rec.uuid.clone(), nic.tap.clone()));
                     }
                 }
                 tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
@@ -155,8 +165,32 @@ impl Daemon {
                 d.records.push(Arc::new(rec));
             }
         }
+        // Earlier map versions that no tap reads any more go.
+        d.dp.retire_old_maps();
         d.publish();
         d
+    }
+
+    /// A NIC whose programs could not be replaced at adoption may read an
+    /// earlier version of the maps, where a change would not reach it: its
+    /// programs are replaced first, and if that fails again the change is
+    /// refused (the NIC keeps enforcing its old policy).
+    fn refresh_stale(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
+        let key = (uuid.to_string(), nic.tap.clone());
+        if !self.stale.contains(&key) {
+            return Ok(());
+        }
+        self.dp.refresh_programs(uuid, nic).map_err(|e| DatapathError::Io {
+            what: format!(
+                "tap {} still runs the programs of an earlier hookd, which the change would not reach; replacing them failed",
+                nic.tap
+            ),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        self.stale.remove(&key);
+        tracing::info!(tap = %nic.tap, "programs of an earlier hookd replaced");
+        self.dp.retire_old_maps();
+        Ok(())
     }
 
     /// Rewrites the maps of an adopted domain's attached NICs from its
@@ -340,9 +374,11 @@ impl Daemon {
             });
             let result = match (&p.mode, existing) {
                 (NicMode::NotAttached { .. }, _) => Ok(None),
+                // Maps first, so that programs swapped in find the policy.
                 (mode, Some(old)) => self
                     .dp
                     .update_nic(old.ifindex, mac_bytes(&mac), mode, generation)
+                    .and_then(|()| self.refresh_stale(&dom.uuid, old))
                     .map(|()| Some((old.ifindex, old.attach))),
                 (mode, None) => self
                     .dp

@@ -13,20 +13,33 @@ use std::path::{Path, PathBuf};
 /// management calls and hook calls do not queue behind each other.
 pub struct Counters {
     pin_dir: PathBuf,
+    /// Where each map is pinned (they move when a new version retires an
+    /// old one).
+    pins: std::sync::RwLock<Vec<(String, PathBuf)>>,
     nics: HashMap<MapData, u32, NicConfig>,
     stats: PerCpuHashMap<MapData, u32, NicStats>,
     fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
 }
 
 impl Counters {
-    pub(crate) fn open(pin_dir: &Path) -> Result<Counters, DatapathError> {
+    pub(crate) fn open(
+        pin_dir: &Path,
+        pins: Vec<(String, PathBuf)>,
+    ) -> Result<Counters, DatapathError> {
+        let pin_of = |name: &str| {
+            pins.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| pin_dir.join("maps").join(name))
+        };
         let pinned = |name: &'static str| {
-            MapData::from_pin(pin_dir.join("maps").join(name))
+            MapData::from_pin(pin_of(name))
                 .and_then(aya::maps::Map::from_map_data)
                 .map_err(map_err(name))
         };
         Ok(Counters {
             pin_dir: pin_dir.to_owned(),
+            pins: std::sync::RwLock::new(pins.clone()),
             nics: HashMap::try_from(pinned(hookd_bpf::MAP_NICS)?).map_err(map_err("hookd_nics"))?,
             stats: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_STATS)?)
                 .map_err(map_err("hookd_stats"))?,
@@ -64,22 +77,24 @@ impl Counters {
         out
     }
 
+    /// Records where the maps are pinned now.
+    pub(crate) fn set_pins(&self, pins: Vec<(String, PathBuf)>) {
+        if let Ok(mut p) = self.pins.write() {
+            *p = pins;
+        }
+    }
+
     /// Programs and maps still pinned where hookd put them (someone may have
     /// unmounted or cleared the bpffs under a running hookd).
     pub fn health(&self) -> Result<(), String> {
+        let maps: Vec<PathBuf> = match self.pins.read() {
+            Ok(p) => p.iter().map(|(_, path)| path.clone()).collect(),
+            Err(_) => Vec::new(),
+        };
         let mut missing: Vec<String> = PROGRAMS
             .iter()
             .map(|(name, _, _)| self.pin_dir.join("progs").join(name))
-            .chain(
-                [
-                    hookd_bpf::MAP_NICS,
-                    hookd_bpf::MAP_ADDRS,
-                    hookd_bpf::MAP_STATS,
-                    hookd_bpf::MAP_FW_RULES,
-                ]
-                .iter()
-                .map(|m| self.pin_dir.join("maps").join(m)),
-            )
+            .chain(maps)
             .filter(|p| !p.exists())
             .map(|p| p.display().to_string())
             .collect();

@@ -14,6 +14,8 @@
 //! - [`counters`]: counter readers for any thread;
 //! - [`events`]: the ring buffer of logged packets;
 //! - [`upgrade`]: running taps get this daemon's programs (restart, upgrade);
+//! - `versions`: a pinned map in another layout gets a new version beside
+//!   it, its entries carried;
 //! - `owned`, `bpffs`, [`netdev`]: bookkeeping and the kernel's names.
 
 mod attach;
@@ -27,6 +29,7 @@ mod nic;
 mod owned;
 mod tcfilter;
 pub mod upgrade;
+mod versions;
 
 pub use counters::Counters;
 pub use error::DatapathError;
@@ -109,8 +112,13 @@ pub struct Datapath {
     pub(crate) counters: Arc<Counters>,
     pub(crate) owned: Owned,
     /// The programs pinned by the previous daemon were another build's (or
-    /// none were pinned): the maps it wrote may be in another layout.
+    /// none were pinned), or the policy maps got a new version: adopted
+    /// NICs' policy entries must be written again.
     pub(crate) other_build_before: bool,
+    /// Where each map is pinned (see `versions`).
+    pub(crate) placements: Vec<versions::Placement>,
+    /// Earlier map versions not yet retired.
+    pub(crate) retired: Vec<versions::Retired>,
 }
 
 impl Datapath {
@@ -127,6 +135,18 @@ impl Datapath {
         mode: AttachMode,
         object: &[u8],
     ) -> Result<Datapath, DatapathError> {
+        Datapath::open_sized(pin_dir, mode, object, &[])
+    }
+
+    /// [`Datapath::open_object`] with some maps given another capacity
+    /// (map name, entries): a map in another layout, for tests of map
+    /// versions.
+    pub fn open_sized(
+        pin_dir: &Path,
+        mode: AttachMode,
+        object: &[u8],
+        sizes: &[(&str, u32)],
+    ) -> Result<Datapath, DatapathError> {
         let parent = pin_dir.parent().unwrap_or(pin_dir);
         bpffs::ensure_bpffs(parent)?;
         std::fs::create_dir_all(pin_dir)
@@ -136,9 +156,31 @@ impl Datapath {
         for d in [&maps_dir, &progs_dir, &pin_dir.join("links")] {
             std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
         }
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&maps_dir)
-            .load(object)?;
+        let mut parsed = aya_obj::Object::parse(object).map_err(|e| DatapathError::Io {
+            what: "parsing hookd's eBPF object".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let mut loader = EbpfLoader::new();
+        for (name, entries) in sizes {
+            if let Some(m) = parsed.maps.get_mut(*name) {
+                m.set_max_entries(*entries);
+            }
+            loader.map_max_entries(name, *entries);
+        }
+        let placements = versions::place(&maps_dir, &parsed)?;
+        loader.default_map_pin_directory(&maps_dir);
+        for p in &placements {
+            loader.map_pin_path(&p.name, maps_dir.join(&p.file));
+            if !p.older.is_empty() {
+                tracing::info!(map = %p.name, pin = %p.file, older = ?p.older,
+                    "the pinned map is in another layout: this version's goes beside it");
+            }
+        }
+        let mut ebpf = loader.load(object)?;
+        let retired = versions::open_retired(&maps_dir, &placements);
+        let policy_moved = placements
+            .iter()
+            .any(|p| p.carry == versions::Carry::Policy && p.created && !p.older.is_empty());
         let mut other_build_before = false;
         for (name, _, _) in PROGRAMS {
             let pin = progs_dir.join(name);
@@ -186,10 +228,14 @@ impl Datapath {
             what: what.to_string(),
             source,
         })?;
-        let counters = Arc::new(Counters::open(pin_dir)?);
+        let pins: Vec<(String, PathBuf)> = placements
+            .iter()
+            .map(|p| (p.name.clone(), maps_dir.join(&p.file)))
+            .collect();
+        let counters = Arc::new(Counters::open(pin_dir, pins)?);
         let mut owned = Owned::scan(&fw_classes, &fw_rules, &addrs);
         owned.retire_idle(&nics, &fw_hits);
-        Ok(Datapath {
+        let mut dp = Datapath {
             counters,
             owned,
             ebpf,
@@ -205,8 +251,14 @@ impl Datapath {
             pin_dir: pin_dir.to_owned(),
             mode,
             ncpus,
-            other_build_before,
-        })
+            other_build_before: other_build_before || policy_moved,
+            placements,
+            retired,
+        };
+        // Before any tap runs this build's programs, which fail closed on
+        // a NIC with rules and no table.
+        dp.carry_tables();
+        Ok(dp)
     }
 
     /// See [`Counters::health`].
