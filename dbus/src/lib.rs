@@ -39,6 +39,12 @@ pub enum Error {
     AccessDenied(String),
     /// libvirt refused a call or could not be reached.
     Libvirt(String),
+    /// A network definition is invalid; the message names the element,
+    /// attribute and line, or the network it conflicts with.
+    InvalidNetwork(String),
+    /// The change would break what uses it (the message names them), or
+    /// is not hookd's to make.
+    Refused(String),
 }
 
 /// A row of `ListDomains`.
@@ -125,6 +131,40 @@ pub struct LoggedPacket {
     pub destination_port: u16,
 }
 
+/// A row of `ListNetworks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NetworkSummary {
+    pub name: String,
+    pub tenant: String,
+    pub vni: u32,
+    /// The subnets' prefixes.
+    pub subnets: Vec<String>,
+    /// "defined: FILE" (over D-Bus) or "configuration: FILE" (networks.d).
+    pub source: String,
+}
+
+/// A subnet of a network and its gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SubnetInfo {
+    pub prefix: String,
+    pub gateway: String,
+}
+
+/// Everything hookd knows about one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NetworkDetail {
+    pub name: String,
+    pub tenant: String,
+    pub vni: u32,
+    pub mtu: u32,
+    pub subnets: Vec<SubnetInfo>,
+    /// DNS servers given to guests.
+    pub dns: Vec<String>,
+    pub source: String,
+    /// The definition as written.
+    pub xml: String,
+}
+
 /// Client side of `org.hookd.Hookd1.Manager`.
 #[zbus::proxy(
     interface = "org.hookd.Hookd1.Manager",
@@ -185,6 +225,19 @@ pub trait Manager {
     -> Result<(u64, String), Error>;
 
     /// A policy libvirt reported (e.g. from `virsh metadata`) was refused.
+    /// Defines a network (or replaces the definition of that name) from a
+    /// `<network xmlns="urn:hookd:network:1">` document. Root only.
+    fn define_network(&self, xml: &str) -> Result<String, Error>;
+
+    /// Removes a network no NIC uses. Root only.
+    fn undefine_network(&self, name: &str) -> Result<String, Error>;
+
+    /// The networks hookd knows.
+    fn list_networks(&self) -> Result<Vec<NetworkSummary>, Error>;
+
+    /// One network.
+    fn get_network(&self, name: &str) -> Result<NetworkDetail, Error>;
+
     #[zbus(signal)]
     fn policy_refused(&self, name: &str, uuid: &str, message: &str) -> zbus::Result<()>;
 

@@ -29,6 +29,10 @@ pub enum Command {
     /// Policy operations.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// hookd's networks: the logical switches and routers VMs join with
+    /// <hookd:network name="..."/> in their policy (docs/networks.md).
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// The verdict a domain NIC's live rules give a described packet, and
     /// the rule that decides it. Touches no connection tracking.
     Trace {
@@ -120,4 +124,22 @@ pub enum PolicyCommand {
         #[arg(long)]
         no_persist: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Define a network from a <network xmlns="urn:hookd:network:1">
+    /// document in FILE (- for stdin), or replace the definition of that
+    /// name. It is checked alone and against the other networks (VNI,
+    /// overlapping subnets of its tenant) and kept in
+    /// /var/lib/hookd/networks/. An invalid one changes nothing. Root only.
+    Define { file: String },
+    /// Remove a network no NIC uses. Networks from
+    /// /etc/hookd/networks.d/ are removed by removing their file. Root only.
+    Undefine { name: String },
+    /// List the networks hookd knows.
+    List,
+    /// Show one network: tenant, VNI, MTU, subnets and gateways, where
+    /// its definition comes from.
+    Show { name: String },
 }

@@ -6,5 +6,6 @@ pub mod bus;
 pub mod cli;
 pub mod domains;
 pub mod events;
+pub mod networks;
 pub mod output;
 pub mod policy;

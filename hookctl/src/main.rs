@@ -1,9 +1,9 @@
 //! hookctl: the operator's client for hookd.
 
 use clap::Parser;
-use hookctl::cli::{Command, Hookctl, PolicyCommand};
+use hookctl::cli::{Command, Hookctl, NetworkCommand, PolicyCommand};
 use hookctl::output::{Failure, Outcome};
-use hookctl::{domains, events, policy};
+use hookctl::{domains, events, networks, policy};
 use std::process::ExitCode;
 
 async fn run(cli: Hookctl) -> Outcome {
@@ -16,6 +16,12 @@ async fn run(cli: Hookctl) -> Outcome {
         Command::Events { domain } => events::recent(domain.as_deref(), json).await,
         Command::Monitor => events::monitor(json).await,
         Command::Policy(PolicyCommand::Validate { file }) => policy::validate(&file, json).await,
+        Command::Network(NetworkCommand::Define { file }) => networks::define(&file, json).await,
+        Command::Network(NetworkCommand::Undefine { name }) => {
+            networks::undefine(&name, json).await
+        }
+        Command::Network(NetworkCommand::List) => networks::list(json).await,
+        Command::Network(NetworkCommand::Show { name }) => networks::show(&name, json).await,
         Command::Policy(PolicyCommand::Get { domain }) => policy::get(&domain, json).await,
         Command::Policy(PolicyCommand::Set {
             domain,

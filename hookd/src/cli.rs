@@ -22,6 +22,10 @@ pub struct DaemonArgs {
     /// Override the runtime state directory from the configuration.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
+    /// Override the lasting state directory (defined networks) from the
+    /// configuration.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Override how programs are attached: auto, tcx or netlink.
     #[arg(long, value_enum)]
     pub attach: Option<crate::config::AttachMode>,

@@ -27,6 +27,11 @@ pub struct Config {
     pub pin_dir: PathBuf,
     /// Runtime state: what hookd attached, per domain.
     pub run_dir: PathBuf,
+    /// Lasting state: networks defined over D-Bus, in `state_dir/networks/`.
+    pub state_dir: PathBuf,
+    /// Network definitions written by configuration management (read-only
+    /// to hookd), `*.xml`.
+    pub networks_dir: PathBuf,
     /// Serve per-NIC counters in the Prometheus text format on this
     /// address (loopback only), e.g. "127.0.0.1:9469". Off when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -46,6 +51,8 @@ impl Default for Config {
             count_unmanaged: true,
             pin_dir: PathBuf::from("/sys/fs/bpf/hookd"),
             run_dir: PathBuf::from("/run/hookd"),
+            state_dir: PathBuf::from("/var/lib/hookd"),
+            networks_dir: PathBuf::from("/etc/hookd/networks.d"),
             metrics_listen: None,
             libvirt_uri: "qemu:///system".into(),
             read_group: "hookd".into(),

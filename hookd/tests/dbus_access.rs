@@ -243,6 +243,9 @@ async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
             (Who::Reader, hook_event_call("prepare")),
             (Who::Reader, set_policy_call()),
             (Who::Root, hook_event_call("prepare")),
+            (Who::Reader, hookctl(&["network", "list"])),
+            (Who::Reader, hookctl(&["network", "define", "/dev/null"])),
+            (Who::Nobody, hookctl(&["network", "show", "blue"])),
         ],
     )
     .await;
@@ -256,6 +259,14 @@ async fn the_bus_policy_lets_the_read_group_read_and_only_root_change() {
     // unreachable" (3).
     assert_eq!(out[3].status.code(), Some(1), "{}", text(&out[3]));
     assert!(out[7].status.success(), "root HookEvent: {}", text(&out[7]));
+    assert!(
+        out[8].status.success(),
+        "read group, network list: {}",
+        text(&out[8])
+    );
+    for (i, o) in out[9..].iter().enumerate() {
+        assert!(refused(o), "call {}: {}", i + 9, text(o));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,6 +285,8 @@ async fn hookd_checks_the_callers_uid_and_groups_itself() {
             (Who::Reader, set_policy_call()),
             (Who::Nobody, hookctl(&["domains"])),
             (Who::Reader, hookctl(&["domains"])),
+            (Who::Reader, hookctl(&["network", "undefine", "blue"])),
+            (Who::Nobody, hookctl(&["network", "list"])),
         ],
     )
     .await;
@@ -298,6 +311,16 @@ async fn hookd_checks_the_callers_uid_and_groups_itself() {
         out[3].status.success(),
         "a member of the read group reads: {}",
         text(&out[3])
+    );
+    assert!(
+        refused(&out[4]) && text(&out[4]).contains("UndefineNetwork is reserved to root"),
+        "{}",
+        text(&out[4])
+    );
+    assert!(
+        refused(&out[5]) && text(&out[5]).contains("reserved to root and the read group"),
+        "{}",
+        text(&out[5])
     );
 }
 

@@ -500,3 +500,66 @@ async fn hook_calls_on_the_hook_socket() {
     assert_eq!(p.list_domains().await.unwrap()[0].name, "vm1");
     assert_eq!(calls.lock().unwrap().len(), 1);
 }
+
+const BLUE: &str = "<network xmlns='urn:hookd:network:1' name='blue' tenant='acme' vni='10010'>\n\
+    <subnet prefix='198.51.100.0/24' gateway='198.51.100.1'/>\n\
+    <subnet prefix='2001:db8:100::/64' gateway='2001:db8:100::1'/>\n</network>";
+
+#[tokio::test]
+async fn networks_are_defined_listed_shown_and_undefined() {
+    let (p, calls, _run, _s) = setup().await;
+    assert!(p.list_networks().await.unwrap().is_empty());
+    let summary = p.define_network(BLUE).await.unwrap();
+    assert_eq!(
+        summary,
+        "network blue defined (tenant acme, VNI 10010, 2 subnet(s), MTU 1500)"
+    );
+    let list = p.list_networks().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].subnets, ["198.51.100.0/24", "2001:db8:100::/64"]);
+    let d = p.get_network("blue").await.unwrap();
+    assert_eq!((d.tenant.as_str(), d.vni, d.mtu), ("acme", 10010, 1500));
+    assert_eq!(d.subnets[1].gateway, "2001:db8:100::1");
+    assert_eq!(d.xml, BLUE);
+
+    // Invalid, or in conflict with blue: refused, nothing changes.
+    let bad = BLUE.replace("gateway='198.51.100.1'", "gateway='203.0.113.1'");
+    match p.define_network(&bad).await {
+        Err(Error::InvalidNetwork(m)) => assert!(
+            m.contains(
+                "line 2: <subnet> attribute 'gateway': 203.0.113.1 is not inside 198.51.100.0/24"
+            ),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let clash = BLUE
+        .replace("name='blue'", "name='red'")
+        .replace("vni='10010'", "vni='7'");
+    match p.define_network(&clash).await {
+        Err(Error::InvalidNetwork(m)) => {
+            assert!(
+                m.contains("overlaps 198.51.100.0/24 of network blue"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.get_network("blue").await.unwrap().xml, BLUE);
+    assert_eq!(p.list_networks().await.unwrap().len(), 1);
+
+    assert_eq!(
+        p.undefine_network("blue").await.unwrap(),
+        "network blue undefined"
+    );
+    match p.get_network("blue").await {
+        Err(Error::NotFound(m)) => assert!(m.contains("no network 'blue'"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match p.undefine_network("blue").await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // Networks touch no NIC.
+    assert!(calls.lock().unwrap().is_empty());
+}

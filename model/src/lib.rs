@@ -3,6 +3,8 @@
 //! - reading XML: [`xml_tree`] (bounded, namespace-aware), [`domain`]
 //!   (libvirt's domain XML), [`metadata`] (hookd's `<metadata>` element);
 //! - the policy: [`policy`] (schema v1: model, parser, display);
+//! - networks: [`network`] (definitions of hookd's networks, validated
+//!   alone and as a set);
 //! - compilers: [`firewall`] (rules -> LPM tables), [`plan`] (what to do
 //!   with each NIC, anti-spoofing included), [`explain`] (the same, told
 //!   to an operator);
@@ -17,6 +19,7 @@ pub mod firewall;
 pub mod hook;
 pub mod mac;
 pub mod metadata;
+pub mod network;
 pub mod plan;
 pub mod policy;
 pub mod xml_tree;

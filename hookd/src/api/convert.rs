@@ -1,9 +1,13 @@
 //! The core's types as the D-Bus contract spells them: errors mapped to
 //! D-Bus error names (in this one place), records to `DomainDetail`.
 
+use crate::core::networks::{Definition, NetworkStoreError, Source};
 use crate::core::records::{DomainRecord, NicRecord};
 use crate::core::{DaemonError, View};
-use hookd_dbus::{Counter, DomainDetail, DomainSummary, Error, NicInfo, RuleHits};
+use hookd_dbus::{
+    Counter, DomainDetail, DomainSummary, Error, NetworkDetail, NetworkSummary, NicInfo, RuleHits,
+    SubnetInfo,
+};
 
 impl From<DaemonError> for Error {
     fn from(e: DaemonError) -> Error {
@@ -15,6 +19,12 @@ impl From<DaemonError> for Error {
                 Error::AttachFailed(text)
             }
             DaemonError::NotFound(_) => Error::NotFound(text),
+            DaemonError::Network(n) => match n {
+                NetworkStoreError::Invalid(_) => Error::InvalidNetwork(text),
+                NetworkStoreError::NotFound(_) => Error::NotFound(text),
+                NetworkStoreError::Refused(_) => Error::Refused(text),
+                NetworkStoreError::Io { .. } => Error::AttachFailed(text),
+            },
         }
     }
 }
@@ -80,5 +90,44 @@ fn nic_info(n: &NicRecord, view: &View) -> NicInfo {
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+fn source(d: &Definition) -> String {
+    match &d.source {
+        Source::Defined(p) => format!("defined: {}", p.display()),
+        Source::Config(p) => format!("configuration: {}", p.display()),
+    }
+}
+
+pub fn network_summary(d: &Definition) -> NetworkSummary {
+    let n = &d.network;
+    NetworkSummary {
+        name: n.name.clone(),
+        tenant: n.tenant.clone(),
+        vni: n.vni,
+        subnets: n.subnets.iter().map(|s| s.prefix.to_string()).collect(),
+        source: source(d),
+    }
+}
+
+pub fn network_detail(d: &Definition) -> NetworkDetail {
+    let n = &d.network;
+    NetworkDetail {
+        name: n.name.clone(),
+        tenant: n.tenant.clone(),
+        vni: n.vni,
+        mtu: u32::from(n.mtu),
+        subnets: n
+            .subnets
+            .iter()
+            .map(|s| SubnetInfo {
+                prefix: s.prefix.to_string(),
+                gateway: s.gateway.to_string(),
+            })
+            .collect(),
+        dns: n.dns.iter().map(|a| a.to_string()).collect(),
+        source: source(d),
+        xml: d.xml.clone(),
     }
 }

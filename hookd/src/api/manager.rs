@@ -9,7 +9,7 @@ use crate::core::change::{self, Change, SharedDaemon};
 use crate::core::trace::{self, TraceQuery};
 use crate::core::{DaemonError, View};
 use crate::libvirt::Libvirt;
-use hookd_dbus::{DomainDetail, DomainSummary, Error};
+use hookd_dbus::{DomainDetail, DomainSummary, Error, NetworkDetail, NetworkSummary};
 use hookd_model::hook::HookArgs;
 use hookd_model::xml_tree::MAX_XML_BYTES;
 use tokio::sync::mpsc::UnboundedSender;
@@ -345,6 +345,65 @@ impl Manager {
         require_reader(self.readers, &hdr, conn, "Health").await?;
         let h = self.view.health();
         Ok((h.status().to_string(), h.detail().to_string()))
+    }
+
+    /// Defines a network, or replaces the definition of that name, from a
+    /// `<network xmlns="urn:hookd:network:1">` document. An invalid one, or
+    /// one that conflicts with another network, changes nothing. Root only.
+    async fn define_network(
+        &self,
+        xml: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        require_root(&hdr, conn, "DefineNetwork").await?;
+        let (result, _) = change::apply(&self.daemon, "network-define", move |d| {
+            d.define_network(&xml)
+        })
+        .await;
+        result.map_err(Error::from)
+    }
+
+    /// Removes a network that no NIC uses. Root only.
+    async fn undefine_network(
+        &self,
+        name: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        require_root(&hdr, conn, "UndefineNetwork").await?;
+        let (result, _) = change::apply(&self.daemon, "network-undefine", move |d| {
+            d.undefine_network(&name)
+        })
+        .await;
+        result.map_err(Error::from)
+    }
+
+    /// The networks hookd knows, by name.
+    async fn list_networks(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<NetworkSummary>, Error> {
+        require_reader(self.readers, &hdr, conn, "ListNetworks").await?;
+        Ok(self
+            .view
+            .networks()
+            .iter()
+            .map(|d| convert::network_summary(d))
+            .collect())
+    }
+
+    /// One network: its definition and where it comes from.
+    async fn get_network(
+        &self,
+        name: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<NetworkDetail, Error> {
+        require_reader(self.readers, &hdr, conn, "GetNetwork").await?;
+        let d = self.view.network(&name)?;
+        Ok(convert::network_detail(&d))
     }
 
     #[zbus(property)]

@@ -6,6 +6,7 @@ use hookd::api::Readers;
 use hookd::cli::DaemonArgs;
 use hookd::config::Config;
 use hookd::core::Daemon;
+use hookd::core::networks::NetworkStore;
 use hookd::core::records::StateDir;
 use hookd::datapath::Datapath;
 use hookd::libvirt::Libvirt;
@@ -22,13 +23,18 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     if let Some(p) = args.run_dir {
         cfg.run_dir = p;
     }
+    if let Some(p) = args.state_dir {
+        cfg.state_dir = p;
+    }
     if let Some(a) = args.attach {
         cfg.attach = a;
     }
     let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
     let events = dp.take_events();
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
-    let daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged);
+    let networks = NetworkStore::open(&cfg.state_dir.join("networks"), &cfg.networks_dir)
+        .map_err(|e| e.to_string())?;
+    let daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged).with_networks(networks);
     let view = daemon.view();
     let daemon = Arc::new(Mutex::new(daemon));
 

@@ -1,6 +1,7 @@
 //! The daemon core's errors. Each keeps its source; the API layer maps
 //! them to D-Bus error names in one place (`api::convert`).
 
+use crate::core::networks::NetworkStoreError;
 use crate::core::records::StateError;
 use crate::datapath::DatapathError;
 use hookd_model::domain::DomainError;
@@ -33,4 +34,7 @@ pub enum DaemonError {
     /// The record that lets hookd detach later could not be written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A network definition was refused, or is unknown.
+    #[error(transparent)]
+    Network(#[from] NetworkStoreError),
 }

@@ -15,6 +15,7 @@ pub mod dataplane;
 pub mod error;
 pub mod events;
 mod kernel;
+pub mod networks;
 pub mod records;
 pub mod trace;
 pub mod view;
@@ -24,6 +25,7 @@ pub use dataplane::{CounterSource, DataPlane};
 pub use error::DaemonError;
 pub use view::{Health, Records, View};
 
+use crate::core::networks::{Definition, NetworkStore};
 use crate::core::records::{DomainRecord, NicRecord, NicState, StateDir};
 use crate::datapath::DatapathError;
 use hookd_bpf::layout::{DropReason, NicStats};
@@ -70,6 +72,8 @@ pub struct Daemon {
     /// replaced: they may read an earlier version of the maps, so a change
     /// to them first replaces their programs, or is refused.
     stale: HashSet<(String, String)>,
+    networks: NetworkStore,
+    publish_networks: watch::Sender<view::Networks>,
 }
 
 fn mac_bytes(mac: &str) -> [u8; 6] {
@@ -90,8 +94,10 @@ impl Daemon {
         }
         let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
         let (publish, published) = watch::channel(Arc::new(Vec::new()));
+        let (publish_networks, networks) = watch::channel(Arc::new(Vec::new()));
         let view = View {
             records: published,
+            networks,
             counters: dp.counters(),
             events: Default::default(),
         };
@@ -104,6 +110,8 @@ impl Daemon {
             count_unmanaged,
             generation,
             stale: HashSet::new(),
+            networks: NetworkStore::in_memory(),
+            publish_networks,
         };
         let upgrade = d.dp.other_build_before();
         for mut rec in records {
@@ -221,6 +229,65 @@ impl Daemon {
             rewritten += 1;
         }
         Ok(rewritten)
+    }
+
+    /// Uses `store` for hookd's networks (instead of none, kept in memory).
+    pub fn with_networks(mut self, store: NetworkStore) -> Daemon {
+        self.networks = store;
+        self.publish_networks();
+        self
+    }
+
+    fn publish_networks(&self) {
+        let all: Vec<Arc<Definition>> = self.networks.list().cloned().map(Arc::new).collect();
+        self.publish_networks.send_replace(Arc::new(all));
+    }
+
+    /// The NICs of running domains on network `name`, for messages.
+    fn network_users(&self, _name: &str) -> Vec<String> {
+        // No NIC joins a network yet: `<hookd:network>` in a policy is the
+        // next step of the networks work.
+        Vec::new()
+    }
+
+    /// Defines (or redefines) a network from its document. Returns a
+    /// one-line summary.
+    pub fn define_network(&mut self, xml: &str) -> Result<String, DaemonError> {
+        let users: Vec<(String, Vec<String>)> = self
+            .networks
+            .list()
+            .map(|d| (d.network.name.clone(), self.network_users(&d.network.name)))
+            .collect();
+        let users_of = |n: &str| {
+            users
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, u)| u.clone())
+                .unwrap_or_default()
+        };
+        let (def, replaced) = self.networks.define(xml, users_of)?;
+        self.publish_networks();
+        let n = &def.network;
+        let summary = format!(
+            "network {} {} (tenant {}, VNI {}, {} subnet(s), MTU {})",
+            n.name,
+            if replaced { "redefined" } else { "defined" },
+            n.tenant,
+            n.vni,
+            n.subnets.len(),
+            n.mtu
+        );
+        tracing::info!(network = %n.name, file = %def.source.path().display(), "{summary}");
+        Ok(summary)
+    }
+
+    /// Removes a network that no NIC uses.
+    pub fn undefine_network(&mut self, name: &str) -> Result<String, DaemonError> {
+        let users = self.network_users(name);
+        let def = self.networks.undefine(name, |_| users.clone())?;
+        self.publish_networks();
+        tracing::info!(network = %name, file = %def.source.path().display(), "network undefined");
+        Ok(format!("network {name} undefined"))
     }
 
     /// The readers' view of this daemon.

@@ -5,6 +5,7 @@
 use crate::core::dataplane::CounterSource;
 use crate::core::error::DaemonError;
 use crate::core::events::EventLog;
+use crate::core::networks::{Definition, NetworkStoreError};
 use crate::core::records::DomainRecord;
 use hookd_bpf::layout::NicStats;
 use hookd_model::policy::Direction;
@@ -13,10 +14,13 @@ use tokio::sync::watch;
 
 /// The domain records as published to readers.
 pub type Records = Arc<Vec<Arc<DomainRecord>>>;
+/// The network definitions as published to readers, by name.
+pub type Networks = Arc<Vec<Arc<Definition>>>;
 
 #[derive(Clone)]
 pub struct View {
     pub(super) records: watch::Receiver<Records>,
+    pub(super) networks: watch::Receiver<Networks>,
     pub(super) counters: Arc<dyn CounterSource>,
     pub(super) events: Arc<Mutex<EventLog>>,
 }
@@ -48,6 +52,21 @@ impl View {
     /// The records as of the last change.
     pub fn records(&self) -> Records {
         self.records.borrow().clone()
+    }
+
+    /// The networks as of the last change, by name.
+    pub fn networks(&self) -> Networks {
+        self.networks.borrow().clone()
+    }
+
+    /// A network by name.
+    pub fn network(&self, name: &str) -> Result<Arc<Definition>, DaemonError> {
+        self.networks
+            .borrow()
+            .iter()
+            .find(|d| d.network.name == name)
+            .cloned()
+            .ok_or_else(|| DaemonError::Network(NetworkStoreError::NotFound(name.to_string())))
     }
 
     /// A domain by UUID or name.

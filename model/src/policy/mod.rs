@@ -4,7 +4,7 @@
 //! element, attribute and line), and its one-line text in `display`.
 
 mod display;
-mod parse;
+pub(crate) mod parse;
 
 pub use parse::{PolicyError, parse_policy, parse_prefix, protocol_number};
 

@@ -16,7 +16,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn new(el: &Element, attribute: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(el: &Element, attribute: Option<&str>, message: impl Into<String>) -> Self {
         PolicyError {
             line: el.line,
             element: el.qname.clone(),
@@ -30,7 +30,7 @@ type Result<T> = std::result::Result<T, PolicyError>;
 
 /// Refuses attributes other than `allowed`, and any child element when
 /// `children` is false.
-fn check_shape(el: &Element, allowed: &[&str], children: bool) -> Result<()> {
+pub(crate) fn check_shape(el: &Element, allowed: &[&str], children: bool) -> Result<()> {
     for a in &el.attrs {
         if a.ns.is_some() || !allowed.contains(&a.name.as_str()) {
             let mut msg = match &a.ns {
@@ -66,14 +66,24 @@ fn check_shape(el: &Element, allowed: &[&str], children: bool) -> Result<()> {
 /// The hookd-namespace children of `el`, refusing elements of other
 /// namespaces and names not in `allowed`.
 fn hookd_children<'a>(el: &'a Element, allowed: &[&str]) -> Result<Vec<&'a Element>> {
+    children_in(el, NAMESPACE, allowed)
+}
+
+/// The children of `el` in namespace `ns`, refusing elements of other
+/// namespaces and names not in `allowed`.
+pub(crate) fn children_in<'a>(
+    el: &'a Element,
+    ns: &str,
+    allowed: &[&str],
+) -> Result<Vec<&'a Element>> {
     el.children
         .iter()
         .map(|c| {
-            if c.ns.as_deref() != Some(NAMESPACE) {
+            if c.ns.as_deref() != Some(ns) {
                 return Err(PolicyError::new(
                     c,
                     None,
-                    format!("element is not in hookd's namespace {NAMESPACE}"),
+                    format!("element is not in hookd's namespace {ns}"),
                 ));
             }
             if !allowed.contains(&c.name.as_str()) {
@@ -156,7 +166,7 @@ fn overlaps_ipv4_mapped(net: &ipnet::Ipv6Net) -> bool {
     }
 }
 
-fn prefix_attr(el: &Element, attr: &str) -> Result<Option<IpNet>> {
+pub(crate) fn prefix_attr(el: &Element, attr: &str) -> Result<Option<IpNet>> {
     el.attr(attr)
         .map(|v| parse_prefix(v.trim()).map_err(|m| PolicyError::new(el, Some(attr), m)))
         .transpose()
