@@ -437,6 +437,7 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
         &NicMode::Enforced(Enforcement {
             anti_spoofing: AntiSpoofing::default(),
             firewall: Default::default(),
+            network: None,
         }),
         2,
     )

@@ -563,3 +563,71 @@ async fn networks_are_defined_listed_shown_and_undefined() {
     // Networks touch no NIC.
     assert!(calls.lock().unwrap().is_empty());
 }
+
+/// vm1 with one NIC of `kind` on tap vnet0, whose policy puts it on
+/// `network` with `address`.
+fn on_network(kind: &str, network: &str, address: &str) -> String {
+    DomainXml::new("vm1", UUID)
+        .metadata(&format!(
+            "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface mac='52:54:00:00:00:0a'>\n\
+             <hookd:network name='{network}'/>\n<hookd:address prefix='{address}'/>\n</hookd:interface>\n</hookd:policy>"
+        ))
+        .nic(kind, "52:54:00:00:00:0a", Some("vnet0"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn nics_join_defined_networks_only() {
+    let (p, calls, _run, _s) = setup().await;
+    p.define_network(BLUE).await.unwrap();
+    let refused = |r: Result<String, Error>, want: &str| match r {
+        Err(Error::InvalidPolicy(m)) => assert!(m.contains(want), "{m}\n  want: {want}"),
+        other => panic!("{other:?}"),
+    };
+    // A network that does not exist, an address outside the network, a
+    // bridged NIC: refused at prepare and at start, nothing attached.
+    for op in ["prepare", "start"] {
+        refused(
+            hook(&p, op, &on_network("ethernet", "red", "198.51.100.10/32")).await,
+            "<hookd:network> attribute 'name': no network 'red' is defined",
+        );
+        refused(
+            hook(&p, op, &on_network("ethernet", "blue", "203.0.113.10/32")).await,
+            "203.0.113.10/32 is not inside a subnet of network blue (198.51.100.0/24, 2001:db8:100::/64)",
+        );
+        refused(
+            hook(&p, op, &on_network("bridge", "blue", "198.51.100.10/32")).await,
+            "its policy puts it on network blue, but it is an <interface type='bridge'>",
+        );
+    }
+    refused(
+        p.validate_policy(&on_network("ethernet", "red", "198.51.100.10/32"))
+            .await,
+        "no network 'red' is defined",
+    );
+    assert!(calls.lock().unwrap().is_empty(), "nothing attached");
+    assert!(p.list_domains().await.unwrap().is_empty());
+
+    // On blue: attached, and blue can then be neither changed nor removed.
+    let xml = on_network("ethernet", "blue", "198.51.100.10/32");
+    p.validate_policy(&xml).await.unwrap();
+    hook(&p, "start", &xml).await.unwrap();
+    assert_eq!(p.list_domains().await.unwrap().len(), 1);
+    for r in [
+        p.undefine_network("blue").await,
+        p.define_network(&BLUE.replace("vni='10010'", "vni='10011'"))
+            .await,
+    ] {
+        match r {
+            Err(Error::Refused(m)) => assert!(
+                m.contains("network blue is in use by vm1 (52:54:00:00:00:0a)"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The same definition again changes nothing and is accepted.
+    p.define_network(BLUE).await.unwrap();
+    hook(&p, "release", &xml).await.unwrap();
+    p.undefine_network("blue").await.unwrap();
+}

@@ -83,6 +83,12 @@ impl Explanation {
             if let NicMode::Enforced(e) = &nic.mode {
                 let anti_spoofing = &e.anti_spoofing;
                 let prefixes = &anti_spoofing.prefixes;
+                if let Some(n) = &e.network {
+                    let _ = writeln!(
+                        out,
+                        "      network {n} (its definition, and that the addresses lie in its subnets, are checked by hookd at start; `hookctl network show {n}`)"
+                    );
+                }
                 let _ = writeln!(out, "      source MAC must be {mac}");
                 if prefixes.is_empty() {
                     let _ = writeln!(out, "      IP sources: not checked (no <hookd:address>)");

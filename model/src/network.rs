@@ -77,7 +77,7 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn name_attr(el: &Element, attr: &str) -> std::result::Result<String, PolicyError> {
+pub(crate) fn name_attr(el: &Element, attr: &str) -> std::result::Result<String, PolicyError> {
     let v = el
         .attr(attr)
         .ok_or_else(|| PolicyError::new(el, Some(attr), "is required"))?;
@@ -275,6 +275,46 @@ pub fn check_set<'a>(
     Ok(())
 }
 
+/// Checks the networks a policy's interfaces join: each must be defined
+/// (`lookup` finds definitions by name), and each address prefix of such
+/// an interface must lie inside one of its network's subnets.
+pub fn check_policy(
+    policy: &crate::policy::Policy,
+    lookup: impl Fn(&str) -> Option<Network>,
+) -> std::result::Result<(), PolicyError> {
+    for ip in &policy.interfaces {
+        let Some(r) = &ip.network else { continue };
+        let Some(net) = lookup(&r.name) else {
+            return Err(PolicyError {
+                line: r.line,
+                element: "hookd:network".into(),
+                attribute: Some("name".into()),
+                message: format!(
+                    "no network '{}' is defined on this host (hookctl network list; hookctl network define FILE)",
+                    r.name
+                ),
+            });
+        };
+        for a in &ip.addresses {
+            if !net.contains(a) {
+                let subnets: Vec<String> =
+                    net.subnets.iter().map(|s| s.prefix.to_string()).collect();
+                return Err(PolicyError {
+                    line: ip.line,
+                    element: "hookd:address".into(),
+                    attribute: Some("prefix".into()),
+                    message: format!(
+                        "{a} is not inside a subnet of network {} ({})",
+                        net.name,
+                        subnets.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,5 +495,40 @@ mod tests {
         let dup = net("grey", "globex", 10, "203.0.113.0/24", "203.0.113.1");
         let e = check_set(&dup, [&blue, &other]).unwrap_err();
         assert!(e.contains("VNI 10 is already network blue's"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_joins_defined_networks_with_addresses_inside_them() {
+        let blue = net("blue", "acme", 10, "198.51.100.0/24", "198.51.100.1");
+        let lookup = |n: &str| (n == "blue").then(|| blue.clone());
+        let policy = |body: &str| {
+            let root = xml_tree::parse(&format!(
+                "<hookd:policy xmlns:hookd='urn:hookd:policy:1'>\n<hookd:interface>{body}</hookd:interface></hookd:policy>"
+            ))
+            .unwrap();
+            crate::policy::parse_policy(&root).unwrap()
+        };
+        check_policy(
+            &policy("<hookd:network name='blue'/><hookd:address prefix='198.51.100.10/32'/>"),
+            lookup,
+        )
+        .unwrap();
+        // No network named: nothing to check.
+        check_policy(&policy("<hookd:address prefix='203.0.113.1/32'/>"), lookup).unwrap();
+        let e = check_policy(&policy("<hookd:network name='red'/>"), lookup).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: <hookd:network> attribute 'name': no network 'red' is defined on this host (hookctl network list; hookctl network define FILE)"
+        );
+        let e = check_policy(
+            &policy("<hookd:network name='blue'/><hookd:address prefix='203.0.113.1/32'/>"),
+            lookup,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("<hookd:address> attribute 'prefix': 203.0.113.1/32 is not inside a subnet of network blue (198.51.100.0/24)"),
+            "{e}"
+        );
     }
 }

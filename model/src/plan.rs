@@ -28,6 +28,9 @@ pub struct Enforcement {
     pub anti_spoofing: AntiSpoofing,
     #[serde(skip)]
     pub firewall: NicFirewall,
+    /// The hookd network the NIC joins, by name (`<hookd:network>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// Anti-spoofing: the source MAC is always checked; IP sources, ARP
@@ -156,6 +159,15 @@ pub enum PlanError {
         "line {line}: <interface> {mac}: hookd policy applies to it but it has no <target dev> (tap) yet"
     )]
     NoTap { line: u32, mac: String },
+    #[error(
+        "line {line}: <interface> {mac}: its policy puts it on network {network}, but it is an <interface type='{kind}'>; a NIC joins a network as <interface type='ethernet'> (a tap without a bridge)"
+    )]
+    NetworkNeedsEthernet {
+        line: u32,
+        mac: String,
+        kind: String,
+        network: String,
+    },
 }
 
 /// Whether the taps must be present: true from `start begin` on.
@@ -199,6 +211,16 @@ fn compile_direction(
 }
 
 fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanError> {
+    if let Some(n) = &p.network
+        && nic.kind != "ethernet"
+    {
+        return Err(PlanError::NetworkNeedsEthernet {
+            line: nic.line,
+            mac: mac_text(nic),
+            kind: nic.kind.clone(),
+            network: n.name.clone(),
+        });
+    }
     let mut prefixes = p.addresses.clone();
     if !prefixes.is_empty() {
         // The guest's own EUI-64 link-local address is always allowed.
@@ -219,6 +241,7 @@ fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanErro
             ingress: compile_direction(nic, p, Direction::Ingress)?,
             egress: compile_direction(nic, p, Direction::Egress)?,
         },
+        network: p.network.as_ref().map(|n| n.name.clone()),
     }))
 }
 
@@ -298,10 +321,10 @@ pub fn warnings(domain: &Domain) -> Vec<String> {
                 ip.mac.map(|m| format!(" mac=\"{m}\"")).unwrap_or_default()
             ));
         }
-        if ip.route.is_some() {
+        if let Some(n) = &ip.network {
             out.push(format!(
-                "line {}: <hookd:route> is reserved for routed mode and not enforced by this version",
-                ip.line
+                "line {}: <hookd:network name=\"{}\">: this version checks the network and the NIC's addresses, and enforces anti-spoofing and security groups; switching and routing at the tap are not implemented yet",
+                n.line, n.name
             ));
         }
     }

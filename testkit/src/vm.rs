@@ -41,6 +41,7 @@ pub fn antispoof_mode(prefixes: &[&str]) -> NicMode {
             ..Default::default()
         },
         firewall: Default::default(),
+        network: None,
     })
 }
 

@@ -178,7 +178,23 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
         require_reader(self.readers, &hdr, conn, "ValidatePolicy").await?;
-        hookd_model::explain::validate(&xml).map_err(Error::InvalidPolicy)
+        let summary = hookd_model::explain::validate(&xml).map_err(Error::InvalidPolicy)?;
+        // What only this host knows: the networks the policy joins.
+        let policy = hookd_model::domain::parse(&xml)
+            .ok()
+            .and_then(|d| d.policy)
+            .or_else(|| {
+                hookd_model::metadata::parse_policy_document(&xml)
+                    .ok()
+                    .map(|d| d.policy)
+            });
+        if let Some(p) = policy {
+            hookd_model::network::check_policy(&p, |n| {
+                self.view.network(n).ok().map(|d| d.network.clone())
+            })
+            .map_err(|e| Error::InvalidPolicy(e.to_string()))?;
+        }
+        Ok(summary)
     }
 
     /// The verdict the live rules of a domain's NIC give a described packet

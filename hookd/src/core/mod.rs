@@ -243,11 +243,38 @@ impl Daemon {
         self.publish_networks.send_replace(Arc::new(all));
     }
 
-    /// The NICs of running domains on network `name`, for messages.
-    fn network_users(&self, _name: &str) -> Vec<String> {
-        // No NIC joins a network yet: `<hookd:network>` in a policy is the
-        // next step of the networks work.
-        Vec::new()
+    /// The networks `dom`'s policy joins exist, and hold its addresses.
+    fn check_networks(&self, dom: &Domain) -> Result<(), DaemonError> {
+        let Some(policy) = &dom.policy else {
+            return Ok(());
+        };
+        hookd_model::network::check_policy(policy, |n| {
+            self.networks.get(n).map(|d| d.network.clone())
+        })
+        .map_err(|e| DaemonError::Domain(e.into()))
+    }
+
+    /// The NICs of running domains on network `name` ("vm1 (MAC)"), for
+    /// messages.
+    fn network_users(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for rec in &self.records {
+            let Ok(dom) = domain::parse(&rec.xml) else {
+                continue;
+            };
+            let Some(policy) = &dom.policy else { continue };
+            for nic in rec.nics.iter().filter(|n| n.attached()) {
+                let mac = nic.mac.parse().ok();
+                let on = policy
+                    .for_mac(mac)
+                    .and_then(|p| p.network.as_ref())
+                    .is_some_and(|r| r.name == name);
+                if on {
+                    out.push(format!("{} ({})", rec.name, nic.mac));
+                }
+            }
+        }
+        out
     }
 
     /// Defines (or redefines) a network from its document. Returns a
@@ -370,6 +397,7 @@ impl Daemon {
             )),
             HookAction::Validate => {
                 let dom = domain::parse(xml)?;
+                self.check_networks(&dom)?;
                 let plans = plan::plan_domain(&dom, self.count_unmanaged, Stage::BeforeTaps)?;
                 Ok(format!(
                     "{}: policy valid, {} NIC(s)",
@@ -400,6 +428,7 @@ impl Daemon {
         xml: &str,
         phase: &str,
     ) -> Result<String, DaemonError> {
+        self.check_networks(dom)?;
         let plans = plan::plan_domain(dom, self.count_unmanaged, Stage::TapsExist)?;
         let previous = self
             .records

@@ -11,7 +11,6 @@ pub use parse::{PolicyError, parse_policy, parse_prefix, protocol_number};
 use crate::mac::MacAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
 
 /// Namespace URI of hookd's metadata.
 pub const NAMESPACE: &str = "urn:hookd:policy:1";
@@ -56,7 +55,7 @@ pub struct InterfacePolicy {
     pub egress: Option<DirectionRules>,
     pub allow_dhcp_server: bool,
     pub allow_router_advertisements: bool,
-    pub route: Option<Route>,
+    pub network: Option<NetworkRef>,
     pub line: u32,
 }
 
@@ -197,11 +196,13 @@ pub struct Rule {
     pub line: u32,
 }
 
-/// Reserved for routed-mode NICs; parsed and validated, not yet enforced.
+/// `<hookd:network name="..."/>`: the NIC joins one of hookd's networks
+/// (see docs/networks.md). Whether that network exists is the daemon's
+/// check, which knows the definitions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Route {
-    pub network: String,
-    pub gateway: IpAddr,
+pub struct NetworkRef {
+    pub name: String,
+    pub line: u32,
 }
 
 impl Policy {

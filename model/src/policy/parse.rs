@@ -4,6 +4,7 @@
 use super::*;
 use crate::xml_tree::Element;
 use ipnet::IpNet;
+use std::net::IpAddr;
 
 /// A policy error, naming where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -384,10 +385,10 @@ fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
         egress: None,
         allow_dhcp_server: parse_bool(el, "allow-dhcp-server")?,
         allow_router_advertisements: parse_bool(el, "allow-router-advertisements")?,
-        route: None,
+        network: None,
         line: el.line,
     };
-    for c in hookd_children(el, &["address", "ingress", "egress", "route"])? {
+    for c in hookd_children(el, &["address", "ingress", "egress", "network", "route"])? {
         match c.name.as_str() {
             "address" => {
                 check_shape(c, &["prefix"], false)?;
@@ -438,25 +439,24 @@ fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
                 }
                 *slot = Some(parse_direction(c)?);
             }
-            _ => {
-                check_shape(c, &["network", "gateway"], false)?;
-                if ifp.route.is_some() {
-                    return Err(PolicyError::new(c, None, "only one route per interface"));
+            "network" => {
+                check_shape(c, &["name"], false)?;
+                if ifp.network.is_some() {
+                    return Err(PolicyError::new(
+                        c,
+                        None,
+                        format!("only one <{}> per interface", c.qname),
+                    ));
                 }
-                let network = c
-                    .attr("network")
-                    .filter(|n| !n.trim().is_empty())
-                    .ok_or_else(|| PolicyError::new(c, Some("network"), "is required"))?;
-                let gw = c
-                    .attr("gateway")
-                    .ok_or_else(|| PolicyError::new(c, Some("gateway"), "is required"))?;
-                let gateway = gw.trim().parse().map_err(|_| {
-                    PolicyError::new(c, Some("gateway"), format!("'{gw}' is not an IP address"))
-                })?;
-                ifp.route = Some(Route {
-                    network: network.trim().to_string(),
-                    gateway,
-                });
+                let name = crate::network::name_attr(c, "name")?;
+                ifp.network = Some(NetworkRef { name, line: c.line });
+            }
+            _ => {
+                return Err(PolicyError::new(
+                    c,
+                    None,
+                    "<hookd:route> is replaced by <hookd:network name=\"NAME\"/>, which puts the NIC on one of hookd's networks (docs/networks.md)",
+                ));
             }
         }
     }
@@ -717,14 +717,19 @@ mod tests {
                 "unknown attribute",
             ),
             (
-                "<hookd:interface><hookd:route network=\"\" gateway=\"192.0.2.1\"/></hookd:interface>",
-                "network",
+                "<hookd:interface><hookd:network/></hookd:interface>",
+                "name",
                 "required",
             ),
             (
-                "<hookd:interface><hookd:route network=\"n\" gateway=\"x\"/></hookd:interface>",
+                "<hookd:interface><hookd:network name=\"a b\"/></hookd:interface>",
+                "name",
+                "'a b' is not a valid name",
+            ),
+            (
+                "<hookd:interface><hookd:network name=\"blue\" gateway=\"192.0.2.1\"/></hookd:interface>",
                 "gateway",
-                "not an IP",
+                "unknown attribute",
             ),
         ];
         for (xml, attr, msg) in cases {
@@ -749,11 +754,24 @@ mod tests {
         assert!(e.to_string().contains("may not contain"));
         let e = err("<hookd:interface>text</hookd:interface>");
         assert!(e.to_string().contains("text content"));
+        let e = err(
+            "<hookd:interface><hookd:network name=\"a\"/><hookd:network name=\"b\"/></hookd:interface>",
+        );
+        assert!(e.to_string().contains("only one <hookd:network>"), "{e}");
+        // The element reserved earlier is gone, with a pointer to its successor.
+        let e = err(
+            "<hookd:interface><hookd:route network=\"t1\" gateway=\"192.0.2.1\"/></hookd:interface>",
+        );
+        assert!(
+            e.to_string()
+                .contains("replaced by <hookd:network name=\"NAME\"/>"),
+            "{e}"
+        );
     }
 
     #[test]
     fn defaults_and_bare_addresses() {
-        let p = parse("<hookd:interface><hookd:address prefix=\"192.0.2.10\"/><hookd:ingress/><hookd:route network=\"t1\" gateway=\"192.0.2.1\"/></hookd:interface>").unwrap();
+        let p = parse("<hookd:interface><hookd:address prefix=\"192.0.2.10\"/><hookd:ingress/><hookd:network name=\"t1\"/></hookd:interface>").unwrap();
         let i = &p.interfaces[0];
         assert_eq!(i.addresses[0].to_string(), "192.0.2.10/32");
         assert_eq!(i.ingress.as_ref().unwrap().default, Action::Allow);
@@ -762,7 +780,7 @@ mod tests {
             p.for_mac(Some("52:54:00:00:00:01".parse().unwrap()))
                 .is_some()
         );
-        assert_eq!(i.route.as_ref().unwrap().network, "t1");
+        assert_eq!(i.network.as_ref().unwrap().name, "t1");
     }
 
     #[test]
