@@ -17,6 +17,7 @@ const ENUMS: &[(&str, &str)] = &[
     ("lpm_fixed_bits", "u32"),
     ("map_size", "u32"),
     ("ct_state", "u8"),
+    ("net_addr_kind", "u8"),
 ];
 
 /// The Rust mirror of each C struct. LPM keys are mirrored by their data
@@ -33,6 +34,9 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("log_window", "LogWindow", false),
     ("ct_key", "CtKey", false),
     ("ct_entry", "CtEntry", false),
+    ("nic_net", "NicNet", false),
+    ("net_addr_key", "NetAddrKey", false),
+    ("net_addr", "NetAddr", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

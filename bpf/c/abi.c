@@ -17,6 +17,7 @@ ANCHOR(enum direction, direction);
 ANCHOR(enum lpm_fixed_bits, lpm_fixed_bits);
 ANCHOR(enum map_size, map_size);
 ANCHOR(enum ct_state, ct_state);
+ANCHOR(enum net_addr_kind, net_addr_kind);
 
 ANCHOR(struct nic_config, nic_config);
 ANCHOR(struct fw_class_key, fw_class_key);
@@ -29,3 +30,6 @@ ANCHOR(struct ct_key, ct_key);
 ANCHOR(struct ct_entry, ct_entry);
 ANCHOR(struct addr_key, addr_key);
 ANCHOR(struct nic_stats, nic_stats);
+ANCHOR(struct nic_net, nic_net);
+ANCHOR(struct net_addr_key, net_addr_key);
+ANCHOR(struct net_addr, net_addr);

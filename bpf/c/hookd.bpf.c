@@ -10,6 +10,7 @@
 #include "lib/flow.h"
 #include "lib/antispoof.h"
 #include "lib/firewall.h"
+#include "lib/l2net.h"
 
 /* Headers we may read: Ethernet + IPv6 + 4 extension headers + ND message. */
 #define PULL_LEN 256
@@ -25,12 +26,12 @@ static __always_inline void count_drop(struct nic_stats *st, int reason)
  * verdict (lib/verdict.h); the first that is not VERDICT_PASS decides.
  *
  *   from_vm: antispoof_l2 (MAC, VLAN; before parsing) -> antispoof ->
- *            firewall (egress) -> [later: L2 responder (ARP/ND for the
- *            gateway and the network's NICs), router, encapsulation]
+ *            firewall (egress) -> net_stage (network NICs: ARP and echo
+ *            answered, same-network frames redirected; lib/l2net.h)
+ *            -> [later: router, encapsulation]
  *   to_vm:   [later: decapsulation] -> firewall (ingress)
  *
- * A stage that answers or forwards a frame itself (a responder, a router)
- * will need verdicts beyond pass/drop (e.g. tx, redirect) in verdict.h. */
+ * A stage that sends the frame on itself returns VERDICT_REDIRECT. */
 
 static __always_inline void linearize(struct __sk_buff *skb)
 {
@@ -59,6 +60,15 @@ int hookd_from_vm(struct __sk_buff *skb)
 								   : antispoof(skb, cfg, &f);
 		if (verdict == VERDICT_PASS && fw_enabled(cfg))
 			verdict = firewall(skb, cfg, DIR_EGRESS, &f);
+		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK))
+			verdict = net_stage(skb, ifindex, &f);
+		if (verdict == VERDICT_REDIRECT) {
+			if (st) {
+				st->from_vm_packets++;
+				st->from_vm_bytes += skb->len;
+			}
+			return TC_ACT_REDIRECT;
+		}
 		if (verdict != VERDICT_PASS) {
 			count_drop(st, verdict);
 			return TC_ACT_SHOT;

@@ -78,6 +78,34 @@ pub struct CtKey {
     pub remote_port: u16,
 }
 
+/// `struct nic_net`: the network a network NIC is on.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NicNet {
+    pub net_id: u32,
+    pub tenant_id: u32,
+    pub gw_mac: [u8; 6],
+    pub pad: [u8; 2],
+}
+
+/// `struct net_addr_key`: an address on a network (IPv4 mapped).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NetAddrKey {
+    pub net_id: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct net_addr`: who answers for an address on a network.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetAddr {
+    pub mac: [u8; 6],
+    pub kind: u8,
+    pub pad: u8,
+    pub ifindex: u32,
+}
+
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -201,7 +229,10 @@ pod!(
     FwHitKey,
     CtEntry,
     LogWindow,
-    NicStats
+    NicStats,
+    NicNet,
+    NetAddrKey,
+    NetAddr
 );
 
 #[cfg(test)]

@@ -41,3 +41,7 @@ pub const MAP_FW_HITS: &str = "hookd_fw_hits";
 pub const MAP_EVENTS: &str = "hookd_events";
 /// Map: per-NIC log rate-limit windows.
 pub const MAP_LOG_RATE: &str = "hookd_log_rate";
+/// The network of each network NIC.
+pub const MAP_NIC_NETS: &str = "hookd_nic_nets";
+/// The addresses on each network this host answers for or switches to.
+pub const MAP_NET_ADDRS: &str = "hookd_net_addrs";

@@ -147,7 +147,10 @@ fn drop_reason_names_are_stable() {
             "fw_rule",
             "fw_default",
             "ct_invalid",
-            "fragment"
+            "fragment",
+            "no_route",
+            "unknown_unicast",
+            "not_forwarded"
         ]
     );
     for (i, r) in DropReason::ALL.iter().enumerate() {

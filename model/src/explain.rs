@@ -83,7 +83,12 @@ impl Explanation {
             if let NicMode::Enforced(e) = &nic.mode {
                 let anti_spoofing = &e.anti_spoofing;
                 let prefixes = &anti_spoofing.prefixes;
-                if let Some(n) = &e.network {
+                let network = d
+                    .policy
+                    .as_ref()
+                    .and_then(|p| p.for_mac(nic.mac))
+                    .and_then(|p| p.network.as_ref());
+                if let Some(n) = network.map(|r| &r.name) {
                     let _ = writeln!(
                         out,
                         "      network {n} (its definition, and that the addresses lie in its subnets, are checked by hookd at start; `hookctl network show {n}`)"

@@ -68,6 +68,14 @@ pub enum NetworkError {
     Invalid(#[from] PolicyError),
 }
 
+/// The MAC address of a network's gateway: the same on every host (so a
+/// VM that migrates needs no new ARP entry), locally administered, one per
+/// network: 02:68:6b ("hk") and the VNI's three bytes.
+pub fn gateway_mac(vni: u32) -> crate::mac::MacAddr {
+    let v = vni.to_be_bytes();
+    crate::mac::MacAddr([0x02, 0x68, 0x6b, v[1], v[2], v[3]])
+}
+
 /// A name or tenant: letters, digits, `-`, `_` and `.`, not starting with
 /// a dot, 1 to 64 characters (it names a file and a namespace).
 fn valid_name(s: &str) -> bool {

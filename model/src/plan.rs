@@ -28,9 +28,20 @@ pub struct Enforcement {
     pub anti_spoofing: AntiSpoofing,
     #[serde(skip)]
     pub firewall: NicFirewall,
-    /// The hookd network the NIC joins, by name (`<hookd:network>`).
+    /// The hookd network the NIC joins (`<hookd:network>`), once
+    /// [`join_networks`] has found its definition.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
+    pub network: Option<NicNetwork>,
+}
+
+/// What the data path needs of a NIC's network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NicNetwork {
+    pub name: String,
+    /// The network's VNI, which is also its id in the data path's maps.
+    pub vni: u32,
+    pub gateways: Vec<std::net::IpAddr>,
+    pub gateway_mac: MacAddr,
 }
 
 /// Anti-spoofing: the source MAC is always checked; IP sources, ARP
@@ -241,7 +252,7 @@ fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanErro
             ingress: compile_direction(nic, p, Direction::Ingress)?,
             egress: compile_direction(nic, p, Direction::Egress)?,
         },
-        network: p.network.as_ref().map(|n| n.name.clone()),
+        network: None,
     }))
 }
 
@@ -297,6 +308,36 @@ pub fn plan_domain(
             })
         })
         .collect()
+}
+
+/// Gives each planned NIC whose policy names a network that network's
+/// data (`lookup` finds definitions by name). A network `lookup` does not
+/// know is left out: [`crate::network::check_policy`] refuses such a
+/// policy first.
+pub fn join_networks(
+    plans: &mut [NicPlan],
+    domain: &Domain,
+    lookup: impl Fn(&str) -> Option<crate::network::Network>,
+) {
+    let Some(policy) = &domain.policy else {
+        return;
+    };
+    for p in plans.iter_mut() {
+        let NicMode::Enforced(e) = &mut p.mode else {
+            continue;
+        };
+        let Some(r) = policy.for_mac(p.mac).and_then(|i| i.network.as_ref()) else {
+            continue;
+        };
+        if let Some(n) = lookup(&r.name) {
+            e.network = Some(NicNetwork {
+                name: n.name.clone(),
+                vni: n.vni,
+                gateways: n.subnets.iter().map(|s| s.gateway).collect(),
+                gateway_mac: crate::network::gateway_mac(n.vni),
+            });
+        }
+    }
 }
 
 /// Things an operator should know that are not errors.

@@ -47,15 +47,24 @@ pub fn antispoof_mode(prefixes: &[&str]) -> NicMode {
 
 /// The verdict of the loaded program `prog` on `frame`.
 pub fn run_prog(dp: &Datapath, prog: &str, frame: &[u8]) -> u32 {
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        ..Default::default()
-    };
-    dp.program(prog)
+    run_prog_out(dp, prog, frame).0
+}
+
+/// The verdict of `prog` on `frame`, and the frame as the program left it
+/// (an answer it wrote in place, a frame it redirected).
+pub fn run_prog_out(dp: &Datapath, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 64];
+    let r = dp
+        .program(prog)
         .unwrap()
-        .test_run(opts)
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
 }
 
 /// The verdict of the program for frames from the VM.

@@ -73,6 +73,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_log_rate SEC(".maps");
 
+/* Networks: the network of each network NIC, and the addresses on each
+ * network this host answers for (gateways) or switches to (local NICs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct nic_net);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_nic_nets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NET_ADDRS);
+	__type(key, struct net_addr_key);
+	__type(value, struct net_addr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_net_addrs SEC(".maps");
+
 /* Connection tracking: one LRU table per NIC, created by hookd when it
  * programs the NIC, so a VM that opens connections without end evicts only
  * its own entries (its share: the inner table's size). */

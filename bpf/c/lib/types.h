@@ -20,6 +20,8 @@ enum nic_flag {
 	NIC_F_CHECK_IP          = 1 << 1, /* address prefixes given: check IP sources */
 	NIC_F_ALLOW_DHCP_SERVER = 1 << 2, /* may send DHCPv4/DHCPv6 server replies */
 	NIC_F_ALLOW_RA          = 1 << 3, /* may send IPv6 router advertisements */
+	NIC_F_NETWORK           = 1 << 4, /* on one of hookd's networks (hookd_nic_nets):
+					   * switched at the tap, never handed to the host */
 };
 
 /* Drop reasons: index into nic_stats.drops. The Rust DropReason is
@@ -39,6 +41,9 @@ enum drop_reason {
 	DROP_FW_DEFAULT    = 10, /* no rule matched and the default is deny */
 	DROP_CT_INVALID    = 11, /* TCP segment of no tracked connection, not a SYN */
 	DROP_FRAGMENT      = 12, /* non-first fragment where rules need ports */
+	DROP_NO_ROUTE      = 13, /* network NIC: to the gateway or beyond it (not routed yet) */
+	DROP_UNKNOWN_UNICAST = 14, /* network NIC: no NIC of the network has that MAC and address */
+	DROP_NOT_FORWARDED = 15, /* network NIC: broadcast, multicast, unanswered ARP, IPv6 */
 };
 
 enum stats_size {
@@ -85,6 +90,13 @@ enum map_size {
 	MAX_FW_HITS    = 262144,  /* hookd_fw_hits */
 	CT_PER_NIC     = 16384,   /* each NIC's conntrack table */
 	EVENTS_BYTES   = 256 * 1024, /* hookd_events ring buffer */
+	MAX_NET_ADDRS  = 65536,   /* hookd_net_addrs */
+};
+
+/* net_addr.kind */
+enum net_addr_kind {
+	NET_ADDR_GATEWAY = 1, /* the network's gateway: answered at the tap */
+	NET_ADDR_NIC     = 2, /* a NIC of the network on this host */
 };
 
 /* Key of nic_config and nic_stats: the tap's ifindex. */
@@ -191,6 +203,30 @@ struct addr_key {
 	__u32 prefixlen; /* 32 (ifindex) + bits of addr that must match */
 	__u32 ifindex;
 	__u8 addr[16];
+};
+
+/* Value of hookd_nic_nets (key: ifindex): the network a NIC is on. The
+ * network's id is its VNI, unique among networks; the tenant id is kept
+ * for routing between a tenant's networks. */
+struct nic_net {
+	__u32 net_id;
+	__u32 tenant_id;
+	__u8 gw_mac[6];  /* the network's gateway MAC, the same on every host */
+	__u8 pad[2];
+};
+
+/* Key of hookd_net_addrs: an address on a network (IPv4 as IPv4-mapped
+ * IPv6, as in addr_key), so that every lookup is scoped to one network. */
+struct net_addr_key {
+	__u32 net_id;
+	__u8 addr[16];
+};
+
+struct net_addr {
+	__u8 mac[6];
+	__u8 kind;       /* enum net_addr_kind */
+	__u8 pad;
+	__u32 ifindex;   /* NET_ADDR_NIC: its tap */
 };
 
 struct nic_stats {

@@ -11,6 +11,9 @@
 #include "types.h"
 
 #define VERDICT_PASS (-1)
+/* The stage has sent the frame on itself (bpf_redirect, to another tap or
+ * back to the VM as an answer): the program returns TC_ACT_REDIRECT. */
+#define VERDICT_REDIRECT (-2)
 
 #define NS_PER_SEC 1000000000ULL
 

@@ -34,7 +34,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
     let networks = NetworkStore::open(&cfg.state_dir.join("networks"), &cfg.networks_dir)
         .map_err(|e| e.to_string())?;
-    let daemon = Daemon::new(Box::new(dp), state, cfg.count_unmanaged).with_networks(networks);
+    let daemon = Daemon::open(Box::new(dp), state, cfg.count_unmanaged, networks);
     let view = daemon.view();
     let daemon = Arc::new(Mutex::new(daemon));
 

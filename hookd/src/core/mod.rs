@@ -88,16 +88,27 @@ impl Daemon {
     /// this daemon's programs swapped in where they differ; NICs whose tap
     /// is gone are cleaned up.
     pub fn new(dp: Box<dyn DataPlane>, state: StateDir, count_unmanaged: bool) -> Daemon {
+        Daemon::open(dp, state, count_unmanaged, NetworkStore::in_memory())
+    }
+
+    /// [`Daemon::new`] with the networks of `networks` (read before the
+    /// adoption, which rewrites network NICs' maps from them).
+    pub fn open(
+        dp: Box<dyn DataPlane>,
+        state: StateDir,
+        count_unmanaged: bool,
+        networks: NetworkStore,
+    ) -> Daemon {
         let (records, errors) = state.load_all();
         for e in errors {
             tracing::warn!(error = %e, "ignoring unreadable state file");
         }
         let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
         let (publish, published) = watch::channel(Arc::new(Vec::new()));
-        let (publish_networks, networks) = watch::channel(Arc::new(Vec::new()));
+        let (publish_networks, published_networks) = watch::channel(Arc::new(Vec::new()));
         let view = View {
             records: published,
-            networks,
+            networks: published_networks,
             counters: dp.counters(),
             events: Default::default(),
         };
@@ -110,9 +121,10 @@ impl Daemon {
             count_unmanaged,
             generation,
             stale: HashSet::new(),
-            networks: NetworkStore::in_memory(),
+            networks,
             publish_networks,
         };
+        d.publish_networks();
         let upgrade = d.dp.other_build_before();
         for mut rec in records {
             let (alive, gone): (Vec<NicRecord>, Vec<NicRecord>) = rec
@@ -207,7 +219,7 @@ impl Daemon {
     /// many NICs were rewritten.
     fn migrate_maps(&mut self, rec: &DomainRecord) -> Result<usize, DaemonError> {
         let dom = domain::parse(&rec.xml)?;
-        let plans = plan::plan_domain(&dom, self.count_unmanaged, Stage::TapsExist)?;
+        let plans = self.plan(&dom, Stage::TapsExist)?;
         let mut rewritten = 0;
         for nic in rec.nics.iter().filter(|n| n.attached()) {
             let plan = plans
@@ -231,16 +243,18 @@ impl Daemon {
         Ok(rewritten)
     }
 
-    /// Uses `store` for hookd's networks (instead of none, kept in memory).
-    pub fn with_networks(mut self, store: NetworkStore) -> Daemon {
-        self.networks = store;
-        self.publish_networks();
-        self
-    }
-
     fn publish_networks(&self) {
         let all: Vec<Arc<Definition>> = self.networks.list().cloned().map(Arc::new).collect();
         self.publish_networks.send_replace(Arc::new(all));
+    }
+
+    /// Plans `dom`'s NICs, with the networks they join.
+    fn plan(&self, dom: &Domain, stage: Stage) -> Result<Vec<plan::NicPlan>, DaemonError> {
+        let mut plans = plan::plan_domain(dom, self.count_unmanaged, stage)?;
+        plan::join_networks(&mut plans, dom, |n| {
+            self.networks.get(n).map(|d| d.network.clone())
+        });
+        Ok(plans)
     }
 
     /// The networks `dom`'s policy joins exist, and hold its addresses.
@@ -398,7 +412,7 @@ impl Daemon {
             HookAction::Validate => {
                 let dom = domain::parse(xml)?;
                 self.check_networks(&dom)?;
-                let plans = plan::plan_domain(&dom, self.count_unmanaged, Stage::BeforeTaps)?;
+                let plans = self.plan(&dom, Stage::BeforeTaps)?;
                 Ok(format!(
                     "{}: policy valid, {} NIC(s)",
                     dom.name,
@@ -429,7 +443,7 @@ impl Daemon {
         phase: &str,
     ) -> Result<String, DaemonError> {
         self.check_networks(dom)?;
-        let plans = plan::plan_domain(dom, self.count_unmanaged, Stage::TapsExist)?;
+        let plans = self.plan(dom, Stage::TapsExist)?;
         let previous = self
             .records
             .iter()

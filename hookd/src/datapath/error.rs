@@ -32,6 +32,9 @@ pub enum DatapathError {
     NoTap { tap: String, source: std::io::Error },
     #[error("eBPF object has no {0}")]
     Missing(String),
+    /// What the NIC asks for is another's (an address on its network).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DatapathError {

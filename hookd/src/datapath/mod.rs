@@ -9,7 +9,7 @@
 //!   links/<domain uuid>/<tap>-from_vm, links/<domain uuid>/<tap>-to_vm
 //!
 //! - [`attach`]: attaching and detaching programs;
-//! - [`nic`]: the per-NIC map writers;
+//! - [`nic`]: the per-NIC map writers; `network`: those of network NICs;
 //! - [`conntrack`]: per-NIC connection-tracking tables;
 //! - [`counters`]: counter readers for any thread;
 //! - [`events`]: the ring buffer of logged packets;
@@ -25,6 +25,7 @@ pub mod counters;
 pub mod error;
 pub mod events;
 pub mod netdev;
+mod network;
 mod nic;
 mod owned;
 mod tcfilter;
@@ -43,7 +44,8 @@ use aya::programs::ProgramInfo;
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
-    self, AddrData, FwClassData, FwHitKey, FwRuleData, FwVerdict, NicConfig, NicStats,
+    self, AddrData, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey, NicConfig,
+    NicNet, NicStats,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -105,6 +107,9 @@ pub struct Datapath {
     pub(crate) ct: HashOfMaps<MapData, u32>,
     pub(crate) fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
     pub(crate) log_rate: HashMap<MapData, u32, [u8; 16]>,
+    pub(crate) nic_nets: HashMap<MapData, u32, NicNet>,
+    pub(crate) net_addrs: HashMap<MapData, NetAddrKey, NetAddr>,
+    pub(crate) net_owned: network::NetOwned,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
     pub(crate) mode: AttachMode,
@@ -224,6 +229,11 @@ impl Datapath {
             .map_err(map_err("hookd_log_rate"))?;
         let events = RingBuf::try_from(take(&mut ebpf, hookd_bpf::MAP_EVENTS)?)
             .map_err(map_err("hookd_events"))?;
+        let nic_nets = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NIC_NETS)?)
+            .map_err(map_err("hookd_nic_nets"))?;
+        let net_addrs = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NET_ADDRS)?)
+            .map_err(map_err("hookd_net_addrs"))?;
+        let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
             source,
@@ -247,6 +257,9 @@ impl Datapath {
             ct,
             fw_hits,
             log_rate,
+            nic_nets,
+            net_addrs,
+            net_owned,
             events: Some(events),
             pin_dir: pin_dir.to_owned(),
             mode,

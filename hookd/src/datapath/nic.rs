@@ -38,7 +38,7 @@ impl Datapath {
         with_ct: bool,
     ) -> Result<(), DatapathError> {
         let none = NicFirewall::default();
-        let (flags, prefixes, fw) = match mode.enforcement() {
+        let (mut flags, prefixes, fw) = match mode.enforcement() {
             Some(e) => (
                 nic_flags(&e.anti_spoofing),
                 e.anti_spoofing.prefixes.as_slice(),
@@ -46,6 +46,12 @@ impl Datapath {
             ),
             None => (0, &[][..], &none),
         };
+        let network = mode.enforcement().and_then(|e| e.network.as_ref());
+        // A network NIC's entries go in before its config names them.
+        if let Some(net) = network {
+            self.write_network(ifindex, mac, prefixes, net)?;
+            flags |= layout::NIC_F_NETWORK;
+        }
         // New prefixes go in before stale ones go out, so a re-applied
         // policy never drops an address that both versions allow.
         let keys: Vec<AddrKey> = prefixes
@@ -120,6 +126,9 @@ impl Datapath {
         self.nics
             .insert(ifindex, cfg, 0)
             .map_err(map_err("writing NIC config"))?;
+        if network.is_none() {
+            self.clear_network(ifindex);
+        }
         if old.is_some() {
             // The new rules are in force: emptying the old half can wait
             // for `tidy`, after the caller has its answer.
@@ -241,6 +250,7 @@ impl Datapath {
         self.clear_hits(|k| k.ifindex == ifindex);
         let _ = self.log_rate.remove(&ifindex);
         self.clear_addrs(ifindex);
+        self.clear_network(ifindex);
     }
 
     /// Hands over the ring buffer of logged packets (once), for a reader

@@ -1,0 +1,185 @@
+//! The network entries of network NICs: the NIC's network
+//! (`hookd_nic_nets`), and the addresses on that network this host
+//! answers for (its gateways) or switches to (its NICs' host addresses) in
+//! `hookd_net_addrs`. Gateway entries are shared by the network's NICs on
+//! this host: written with the first, removed with the last.
+
+use crate::datapath::Datapath;
+use crate::datapath::error::{DatapathError, map_err};
+use aya::maps::{HashMap, MapData};
+use hookd_bpf::layout::{self, NetAddr, NetAddrKey, NicNet};
+use hookd_model::plan::NicNetwork;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// Which network entries each NIC has, rebuilt from the maps at start.
+#[derive(Default)]
+pub(crate) struct NetOwned {
+    /// ifindex -> (network id, its host-address keys).
+    nics: std::collections::HashMap<u32, (u32, Vec<NetAddrKey>)>,
+}
+
+impl NetOwned {
+    pub(crate) fn scan(
+        nic_nets: &HashMap<MapData, u32, NicNet>,
+        addrs: &HashMap<MapData, NetAddrKey, NetAddr>,
+    ) -> NetOwned {
+        let mut o = NetOwned::default();
+        for (ifindex, n) in nic_nets.iter().filter_map(Result::ok) {
+            o.nics.insert(ifindex, (n.net_id, Vec::new()));
+        }
+        for (k, a) in addrs.iter().filter_map(Result::ok) {
+            if a.kind == layout::NET_ADDR_NIC
+                && let Some((_, keys)) = o.nics.get_mut(&a.ifindex)
+            {
+                keys.push(k);
+            }
+        }
+        o
+    }
+
+    fn others_on(&self, net_id: u32, ifindex: u32) -> bool {
+        self.nics
+            .iter()
+            .any(|(i, (n, _))| *i != ifindex && *n == net_id)
+    }
+}
+
+fn key(net_id: u32, a: IpAddr) -> NetAddrKey {
+    let addr = match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    NetAddrKey { net_id, addr }
+}
+
+/// The NIC's addresses a frame can be switched to: its host prefixes
+/// (/32, /128), not its link-local address.
+fn host_addresses(prefixes: &[IpNet]) -> Vec<IpAddr> {
+    prefixes
+        .iter()
+        .filter(|p| p.prefix_len() == p.max_prefix_len())
+        .map(|p| p.addr())
+        .filter(|a| !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .collect()
+}
+
+impl Datapath {
+    /// Writes the network entries of a NIC on `net`: checked first (no
+    /// address another NIC of the network holds), then gateways, the NIC's
+    /// network and its addresses; stale addresses go last. Before its
+    /// `nic_config` says `NIC_F_NETWORK`.
+    pub(crate) fn write_network(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        prefixes: &[IpNet],
+        net: &NicNetwork,
+    ) -> Result<(), DatapathError> {
+        let keys: Vec<NetAddrKey> = host_addresses(prefixes)
+            .into_iter()
+            .map(|a| key(net.vni, a))
+            .collect();
+        for (k, a) in keys.iter().zip(host_addresses(prefixes)) {
+            if let Ok(e) = self.net_addrs.get(k, 0)
+                && (e.kind != layout::NET_ADDR_NIC || e.ifindex != ifindex)
+            {
+                return Err(DatapathError::Conflict(format!(
+                    "address {a} on network {} is already {}",
+                    net.name,
+                    if e.kind == layout::NET_ADDR_GATEWAY {
+                        "the network's gateway".to_string()
+                    } else {
+                        format!("taken by the NIC on ifindex {}", e.ifindex)
+                    }
+                )));
+            }
+        }
+        let gw = NetAddr {
+            mac: net.gateway_mac.0,
+            kind: layout::NET_ADDR_GATEWAY,
+            pad: 0,
+            ifindex: 0,
+        };
+        for g in &net.gateways {
+            self.net_addrs
+                .insert(key(net.vni, *g), gw, 0)
+                .map_err(map_err(format!("adding gateway {g} of {}", net.name)))?;
+        }
+        let entry = NicNet {
+            net_id: net.vni,
+            tenant_id: 0,
+            gw_mac: net.gateway_mac.0,
+            pad: [0; 2],
+        };
+        self.nic_nets
+            .insert(ifindex, entry, 0)
+            .map_err(map_err("writing the NIC's network"))?;
+        let own = NetAddr {
+            mac,
+            kind: layout::NET_ADDR_NIC,
+            pad: 0,
+            ifindex,
+        };
+        let (old_net, old_keys) = self.net_owned.nics.remove(&ifindex).unwrap_or_default();
+        // Owned while being written, old keys included until removed.
+        let mut both = old_keys.clone();
+        both.extend(keys.iter().filter(|k| !old_keys.contains(k)));
+        self.net_owned.nics.insert(ifindex, (net.vni, both));
+        for k in &keys {
+            self.net_addrs
+                .insert(k, own, 0)
+                .map_err(map_err("adding a NIC address on its network"))?;
+        }
+        for k in old_keys.iter().filter(|k| !keys.contains(k)) {
+            let _ = self.net_addrs.remove(k);
+        }
+        self.net_owned.nics.insert(ifindex, (net.vni, keys));
+        if old_net != 0 && old_net != net.vni {
+            self.release_gateways(old_net, ifindex);
+        }
+        Ok(())
+    }
+
+    /// Removes the NIC's network entries, and its network's gateways if no
+    /// other NIC of this host is on it.
+    pub(crate) fn clear_network(&mut self, ifindex: u32) {
+        let _ = self.nic_nets.remove(&ifindex);
+        let Some((net_id, keys)) = self.net_owned.nics.remove(&ifindex) else {
+            return;
+        };
+        for k in keys {
+            let _ = self.net_addrs.remove(&k);
+        }
+        self.release_gateways(net_id, ifindex);
+    }
+
+    fn release_gateways(&mut self, net_id: u32, ifindex: u32) {
+        if self.net_owned.others_on(net_id, ifindex) {
+            return;
+        }
+        let gateways: Vec<NetAddrKey> = self
+            .net_addrs
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, a)| k.net_id == net_id && a.kind == layout::NET_ADDR_GATEWAY)
+            .map(|(k, _)| k)
+            .collect();
+        for k in gateways {
+            let _ = self.net_addrs.remove(&k);
+        }
+    }
+
+    /// The network entries of `ifindex`: its network id and how many of its
+    /// addresses are on it (for tests and `hookctl show`).
+    pub fn network_of(&self, ifindex: u32) -> Option<(u32, usize)> {
+        let n = self.nic_nets.get(&ifindex, 0).ok()?;
+        let count = self
+            .net_addrs
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, a)| k.net_id == n.net_id && a.ifindex == ifindex)
+            .count();
+        Some((n.net_id, count))
+    }
+}

@@ -1,0 +1,256 @@
+//! Tier 2: the network stage of hookd's programs (lib/l2net.h), through
+//! BPF_PROG_TEST_RUN: ARP and echo answered for the gateway, ARP
+//! answered for another NIC of the network, frames to that NIC
+//! redirected, and everything else dropped with its reason, whatever
+//! the sender forges. Then on real taps: one VM reaching another.
+//!
+//! Needs root. These tests are `#[ignore]`d in a plain `cargo test` and run
+//! by scripts/test-privileged.sh (`--ignored`), where they fail, never
+//! skip, if they cannot run.
+
+use hookd::config::AttachMode;
+use hookd::datapath::Datapath;
+use hookd_bpf::layout::DropReason;
+use hookd_model::network::{Network, gateway_mac, parse_document};
+use hookd_model::plan::{self, NicMode, Stage};
+use hookd_testkit::vm::{TC_ACT_SHOT, TEST_IFINDEX, run_prog_out};
+use hookd_testkit::xml::{DomainXml, policy};
+use hookd_testkit::*;
+use std::net::Ipv4Addr;
+
+const TC_ACT_REDIRECT: u32 = 7;
+const A_MAC: &str = "52:54:00:00:00:0a";
+const B_MAC: &str = "52:54:00:00:00:0b";
+/// Another tenant's NIC with B's address.
+const C_MAC: &str = "52:54:00:00:00:0c";
+const B_IFINDEX: u32 = 77;
+const C_IFINDEX: u32 = 78;
+
+fn network(name: &str, tenant: &str, vni: u32) -> Network {
+    parse_document(&format!(
+        "<network xmlns='urn:hookd:network:1' name='{name}' tenant='{tenant}' vni='{vni}'>\
+         <subnet prefix='198.51.100.0/24' gateway='198.51.100.1'/></network>"
+    ))
+    .unwrap()
+}
+
+/// The plan of a NIC with `mac` and `addr` on `net`.
+fn on(net: &Network, mac: &str, addr: &str) -> NicMode {
+    let xml = DomainXml::new("vm", "u")
+        .metadata(&policy(&format!(
+            "<hookd:interface mac='{mac}'><hookd:network name='{}'/>\
+             <hookd:address prefix='{addr}/32'/></hookd:interface>",
+            net.name
+        )))
+        .nic("ethernet", mac, None)
+        .to_string();
+    let dom = hookd_model::domain::parse(&xml).unwrap();
+    let mut plans = plan::plan_domain(&dom, true, Stage::BeforeTaps).unwrap();
+    plan::join_networks(&mut plans, &dom, |_| Some(net.clone()));
+    plans.remove(0).mode
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// (verdict, frame out) of from_vm on `frame`, as NIC TEST_IFINDEX.
+fn run(dp: &Datapath, frame: &[u8]) -> (u32, Vec<u8>) {
+    run_prog_out(dp, hookd_bpf::PROG_FROM_VM, frame)
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn the_network_stage_answers_switches_and_isolates() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let (blue, red) = (
+        network("blue", "acme", 10010),
+        network("red", "globex", 20020),
+    );
+    let (a, b, c) = (mac(A_MAC), mac(B_MAC), mac(C_MAC));
+    let gw = gateway_mac(10010).0;
+    assert_eq!(gw, [0x02, 0x68, 0x6b, 0x00, 0x27, 0x1a]);
+    dp.program_nic(TEST_IFINDEX, a, &on(&blue, A_MAC, "198.51.100.10"), 1)
+        .unwrap();
+    dp.program_nic(B_IFINDEX, b, &on(&blue, B_MAC, "198.51.100.20"), 1)
+        .unwrap();
+    // The other tenant uses the same addresses.
+    dp.program_nic(C_IFINDEX, c, &on(&red, C_MAC, "198.51.100.20"), 1)
+        .unwrap();
+    assert_eq!(dp.network_of(TEST_IFINDEX), Some((10010, 1)));
+    assert_eq!(dp.network_of(C_IFINDEX), Some((20020, 1)));
+    // An address another NIC of the network holds is refused.
+    let e = dp
+        .program_nic(
+            79,
+            mac("52:54:00:00:00:0d"),
+            &on(&blue, "52:54:00:00:00:0d", "198.51.100.20"),
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("198.51.100.20 on network blue is already taken"),
+        "{e}"
+    );
+
+    let bcast = [0xff; 6];
+    let arp_for = |tpa: &str| eth(bcast, a, 0x0806, &arp(a, ip("198.51.100.10"), ip(tpa)));
+
+    // ARP for the gateway: answered with the network's gateway MAC.
+    let (v, out) = run(&dp, &arp_for("198.51.100.1"));
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!(&out[0..6], &a, "to the asker");
+    assert_eq!(&out[6..12], &gw);
+    assert_eq!(&out[20..22], &[0, 2], "a reply");
+    assert_eq!(&out[22..28], &gw, "sender: the gateway");
+    assert_eq!(&out[28..32], &[198, 51, 100, 1]);
+    assert_eq!(&out[32..38], &a, "target: the asker");
+    assert_eq!(&out[38..42], &[198, 51, 100, 10]);
+    // ARP for B: answered with B's MAC (no flooding).
+    let (v, out) = run(&dp, &arp_for("198.51.100.20"));
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!(&out[22..28], &b, "B's MAC, not the other tenant's");
+    // Its own address (conflict detection) and unknown ones: unanswered.
+    for tpa in ["198.51.100.10", "198.51.100.99", "203.0.113.1"] {
+        assert_eq!(run(&dp, &arp_for(tpa)).0, TC_ACT_SHOT, "ARP for {tpa}");
+    }
+    let probe = eth(
+        bcast,
+        a,
+        0x0806,
+        &arp(a, ip("0.0.0.0"), ip("198.51.100.10")),
+    );
+    assert_eq!(run(&dp, &probe).0, TC_ACT_SHOT, "DAD probe unanswered");
+
+    // Echo to the gateway: answered, in place, with a valid checksum.
+    let ping = eth(
+        gw,
+        a,
+        0x0800,
+        &ipv4(ip("198.51.100.10"), ip("198.51.100.1"), 1, &icmp_echo(7)),
+    );
+    let (v, out) = run(&dp, &ping);
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!((&out[0..6], &out[6..12]), (&a[..], &gw[..]));
+    assert_eq!(&out[26..30], &[198, 51, 100, 1], "from the gateway");
+    assert_eq!(&out[30..34], &[198, 51, 100, 10]);
+    assert_eq!(out[34], 0, "echo reply");
+    assert_eq!(checksum(&out[34..]), 0, "ICMP checksum");
+    assert_eq!(
+        &out[38..],
+        &ping[38..],
+        "identifier, sequence and data kept"
+    );
+
+    let udp_to = |dst_mac: [u8; 6], dst: &str| {
+        eth(
+            dst_mac,
+            a,
+            0x0800,
+            &ipv4(ip("198.51.100.10"), ip(dst), 17, &udp(4000, 5000, b"x")),
+        )
+    };
+    let cases: Vec<(&str, Vec<u8>, u32, Option<DropReason>)> = vec![
+        ("to B", udp_to(b, "198.51.100.20"), TC_ACT_REDIRECT, None),
+        (
+            "B's address, the other tenant's MAC",
+            udp_to(c, "198.51.100.20"),
+            TC_ACT_SHOT,
+            Some(DropReason::UnknownUnicast),
+        ),
+        (
+            "B's MAC, another address",
+            udp_to(b, "198.51.100.30"),
+            TC_ACT_SHOT,
+            Some(DropReason::UnknownUnicast),
+        ),
+        (
+            "to itself",
+            udp_to(a, "198.51.100.10"),
+            TC_ACT_SHOT,
+            Some(DropReason::UnknownUnicast),
+        ),
+        (
+            "beyond the gateway",
+            udp_to(gw, "203.0.113.5"),
+            TC_ACT_SHOT,
+            Some(DropReason::NoRoute),
+        ),
+        (
+            "UDP to the gateway",
+            udp_to(gw, "198.51.100.1"),
+            TC_ACT_SHOT,
+            Some(DropReason::NoRoute),
+        ),
+        (
+            "broadcast",
+            udp_to(bcast, "198.51.100.255"),
+            TC_ACT_SHOT,
+            Some(DropReason::NotForwarded),
+        ),
+        (
+            "a VLAN tag for the other tenant",
+            {
+                let mut f = udp_to(c, "198.51.100.20");
+                f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+                f
+            },
+            TC_ACT_SHOT,
+            Some(DropReason::Vlan),
+        ),
+        (
+            "IPv6",
+            eth(
+                gw,
+                a,
+                0x86dd,
+                &ipv6(
+                    "2001:db8::10".parse().unwrap(),
+                    "2001:db8::1".parse().unwrap(),
+                    17,
+                    &udp(1, 2, b""),
+                ),
+            ),
+            TC_ACT_SHOT,
+            None,
+        ),
+        (
+            "a forged ARP reply claiming the gateway",
+            {
+                let mut p = arp(a, ip("198.51.100.10"), ip("198.51.100.20"));
+                p[7] = 2;
+                eth(b, a, 0x0806, &p)
+            },
+            TC_ACT_SHOT,
+            Some(DropReason::NotForwarded),
+        ),
+    ];
+    for (what, frame, want, reason) in cases {
+        let before = dp.stats(TEST_IFINDEX).unwrap();
+        let (v, _) = run(&dp, &frame);
+        assert_eq!(v, want, "{what}");
+        if let Some(r) = reason {
+            let after = dp.stats(TEST_IFINDEX).unwrap();
+            assert_eq!(
+                after.drops[r as usize],
+                before.drops[r as usize] + 1,
+                "{what}: counted as {r:?}"
+            );
+        }
+    }
+
+    // Off the network: its entries go, the gateway's with the last NIC.
+    dp.forget_nic(TEST_IFINDEX);
+    assert_eq!(dp.network_of(TEST_IFINDEX), None);
+    assert_eq!(dp.network_of(B_IFINDEX), Some((10010, 1)));
+    dp.forget_nic(B_IFINDEX);
+    dp.forget_nic(C_IFINDEX);
+    let left = aya::maps::MapData::from_pin(fs.pin_dir().join("maps").join(hookd_bpf::MAP_NET_ADDRS))
+        .and_then(|m| aya::maps::HashMap::<_, hookd_bpf::layout::NetAddrKey, hookd_bpf::layout::NetAddr>::try_from(aya::maps::Map::HashMap(m)))
+        .unwrap()
+        .keys()
+        .count();
+    assert_eq!(left, 0, "no network entries left");
+}
