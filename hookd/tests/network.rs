@@ -254,3 +254,113 @@ fn the_network_stage_answers_switches_and_isolates() {
         .count();
     assert_eq!(left, 0, "no network entries left");
 }
+
+const BLUE: &str = "<network xmlns='urn:hookd:network:1' name='blue' tenant='acme' vni='10010'>\
+    <subnet prefix='198.51.100.0/24' gateway='198.51.100.1'/></network>";
+
+/// Two VMs on network blue, each on its own tap in a private namespace
+/// (the test plays both through the taps' file descriptors), attached by a
+/// daemon at `start` as libvirt would have it: B's ingress allows UDP to
+/// port 5000 only.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn two_vms_on_a_network_reach_each_other_through_their_taps() {
+    use hookd::core::Daemon;
+    use hookd::core::networks::NetworkStore;
+    use hookd::core::records::StateDir;
+    use hookd_model::hook::HookArgs;
+    use std::time::Duration;
+
+    let fs = Bpffs::new();
+    let ns = Netns::new("net2");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let (mut ta, mut tb) = (Tap::create("hka"), Tap::create("hkb"));
+        for t in ["hka", "hkb"] {
+            sh(&format!(
+                "sysctl -qw net.ipv6.conf.{t}.disable_ipv6=1 && ip link set {t} up"
+            ));
+        }
+        let run = tempfile::tempdir().unwrap();
+        let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        let mut store = NetworkStore::in_memory();
+        store.define(BLUE, |_| Vec::new()).unwrap();
+        let mut d = Daemon::open(Box::new(dp), StateDir::open(run.path()).unwrap(), true, store);
+        let xml = DomainXml::new("pair", "00000000-0000-4000-8000-0000000000e1")
+            .metadata(&policy(&format!(
+                "<hookd:interface mac='{A_MAC}'><hookd:network name='blue'/>\
+                 <hookd:address prefix='198.51.100.10/32'/></hookd:interface>\
+                 <hookd:interface mac='{B_MAC}'><hookd:network name='blue'/>\
+                 <hookd:address prefix='198.51.100.20/32'/>\
+                 <hookd:ingress default='deny'><hookd:rule action='allow' protocol='udp' ports='5000'/></hookd:ingress>\
+                 </hookd:interface>"
+            )))
+            .nic("ethernet", A_MAC, Some("hka"))
+            .nic("ethernet", B_MAC, Some("hkb"))
+            .to_string();
+        let args = |op: &str| HookArgs {
+            domain: "pair".into(),
+            operation: op.into(),
+            sub_operation: "begin".into(),
+            extra: "-".into(),
+        };
+        d.hook_event(&args("start"), &xml).unwrap();
+        let (a, b, gw) = (mac(A_MAC), mac(B_MAC), gateway_mac(10010).0);
+
+        // A asks for the gateway and for B: answered on A's own tap.
+        ta.send(&eth([0xff; 6], a, 0x0806, &arp(a, ip("198.51.100.10"), ip("198.51.100.1"))));
+        ta.send(&eth([0xff; 6], a, 0x0806, &arp(a, ip("198.51.100.10"), ip("198.51.100.20"))));
+        let answers: Vec<Vec<u8>> = ta
+            .recv_for(Duration::from_millis(300))
+            .into_iter()
+            .filter(|f| f.len() >= 42 && f[12..14] == [8, 6] && f[20..22] == [0, 2])
+            .collect();
+        let senders: Vec<&[u8]> = answers.iter().map(|f| &f[22..28]).collect();
+        assert_eq!(senders, [&gw[..], &b[..]], "ARP answers on A's tap");
+        assert!(tb.drain().iter().all(|f| f[12..14] != [8, 6]), "no ARP flooded to B");
+
+        // A pings the gateway.
+        ta.send(&eth(gw, a, 0x0800, &ipv4(ip("198.51.100.10"), ip("198.51.100.1"), 1, &icmp_echo(3))));
+        let pongs = ta.recv_for(Duration::from_millis(300));
+        assert_eq!(echo_replies(&pongs, 3), 1, "the gateway answers echo");
+
+        // A sends to B: the allowed port arrives on B's tap, the other is
+        // dropped by B's ingress policy, both counted as B's.
+        const N: u16 = 200;
+        for i in 0..N {
+            for port in [5000u16, 5001] {
+                ta.send(&eth(
+                    b,
+                    a,
+                    0x0800,
+                    &ipv4(ip("198.51.100.10"), ip("198.51.100.20"), 17, &udp(4000, port, &i.to_be_bytes())),
+                ));
+            }
+        }
+        let got = tb.recv_for(Duration::from_millis(500));
+        let to_port = |p: u16| {
+            got.iter()
+                .filter(|f| f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 17 && f[36..38] == p.to_be_bytes())
+                .count()
+        };
+        println!("A -> B: {} of {N} to the allowed port arrived, {} to the denied one", to_port(5000), to_port(5001));
+        assert_eq!(to_port(5000), usize::from(N), "allowed UDP redirected to B");
+        assert_eq!(to_port(5001), 0, "B's ingress policy applies to redirected frames");
+        let rec = d.find("pair").unwrap().clone();
+        let ifb = rec.nics.iter().find(|n| n.tap == "hkb").unwrap().ifindex;
+        let ifa = rec.nics.iter().find(|n| n.tap == "hka").unwrap().ifindex;
+        let sb = d.view().stats(ifb).unwrap();
+        assert_eq!(sb.drops[DropReason::FwDefault as usize], u64::from(N), "{sb:?}");
+        assert!(sb.to_vm_packets >= u64::from(N), "{sb:?}");
+        let sa = d.view().stats(ifa).unwrap();
+        assert!(sa.from_vm_packets >= u64::from(2 * N), "{sa:?}");
+
+        d.hook_event(&args("release"), &xml).unwrap();
+        assert!(d.records().is_empty());
+    })
+    .join()
+    .expect("network taps test thread");
+    drop(ns);
+}
