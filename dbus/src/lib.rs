@@ -163,6 +163,17 @@ pub struct NetworkDetail {
     pub source: String,
     /// The definition as written.
     pub xml: String,
+    /// Its NICs on this host.
+    pub nics: Vec<NetworkNic>,
+}
+
+/// A NIC on a network, on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NetworkNic {
+    pub domain: String,
+    pub mac: String,
+    pub tap: String,
+    pub addresses: Vec<String>,
 }
 
 /// Client side of `org.hookd.Hookd1.Manager`.

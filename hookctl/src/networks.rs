@@ -86,6 +86,24 @@ pub fn render_detail(d: &NetworkDetail) -> String {
     for a in &d.dns {
         out += &format!("  dns {a}\n");
     }
+    if d.nics.is_empty() {
+        out += "  no NICs on this host\n";
+    } else {
+        let mut rows = vec![
+            ["DOMAIN", "MAC", "TAP", "ADDRESSES"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for n in &d.nics {
+            rows.push(vec![
+                n.domain.clone(),
+                n.mac.clone(),
+                n.tap.clone(),
+                n.addresses.join(","),
+            ]);
+        }
+        out += &table(&rows);
+    }
     out
 }
 
@@ -121,11 +139,21 @@ mod tests {
             dns: vec!["198.51.100.53".into()],
             source: "configuration: /etc/hookd/networks.d/blue.xml".into(),
             xml: String::new(),
+            nics: vec![hookd_dbus::NetworkNic {
+                domain: "vm1".into(),
+                mac: "52:54:00:00:00:0a".into(),
+                tap: "vnet0".into(),
+                addresses: vec!["198.51.100.10/32".into()],
+            }],
         });
         assert!(
             d.contains("  subnet 198.51.100.0/24 gateway 198.51.100.1\n"),
             "{d}"
         );
         assert!(d.contains("  dns 198.51.100.53\n"), "{d}");
+        assert!(
+            d.contains("vm1     52:54:00:00:00:0a  vnet0  198.51.100.10/32"),
+            "{d}"
+        );
     }
 }

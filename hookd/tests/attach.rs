@@ -124,6 +124,7 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
             attach: Some(how),
             addresses: vec![],
             rules: vec![],
+            network: None,
         };
         dp.detach_nic(uuid, &rec).unwrap();
         dp.forget_domain(uuid).unwrap();

@@ -613,6 +613,15 @@ async fn nics_join_defined_networks_only() {
     p.validate_policy(&xml).await.unwrap();
     hook(&p, "start", &xml).await.unwrap();
     assert_eq!(p.list_domains().await.unwrap().len(), 1);
+    let nics = p.get_network("blue").await.unwrap().nics;
+    assert_eq!(nics.len(), 1);
+    assert_eq!(
+        (nics[0].domain.as_str(), nics[0].tap.as_str()),
+        ("vm1", "vnet0")
+    );
+    assert!(nics[0].addresses.contains(&"198.51.100.10/32".to_string()));
+    let d = p.get_domain("vm1").await.unwrap();
+    assert_eq!(d.nics[0].mode, "anti-spoofing, network blue");
     for r in [
         p.undefine_network("blue").await,
         p.define_network(&BLUE.replace("vni='10010'", "vni='10011'"))
@@ -629,5 +638,6 @@ async fn nics_join_defined_networks_only() {
     // The same definition again changes nothing and is accepted.
     p.define_network(BLUE).await.unwrap();
     hook(&p, "release", &xml).await.unwrap();
+    assert!(p.get_network("blue").await.unwrap().nics.is_empty());
     p.undefine_network("blue").await.unwrap();
 }

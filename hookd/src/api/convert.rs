@@ -5,8 +5,8 @@ use crate::core::networks::{Definition, NetworkStoreError, Source};
 use crate::core::records::{DomainRecord, NicRecord};
 use crate::core::{DaemonError, View};
 use hookd_dbus::{
-    Counter, DomainDetail, DomainSummary, Error, NetworkDetail, NetworkSummary, NicInfo, RuleHits,
-    SubnetInfo,
+    Counter, DomainDetail, DomainSummary, Error, NetworkDetail, NetworkNic, NetworkSummary,
+    NicInfo, RuleHits, SubnetInfo,
 };
 
 impl From<DaemonError> for Error {
@@ -61,7 +61,10 @@ fn nic_info(n: &NicRecord, view: &View) -> NicInfo {
         kind: n.kind.clone(),
         tap: n.tap.clone(),
         ifindex: n.ifindex,
-        mode: n.mode.to_string(),
+        mode: match &n.network {
+            Some(net) => format!("{}, network {net}", n.mode),
+            None => n.mode.to_string(),
+        },
         attach: n.attach.map(|a| a.name()).unwrap_or_default().to_string(),
         addresses: n.addresses.clone(),
         rules: n
@@ -111,8 +114,23 @@ pub fn network_summary(d: &Definition) -> NetworkSummary {
     }
 }
 
-pub fn network_detail(d: &Definition) -> NetworkDetail {
+pub fn network_detail(d: &Definition, view: &View) -> NetworkDetail {
     let n = &d.network;
+    let nics = view
+        .records()
+        .iter()
+        .flat_map(|r| {
+            r.nics
+                .iter()
+                .filter(|nic| nic.attached() && nic.network.as_deref() == Some(n.name.as_str()))
+                .map(|nic| NetworkNic {
+                    domain: r.name.clone(),
+                    mac: nic.mac.clone(),
+                    tap: nic.tap.clone(),
+                    addresses: nic.addresses.clone(),
+                })
+        })
+        .collect();
     NetworkDetail {
         name: n.name.clone(),
         tenant: n.tenant.clone(),
@@ -129,5 +147,6 @@ pub fn network_detail(d: &Definition) -> NetworkDetail {
         dns: n.dns.iter().map(|a| a.to_string()).collect(),
         source: source(d),
         xml: d.xml.clone(),
+        nics,
     }
 }

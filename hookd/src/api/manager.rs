@@ -419,7 +419,7 @@ impl Manager {
     ) -> Result<NetworkDetail, Error> {
         require_reader(self.readers, &hdr, conn, "GetNetwork").await?;
         let d = self.view.network(&name)?;
-        Ok(convert::network_detail(&d))
+        Ok(convert::network_detail(&d, &self.view))
     }
 
     #[zbus(property)]

@@ -271,24 +271,15 @@ impl Daemon {
     /// The NICs of running domains on network `name` ("vm1 (MAC)"), for
     /// messages.
     fn network_users(&self, name: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for rec in &self.records {
-            let Ok(dom) = domain::parse(&rec.xml) else {
-                continue;
-            };
-            let Some(policy) = &dom.policy else { continue };
-            for nic in rec.nics.iter().filter(|n| n.attached()) {
-                let mac = nic.mac.parse().ok();
-                let on = policy
-                    .for_mac(mac)
-                    .and_then(|p| p.network.as_ref())
-                    .is_some_and(|r| r.name == name);
-                if on {
-                    out.push(format!("{} ({})", rec.name, nic.mac));
-                }
-            }
-        }
-        out
+        self.records
+            .iter()
+            .flat_map(|r| {
+                r.nics
+                    .iter()
+                    .filter(|n| n.attached() && n.network.as_deref() == Some(name))
+                    .map(|n| format!("{} ({})", r.name, n.mac))
+            })
+            .collect()
     }
 
     /// Defines (or redefines) a network from its document. Returns a
@@ -463,6 +454,11 @@ impl Daemon {
                 mode: NicState::of(&p.mode),
                 attach: None,
                 rules: p.rules.clone(),
+                network: p
+                    .mode
+                    .enforcement()
+                    .and_then(|e| e.network.as_ref())
+                    .map(|n| n.name.clone()),
                 addresses: p
                     .mode
                     .enforcement()

@@ -27,6 +27,9 @@ pub struct NicRecord {
     /// Security-group rules in force (empty for records of older hookd).
     #[serde(default)]
     pub rules: Vec<RuleInfo>,
+    /// The hookd network the NIC is on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl NicRecord {
@@ -240,6 +243,7 @@ mod tests {
                 attach: Some(Attachment::Tcx),
                 addresses: vec!["192.0.2.10/32".into()],
                 rules: vec![],
+                network: None,
             }],
             xml: String::new(),
         };
