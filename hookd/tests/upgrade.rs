@@ -647,3 +647,54 @@ fn conntrack_tables_of_another_kind_are_copied() {
         (0, hookd_bpf::layout::CT_PER_NIC)
     );
 }
+
+/// An earlier `hookd_stats` in the layout of 16 drop reasons (this build
+/// has 32), made with bpftool as hookd 0.1 left it: its counters are
+/// converted into this build's layout and added, the old map retired.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn counters_of_the_earlier_layout_are_converted() {
+    let fs = Bpffs::new();
+    let pin_dir = fs.pin_dir();
+    let maps = pin_dir.join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    let old = maps.join(hookd_bpf::MAP_STATS);
+    sh(&format!(
+        "bpftool map create {} type percpu_hash key 4 value {} entries {} name hookd_stats",
+        old.display(),
+        (4 + 16) * 8,
+        hookd_bpf::layout::MAX_NICS,
+    ));
+    // to_vm_packets 3, from_vm_bytes 9, drops[15] (not_forwarded) 5, on
+    // every CPU.
+    let mut value = vec![0u8; (4 + 16) * 8];
+    value[0] = 3;
+    value[24] = 9;
+    value[(4 + 15) * 8] = 5;
+    sh(&format!(
+        "bpftool map update pinned {} key hex {} value hex {}",
+        old.display(),
+        hex(&7u32.to_ne_bytes()),
+        hex(&value)
+    ));
+    let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    assert!(maps.join("hookd_stats-v2").exists());
+    assert_eq!(dp.retire_old_maps(), 1);
+    assert!(
+        !maps.join("hookd_stats-v2").exists(),
+        "renamed to the plain name"
+    );
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    let s = dp.stats(7).unwrap();
+    assert_eq!(
+        (s.to_vm_packets, s.from_vm_bytes, s.drops[15]),
+        (3 * cpus, 9 * cpus, 5 * cpus),
+        "{s:?}"
+    );
+    assert!(s.drops[16..].iter().all(|d| *d == 0), "{s:?}");
+    let info = aya::maps::MapInfo::from_pin(&old).unwrap();
+    assert_eq!(
+        info.value_size() as usize,
+        std::mem::size_of::<hookd_bpf::layout::NicStats>()
+    );
+}

@@ -47,7 +47,8 @@ enum drop_reason {
 };
 
 enum stats_size {
-	DROP_REASONS = 16, /* drop counters per NIC (room for more reasons) */
+	DROP_REASONS = 32, /* drop counters per NIC (room for more reasons; 16
+			    * up to hookd 0.1's layout, see datapath/versions.rs) */
 };
 
 /* nic_config.fw_ingress / fw_egress */

@@ -298,12 +298,47 @@ pub(crate) fn open_retired(maps_dir: &Path, placements: &[Placement]) -> Vec<Ret
     out
 }
 
-/// Adds `old`'s per-CPU values into `new`'s, key by key.
-fn add_counters<K: aya::Pod, V: aya::Pod + Default>(
-    old: PerCpuHashMap<MapData, K, V>,
+/// `struct nic_stats` as it was with 16 drop reasons (hookd 0.1): the
+/// layout the counter carry converts from.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct NicStats16 {
+    to_vm_packets: u64,
+    to_vm_bytes: u64,
+    from_vm_packets: u64,
+    from_vm_bytes: u64,
+    drops: [u64; 16],
+}
+
+// SAFETY: #[repr(C)] u64s only: no padding, any bit pattern valid.
+unsafe impl aya::Pod for NicStats16 {}
+
+impl NicStats16 {
+    /// The same counters in this build's layout (the reasons added since
+    /// start at zero).
+    fn upgraded(&self) -> NicStats {
+        let mut s = NicStats {
+            to_vm_packets: self.to_vm_packets,
+            to_vm_bytes: self.to_vm_bytes,
+            from_vm_packets: self.from_vm_packets,
+            from_vm_bytes: self.from_vm_bytes,
+            ..Default::default()
+        };
+        s.drops[..16].copy_from_slice(&self.drops);
+        s
+    }
+}
+
+fn value_size(map: &MapData) -> usize {
+    map.info().map(|i| i.value_size() as usize).unwrap_or(0)
+}
+
+/// Adds `old`'s per-CPU values (in layout `O`) into `new`'s, key by key.
+fn add_counters<K: aya::Pod, O: aya::Pod, V: aya::Pod + Default>(
+    old: PerCpuHashMap<MapData, K, O>,
     new: &mut PerCpuHashMap<MapData, K, V>,
     ncpus: usize,
-    add: impl Fn(&mut V, &V),
+    add: impl Fn(&mut V, &O),
 ) -> Result<usize, DatapathError> {
     let mut n = 0;
     for entry in old.iter() {
@@ -442,15 +477,29 @@ impl Datapath {
         match carry {
             Carry::Policy | Carry::Fresh => Ok(0),
             Carry::Counters => match name {
+                hookd_bpf::MAP_STATS if value_size(&map) == std::mem::size_of::<NicStats16>() => {
+                    let old = PerCpuHashMap::try_from(Map::PerCpuHashMap(map))
+                        .map_err(map_err("old hookd_stats (16 drop reasons)"))?;
+                    add_counters::<u32, NicStats16, NicStats>(
+                        old,
+                        &mut self.stats,
+                        ncpus,
+                        |a, b| a.add(&b.upgraded()),
+                    )
+                }
                 hookd_bpf::MAP_STATS => {
                     let old = PerCpuHashMap::try_from(Map::PerCpuHashMap(map))
                         .map_err(map_err("old hookd_stats"))?;
-                    add_counters::<u32, NicStats>(old, &mut self.stats, ncpus, |a, b| a.add(b))
+                    add_counters::<u32, NicStats, NicStats>(old, &mut self.stats, ncpus, |a, b| {
+                        a.add(b)
+                    })
                 }
                 _ => {
                     let old = PerCpuHashMap::try_from(Map::PerCpuLruHashMap(map))
                         .map_err(map_err("old hookd_fw_hits"))?;
-                    add_counters::<FwHitKey, u64>(old, &mut self.fw_hits, ncpus, |a, b| *a += *b)
+                    add_counters::<FwHitKey, u64, u64>(old, &mut self.fw_hits, ncpus, |a, b| {
+                        *a += *b
+                    })
                 }
             },
             Carry::Tables => {
