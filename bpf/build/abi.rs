@@ -18,6 +18,8 @@ const ENUMS: &[(&str, &str)] = &[
     ("map_size", "u32"),
     ("ct_state", "u8"),
     ("net_addr_kind", "u8"),
+    ("route_kind", "u8"),
+    ("route_fixed_bits", "u32"),
 ];
 
 /// The Rust mirror of each C struct. LPM keys are mirrored by their data
@@ -37,6 +39,8 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("nic_net", "NicNet", false),
     ("net_addr_key", "NetAddrKey", false),
     ("net_addr", "NetAddr", false),
+    ("route_key", "RouteData", true),
+    ("route", "Route", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

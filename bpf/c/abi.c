@@ -18,6 +18,8 @@ ANCHOR(enum lpm_fixed_bits, lpm_fixed_bits);
 ANCHOR(enum map_size, map_size);
 ANCHOR(enum ct_state, ct_state);
 ANCHOR(enum net_addr_kind, net_addr_kind);
+ANCHOR(enum route_kind, route_kind);
+ANCHOR(enum route_fixed_bits, route_fixed_bits);
 
 ANCHOR(struct nic_config, nic_config);
 ANCHOR(struct fw_class_key, fw_class_key);
@@ -33,3 +35,5 @@ ANCHOR(struct nic_stats, nic_stats);
 ANCHOR(struct nic_net, nic_net);
 ANCHOR(struct net_addr_key, net_addr_key);
 ANCHOR(struct net_addr, net_addr);
+ANCHOR(struct route_key, route_key);
+ANCHOR(struct route, route);

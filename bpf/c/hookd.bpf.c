@@ -27,8 +27,8 @@ static __always_inline void count_drop(struct nic_stats *st, int reason)
  *
  *   from_vm: antispoof_l2 (MAC, VLAN; before parsing) -> antispoof ->
  *            firewall (egress) -> net_stage (network NICs: ARP and echo
- *            answered, same-network frames redirected; lib/l2net.h)
- *            -> [later: router, encapsulation]
+ *            answered, same-network frames redirected, routed to the
+ *            tenant's other networks; lib/l2net.h) -> [later: encapsulation]
  *   to_vm:   [later: decapsulation] -> firewall (ingress)
  *
  * A stage that sends the frame on itself returns VERDICT_REDIRECT. */

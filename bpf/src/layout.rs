@@ -106,6 +106,28 @@ pub struct NetAddr {
     pub ifindex: u32,
 }
 
+/// `struct route_key` after its prefix length: an address in a tenant's
+/// routing domain.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RouteData {
+    pub tenant_id: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct route`: where a routed packet goes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Route {
+    pub mac: [u8; 6],
+    pub kind: u8,
+    pub pad: u8,
+    pub ifindex: u32,
+    pub net_id: u32,
+    pub gw_mac: [u8; 6],
+    pub pad2: [u8; 2],
+}
+
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -232,7 +254,9 @@ pod!(
     NicStats,
     NicNet,
     NetAddrKey,
-    NetAddr
+    NetAddr,
+    RouteData,
+    Route
 );
 
 #[cfg(test)]

@@ -45,3 +45,5 @@ pub const MAP_LOG_RATE: &str = "hookd_log_rate";
 pub const MAP_NIC_NETS: &str = "hookd_nic_nets";
 /// The addresses on each network this host answers for or switches to.
 pub const MAP_NET_ADDRS: &str = "hookd_net_addrs";
+/// Each tenant's routes (LPM).
+pub const MAP_ROUTES: &str = "hookd_routes";

@@ -150,7 +150,8 @@ fn drop_reason_names_are_stable() {
             "fragment",
             "no_route",
             "unknown_unicast",
-            "not_forwarded"
+            "not_forwarded",
+            "ttl"
         ]
     );
     for (i, r) in DropReason::ALL.iter().enumerate() {

@@ -27,9 +27,14 @@ const B_IFINDEX: u32 = 77;
 const C_IFINDEX: u32 = 78;
 
 fn network(name: &str, tenant: &str, vni: u32) -> Network {
+    network_on(name, tenant, vni, "198.51.100")
+}
+
+/// A network with the /24 `net`.0 and its gateway `net`.1.
+fn network_on(name: &str, tenant: &str, vni: u32, net: &str) -> Network {
     parse_document(&format!(
         "<network xmlns='urn:hookd:network:1' name='{name}' tenant='{tenant}' vni='{vni}'>\
-         <subnet prefix='198.51.100.0/24' gateway='198.51.100.1'/></network>"
+         <subnet prefix='{net}.0/24' gateway='{net}.1'/></network>"
     ))
     .unwrap()
 }
@@ -240,6 +245,57 @@ fn the_network_stage_answers_switches_and_isolates() {
             );
         }
     }
+
+    // Routed: to green, another network of A's tenant, through blue's
+    // gateway; never to violet, another tenant's.
+    let green = network_on("green", "acme", 10020, "203.0.113");
+    let violet = network_on("violet", "globex", 20030, "192.0.2");
+    let (d_mac, e_mac) = ("52:54:00:00:00:0e", "52:54:00:00:00:0f");
+    dp.program_nic(80, mac(d_mac), &on(&green, d_mac, "203.0.113.20"), 1)
+        .unwrap();
+    dp.program_nic(81, mac(e_mac), &on(&violet, e_mac, "192.0.2.20"), 1)
+        .unwrap();
+    let routed = udp_to(gw, "203.0.113.20");
+    let (v, out) = run(&dp, &routed);
+    assert_eq!(v, TC_ACT_REDIRECT, "routed to green");
+    assert_eq!(&out[0..6], &mac(d_mac), "to D");
+    assert_eq!(&out[6..12], &gateway_mac(10020).0, "from green's gateway");
+    assert_eq!(out[22], 63, "TTL decremented");
+    assert_eq!(checksum(&out[14..34]), 0, "IPv4 header checksum");
+    assert_eq!(&out[34..], &routed[34..], "payload kept");
+    let mut last_hop = routed.clone();
+    last_hop[22] = 1;
+    let c = checksum(&{
+        let mut h = last_hop[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    last_hop[24..26].copy_from_slice(&c.to_be_bytes());
+    for (what, frame, reason) in [
+        ("TTL 1", last_hop, DropReason::Ttl),
+        (
+            "another tenant's address",
+            udp_to(gw, "192.0.2.20"),
+            DropReason::NoRoute,
+        ),
+        (
+            "green's address at green's gateway MAC",
+            udp_to(gateway_mac(10020).0, "203.0.113.20"),
+            DropReason::UnknownUnicast,
+        ),
+    ] {
+        let before = dp.stats(TEST_IFINDEX).unwrap().drops[reason as usize];
+        assert_eq!(run(&dp, &frame).0, TC_ACT_SHOT, "{what}");
+        assert_eq!(
+            dp.stats(TEST_IFINDEX).unwrap().drops[reason as usize],
+            before + 1,
+            "{what}"
+        );
+    }
+    dp.forget_nic(80);
+    assert_eq!(run(&dp, &routed).0, TC_ACT_SHOT, "no route once D is gone");
+    dp.forget_nic(81);
 
     // Off the network: its entries go, the gateway's with the last NIC.
     dp.forget_nic(TEST_IFINDEX);

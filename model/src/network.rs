@@ -76,6 +76,18 @@ pub fn gateway_mac(vni: u32) -> crate::mac::MacAddr {
     crate::mac::MacAddr([0x02, 0x68, 0x6b, v[1], v[2], v[3]])
 }
 
+/// The id of a tenant in the data path's route keys: FNV-1a of its name,
+/// never 0 (0 is "no tenant"). The same on every host. [`check_set`]
+/// refuses a tenant whose id is another tenant's.
+pub fn tenant_id(tenant: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in tenant.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
+}
+
 /// A name or tenant: letters, digits, `-`, `_` and `.`, not starting with
 /// a dot, 1 to 64 characters (it names a file and a namespace).
 fn valid_name(s: &str) -> bool {
@@ -269,6 +281,12 @@ pub fn check_set<'a>(
             ));
         }
         if o.tenant != new.tenant {
+            if tenant_id(&o.tenant) == tenant_id(&new.tenant) {
+                return Err(format!(
+                    "network {}: tenant {} has the same id as tenant {} (of network {}); choose another tenant name",
+                    new.name, new.tenant, o.tenant, o.name
+                ));
+            }
             continue;
         }
         for s in &new.subnets {
@@ -538,5 +556,15 @@ mod tests {
                 .contains("<hookd:address> attribute 'prefix': 203.0.113.1/32 is not inside a subnet of network blue (198.51.100.0/24)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tenant_ids_and_gateway_macs_are_the_same_everywhere() {
+        // FNV-1a, fixed: a host computing another id would route apart.
+        assert_eq!(tenant_id(""), 0x811c_9dc5);
+        assert_eq!(tenant_id("a"), 0xe40c_292c);
+        assert_ne!(tenant_id("acme"), tenant_id("globex"));
+        assert_eq!(gateway_mac(10010).to_string(), "02:68:6b:00:27:1a");
+        assert_eq!(gateway_mac(MAX_VNI).to_string(), "02:68:6b:ff:ff:ff");
     }
 }

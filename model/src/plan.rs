@@ -40,6 +40,9 @@ pub struct NicNetwork {
     pub name: String,
     /// The network's VNI, which is also its id in the data path's maps.
     pub vni: u32,
+    /// Its tenant's id ([`crate::network::tenant_id`]): networks with the
+    /// same id route to each other.
+    pub tenant_id: u32,
     pub gateways: Vec<std::net::IpAddr>,
     pub gateway_mac: MacAddr,
 }
@@ -333,6 +336,7 @@ pub fn join_networks(
             e.network = Some(NicNetwork {
                 name: n.name.clone(),
                 vni: n.vni,
+                tenant_id: crate::network::tenant_id(&n.tenant),
                 gateways: n.subnets.iter().map(|s| s.gateway).collect(),
                 gateway_mac: crate::network::gateway_mac(n.vni),
             });

@@ -103,6 +103,40 @@ static __always_inline int net_echo4(struct __sk_buff *skb, const struct nic_net
 	return VERDICT_REDIRECT;
 }
 
+/* A packet to the gateway's MAC for an address beyond the network: routed
+ * within the sender's tenant, to a NIC on this host on another of its
+ * networks. The TTL is checked and decremented (the header checksum
+ * adjusted as Linux's ip_decrease_ttl does), the MACs become that network's
+ * gateway -> the NIC, and the packet goes to the NIC's tap, whose to_vm
+ * program applies its ingress policy. The lookup is keyed by the sender's
+ * tenant: another tenant's addresses are not there. */
+static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_net *net,
+				      struct ethhdr *eth, struct iphdr *ip)
+{
+	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = net->tenant_id };
+	struct route *r;
+	__u32 check;
+
+	if (!net->tenant_id)
+		return DROP_NO_ROUTE;
+	k.addr[10] = 0xff;
+	k.addr[11] = 0xff;
+	__builtin_memcpy(&k.addr[12], &ip->daddr, 4);
+	r = bpf_map_lookup_elem(&hookd_routes, &k);
+	if (!r || r->kind != ROUTE_NIC || r->net_id == net->net_id)
+		return DROP_NO_ROUTE;
+	if (ip->ttl <= 1)
+		return DROP_TTL;
+	ip->ttl--;
+	check = ip->check;
+	check += bpf_htons(0x0100);
+	ip->check = (__u16)(check + (check >= 0xffff));
+	__builtin_memcpy(eth->h_dest, r->mac, 6);
+	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
+	bpf_redirect(r->ifindex, 0);
+	return VERDICT_REDIRECT;
+}
+
 static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, const struct flow *f)
 {
 	struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
@@ -124,7 +158,8 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, const
 		return DROP_NOT_FORWARDED;
 	a = net_lookup4(net->net_id, (const __u8 *)&ip->daddr);
 	if (!a)
-		return mac_eq(eth->h_dest, net->gw_mac) ? DROP_NO_ROUTE : DROP_UNKNOWN_UNICAST;
+		return mac_eq(eth->h_dest, net->gw_mac) ? net_route4(skb, net, eth, ip)
+							 : DROP_UNKNOWN_UNICAST;
 	if (a->kind == NET_ADDR_GATEWAY)
 		return net_echo4(skb, net, f, ifindex);
 	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))

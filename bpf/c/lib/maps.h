@@ -91,6 +91,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_net_addrs SEC(".maps");
 
+/* Each tenant's routing domain: where an address of one of its networks
+ * is on this host. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_ROUTES);
+	__type(key, struct route_key);
+	__type(value, struct route);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_routes SEC(".maps");
+
 /* Connection tracking: one LRU table per NIC, created by hookd when it
  * programs the NIC, so a VM that opens connections without end evicts only
  * its own entries (its share: the inner table's size). */

@@ -44,6 +44,7 @@ enum drop_reason {
 	DROP_NO_ROUTE      = 13, /* network NIC: to the gateway or beyond it (not routed yet) */
 	DROP_UNKNOWN_UNICAST = 14, /* network NIC: no NIC of the network has that MAC and address */
 	DROP_NOT_FORWARDED = 15, /* network NIC: broadcast, multicast, unanswered ARP, IPv6 */
+	DROP_TTL           = 16, /* network NIC: routed packet whose TTL ran out */
 };
 
 enum stats_size {
@@ -92,9 +93,20 @@ enum map_size {
 	CT_PER_NIC     = 16384,   /* each NIC's conntrack table */
 	EVENTS_BYTES   = 256 * 1024, /* hookd_events ring buffer */
 	MAX_NET_ADDRS  = 65536,   /* hookd_net_addrs */
+	MAX_ROUTES     = 65536,   /* hookd_routes */
 };
 
 /* net_addr.kind */
+/* route.kind */
+enum route_kind {
+	ROUTE_NIC = 1, /* a NIC on this host, on one of the tenant's networks */
+};
+
+/* Fixed bits of route_key before the address bits. */
+enum route_fixed_bits {
+	ROUTE_FIXED_BITS = 32, /* route_key: tenant_id */
+};
+
 enum net_addr_kind {
 	NET_ADDR_GATEWAY = 1, /* the network's gateway: answered at the tap */
 	NET_ADDR_NIC     = 2, /* a NIC of the network on this host */
@@ -228,6 +240,25 @@ struct net_addr {
 	__u8 kind;       /* enum net_addr_kind */
 	__u8 pad;
 	__u32 ifindex;   /* NET_ADDR_NIC: its tap */
+};
+
+/* LPM key of hookd_routes: an address in a tenant's routing domain. */
+struct route_key {
+	__u32 prefixlen; /* 32 (tenant) + bits of addr that must match */
+	__u32 tenant_id;
+	__u8 addr[16];
+};
+
+/* Where a routed packet goes: the NIC's tap and MAC, and the gateway MAC
+ * of its network, which becomes the packet's source. */
+struct route {
+	__u8 mac[6];
+	__u8 kind;       /* enum route_kind */
+	__u8 pad;
+	__u32 ifindex;
+	__u32 net_id;
+	__u8 gw_mac[6];
+	__u8 pad2[2];
 };
 
 struct nic_stats {

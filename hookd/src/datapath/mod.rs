@@ -45,7 +45,7 @@ use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
     self, AddrData, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey, NicConfig,
-    NicNet, NicStats,
+    NicNet, NicStats, Route, RouteData,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,7 @@ pub struct Datapath {
     pub(crate) log_rate: HashMap<MapData, u32, [u8; 16]>,
     pub(crate) nic_nets: HashMap<MapData, u32, NicNet>,
     pub(crate) net_addrs: HashMap<MapData, NetAddrKey, NetAddr>,
+    pub(crate) routes: LpmTrie<MapData, RouteData, Route>,
     pub(crate) net_owned: network::NetOwned,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
@@ -233,7 +234,9 @@ impl Datapath {
             .map_err(map_err("hookd_nic_nets"))?;
         let net_addrs = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NET_ADDRS)?)
             .map_err(map_err("hookd_net_addrs"))?;
-        let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs);
+        let routes = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_ROUTES)?)
+            .map_err(map_err("hookd_routes"))?;
+        let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs, &routes);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
             source,
@@ -259,6 +262,7 @@ impl Datapath {
             log_rate,
             nic_nets,
             net_addrs,
+            routes,
             net_owned,
             events: Some(events),
             pin_dir: pin_dir.to_owned(),

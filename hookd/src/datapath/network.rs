@@ -1,13 +1,15 @@
 //! The network entries of network NICs: the NIC's network
 //! (`hookd_nic_nets`), and the addresses on that network this host
 //! answers for (its gateways) or switches to (its NICs' host addresses) in
-//! `hookd_net_addrs`. Gateway entries are shared by the network's NICs on
-//! this host: written with the first, removed with the last.
+//! `hookd_net_addrs`, and their host routes in their tenant's routing
+//! domain (`hookd_routes`). Gateway entries are shared by the network's
+//! NICs on this host: written with the first, removed with the last.
 
 use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, map_err};
+use aya::maps::lpm_trie::Key;
 use aya::maps::{HashMap, MapData};
-use hookd_bpf::layout::{self, NetAddr, NetAddrKey, NicNet};
+use hookd_bpf::layout::{self, NetAddr, NetAddrKey, NicNet, Route, RouteData};
 use hookd_model::plan::NicNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -17,12 +19,15 @@ use std::net::IpAddr;
 pub(crate) struct NetOwned {
     /// ifindex -> (network id, its host-address keys).
     nics: std::collections::HashMap<u32, (u32, Vec<NetAddrKey>)>,
+    /// ifindex -> its host routes.
+    routes: std::collections::HashMap<u32, Vec<Key<RouteData>>>,
 }
 
 impl NetOwned {
     pub(crate) fn scan(
         nic_nets: &HashMap<MapData, u32, NicNet>,
         addrs: &HashMap<MapData, NetAddrKey, NetAddr>,
+        routes: &aya::maps::LpmTrie<MapData, RouteData, Route>,
     ) -> NetOwned {
         let mut o = NetOwned::default();
         for (ifindex, n) in nic_nets.iter().filter_map(Result::ok) {
@@ -35,6 +40,9 @@ impl NetOwned {
                 keys.push(k);
             }
         }
+        for (k, r) in routes.iter().filter_map(Result::ok) {
+            o.routes.entry(r.ifindex).or_default().push(k);
+        }
         o
     }
 
@@ -45,12 +53,29 @@ impl NetOwned {
     }
 }
 
-fn key(net_id: u32, a: IpAddr) -> NetAddrKey {
-    let addr = match a {
+fn mapped(a: IpAddr) -> [u8; 16] {
+    match a {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
-    };
-    NetAddrKey { net_id, addr }
+    }
+}
+
+fn key(net_id: u32, a: IpAddr) -> NetAddrKey {
+    NetAddrKey {
+        net_id,
+        addr: mapped(a),
+    }
+}
+
+/// The host route of `a` in tenant `tenant_id`'s routing domain.
+fn route_key(tenant_id: u32, a: IpAddr) -> Key<RouteData> {
+    Key::new(
+        layout::ROUTE_FIXED_BITS + 128,
+        RouteData {
+            tenant_id,
+            addr: mapped(a),
+        },
+    )
 }
 
 /// The NIC's addresses a frame can be switched to: its host prefixes
@@ -108,7 +133,7 @@ impl Datapath {
         }
         let entry = NicNet {
             net_id: net.vni,
-            tenant_id: 0,
+            tenant_id: net.tenant_id,
             gw_mac: net.gateway_mac.0,
             pad: [0; 2],
         };
@@ -138,6 +163,49 @@ impl Datapath {
         if old_net != 0 && old_net != net.vni {
             self.release_gateways(old_net, ifindex);
         }
+        self.write_routes(ifindex, mac, prefixes, net)
+    }
+
+    /// The NIC's host routes in its tenant's routing domain, so that the
+    /// tenant's other networks reach it through their gateways.
+    fn write_routes(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        prefixes: &[IpNet],
+        net: &NicNetwork,
+    ) -> Result<(), DatapathError> {
+        let route = Route {
+            mac,
+            kind: layout::ROUTE_NIC,
+            pad: 0,
+            ifindex,
+            net_id: net.vni,
+            gw_mac: net.gateway_mac.0,
+            pad2: [0; 2],
+        };
+        let keys: Vec<Key<RouteData>> = host_addresses(prefixes)
+            .into_iter()
+            .map(|a| route_key(net.tenant_id, a))
+            .collect();
+        let old = self.net_owned.routes.remove(&ifindex).unwrap_or_default();
+        let same = |a: &Key<RouteData>, b: &Key<RouteData>| a.data() == b.data();
+        let mut both = old.clone();
+        both.extend(
+            keys.iter()
+                .filter(|k| !old.iter().any(|o| same(o, k)))
+                .cloned(),
+        );
+        self.net_owned.routes.insert(ifindex, both);
+        for k in &keys {
+            self.routes.insert(k, route, 0).map_err(map_err(
+                "adding a host route in the tenant's routing domain",
+            ))?;
+        }
+        for k in old.iter().filter(|o| !keys.iter().any(|n| same(n, o))) {
+            let _ = self.routes.remove(k);
+        }
+        self.net_owned.routes.insert(ifindex, keys);
         Ok(())
     }
 
@@ -145,6 +213,9 @@ impl Datapath {
     /// other NIC of this host is on it.
     pub(crate) fn clear_network(&mut self, ifindex: u32) {
         let _ = self.nic_nets.remove(&ifindex);
+        for k in self.net_owned.routes.remove(&ifindex).unwrap_or_default() {
+            let _ = self.routes.remove(&k);
+        }
         let Some((net_id, keys)) = self.net_owned.nics.remove(&ifindex) else {
             return;
         };

@@ -45,13 +45,14 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 11] = [
+pub(crate) const CARRY: [(&str, Carry); 12] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
     (hookd_bpf::MAP_FW_RULES, Carry::Policy),
     (hookd_bpf::MAP_NIC_NETS, Carry::Policy),
     (hookd_bpf::MAP_NET_ADDRS, Carry::Policy),
+    (hookd_bpf::MAP_ROUTES, Carry::Policy),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
     (hookd_bpf::MAP_CT, Carry::Tables),
