@@ -249,6 +249,63 @@ for sig in DomainAttached PolicyApplied PacketLogged PolicyRefused DomainDetache
     check "hookctl monitor received $sig" signal_seen "$sig"
 done
 
+echo "# networks: switched and routed at the tap, tenants apart"
+sb_virsh destroy fw >/dev/null 2>&1 || true
+sb_virsh destroy client >/dev/null 2>&1 || true
+netdoc() { # netdoc NAME TENANT VNI A.B.C: a network with A.B.C.0/24, gateway A.B.C.1
+    printf "<network xmlns='urn:hookd:network:1' name='%s' tenant='%s' vni='%s'>\n  <subnet prefix='%s.0/24' gateway='%s.1'/>\n</network>\n" \
+        "$1" "$2" "$3" "$4" "$4" > "$SB/net-$1.xml"
+}
+# blue and green are tenant acme's; red is globex's, on blue's addresses.
+netdoc blue acme 10010 198.51.100
+netdoc green acme 10020 203.0.113
+netdoc red globex 20030 198.51.100
+for n in blue green red; do
+    check "hookctl network define $n" "$HOOKCTL" network define "$SB/net-$n.xml"
+done
+netvm() { # netvm NAME MAC NETWORK IP GATEWAY SCENARIO [CMDLINE]
+    policy "$SB/$1.policy" "$2" "$4/32" "
+        <hookd:network name=\"$3\"/>"
+    SB_VM_IFACE_TYPE=ethernet SB_VM_CMDLINE_EXTRA="hookd.gw=$5 ${7:-}" \
+        sandbox_define_vm "$1" "$2" "$4/24" "$5" "$6" "$SB/$1.policy"
+}
+netvm nb2 52:54:00:00:01:02 blue 198.51.100.20 198.51.100.1 idle
+netvm ng1 52:54:00:00:01:03 green 203.0.113.20 203.0.113.1 idle
+netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 idle
+netvm nb1 52:54:00:00:01:01 blue 198.51.100.10 198.51.100.1 net \
+    "hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20 hookd.unreach=198.51.100.30"
+for g in nb2 ng1 nr1; do
+    check "virsh start $g" sandbox_start_vm "$g"
+done
+for g in nb2 ng1 nr1; do
+    check "$g: up" sandbox_wait_console "$g" "GUEST READY" 120
+done
+check "virsh start nb1" sandbox_start_vm nb1
+check "nb1: done" sandbox_wait_console nb1 "GUEST DONE" 180
+check "nb1 pings blue's gateway (answered at its tap)" console_has nb1 "RESULT reach_198.51.100.1=ok"
+check "nb1 pings nb2 on blue (switched tap to tap)" console_has nb1 "RESULT reach_198.51.100.20=ok"
+check "nb1 pings ng1 on green (routed within tenant acme)" console_has nb1 "RESULT reach_203.0.113.20=ok"
+check "nb1 cannot reach nr1, tenant globex's, on an overlapping subnet" console_has nb1 "RESULT unreach_198.51.100.30=fail"
+check "nb1's unanswered ARP for globex's address counted as not forwarded" test "$(counter nb1 drop_not_forwarded)" -gt 0
+check "hookctl network show blue lists nb1 and nb2" \
+    test "$("$HOOKCTL" network show blue --json | jq -r '[.nics[].domain] | sort | join(",")')" = "nb1,nb2"
+check "hookctl show nb1: on network blue" \
+    test "$("$HOOKCTL" show nb1 --json | jq -r .nics[0].mode)" = "anti-spoofing, network blue"
+out=$("$HOOKCTL" network undefine blue 2>&1) && rc=0 || rc=$?
+check "undefining blue while nb1 and nb2 use it is refused" test "$rc" -ne 0
+check "... naming nb1" grep -q 'in use by .*nb1 (52:54:00:00:01:01)' <<<"$out"
+check "... and nb2" grep -q 'in use by .*nb2 (52:54:00:00:01:02)' <<<"$out"
+for g in nb1 nb2 ng1 nr1; do
+    sb_virsh destroy "$g" >/dev/null 2>&1 || true
+done
+check "with its VMs gone, blue has no NICs on this host" \
+    test "$("$HOOKCTL" network show blue --json | jq '.nics | length')" -eq 0
+check "and no network entries are left in the maps" \
+    sh -c "test \"\$(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_net_addrs | jq length)\" -eq 0"
+for n in blue green red; do
+    check "hookctl network undefine $n" "$HOOKCTL" network undefine "$n"
+done
+
 echo "# bad policy, and hookd down"
 policy "$SB/vm3.policy" 52:54:00:00:00:0c 192.0.2.12/32 '
         <hookd:egress><hookd:rule action="deny" protocol="udp" ports="70000"/></hookd:egress>'

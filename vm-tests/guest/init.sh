@@ -36,13 +36,16 @@ result() { # result NAME STATUS
 }
 forever() { while :; do sleep 3600; done; }
 
-IP='' PEER='' IP6='' SCENARIO=idle
+IP='' PEER='' IP6='' GW='' REACH='' UNREACH='' SCENARIO=idle
 # shellcheck disable=SC2013 # the command line is one line of words: split it
 for arg in $(cat /proc/cmdline); do
     case $arg in
         hookd.ip=*)       IP=${arg#hookd.ip=} ;;
         hookd.ip6=*)      IP6=${arg#hookd.ip6=} ;;
         hookd.peer=*)     PEER=${arg#hookd.peer=} ;;
+        hookd.gw=*)       GW=${arg#hookd.gw=} ;;
+        hookd.reach=*)    REACH=${arg#hookd.reach=} ;;
+        hookd.unreach=*)  UNREACH=${arg#hookd.unreach=} ;;
         hookd.scenario=*) SCENARIO=${arg#hookd.scenario=} ;;
     esac
 done
@@ -72,6 +75,7 @@ fi
 ip link set lo up
 [ -n "$IP" ] && ip addr add "$IP" dev eth0
 ip link set eth0 up
+[ -n "$GW" ] && ip route add default via "$GW"
 MAC=$(cat /sys/class/net/eth0/address)
 log "eth0 mac=$MAC addr=$IP"
 
@@ -190,7 +194,22 @@ scenario_client() {
     forever
 }
 
+# Networks: each address of hookd.reach (comma-separated) must answer a
+# ping, each of hookd.unreach must not.
+scenario_net() {
+    log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
+    for t in $(echo "$REACH" | tr , ' '); do
+        ping_ok 3 -c 2 -W 2 "$t"; result "reach_$t" $?
+    done
+    for t in $(echo "$UNREACH" | tr , ' '); do
+        run ping -c 3 -W 1 "$t"; result "unreach_$t" $?
+    done
+    log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
+    forever
+}
+
 case $SCENARIO in
+    net)   scenario_net ;;
     fw)    scenario_fw ;;
     client) scenario_client ;;
     idle)  scenario_idle ;;

@@ -323,7 +323,17 @@ sb_xml_escape() {
 
 # sandbox_define_vm NAME MAC IP/LEN PEER SCENARIO [POLICY_XML_FILE]
 # Extra kernel parameters: env SB_VM_CMDLINE_EXTRA (e.g. hookd.ip6=2001:db8::10/64);
-# extra <interface> content: env SB_VM_IFACE_EXTRA (e.g. an nwfilter filterref).
+# extra <interface> content: env SB_VM_IFACE_EXTRA (e.g. an nwfilter filterref);
+# SB_VM_IFACE_TYPE=ethernet gives the guest a tap without a bridge (for
+# hookd's networks) instead of a port on br0.
+sb_vm_iface() { # sb_vm_iface MAC: the guest's <interface>
+    if [ "${SB_VM_IFACE_TYPE:-bridge}" = ethernet ]; then
+        printf "<interface type='ethernet'>\n      <mac address='%s'/>\n      <model type='virtio'/>%s\n    </interface>" "$1" "${SB_VM_IFACE_EXTRA:-}"
+    else
+        printf "<interface type='bridge'>\n      <mac address='%s'/>\n      <source bridge='br0'/>\n      <model type='virtio'/>%s\n    </interface>" "$1" "${SB_VM_IFACE_EXTRA:-}"
+    fi
+}
+
 sandbox_define_vm() {
     [ $# -ge 5 ] || sb_die "usage: sandbox_define_vm NAME MAC IP/LEN PEER SCENARIO [POLICY_XML_FILE]"
     local name=$1 mac=$2 ip=$3 peer=$4 scenario=$5 policy=${6:-} xml metadata=
@@ -358,11 +368,7 @@ $metadata
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='bridge'>
-      <mac address='$mac'/>
-      <source bridge='br0'/>
-      <model type='virtio'/>${SB_VM_IFACE_EXTRA:-}
-    </interface>
+    $(sb_vm_iface "$mac")
     <serial type='file'>
       <source path='$SB/$name.console'/>
       <target port='0'/>
