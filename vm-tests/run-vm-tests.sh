@@ -272,8 +272,14 @@ netvm() { # netvm NAME MAC NETWORK IP GATEWAY SCENARIO [CMDLINE]
 netvm nb2 52:54:00:00:01:02 blue 198.51.100.20 198.51.100.1 idle
 netvm ng1 52:54:00:00:01:03 green 203.0.113.20 203.0.113.1 idle
 netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 idle
-netvm nb1 52:54:00:00:01:01 blue 198.51.100.10 198.51.100.1 net \
-    "hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20 hookd.unreach=198.51.100.30"
+# nb1 gets its address, mask, router and MTU from the network's DHCP.
+policy "$SB/nb1.policy" 52:54:00:00:01:01 198.51.100.10/32 "
+        <hookd:network name=\"blue\"/>
+        <hookd:ingress default=\"deny\"/>
+        <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/></hookd:egress>"
+SB_VM_IFACE_TYPE=ethernet \
+    SB_VM_CMDLINE_EXTRA="hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20 hookd.unreach=198.51.100.30" \
+    sandbox_define_vm nb1 52:54:00:00:01:01 dhcp 198.51.100.1 net "$SB/nb1.policy"
 for g in nb2 ng1 nr1; do
     check "virsh start $g" sandbox_start_vm "$g"
 done
@@ -282,6 +288,8 @@ for g in nb2 ng1 nr1; do
 done
 check "virsh start nb1" sandbox_start_vm nb1
 check "nb1: done" sandbox_wait_console nb1 "GUEST DONE" 180
+check "nb1 got its address, router, mask and MTU by DHCP (udhcpc), through default-deny ingress and egress" \
+    console_has nb1 "DHCP ip=198.51.100.10 subnet=255.255.255.0 router=198.51.100.1 mtu=1500"
 check "nb1 pings blue's gateway (answered at its tap)" console_has nb1 "RESULT reach_198.51.100.1=ok"
 check "nb1 pings nb2 on blue (switched tap to tap)" console_has nb1 "RESULT reach_198.51.100.20=ok"
 check "nb1 pings ng1 on green (routed within tenant acme)" console_has nb1 "RESULT reach_203.0.113.20=ok"

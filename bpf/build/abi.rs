@@ -20,6 +20,7 @@ const ENUMS: &[(&str, &str)] = &[
     ("net_addr_kind", "u8"),
     ("route_kind", "u8"),
     ("route_fixed_bits", "u32"),
+    ("answer_mark", "u32"),
 ];
 
 /// The Rust mirror of each C struct. LPM keys are mirrored by their data
@@ -41,6 +42,7 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("net_addr", "NetAddr", false),
     ("route_key", "RouteData", true),
     ("route", "Route", false),
+    ("dhcp_lease", "DhcpLease", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

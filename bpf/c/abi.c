@@ -37,3 +37,5 @@ ANCHOR(struct net_addr_key, net_addr_key);
 ANCHOR(struct net_addr, net_addr);
 ANCHOR(struct route_key, route_key);
 ANCHOR(struct route, route);
+ANCHOR(struct dhcp_lease, dhcp_lease);
+ANCHOR(enum answer_mark, answer_mark);

@@ -11,6 +11,7 @@
 #include "lib/antispoof.h"
 #include "lib/firewall.h"
 #include "lib/l2net.h"
+#include "lib/dhcp.h"
 
 /* Headers we may read: Ethernet + IPv6 + 4 extension headers + ND message. */
 #define PULL_LEN 256
@@ -58,6 +59,14 @@ int hookd_from_vm(struct __sk_buff *skb)
 		if (verdict == VERDICT_PASS)
 			verdict = parse_frame(skb, &f) == FLOW_BAD_L3 ? DROP_MALFORMED
 								   : antispoof(skb, cfg, &f);
+		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK) &&
+		    is_dhcp_client(skb, &f)) {
+			/* The network's own DHCP server: before the egress rules,
+			 * as a guest must get its address whatever they say. */
+			struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
+
+			verdict = net ? dhcp_answer(skb, cfg, net, ifindex) : DROP_NO_ROUTE;
+		}
 		if (verdict == VERDICT_PASS && fw_enabled(cfg))
 			verdict = firewall(skb, cfg, DIR_EGRESS, &f);
 		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK))
@@ -90,7 +99,11 @@ int hookd_to_vm(struct __sk_buff *skb)
 	struct flow f = {};
 	int verdict;
 
-	if (cfg && (cfg->flags & NIC_F_MANAGED)) {
+	if (skb->mark == HOOKD_ANSWER_MARK) {
+		/* An answer of the network's own (from_vm made it): not the
+		 * VM's ingress rules' to judge. */
+		skb->mark = 0;
+	} else if (cfg && (cfg->flags & NIC_F_MANAGED)) {
 		linearize(skb);
 		if (fw_enabled(cfg)) {
 			verdict = parse_frame(skb, &f) == FLOW_BAD_L3

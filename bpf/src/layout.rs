@@ -128,6 +128,20 @@ pub struct Route {
     pub pad2: [u8; 2],
 }
 
+/// `struct dhcp_lease`: what DHCP gives a network NIC.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DhcpLease {
+    pub addr: [u8; 4],
+    pub mask: [u8; 4],
+    pub router: [u8; 4],
+    pub dns: [[u8; 4]; MAX_DNS as usize],
+    pub lease_secs: u32,
+    pub mtu: u16,
+    pub ndns: u8,
+    pub pad: u8,
+}
+
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -256,7 +270,8 @@ pod!(
     NetAddrKey,
     NetAddr,
     RouteData,
-    Route
+    Route,
+    DhcpLease
 );
 
 #[cfg(test)]

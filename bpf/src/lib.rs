@@ -47,3 +47,5 @@ pub const MAP_NIC_NETS: &str = "hookd_nic_nets";
 pub const MAP_NET_ADDRS: &str = "hookd_net_addrs";
 /// Each tenant's routes (LPM).
 pub const MAP_ROUTES: &str = "hookd_routes";
+/// What the network's DHCP answers give each network NIC.
+pub const MAP_DHCP: &str = "hookd_dhcp";

@@ -246,6 +246,56 @@ fn the_network_stage_answers_switches_and_isolates() {
         }
     }
 
+    // DHCP: A gets its address, mask, router, MTU and lease.
+    let discover = |chaddr: [u8; 6], t: u8, req: Option<&str>| {
+        eth(
+            bcast,
+            a,
+            0x0800,
+            &ipv4(
+                ip("0.0.0.0"),
+                ip("255.255.255.255"),
+                17,
+                &udp(68, 67, &dhcp_request(chaddr, t, req.map(ip))),
+            ),
+        )
+    };
+    for (t, answer) in [(1u8, 2u8), (3, 5)] {
+        let req = (t == 3).then_some("198.51.100.10");
+        let (v, out) = run(&dp, &discover(a, t, req));
+        assert_eq!(v, TC_ACT_REDIRECT, "DHCP message {t}");
+        assert_eq!(out.len(), 14 + 20 + 8 + 240 + 64);
+        assert_eq!((&out[0..6], &out[6..12]), (&a[..], &gw[..]));
+        assert_eq!(checksum(&out[14..34]), 0, "IPv4 header checksum");
+        assert_eq!(&out[26..34], &[198, 51, 100, 1, 255, 255, 255, 255]);
+        assert_eq!(&out[34..38], &[0, 67, 0, 68], "UDP 67 -> 68");
+        let bootp = &out[42..];
+        assert_eq!(bootp[0], 2, "a BOOTP reply");
+        assert_eq!(&bootp[4..8], &[0x12, 0x34, 0x56, 0x78], "xid kept");
+        assert_eq!(&bootp[16..20], &[198, 51, 100, 10], "yiaddr: A's address");
+        assert_eq!(&bootp[28..34], &a, "chaddr kept");
+        let o = dhcp_options(bootp);
+        assert_eq!(o[&53], [answer], "OFFER for DISCOVER, ACK for REQUEST");
+        assert_eq!(o[&54], [198, 51, 100, 1], "server id: the gateway");
+        assert_eq!(o[&1], [255, 255, 255, 0]);
+        assert_eq!(o[&3], [198, 51, 100, 1], "router");
+        assert_eq!(o[&26], 1500u16.to_be_bytes());
+        assert_eq!(o[&51], hookd_model::plan::DHCP_LEASE_SECS.to_be_bytes());
+    }
+    for (what, frame) in [
+        (
+            "a request for another address",
+            discover(a, 3, Some("198.51.100.11")),
+        ),
+        (
+            "a client hardware address not the NIC's",
+            discover(b, 1, None),
+        ),
+        ("a release", discover(a, 7, None)),
+    ] {
+        assert_eq!(run(&dp, &frame).0, TC_ACT_SHOT, "{what} gets nothing");
+    }
+
     // Routed: to green, another network of A's tenant, through blue's
     // gateway; never to violet, another tenant's.
     let green = network_on("green", "acme", 10020, "203.0.113");

@@ -479,7 +479,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
         let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
         start(&mut a);
         let plain = map_pins(&pin_dir);
-        assert_eq!(plain.len(), 12, "{plain:?}");
+        assert_eq!(plain.len(), 13, "{plain:?}");
 
         let stop = Arc::new(AtomicBool::new(false));
         let upgrader = {
@@ -498,6 +498,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
                 let want: BTreeSet<String> = [
                     "hookd_addrs-v2",
                     "hookd_ct-v2",
+                    "hookd_dhcp-v2",
                     "hookd_fw_classes-v2",
                     "hookd_fw_rules-v2",
                     "hookd_net_addrs-v2",

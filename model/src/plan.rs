@@ -31,7 +31,7 @@ pub struct Enforcement {
     /// The hookd network the NIC joins (`<hookd:network>`), once
     /// [`join_networks`] has found its definition.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<NicNetwork>,
+    pub network: Option<Box<NicNetwork>>,
 }
 
 /// What the data path needs of a NIC's network.
@@ -45,7 +45,14 @@ pub struct NicNetwork {
     pub tenant_id: u32,
     pub gateways: Vec<std::net::IpAddr>,
     pub gateway_mac: MacAddr,
+    /// The subnets with their gateways, for what DHCP gives the guest.
+    pub subnets: Vec<(IpNet, std::net::IpAddr)>,
+    pub mtu: u16,
+    pub dns: Vec<std::net::IpAddr>,
 }
+
+/// How long a DHCP lease lasts (clients renew at half of it).
+pub const DHCP_LEASE_SECS: u32 = 86_400;
 
 /// Anti-spoofing: the source MAC is always checked; IP sources, ARP
 /// senders and ND targets only where `prefixes` is not empty.
@@ -333,13 +340,16 @@ pub fn join_networks(
             continue;
         };
         if let Some(n) = lookup(&r.name) {
-            e.network = Some(NicNetwork {
+            e.network = Some(Box::new(NicNetwork {
                 name: n.name.clone(),
                 vni: n.vni,
                 tenant_id: crate::network::tenant_id(&n.tenant),
                 gateways: n.subnets.iter().map(|s| s.gateway).collect(),
                 gateway_mac: crate::network::gateway_mac(n.vni),
-            });
+                subnets: n.subnets.iter().map(|s| (s.prefix, s.gateway)).collect(),
+                mtu: n.mtu,
+                dns: n.dns.clone(),
+            }));
         }
     }
 }

@@ -108,6 +108,40 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     u
 }
 
+/// A DHCPv4 client message (BOOTP request) of `msg_type` (1 DISCOVER,
+/// 3 REQUEST) from `chaddr`, asking for `requested` (option 50) if given:
+/// the UDP payload, padded to BOOTP's 300 bytes.
+pub fn dhcp_request(chaddr: [u8; 6], msg_type: u8, requested: Option<Ipv4Addr>) -> Vec<u8> {
+    let mut b = vec![1, 1, 6, 0, 0x12, 0x34, 0x56, 0x78, 0, 0, 0x80, 0];
+    b.extend_from_slice(&[0; 16]); // ciaddr, yiaddr, siaddr, giaddr
+    b.extend_from_slice(&chaddr);
+    b.extend_from_slice(&[0; 10 + 64 + 128]);
+    b.extend_from_slice(&[99, 130, 83, 99, 53, 1, msg_type]);
+    if let Some(r) = requested {
+        b.extend_from_slice(&[50, 4]);
+        b.extend_from_slice(&r.octets());
+    }
+    b.extend_from_slice(&[55, 3, 1, 3, 6, 255]);
+    b.resize(300, 0);
+    b
+}
+
+/// The options of a BOOTP message (`bootp`: from its first byte), by code.
+pub fn dhcp_options(bootp: &[u8]) -> std::collections::BTreeMap<u8, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut i = 240;
+    while i + 1 < bootp.len() && bootp[i] != 255 {
+        if bootp[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let len = usize::from(bootp[i + 1]);
+        out.insert(bootp[i], bootp[i + 2..i + 2 + len].to_vec());
+        i += 2 + len;
+    }
+    out
+}
+
 pub fn arp(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
     a.extend_from_slice(&sha);

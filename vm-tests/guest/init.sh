@@ -6,6 +6,10 @@
 #   hookd.peer=IP           the address the scenario pings
 #   hookd.scenario=NAME     idle | spoof   (default idle)
 #   hookd.ip6=ADDR/LEN      optional; only honoured by "idle" (see below)
+#   hookd.ip=dhcp           configure eth0 with busybox udhcpc instead
+#   hookd.gw=IP             default route (static addresses)
+#   hookd.reach=IP,...      scenario "net": addresses that must answer a ping
+#   hookd.unreach=IP,...    scenario "net": addresses that must not
 #
 # Every line goes to the serial console (ttyS0) prefixed with "hookd-guest: "
 # so a test can grep for it, e.g. "hookd-guest: RESULT spoof_ip=ok".
@@ -73,9 +77,30 @@ if [ ! -e /sys/class/net/eth0 ]; then
 fi
 
 ip link set lo up
-[ -n "$IP" ] && ip addr add "$IP" dev eth0
-ip link set eth0 up
-[ -n "$GW" ] && ip route add default via "$GW"
+if [ "$IP" = dhcp ]; then
+    # udhcpc's script: the lease, applied and logged.
+    cat > /bin/dhcp-script <<'S'
+#!/bin/sh
+case $1 in
+    bound|renew)
+        ifconfig "$interface" "$ip" netmask "$subnet" up
+        [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+        [ -n "$router" ] && ip route add default via "$router"
+        echo "hookd-guest: DHCP ip=$ip subnet=$subnet router=$router mtu=$mtu lease=$lease" ;;
+esac
+S
+    chmod +x /bin/dhcp-script
+    ip link set eth0 up
+    if run udhcpc -i eth0 -s /bin/dhcp-script -n -q -t 5 -T 2; then
+        IP=$(ip -4 addr show eth0 | sed -n 's/.*inet \([0-9./]*\).*/\1/p')
+    else
+        log "GUEST ERROR no DHCP lease"
+    fi
+else
+    [ -n "$IP" ] && ip addr add "$IP" dev eth0
+    ip link set eth0 up
+    [ -n "$GW" ] && ip route add default via "$GW"
+fi
 MAC=$(cat /sys/class/net/eth0/address)
 log "eth0 mac=$MAC addr=$IP"
 

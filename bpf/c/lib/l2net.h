@@ -70,6 +70,7 @@ static __always_inline int net_arp(struct __sk_buff *skb, const struct nic_net *
 	__builtin_memcpy(arp->spa, ip, 4);
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, mac, 6);
+	skb->mark = HOOKD_ANSWER_MARK;
 	bpf_redirect(ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -99,6 +100,7 @@ static __always_inline int net_echo4(struct __sk_buff *skb, const struct nic_net
 	icmp->checksum = (__u16)((sum & 0xffff) + (sum >> 16));
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, net->gw_mac, 6);
+	skb->mark = HOOKD_ANSWER_MARK;
 	bpf_redirect(ifindex, 0);
 	return VERDICT_REDIRECT;
 }

@@ -94,6 +94,7 @@ enum map_size {
 	EVENTS_BYTES   = 256 * 1024, /* hookd_events ring buffer */
 	MAX_NET_ADDRS  = 65536,   /* hookd_net_addrs */
 	MAX_ROUTES     = 65536,   /* hookd_routes */
+	MAX_DNS        = 4,       /* dhcp_lease.dns */
 };
 
 /* net_addr.kind */
@@ -240,6 +241,26 @@ struct net_addr {
 	__u8 kind;       /* enum net_addr_kind */
 	__u8 pad;
 	__u32 ifindex;   /* NET_ADDR_NIC: its tap */
+};
+
+/* Value of hookd_dhcp (key: ifindex): what the network's DHCP answers
+ * give a network NIC. Addresses in network byte order. */
+struct dhcp_lease {
+	__u8 addr[4];      /* the NIC's IPv4 address (its /32 in the network) */
+	__u8 mask[4];
+	__u8 router[4];    /* its subnet's gateway, also the server id */
+	__u8 dns[MAX_DNS][4];
+	__u32 lease_secs;
+	__u16 mtu;
+	__u8 ndns;
+	__u8 pad;
+};
+
+/* skb->mark of a frame hookd's data path answered (ARP, echo, DHCP) and
+ * sent back to the VM: its to_vm program lets it pass without the ingress
+ * rules (as the network's own gateway and DHCP server), and clears it. */
+enum answer_mark {
+	HOOKD_ANSWER_MARK = 0x686b0a00,
 };
 
 /* LPM key of hookd_routes: an address in a tenant's routing domain. */

@@ -44,8 +44,8 @@ use aya::programs::ProgramInfo;
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
-    self, AddrData, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey, NicConfig,
-    NicNet, NicStats, Route, RouteData,
+    self, AddrData, DhcpLease, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey,
+    NicConfig, NicNet, NicStats, Route, RouteData,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -110,6 +110,7 @@ pub struct Datapath {
     pub(crate) nic_nets: HashMap<MapData, u32, NicNet>,
     pub(crate) net_addrs: HashMap<MapData, NetAddrKey, NetAddr>,
     pub(crate) routes: LpmTrie<MapData, RouteData, Route>,
+    pub(crate) dhcp: HashMap<MapData, u32, DhcpLease>,
     pub(crate) net_owned: network::NetOwned,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
@@ -236,6 +237,8 @@ impl Datapath {
             .map_err(map_err("hookd_net_addrs"))?;
         let routes = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_ROUTES)?)
             .map_err(map_err("hookd_routes"))?;
+        let dhcp = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_DHCP)?)
+            .map_err(map_err("hookd_dhcp"))?;
         let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs, &routes);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
@@ -263,6 +266,7 @@ impl Datapath {
             nic_nets,
             net_addrs,
             routes,
+            dhcp,
             net_owned,
             events: Some(events),
             pin_dir: pin_dir.to_owned(),

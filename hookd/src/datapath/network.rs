@@ -9,7 +9,7 @@ use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, map_err};
 use aya::maps::lpm_trie::Key;
 use aya::maps::{HashMap, MapData};
-use hookd_bpf::layout::{self, NetAddr, NetAddrKey, NicNet, Route, RouteData};
+use hookd_bpf::layout::{self, DhcpLease, NetAddr, NetAddrKey, NicNet, Route, RouteData};
 use hookd_model::plan::NicNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -89,6 +89,36 @@ fn host_addresses(prefixes: &[IpNet]) -> Vec<IpAddr> {
         .collect()
 }
 
+/// What DHCP gives the NIC: its first IPv4 host address inside one of the
+/// network's IPv4 subnets, with that subnet's mask and gateway, the
+/// network's MTU and IPv4 DNS servers. None: the NIC has no such address.
+fn dhcp_lease(prefixes: &[IpNet], net: &NicNetwork) -> Option<DhcpLease> {
+    let (addr, subnet, gw) = host_addresses(prefixes).into_iter().find_map(|a| {
+        let IpAddr::V4(a4) = a else { return None };
+        net.subnets.iter().find_map(|(p, gw)| match (p, gw) {
+            (IpNet::V4(p4), IpAddr::V4(g4)) if p4.contains(&a4) => Some((a4, *p4, *g4)),
+            _ => None,
+        })
+    })?;
+    let mut lease = DhcpLease {
+        addr: addr.octets(),
+        mask: subnet.netmask().octets(),
+        router: gw.octets(),
+        lease_secs: hookd_model::plan::DHCP_LEASE_SECS,
+        mtu: net.mtu,
+        ..Default::default()
+    };
+    let dns4 = net.dns.iter().filter_map(|d| match d {
+        IpAddr::V4(v4) => Some(v4.octets()),
+        IpAddr::V6(_) => None,
+    });
+    for (slot, d) in lease.dns.iter_mut().zip(dns4) {
+        *slot = d;
+        lease.ndns += 1;
+    }
+    Some(lease)
+}
+
 impl Datapath {
     /// Writes the network entries of a NIC on `net`: checked first (no
     /// address another NIC of the network holds), then gateways, the NIC's
@@ -163,7 +193,17 @@ impl Datapath {
         if old_net != 0 && old_net != net.vni {
             self.release_gateways(old_net, ifindex);
         }
-        self.write_routes(ifindex, mac, prefixes, net)
+        self.write_routes(ifindex, mac, prefixes, net)?;
+        match dhcp_lease(prefixes, net) {
+            Some(l) => self
+                .dhcp
+                .insert(ifindex, l, 0)
+                .map_err(map_err("writing the NIC's DHCP lease")),
+            None => {
+                let _ = self.dhcp.remove(&ifindex);
+                Ok(())
+            }
+        }
     }
 
     /// The NIC's host routes in its tenant's routing domain, so that the
@@ -213,6 +253,7 @@ impl Datapath {
     /// other NIC of this host is on it.
     pub(crate) fn clear_network(&mut self, ifindex: u32) {
         let _ = self.nic_nets.remove(&ifindex);
+        let _ = self.dhcp.remove(&ifindex);
         for k in self.net_owned.routes.remove(&ifindex).unwrap_or_default() {
             let _ = self.routes.remove(&k);
         }

@@ -45,7 +45,7 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 12] = [
+pub(crate) const CARRY: [(&str, Carry); 13] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
@@ -53,6 +53,7 @@ pub(crate) const CARRY: [(&str, Carry); 12] = [
     (hookd_bpf::MAP_NIC_NETS, Carry::Policy),
     (hookd_bpf::MAP_NET_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_ROUTES, Carry::Policy),
+    (hookd_bpf::MAP_DHCP, Carry::Policy),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
     (hookd_bpf::MAP_CT, Carry::Tables),
