@@ -295,6 +295,8 @@ check "nb1 pings nb2 on blue (switched tap to tap)" console_has nb1 "RESULT reac
 check "nb1 pings ng1 on green (routed within tenant acme)" console_has nb1 "RESULT reach_203.0.113.20=ok"
 check "nb1 cannot reach nr1, tenant globex's, on an overlapping subnet" console_has nb1 "RESULT unreach_198.51.100.30=fail"
 check "nb1's unanswered ARP for globex's address counted as not forwarded" test "$(counter nb1 drop_not_forwarded)" -gt 0
+check "nb1's counters: DHCP and ARP answered, frames switched and routed" sh -c \
+    "test $(counter nb1 net_answered_dhcp) -ge 2 -a $(counter nb1 net_answered_arp) -ge 1 -a $(counter nb1 net_switched) -gt 0 -a $(counter nb1 net_routed) -gt 0"
 check "hookctl network show blue lists nb1 and nb2" \
     test "$("$HOOKCTL" network show blue --json | jq -r '[.nics[].domain] | sort | join(",")')" = "nb1,nb2"
 check "hookctl show nb1: on network blue" \

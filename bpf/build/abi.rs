@@ -21,6 +21,7 @@ const ENUMS: &[(&str, &str)] = &[
     ("route_kind", "u8"),
     ("route_fixed_bits", "u32"),
     ("answer_mark", "u32"),
+    ("net_counter", "usize"),
 ];
 
 /// The Rust mirror of each C struct. LPM keys are mirrored by their data
@@ -43,6 +44,7 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("route_key", "RouteData", true),
     ("route", "Route", false),
     ("dhcp_lease", "DhcpLease", false),
+    ("net_stats", "NetStats", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

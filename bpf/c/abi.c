@@ -38,4 +38,6 @@ ANCHOR(struct net_addr, net_addr);
 ANCHOR(struct route_key, route_key);
 ANCHOR(struct route, route);
 ANCHOR(struct dhcp_lease, dhcp_lease);
+ANCHOR(struct net_stats, net_stats);
+ANCHOR(enum net_counter, net_counter);
 ANCHOR(enum answer_mark, answer_mark);

@@ -59,10 +59,10 @@ int hookd_from_vm(struct __sk_buff *skb)
 		if (verdict == VERDICT_PASS)
 			verdict = parse_frame(skb, &f) == FLOW_BAD_L3 ? DROP_MALFORMED
 								   : antispoof(skb, cfg, &f);
+		/* The network's own DHCP server: before the egress rules, as a
+		 * guest must get its address whatever they say. */
 		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK) &&
 		    is_dhcp_client(skb, &f)) {
-			/* The network's own DHCP server: before the egress rules,
-			 * as a guest must get its address whatever they say. */
 			struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
 
 			verdict = net ? dhcp_answer(skb, cfg, net, ifindex) : DROP_NO_ROUTE;

@@ -142,6 +142,32 @@ pub struct DhcpLease {
     pub pad: u8,
 }
 
+/// `struct net_stats`: what the network stage did with a NIC's frames,
+/// one CPU's share.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    pub count: [u64; NET_COUNTERS],
+}
+
+impl NetStats {
+    /// The counters' stable names (hookctl, JSON, metrics), by index.
+    pub const NAMES: [(usize, &'static str); NET_COUNTERS] = [
+        (NET_SWITCHED, "switched"),
+        (NET_ROUTED, "routed"),
+        (NET_ANSWERED_ARP, "answered_arp"),
+        (NET_ANSWERED_ND, "answered_nd"),
+        (NET_ANSWERED_ECHO, "answered_echo"),
+        (NET_ANSWERED_DHCP, "answered_dhcp"),
+    ];
+
+    pub fn add(&mut self, other: &NetStats) {
+        for (a, b) in self.count.iter_mut().zip(other.count) {
+            *a += b;
+        }
+    }
+}
+
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -271,7 +297,8 @@ pod!(
     NetAddr,
     RouteData,
     Route,
-    DhcpLease
+    DhcpLease,
+    NetStats
 );
 
 #[cfg(test)]

@@ -49,3 +49,5 @@ pub const MAP_NET_ADDRS: &str = "hookd_net_addrs";
 pub const MAP_ROUTES: &str = "hookd_routes";
 /// What the network's DHCP answers give each network NIC.
 pub const MAP_DHCP: &str = "hookd_dhcp";
+/// Per-NIC counters of the network stage (per CPU).
+pub const MAP_NET_STATS: &str = "hookd_net_stats";

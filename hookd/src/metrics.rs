@@ -2,7 +2,7 @@
 //! plain HTTP on a loopback address when `metrics_listen` is set.
 
 use crate::core::View;
-use hookd_bpf::layout::DropReason;
+use hookd_bpf::layout::{DropReason, NetStats};
 use std::fmt::Write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -29,8 +29,12 @@ pub fn render(d: &View) -> String {
             "hookd_nic_drops_total",
             "Frames hookd dropped on a VM NIC, by reason.",
         ),
+        (
+            "hookd_nic_network_total",
+            "Frames of a NIC on a hookd network, by what the network did: switched, routed, answered_*.",
+        ),
     ];
-    let mut samples: [Vec<String>; 3] = Default::default();
+    let mut samples: [Vec<String>; 4] = Default::default();
     for r in d.records().iter() {
         for n in r.nics.iter().filter(|n| n.attached()) {
             let Some(s) = d.stats(n.ifindex) else {
@@ -60,6 +64,14 @@ pub fn render(d: &View) -> String {
                     r.name(),
                     s.drops[r as usize]
                 ));
+            }
+            if let Some(net) = d.net_stats(n.ifindex) {
+                for (i, kind) in NetStats::NAMES {
+                    samples[3].push(format!(
+                        "hookd_nic_network_total{{{base},kind=\"{kind}\"}} {}",
+                        net.count[i]
+                    ));
+                }
             }
         }
     }

@@ -41,10 +41,18 @@ fn network_on(name: &str, tenant: &str, vni: u32, net: &str) -> Network {
 
 /// The plan of a NIC with `mac` and `addr` on `net`.
 fn on(net: &Network, mac: &str, addr: &str) -> NicMode {
+    on_with(net, mac, &[&format!("{addr}/32")])
+}
+
+/// The plan of a NIC with `mac` and the address prefixes `prefixes` on `net`.
+fn on_with(net: &Network, mac: &str, prefixes: &[&str]) -> NicMode {
+    let addrs: String = prefixes
+        .iter()
+        .map(|p| format!("<hookd:address prefix='{p}'/>"))
+        .collect();
     let xml = DomainXml::new("vm", "u")
         .metadata(&policy(&format!(
-            "<hookd:interface mac='{mac}'><hookd:network name='{}'/>\
-             <hookd:address prefix='{addr}/32'/></hookd:interface>",
+            "<hookd:interface mac='{mac}'><hookd:network name='{}'/>{addrs}</hookd:interface>",
             net.name
         )))
         .nic("ethernet", mac, None)
@@ -343,6 +351,14 @@ fn the_network_stage_answers_switches_and_isolates() {
             "{what}"
         );
     }
+    // What the stage did, counted for A.
+    let n = dp.counters().net_stats(TEST_IFINDEX).unwrap();
+    use hookd_bpf::layout::*;
+    assert_eq!(n.count[NET_ANSWERED_ARP], 2, "{n:?}");
+    assert_eq!(n.count[NET_ANSWERED_ECHO], 1, "{n:?}");
+    assert_eq!(n.count[NET_ANSWERED_DHCP], 2, "{n:?}");
+    assert_eq!(n.count[NET_SWITCHED], 1, "{n:?}");
+    assert_eq!(n.count[NET_ROUTED], 1, "{n:?}");
     dp.forget_nic(80);
     assert_eq!(run(&dp, &routed).0, TC_ACT_SHOT, "no route once D is gone");
     dp.forget_nic(81);
@@ -469,4 +485,182 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
     .join()
     .expect("network taps test thread");
     drop(ns);
+}
+
+/// A dual-stack network: `net`.0/24 and `net6`::/64, gateways .1 and ::1.
+fn dual(name: &str, tenant: &str, vni: u32, net: &str, net6: &str) -> Network {
+    parse_document(&format!(
+        "<network xmlns='urn:hookd:network:1' name='{name}' tenant='{tenant}' vni='{vni}'>\
+         <subnet prefix='{net}.0/24' gateway='{net}.1'/>\
+         <subnet prefix='{net6}::/64' gateway='{net6}::1'/></network>"
+    ))
+    .unwrap()
+}
+
+fn ip6(s: &str) -> std::net::Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// The ICMPv6 checksum of `msg` from `src` to `dst` is right.
+fn icmp6_ok(src: &[u8], dst: &[u8], msg: &[u8]) -> bool {
+    let mut p = Vec::new();
+    p.extend_from_slice(src);
+    p.extend_from_slice(dst);
+    p.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 58]);
+    p.extend_from_slice(msg);
+    checksum(&p) == 0
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn the_network_stage_speaks_ipv6() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let blue = dual("blue", "acme", 10010, "198.51.100", "2001:db8:100");
+    let green = dual("green", "acme", 10020, "203.0.113", "2001:db8:200");
+    let red = dual("red", "globex", 20020, "198.51.100", "2001:db8:100");
+    let (a, b, c, d) = (mac(A_MAC), mac(B_MAC), mac(C_MAC), mac("52:54:00:00:00:0e"));
+    let gw = gateway_mac(10010).0;
+    let prog = |net: &Network, m: &str, v4: &str, v6: &str| on_with(net, m, &[v4, v6]);
+    dp.program_nic(
+        TEST_IFINDEX,
+        a,
+        &prog(&blue, A_MAC, "198.51.100.10/32", "2001:db8:100::10/128"),
+        1,
+    )
+    .unwrap();
+    dp.program_nic(
+        B_IFINDEX,
+        b,
+        &prog(&blue, B_MAC, "198.51.100.20/32", "2001:db8:100::20/128"),
+        1,
+    )
+    .unwrap();
+    dp.program_nic(
+        C_IFINDEX,
+        c,
+        &prog(&red, C_MAC, "198.51.100.30/32", "2001:db8:100::30/128"),
+        1,
+    )
+    .unwrap();
+    dp.program_nic(
+        80,
+        d,
+        &prog(
+            &green,
+            "52:54:00:00:00:0e",
+            "203.0.113.20/32",
+            "2001:db8:200::20/128",
+        ),
+        1,
+    )
+    .unwrap();
+    let me = ip6("2001:db8:100::10");
+    let ns = |target: &str, src: std::net::Ipv6Addr| {
+        let mut m = icmpv6_nd(135, ip6(target));
+        m.extend_from_slice(&[1, 1]);
+        m.extend_from_slice(&a);
+        eth(
+            [0x33, 0x33, 0xff, 0, 0, 1],
+            a,
+            0x86dd,
+            &ipv6(src, ip6("ff02::1:ff00:1"), 58, &m),
+        )
+    };
+    // NS for the gateway: an NA from it, router flag, its MAC.
+    for (target, who, router) in [("2001:db8:100::1", gw, 0x80), ("2001:db8:100::20", b, 0)] {
+        let (v, out) = run(&dp, &ns(target, me));
+        assert_eq!(v, TC_ACT_REDIRECT, "NS for {target}");
+        assert_eq!(out.len(), 14 + 40 + 32);
+        assert_eq!((&out[0..6], &out[6..12]), (&a[..], &who[..]));
+        assert_eq!(out[21], 255, "hop limit 255");
+        assert_eq!(&out[22..38], &ip6(target).octets(), "from the target");
+        assert_eq!(&out[38..54], &me.octets(), "to the asker");
+        let na = &out[54..];
+        assert_eq!(
+            (na[0], na[4]),
+            (136, 0x60 | router),
+            "NA, solicited + override"
+        );
+        assert_eq!(&na[8..24], &ip6(target).octets());
+        assert_eq!(
+            (na[24], na[25], &na[26..32]),
+            (2, 1, &who[..]),
+            "target link-layer address"
+        );
+        assert!(icmp6_ok(&out[22..38], &out[38..54], na), "ICMPv6 checksum");
+    }
+    // DAD, its own address, another tenant's: unanswered.
+    for (target, src) in [
+        ("2001:db8:100::10", std::net::Ipv6Addr::UNSPECIFIED),
+        ("2001:db8:100::10", me),
+        ("2001:db8:100::30", me),
+    ] {
+        assert_eq!(
+            run(&dp, &ns(target, src)).0,
+            TC_ACT_SHOT,
+            "NS for {target} from {src}"
+        );
+    }
+    // Echo to the gateway.
+    let mut echo = vec![128, 0, 0, 0, 0x12, 0x34, 0, 9];
+    echo.extend_from_slice(b"ping");
+    let mut frame = eth(gw, a, 0x86dd, &ipv6(me, ip6("2001:db8:100::1"), 58, &echo));
+    let sum = {
+        let mut p = Vec::new();
+        p.extend_from_slice(&me.octets());
+        p.extend_from_slice(&ip6("2001:db8:100::1").octets());
+        p.extend_from_slice(&(echo.len() as u32).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 58]);
+        p.extend_from_slice(&echo);
+        checksum(&p)
+    };
+    frame[56..58].copy_from_slice(&sum.to_be_bytes());
+    let (v, out) = run(&dp, &frame);
+    assert_eq!(v, TC_ACT_REDIRECT, "echo to the gateway");
+    assert_eq!(out[54], 129, "echo reply");
+    assert_eq!(&out[22..38], &ip6("2001:db8:100::1").octets());
+    assert!(
+        icmp6_ok(&out[22..38], &out[38..54], &out[54..]),
+        "ICMPv6 checksum of the reply"
+    );
+    // Switched, routed, isolated.
+    let udp6 = |dst_mac: [u8; 6], dst: &str| {
+        eth(
+            dst_mac,
+            a,
+            0x86dd,
+            &ipv6(me, ip6(dst), 17, &udp(1, 2, b"x")),
+        )
+    };
+    let (v, _) = run(&dp, &udp6(b, "2001:db8:100::20"));
+    assert_eq!(v, TC_ACT_REDIRECT, "to B");
+    let (v, out) = run(&dp, &udp6(gw, "2001:db8:200::20"));
+    assert_eq!(v, TC_ACT_REDIRECT, "routed to green");
+    assert_eq!(
+        (&out[0..6], &out[6..12]),
+        (&d[..], &gateway_mac(10020).0[..])
+    );
+    assert_eq!(out[21], 254, "hop limit decremented");
+    for (what, f, reason) in [
+        (
+            "the other tenant's NIC",
+            udp6(c, "2001:db8:100::30"),
+            DropReason::UnknownUnicast,
+        ),
+        (
+            "beyond the tenant",
+            udp6(gw, "2001:db8:300::1"),
+            DropReason::NoRoute,
+        ),
+    ] {
+        let before = dp.stats(TEST_IFINDEX).unwrap().drops[reason as usize];
+        assert_eq!(run(&dp, &f).0, TC_ACT_SHOT, "{what}");
+        assert_eq!(
+            dp.stats(TEST_IFINDEX).unwrap().drops[reason as usize],
+            before + 1,
+            "{what}"
+        );
+    }
 }

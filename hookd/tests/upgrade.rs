@@ -479,7 +479,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
         let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
         start(&mut a);
         let plain = map_pins(&pin_dir);
-        assert_eq!(plain.len(), 13, "{plain:?}");
+        assert_eq!(plain.len(), 14, "{plain:?}");
 
         let stop = Arc::new(AtomicBool::new(false));
         let upgrader = {

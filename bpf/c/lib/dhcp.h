@@ -20,6 +20,7 @@
 #include "verdict.h"
 #include "flow.h"
 #include "antispoof.h"
+#include "l2net.h"
 
 #define DHCP_BOOTP_OFF  (ETH_HLEN + 20 + 8)   /* IPv4 without options */
 #define DHCP_MAGIC_OFF  (DHCP_BOOTP_OFF + 236)
@@ -174,6 +175,7 @@ static __always_inline int dhcp_answer(struct __sk_buff *skb, const struct nic_c
 	    bpf_skb_store_bytes(skb, DHCP_OPTS_OFF, opts, sizeof(opts), 0) < 0)
 		return DROP_MALFORMED;
 	skb->mark = HOOKD_ANSWER_MARK;
+	net_count(ifindex, NET_ANSWERED_DHCP);
 	bpf_redirect(ifindex, 0);
 	return VERDICT_REDIRECT;
 }

@@ -33,6 +33,15 @@ struct icmp_head {
 	__u16 checksum;
 };
 
+/* Counts one frame of the NIC as COUNTER (enum net_counter). */
+static __always_inline void net_count(__u32 ifindex, int counter)
+{
+	struct net_stats *st = bpf_map_lookup_elem(&hookd_net_stats, &ifindex);
+
+	if (st && counter >= 0 && counter < NET_COUNTERS)
+		st->count[counter]++;
+}
+
 static __always_inline struct net_addr *net_lookup4(__u32 net_id, const __u8 *a4)
 {
 	struct net_addr_key k = { .net_id = net_id };
@@ -71,6 +80,7 @@ static __always_inline int net_arp(struct __sk_buff *skb, const struct nic_net *
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, mac, 6);
 	skb->mark = HOOKD_ANSWER_MARK;
+	net_count(ifindex, NET_ANSWERED_ARP);
 	bpf_redirect(ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -101,6 +111,7 @@ static __always_inline int net_echo4(struct __sk_buff *skb, const struct nic_net
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, net->gw_mac, 6);
 	skb->mark = HOOKD_ANSWER_MARK;
+	net_count(ifindex, NET_ANSWERED_ECHO);
 	bpf_redirect(ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -135,11 +146,193 @@ static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_ne
 	ip->check = (__u16)(check + (check >= 0xffff));
 	__builtin_memcpy(eth->h_dest, r->mac, 6);
 	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
+	net_count(skb->ifindex, NET_ROUTED);
 	bpf_redirect(r->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
 
-static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, const struct flow *f)
+static __always_inline struct net_addr *net_lookup6(__u32 net_id, const __u8 *a6)
+{
+	struct net_addr_key k = { .net_id = net_id };
+
+	__builtin_memcpy(k.addr, a6, 16);
+	return bpf_map_lookup_elem(&hookd_net_addrs, &k);
+}
+
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY   129
+#define ND_OPT_TARGET_LL    2
+#define NA_FLAG_ROUTER      0x80
+#define NA_FLAG_SOLICITED   0x40
+#define NA_FLAG_OVERRIDE    0x20
+#define NA_LEN              32 /* ICMPv6 NA with a target link-layer option */
+
+/* A neighbour solicitation for the gateway or another NIC of the network
+ * becomes the advertisement, sent back to the VM: from the target address
+ * to the asker, hop limit 255, with the target's MAC. Solicitations for
+ * duplicate address detection (from ::) and for unknown or the NIC's own
+ * addresses go unanswered. The checksum is summed (bpf_csum_diff) over one
+ * buffer, the pseudo-header (RFC 8200 8.1) then the NA, which keeps the
+ * program's stack small. */
+static __always_inline int net_ns(struct __sk_buff *skb, const struct nic_net *net, __u32 ifindex,
+			     __u32 l4)
+{
+	/* 0: source (the target), 16: destination (the asker), 32: length,
+	 * 36: next header, 40: the NA. */
+	__u8 buf[40 + NA_LEN] = {};
+	__u8 eth_hdr[ETH_HLEN];
+	struct net_addr *a;
+	__u8 is_gw;
+	__s64 sum;
+	__u32 c;
+
+	if (l4 != ETH_HLEN + sizeof(struct ipv6hdr))
+		return DROP_NOT_FORWARDED; /* extension headers: not for ND */
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, &buf[16], 16) < 0 ||
+	    bpf_skb_load_bytes(skb, l4 + 8, buf, 16) < 0)
+		return DROP_MALFORMED;
+	if (!(*(__u64 *)&buf[16] | *(__u64 *)&buf[24]))
+		return DROP_NOT_FORWARDED; /* DAD, from :: */
+	a = net_lookup6(net->net_id, buf);
+	if (!a || (a->kind == NET_ADDR_NIC && a->ifindex == ifindex))
+		return DROP_NOT_FORWARDED;
+	is_gw = a->kind == NET_ADDR_GATEWAY;
+	__builtin_memcpy(&eth_hdr[6], a->mac, 6);
+	buf[35] = NA_LEN;
+	buf[39] = IPPROTO_ICMPV6;
+	buf[40] = ND_NEIGHBOR_ADVERT;
+	buf[44] = NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE | (is_gw ? NA_FLAG_ROUTER : 0);
+	__builtin_memcpy(&buf[48], buf, 16);
+	buf[64] = ND_OPT_TARGET_LL;
+	buf[65] = 1;
+	__builtin_memcpy(&buf[66], &eth_hdr[6], 6);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)buf, sizeof(buf), 0);
+	if (sum < 0)
+		return DROP_MALFORMED;
+	c = (__u32)sum;
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	c = (__u16)~c;
+	/* bpf_csum_diff sums host-order words of network-order bytes. */
+	buf[42] = c & 0xff;
+	buf[43] = c >> 8;
+	if (bpf_skb_load_bytes(skb, 6, eth_hdr, 6) < 0)
+		return DROP_MALFORMED;
+	eth_hdr[12] = 0x86;
+	eth_hdr[13] = 0xdd;
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(struct ipv6hdr) + NA_LEN, 0) < 0)
+		return DROP_MALFORMED;
+	{
+		__u8 ip6h[8] = { 0x60, 0, 0, 0, 0, NA_LEN, IPPROTO_ICMPV6, 255 };
+
+		if (bpf_skb_store_bytes(skb, 0, eth_hdr, ETH_HLEN, 0) < 0 ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN, ip6h, 8, 0) < 0 ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN + 8, buf, 32, 0) < 0 ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN + 40, &buf[40], NA_LEN, 0) < 0)
+			return DROP_MALFORMED;
+	}
+	skb->mark = HOOKD_ANSWER_MARK;
+	net_count(ifindex, NET_ANSWERED_ND);
+	bpf_redirect(ifindex, 0);
+	return VERDICT_REDIRECT;
+}
+
+/* An ICMPv6 echo request to the gateway becomes its reply, in place
+ * (the checksum adjusted for the type, RFC 1624; swapping the addresses
+ * leaves the pseudo-header's sum as it was). */
+static __always_inline int net_echo6(struct __sk_buff *skb, const struct nic_net *net, __u32 l3,
+				__u32 l4, __u32 ifindex)
+{
+	__u8 eth[ETH_HLEN], addrs[32], icmp[4];
+	__u32 sum;
+
+	/* Copies, not packet pointers: with direct access here the compiler
+	 * emitted arithmetic on pkt_end, which the verifier refuses. */
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN) < 0 ||
+	    bpf_skb_load_bytes(skb, l3 + 8, addrs, 32) < 0 ||
+	    bpf_skb_load_bytes(skb, l4, icmp, 4) < 0)
+		return DROP_MALFORMED;
+	if (icmp[0] != ICMPV6_ECHO_REQUEST || !mac_eq(eth, net->gw_mac))
+		return DROP_NO_ROUTE;
+	icmp[0] = ICMPV6_ECHO_REPLY;
+	sum = (__u16)~((__u16)icmp[2] << 8 | icmp[3]);
+	sum += (__u16)~(ICMPV6_ECHO_REQUEST << 8);
+	sum += ICMPV6_ECHO_REPLY << 8;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (__u16)~sum;
+	icmp[2] = sum >> 8;
+	icmp[3] = sum & 0xff;
+	__builtin_memcpy(eth, &eth[6], 6);
+	__builtin_memcpy(&eth[6], net->gw_mac, 6);
+	if (bpf_skb_store_bytes(skb, 0, eth, ETH_HLEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, l3 + 8, &addrs[16], 16, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, l3 + 24, addrs, 16, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, l4, icmp, 4, 0) < 0)
+		return DROP_MALFORMED;
+	skb->mark = HOOKD_ANSWER_MARK;
+	net_count(ifindex, NET_ANSWERED_ECHO);
+	bpf_redirect(ifindex, 0);
+	return VERDICT_REDIRECT;
+}
+
+/* IPv6 as net_route4 routes IPv4: the hop limit instead of the TTL (no
+ * header checksum to adjust). */
+static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_net *net,
+				      struct ethhdr *eth, struct ipv6hdr *ip6)
+{
+	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = net->tenant_id };
+	struct route *r;
+
+	if (!net->tenant_id)
+		return DROP_NO_ROUTE;
+	__builtin_memcpy(k.addr, &ip6->daddr, 16);
+	r = bpf_map_lookup_elem(&hookd_routes, &k);
+	if (!r || r->kind != ROUTE_NIC || r->net_id == net->net_id)
+		return DROP_NO_ROUTE;
+	if (ip6->hop_limit <= 1)
+		return DROP_TTL;
+	ip6->hop_limit--;
+	__builtin_memcpy(eth->h_dest, r->mac, 6);
+	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
+	net_count(skb->ifindex, NET_ROUTED);
+	bpf_redirect(r->ifindex, 0);
+	return VERDICT_REDIRECT;
+}
+
+static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_net *net,
+				      __u32 ifindex, struct flow *f)
+{
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+	struct net_addr *a;
+
+	if (f->status != FLOW_OK)
+		return DROP_NOT_FORWARDED;
+	if (f->proto == IPPROTO_ICMPV6 && flow_l4(skb, f) == 0 &&
+	    f->icmp_type == ND_NEIGHBOR_SOLICIT)
+		return net_ns(skb, net, ifindex, f->l4);
+	eth = pkt_ptr(skb, 0, ETH_HLEN);
+	ip6 = pkt_ptr(skb, f->l3, sizeof(*ip6));
+	if (!eth || !ip6)
+		return DROP_MALFORMED;
+	if (eth->h_dest[0] & 1)
+		return DROP_NOT_FORWARDED;
+	a = net_lookup6(net->net_id, (const __u8 *)&ip6->daddr);
+	if (!a)
+		return mac_eq(eth->h_dest, net->gw_mac) ? net_route6(skb, net, eth, ip6)
+							 : DROP_UNKNOWN_UNICAST;
+	if (a->kind == NET_ADDR_GATEWAY)
+		return f->proto == IPPROTO_ICMPV6 ? net_echo6(skb, net, f->l3, f->l4, ifindex)
+						  : DROP_NO_ROUTE;
+	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))
+		return DROP_UNKNOWN_UNICAST;
+	net_count(ifindex, NET_SWITCHED);
+	bpf_redirect(a->ifindex, 0);
+	return VERDICT_REDIRECT;
+}
+
+static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struct flow *f)
 {
 	struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
 	struct ethhdr *eth;
@@ -150,6 +343,8 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, const
 		return DROP_NO_ROUTE; /* flagged but not programmed: fail closed */
 	if (f->eth_proto == bpf_htons(ETH_P_ARP))
 		return net_arp(skb, net, ifindex);
+	if (f->ip == 6)
+		return net_stage6(skb, net, ifindex, f);
 	if (f->ip != 4)
 		return DROP_NOT_FORWARDED;
 	eth = pkt_ptr(skb, 0, ETH_HLEN);
@@ -166,8 +361,10 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, const
 		return net_echo4(skb, net, f, ifindex);
 	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))
 		return DROP_UNKNOWN_UNICAST;
+	net_count(ifindex, NET_SWITCHED);
 	bpf_redirect(a->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
+
 
 #endif

@@ -110,6 +110,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_dhcp SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct net_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_net_stats SEC(".maps");
+
 /* Connection tracking: one LRU table per NIC, created by hookd when it
  * programs the NIC, so a VM that opens connections without end evicts only
  * its own entries (its share: the inner table's size). */

@@ -98,6 +98,22 @@ enum map_size {
 };
 
 /* net_addr.kind */
+/* net_stats.count: what the network stage did with a NIC's frames. */
+enum net_counter {
+	NET_SWITCHED      = 0, /* redirected to another NIC of its network */
+	NET_ROUTED        = 1, /* routed to a NIC of another network of its tenant */
+	NET_ANSWERED_ARP  = 2, /* ARP requests answered */
+	NET_ANSWERED_ND   = 3, /* neighbour solicitations answered */
+	NET_ANSWERED_ECHO = 4, /* echo requests to the gateway answered */
+	NET_ANSWERED_DHCP = 5, /* DHCP requests answered */
+	NET_COUNTERS      = 6,
+};
+
+/* Value of hookd_net_stats (per CPU; key: ifindex). */
+struct net_stats {
+	__u64 count[NET_COUNTERS];
+};
+
 /* route.kind */
 enum route_kind {
 	ROUTE_NIC = 1, /* a NIC on this host, on one of the tenant's networks */

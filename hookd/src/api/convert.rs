@@ -87,7 +87,8 @@ fn nic_info(n: &NicRecord, view: &View) -> NicInfo {
             .then(|| view.stats(n.ifindex))
             .flatten()
             .map(|s| {
-                crate::core::counters(&s)
+                let net = view.net_stats(n.ifindex);
+                crate::core::counters(&s, net.as_ref())
                     .into_iter()
                     .map(|(name, value)| Counter { name, value })
                     .collect()

@@ -4,7 +4,7 @@
 
 use crate::core::records::NicRecord;
 use crate::datapath::{Attachment, DatapathError};
-use hookd_bpf::layout::NicStats;
+use hookd_bpf::layout::{NetStats, NicStats};
 use hookd_model::plan::NicMode;
 use hookd_model::policy::Direction;
 use std::sync::Arc;
@@ -62,6 +62,10 @@ pub trait CounterSource: Send + Sync {
     fn stats(&self, ifindex: u32) -> Option<NicStats>;
     /// Hits per (direction, rule index) of the NIC's live policy.
     fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)>;
+    /// What the network stage did with a network NIC's frames.
+    fn net_stats(&self, _ifindex: u32) -> Option<NetStats> {
+        None
+    }
     /// Can the data plane do its job? Err says what is wrong.
     fn health(&self) -> Result<(), String> {
         Ok(())

@@ -3,7 +3,7 @@
 use crate::core::dataplane::{CounterSource, DataPlane};
 use crate::core::records::NicRecord;
 use crate::datapath::{Attachment, Counters, Datapath, DatapathError, netdev};
-use hookd_bpf::layout::NicStats;
+use hookd_bpf::layout::{NetStats, NicStats};
 use hookd_model::plan::NicMode;
 use hookd_model::policy::Direction;
 use std::sync::Arc;
@@ -14,6 +14,9 @@ impl CounterSource for Counters {
     }
     fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)> {
         Counters::rule_hits(self, ifindex)
+    }
+    fn net_stats(&self, ifindex: u32) -> Option<NetStats> {
+        Counters::net_stats(self, ifindex)
     }
     fn health(&self) -> Result<(), String> {
         Counters::health(self)

@@ -28,7 +28,7 @@ pub use view::{Health, Records, View};
 use crate::core::networks::{Definition, NetworkStore};
 use crate::core::records::{DomainRecord, NicRecord, NicState, StateDir};
 use crate::datapath::DatapathError;
-use hookd_bpf::layout::{DropReason, NicStats};
+use hookd_bpf::layout::{DropReason, NetStats, NicStats};
 use hookd_model::domain::{self, Domain};
 use hookd_model::hook::{HookAction, HookArgs};
 use hookd_model::plan::{self, NicMode, Stage};
@@ -656,7 +656,7 @@ impl<'a> Teardown<'a> {
 }
 
 /// Counters as name/value pairs, in a stable order.
-pub fn counters(s: &NicStats) -> Vec<(String, u64)> {
+pub fn counters(s: &NicStats, net: Option<&NetStats>) -> Vec<(String, u64)> {
     let mut v = vec![
         ("to_vm_packets".to_string(), s.to_vm_packets),
         ("to_vm_bytes".to_string(), s.to_vm_bytes),
@@ -665,6 +665,11 @@ pub fn counters(s: &NicStats) -> Vec<(String, u64)> {
     ];
     for r in DropReason::ALL {
         v.push((format!("drop_{}", r.name()), s.drops[r as usize]));
+    }
+    if let Some(n) = net {
+        for (i, name) in NetStats::NAMES {
+            v.push((format!("net_{name}"), n.count[i]));
+        }
     }
     v
 }

@@ -7,7 +7,7 @@ use crate::core::error::DaemonError;
 use crate::core::events::EventLog;
 use crate::core::networks::{Definition, NetworkStoreError};
 use crate::core::records::DomainRecord;
-use hookd_bpf::layout::NicStats;
+use hookd_bpf::layout::{NetStats, NicStats};
 use hookd_model::policy::Direction;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -80,6 +80,10 @@ impl View {
 
     pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
         self.counters.stats(ifindex)
+    }
+
+    pub fn net_stats(&self, ifindex: u32) -> Option<NetStats> {
+        self.counters.net_stats(ifindex)
     }
 
     pub fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)> {

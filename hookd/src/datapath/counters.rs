@@ -4,7 +4,7 @@
 use crate::datapath::PROGRAMS;
 use crate::datapath::error::{DatapathError, map_err};
 use aya::maps::{HashMap, MapData, PerCpuHashMap};
-use hookd_bpf::layout::{FwHitKey, NicConfig, NicStats};
+use hookd_bpf::layout::{FwHitKey, NetStats, NicConfig, NicStats};
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,7 @@ pub struct Counters {
     nics: HashMap<MapData, u32, NicConfig>,
     stats: PerCpuHashMap<MapData, u32, NicStats>,
     fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
+    net_stats: PerCpuHashMap<MapData, u32, NetStats>,
 }
 
 impl Counters {
@@ -45,6 +46,8 @@ impl Counters {
                 .map_err(map_err("hookd_stats"))?,
             fw_hits: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_FW_HITS)?)
                 .map_err(map_err("hookd_fw_hits"))?,
+            net_stats: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_NET_STATS)?)
+                .map_err(map_err("hookd_net_stats"))?,
         })
     }
 
@@ -52,6 +55,16 @@ impl Counters {
     pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
         let per_cpu = self.stats.get(&ifindex, 0).ok()?;
         let mut total = NicStats::default();
+        for s in per_cpu.iter() {
+            total.add(s);
+        }
+        Some(total)
+    }
+
+    /// A network NIC's network-stage counters, summed over CPUs.
+    pub fn net_stats(&self, ifindex: u32) -> Option<NetStats> {
+        let per_cpu = self.net_stats.get(&ifindex, 0).ok()?;
+        let mut total = NetStats::default();
         for s in per_cpu.iter() {
             total.add(s);
         }

@@ -45,7 +45,7 @@ use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
     self, AddrData, DhcpLease, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey,
-    NicConfig, NicNet, NicStats, Route, RouteData,
+    NetStats, NicConfig, NicNet, NicStats, Route, RouteData,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,7 @@ pub struct Datapath {
     pub(crate) net_addrs: HashMap<MapData, NetAddrKey, NetAddr>,
     pub(crate) routes: LpmTrie<MapData, RouteData, Route>,
     pub(crate) dhcp: HashMap<MapData, u32, DhcpLease>,
+    pub(crate) net_stats: PerCpuHashMap<MapData, u32, NetStats>,
     pub(crate) net_owned: network::NetOwned,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
@@ -239,6 +240,8 @@ impl Datapath {
             .map_err(map_err("hookd_routes"))?;
         let dhcp = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_DHCP)?)
             .map_err(map_err("hookd_dhcp"))?;
+        let net_stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NET_STATS)?)
+            .map_err(map_err("hookd_net_stats"))?;
         let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs, &routes);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
@@ -267,6 +270,7 @@ impl Datapath {
             net_addrs,
             routes,
             dhcp,
+            net_stats,
             net_owned,
             events: Some(events),
             pin_dir: pin_dir.to_owned(),

@@ -9,7 +9,7 @@ use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, map_err};
 use aya::maps::lpm_trie::Key;
 use aya::maps::{HashMap, MapData};
-use hookd_bpf::layout::{self, DhcpLease, NetAddr, NetAddrKey, NicNet, Route, RouteData};
+use hookd_bpf::layout::{self, DhcpLease, NetAddr, NetAddrKey, NetStats, NicNet, Route, RouteData};
 use hookd_model::plan::NicNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -194,6 +194,13 @@ impl Datapath {
             self.release_gateways(old_net, ifindex);
         }
         self.write_routes(ifindex, mac, prefixes, net)?;
+        if self.net_stats.get(&ifindex, 0).is_err() {
+            let zero = aya::maps::PerCpuValues::try_from(vec![NetStats::default(); self.ncpus])
+                .map_err(crate::datapath::error::io_err("per-CPU network counters"))?;
+            self.net_stats
+                .insert(ifindex, zero, 0)
+                .map_err(map_err("creating the NIC's network counters"))?;
+        }
         match dhcp_lease(prefixes, net) {
             Some(l) => self
                 .dhcp
@@ -254,6 +261,7 @@ impl Datapath {
     pub(crate) fn clear_network(&mut self, ifindex: u32) {
         let _ = self.nic_nets.remove(&ifindex);
         let _ = self.dhcp.remove(&ifindex);
+        let _ = self.net_stats.remove(&ifindex);
         for k in self.net_owned.routes.remove(&ifindex).unwrap_or_default() {
             let _ = self.routes.remove(&k);
         }

@@ -20,7 +20,7 @@ use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, io_err, map_err};
 use aya::maps::{HashMap, HashOfMaps, Map, MapData, MapInfo, PerCpuHashMap, PerCpuValues};
 use aya::programs::loaded_programs;
-use hookd_bpf::layout::{CtEntry, CtKey, FwHitKey, NicStats};
+use hookd_bpf::layout::{CtEntry, CtKey, FwHitKey, NetStats, NicStats};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,7 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 13] = [
+pub(crate) const CARRY: [(&str, Carry); 14] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
@@ -56,6 +56,7 @@ pub(crate) const CARRY: [(&str, Carry); 13] = [
     (hookd_bpf::MAP_DHCP, Carry::Policy),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
+    (hookd_bpf::MAP_NET_STATS, Carry::Counters),
     (hookd_bpf::MAP_CT, Carry::Tables),
     (hookd_bpf::MAP_LOG_RATE, Carry::Fresh),
     (hookd_bpf::MAP_EVENTS, Carry::Fresh),
@@ -495,6 +496,16 @@ impl Datapath {
                     add_counters::<u32, NicStats, NicStats>(old, &mut self.stats, ncpus, |a, b| {
                         a.add(b)
                     })
+                }
+                hookd_bpf::MAP_NET_STATS => {
+                    let old = PerCpuHashMap::try_from(Map::PerCpuHashMap(map))
+                        .map_err(map_err("old hookd_net_stats"))?;
+                    add_counters::<u32, NetStats, NetStats>(
+                        old,
+                        &mut self.net_stats,
+                        ncpus,
+                        |a, b| a.add(b),
+                    )
                 }
                 _ => {
                     let old = PerCpuHashMap::try_from(Map::PerCpuLruHashMap(map))
