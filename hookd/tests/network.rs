@@ -379,11 +379,14 @@ fn the_network_stage_answers_switches_and_isolates() {
 
 const BLUE: &str = "<network xmlns='urn:hookd:network:1' name='blue' tenant='acme' vni='10010'>\
     <subnet prefix='198.51.100.0/24' gateway='198.51.100.1'/></network>";
+const GREEN: &str = "<network xmlns='urn:hookd:network:1' name='green' tenant='acme' vni='10020'>\
+    <subnet prefix='203.0.113.0/24' gateway='203.0.113.1'/></network>";
 
 /// Two VMs on network blue, each on its own tap in a private namespace
 /// (the test plays both through the taps' file descriptors), attached by a
 /// daemon at `start` as libvirt would have it: B's ingress allows UDP to
-/// port 5000 only.
+/// port 5000 only. Then hookd restarts under the VMs, and B moves to
+/// another network of the tenant with a live policy change.
 #[test]
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn two_vms_on_a_network_reach_each_other_through_their_taps() {
@@ -409,6 +412,7 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
         let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
         let mut store = NetworkStore::in_memory();
         store.define(BLUE, |_| Vec::new()).unwrap();
+        store.define(GREEN, |_| Vec::new()).unwrap();
         let mut d = Daemon::open(Box::new(dp), StateDir::open(run.path()).unwrap(), true, store);
         let xml = DomainXml::new("pair", "00000000-0000-4000-8000-0000000000e1")
             .metadata(&policy(&format!(
@@ -478,6 +482,69 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
         assert!(sb.to_vm_packets >= u64::from(N), "{sb:?}");
         let sa = d.view().stats(ifa).unwrap();
         assert!(sa.from_vm_packets >= u64::from(2 * N), "{sa:?}");
+
+        // hookd restarts: forwarding goes on from the pinned maps while it
+        // is away, and the next daemon adopts the network NICs.
+        drop(d);
+        let udp_a_to_b = |i: u16| {
+            eth(
+                b,
+                a,
+                0x0800,
+                &ipv4(ip("198.51.100.10"), ip("198.51.100.20"), 17, &udp(4000, 5000, &i.to_be_bytes())),
+            )
+        };
+        for i in 0..20 {
+            ta.send(&udp_a_to_b(i));
+        }
+        let away = tb.recv_for(Duration::from_millis(300)).len();
+        assert_eq!(away, 20, "switched while hookd was away");
+        let mut store = NetworkStore::in_memory();
+        store.define(BLUE, |_| Vec::new()).unwrap();
+        store.define(GREEN, |_| Vec::new()).unwrap();
+        let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        let mut d = Daemon::open(Box::new(dp), StateDir::open(run.path()).unwrap(), true, store);
+        assert_eq!(d.records().len(), 1, "adopted");
+        for i in 0..20 {
+            ta.send(&udp_a_to_b(i));
+        }
+        assert_eq!(tb.recv_for(Duration::from_millis(300)).len(), 20, "switched after the restart");
+
+        // B moves to network green with a live policy change: A's frames to
+        // B's old address find nobody; B answers on green.
+        let moved = format!(
+            "<policy xmlns='urn:hookd:policy:1'><interface mac='{A_MAC}'><network name='blue'/>\
+             <address prefix='198.51.100.10/32'/></interface><interface mac='{B_MAC}'>\
+             <network name='green'/><address prefix='203.0.113.20/32'/></interface></policy>"
+        );
+        d.set_policy("pair", Some(&moved)).unwrap();
+        tb.drain();
+        for i in 0..20 {
+            ta.send(&udp_a_to_b(i));
+        }
+        assert_eq!(tb.recv_for(Duration::from_millis(300)).len(), 0, "B left blue");
+        tb.send(&eth([0xff; 6], b, 0x0806, &arp(b, ip("203.0.113.20"), ip("203.0.113.1"))));
+        let gw_green = gateway_mac(10020).0;
+        let answered = tb
+            .recv_for(Duration::from_millis(300))
+            .iter()
+            .any(|f| f.len() >= 42 && f[20..22] == [0, 2] && f[22..28] == gw_green);
+        assert!(answered, "B is on green: green's gateway answers it");
+        // Routed from blue to B on green, through blue's gateway.
+        for i in 0..20u16 {
+            ta.send(&eth(
+                gw,
+                a,
+                0x0800,
+                &ipv4(ip("198.51.100.10"), ip("203.0.113.20"), 17, &udp(4000, 5000, &i.to_be_bytes())),
+            ));
+        }
+        let routed = tb
+            .recv_for(Duration::from_millis(300))
+            .into_iter()
+            .filter(|f| f.len() >= 34 && f[6..12] == gw_green && f[22] == 63)
+            .count();
+        assert_eq!(routed, 20, "routed to green, TTL 63, from green's gateway");
 
         d.hook_event(&args("release"), &xml).unwrap();
         assert!(d.records().is_empty());
