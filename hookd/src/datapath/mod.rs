@@ -4,7 +4,8 @@
 //! the per-NIC map entries.
 //!
 //! Pin layout under `pin_dir` (default /sys/fs/bpf/hookd):
-//!   maps/hookd_nics, maps/hookd_addrs, maps/hookd_stats, ...
+//!   maps/hookd_nics, maps/hookd_addrs, maps/hookd_stats, ... (a
+//!   changed layout: maps/<name>-vN for a moment, see `versions`)
 //!   progs/hookd_from_vm, progs/hookd_to_vm
 //!   links/<domain uuid>/<tap>-from_vm, links/<domain uuid>/<tap>-to_vm
 //!
