@@ -99,9 +99,12 @@ int hookd_to_vm(struct __sk_buff *skb)
 	struct flow f = {};
 	int verdict;
 
-	if (skb->mark == HOOKD_ANSWER_MARK) {
-		/* An answer of the network's own (from_vm made it): not the
-		 * VM's ingress rules' to judge. */
+	if (skb->mark == HOOKD_ANSWER_MARK && skb->ingress_ifindex == ifindex && cfg &&
+	    (cfg->flags & NIC_F_NETWORK)) {
+		/* An answer of the network's own: from_vm made it from this
+		 * very tap's frame (a mark set anywhere else, by the host or
+		 * other software, does not come in through this tap). Not
+		 * the VM's ingress rules' to judge. */
 		skb->mark = 0;
 	} else if (cfg && (cfg->flags & NIC_F_MANAGED)) {
 		linearize(skb);

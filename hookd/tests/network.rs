@@ -658,11 +658,13 @@ fn the_network_stage_speaks_ipv6() {
         );
         assert!(icmp6_ok(&out[22..38], &out[38..54], na), "ICMPv6 checksum");
     }
-    // DAD, its own address, another tenant's: unanswered.
+    // DAD, its own address, another tenant's, the IPv4 gateway's as an
+    // IPv4-mapped address: unanswered.
     for (target, src) in [
         ("2001:db8:100::10", std::net::Ipv6Addr::UNSPECIFIED),
         ("2001:db8:100::10", me),
         ("2001:db8:100::30", me),
+        ("::ffff:198.51.100.1", me),
     ] {
         assert_eq!(
             run(&dp, &ns(target, src)).0,
@@ -720,6 +722,11 @@ fn the_network_stage_speaks_ipv6() {
             "beyond the tenant",
             udp6(gw, "2001:db8:300::1"),
             DropReason::NoRoute,
+        ),
+        (
+            "B's IPv4 address, IPv4-mapped",
+            udp6(b, "::ffff:198.51.100.20"),
+            DropReason::NotForwarded,
         ),
     ] {
         let before = dp.stats(TEST_IFINDEX).unwrap().drops[reason as usize];

@@ -42,6 +42,24 @@ static __always_inline void net_count(__u32 ifindex, int counter)
 		st->count[counter]++;
 }
 
+/* Is the NIC on IFINDEX on network NET_ID (when not 0) and in tenant
+ * TENANT_ID (when not 0)? Checked again before a redirect, so that an
+ * entry left behind (a NIC moved, a tap's ifindex reused) sends nothing
+ * across networks or tenants. */
+static __always_inline int net_member(__u32 ifindex, __u32 net_id, __u32 tenant_id)
+{
+	struct nic_net *n = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
+
+	return n && (!net_id || n->net_id == net_id) && (!tenant_id || n->tenant_id == tenant_id);
+}
+
+/* IPv4-mapped IPv6 (::ffff:0:0/96): the maps' form of IPv4 addresses,
+ * never an IPv6 destination of its own. */
+static __always_inline int is_v4_mapped(const __u8 *a)
+{
+	return !(*(const __u64 *)a) && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff;
+}
+
 static __always_inline struct net_addr *net_lookup4(__u32 net_id, const __u8 *a4)
 {
 	struct net_addr_key k = { .net_id = net_id };
@@ -147,6 +165,8 @@ static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_ne
 	__builtin_memcpy(eth->h_dest, r->mac, 6);
 	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
 	net_count(skb->ifindex, NET_ROUTED);
+	if (!net_member(r->ifindex, 0, net->tenant_id))
+		return DROP_NO_ROUTE;
 	bpf_redirect(r->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -193,6 +213,8 @@ static __always_inline int net_ns(struct __sk_buff *skb, const struct nic_net *n
 		return DROP_MALFORMED;
 	if (!(*(__u64 *)&buf[16] | *(__u64 *)&buf[24]))
 		return DROP_NOT_FORWARDED; /* DAD, from :: */
+	if (is_v4_mapped(buf))
+		return DROP_NOT_FORWARDED;
 	a = net_lookup6(net->net_id, buf);
 	if (!a || (a->kind == NET_ADDR_NIC && a->ifindex == ifindex))
 		return DROP_NOT_FORWARDED;
@@ -214,8 +236,7 @@ static __always_inline int net_ns(struct __sk_buff *skb, const struct nic_net *n
 	c = (c & 0xffff) + (c >> 16);
 	c = (__u16)~c;
 	/* bpf_csum_diff sums host-order words of network-order bytes. */
-	buf[42] = c & 0xff;
-	buf[43] = c >> 8;
+	*(__u16 *)&buf[42] = (__u16)c;
 	if (bpf_skb_load_bytes(skb, 6, eth_hdr, 6) < 0)
 		return DROP_MALFORMED;
 	eth_hdr[12] = 0x86;
@@ -296,6 +317,8 @@ static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_ne
 	__builtin_memcpy(eth->h_dest, r->mac, 6);
 	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
 	net_count(skb->ifindex, NET_ROUTED);
+	if (!net_member(r->ifindex, 0, net->tenant_id))
+		return DROP_NO_ROUTE;
 	bpf_redirect(r->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -316,18 +339,21 @@ static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_ne
 	ip6 = pkt_ptr(skb, f->l3, sizeof(*ip6));
 	if (!eth || !ip6)
 		return DROP_MALFORMED;
-	if (eth->h_dest[0] & 1)
+	if (eth->h_dest[0] & 1 || is_v4_mapped((const __u8 *)&ip6->daddr))
 		return DROP_NOT_FORWARDED;
 	a = net_lookup6(net->net_id, (const __u8 *)&ip6->daddr);
 	if (!a)
 		return mac_eq(eth->h_dest, net->gw_mac) ? net_route6(skb, net, eth, ip6)
 							 : DROP_UNKNOWN_UNICAST;
 	if (a->kind == NET_ADDR_GATEWAY)
-		return f->proto == IPPROTO_ICMPV6 ? net_echo6(skb, net, f->l3, f->l4, ifindex)
+		return f->proto == IPPROTO_ICMPV6 && !f->later_frag
+			       ? net_echo6(skb, net, f->l3, f->l4, ifindex)
 						  : DROP_NO_ROUTE;
 	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))
 		return DROP_UNKNOWN_UNICAST;
 	net_count(ifindex, NET_SWITCHED);
+	if (!net_member(a->ifindex, net->net_id, 0))
+		return DROP_UNKNOWN_UNICAST;
 	bpf_redirect(a->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -362,6 +388,8 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struc
 	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))
 		return DROP_UNKNOWN_UNICAST;
 	net_count(ifindex, NET_SWITCHED);
+	if (!net_member(a->ifindex, net->net_id, 0))
+		return DROP_UNKNOWN_UNICAST;
 	bpf_redirect(a->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
