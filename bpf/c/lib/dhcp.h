@@ -174,10 +174,7 @@ static __always_inline int dhcp_answer(struct __sk_buff *skb, const struct nic_c
 	    bpf_skb_store_bytes(skb, DHCP_BOOTP_OFF + 20, &(__u32){0}, 4, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, DHCP_OPTS_OFF, opts, sizeof(opts), 0) < 0)
 		return DROP_MALFORMED;
-	skb->mark = HOOKD_ANSWER_MARK;
-	net_count(ifindex, NET_ANSWERED_DHCP);
-	bpf_redirect(ifindex, 0);
-	return VERDICT_REDIRECT;
+	return net_answer(skb, ifindex, NET_ANSWERED_DHCP);
 }
 
 #endif

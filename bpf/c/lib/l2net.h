@@ -60,6 +60,16 @@ static __always_inline int is_v4_mapped(const __u8 *a)
 	return !(*(const __u64 *)a) && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff;
 }
 
+/* Sends the answer the frame was turned into back to the VM, marked as the
+ * network's own (see hookd_to_vm), counted as COUNTER. */
+static __always_inline int net_answer(struct __sk_buff *skb, __u32 ifindex, int counter)
+{
+	skb->mark = HOOKD_ANSWER_MARK;
+	net_count(ifindex, counter);
+	bpf_redirect(ifindex, 0);
+	return VERDICT_REDIRECT;
+}
+
 static __always_inline struct net_addr *net_lookup4(__u32 net_id, const __u8 *a4)
 {
 	struct net_addr_key k = { .net_id = net_id };
@@ -97,10 +107,7 @@ static __always_inline int net_arp(struct __sk_buff *skb, const struct nic_net *
 	__builtin_memcpy(arp->spa, ip, 4);
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, mac, 6);
-	skb->mark = HOOKD_ANSWER_MARK;
-	net_count(ifindex, NET_ANSWERED_ARP);
-	bpf_redirect(ifindex, 0);
-	return VERDICT_REDIRECT;
+	return net_answer(skb, ifindex, NET_ANSWERED_ARP);
 }
 
 /* An ICMP echo request to the gateway becomes its reply, in place: the
@@ -128,33 +135,56 @@ static __always_inline int net_echo4(struct __sk_buff *skb, const struct nic_net
 	icmp->checksum = (__u16)((sum & 0xffff) + (sum >> 16));
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, net->gw_mac, 6);
-	skb->mark = HOOKD_ANSWER_MARK;
-	net_count(ifindex, NET_ANSWERED_ECHO);
-	bpf_redirect(ifindex, 0);
+	return net_answer(skb, ifindex, NET_ANSWERED_ECHO);
+}
+
+/* The host route of address A (16 bytes, IPv4 mapped) in the sender's
+ * tenant, to a NIC of another of its networks that is still in that
+ * tenant; NULL when there is none. The lookup is keyed by the sender's
+ * tenant: another tenant's addresses are not there. */
+static __always_inline struct route *net_route_lookup(const struct nic_net *net, const __u8 *a)
+{
+	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = net->tenant_id };
+	struct route *r;
+
+	if (!net->tenant_id)
+		return NULL;
+	__builtin_memcpy(k.addr, a, 16);
+	r = bpf_map_lookup_elem(&hookd_routes, &k);
+	if (!r || r->kind != ROUTE_NIC || r->net_id == net->net_id ||
+	    !net_member(r->ifindex, 0, net->tenant_id))
+		return NULL;
+	return r;
+}
+
+/* Sends a routed packet on to R's NIC: from its network's gateway MAC to
+ * the NIC's, to its tap, whose to_vm program applies its ingress policy. */
+static __always_inline int net_route_send(struct __sk_buff *skb, struct ethhdr *eth,
+					  const struct route *r)
+{
+	__builtin_memcpy(eth->h_dest, r->mac, 6);
+	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
+	net_count(skb->ifindex, NET_ROUTED);
+	bpf_redirect(r->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
 
 /* A packet to the gateway's MAC for an address beyond the network: routed
- * within the sender's tenant, to a NIC on this host on another of its
- * networks. The TTL is checked and decremented (the header checksum
- * adjusted as Linux's ip_decrease_ttl does), the MACs become that network's
- * gateway -> the NIC, and the packet goes to the NIC's tap, whose to_vm
- * program applies its ingress policy. The lookup is keyed by the sender's
- * tenant: another tenant's addresses are not there. */
+ * within the sender's tenant (net_route_lookup). The TTL is checked and
+ * decremented, the header checksum adjusted as Linux's ip_decrease_ttl
+ * does. */
 static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_net *net,
 				      struct ethhdr *eth, struct iphdr *ip)
 {
-	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = net->tenant_id };
+	__u8 a[16] = {};
 	struct route *r;
 	__u32 check;
 
-	if (!net->tenant_id)
-		return DROP_NO_ROUTE;
-	k.addr[10] = 0xff;
-	k.addr[11] = 0xff;
-	__builtin_memcpy(&k.addr[12], &ip->daddr, 4);
-	r = bpf_map_lookup_elem(&hookd_routes, &k);
-	if (!r || r->kind != ROUTE_NIC || r->net_id == net->net_id)
+	a[10] = 0xff;
+	a[11] = 0xff;
+	__builtin_memcpy(&a[12], &ip->daddr, 4);
+	r = net_route_lookup(net, a);
+	if (!r)
 		return DROP_NO_ROUTE;
 	if (ip->ttl <= 1)
 		return DROP_TTL;
@@ -162,13 +192,7 @@ static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_ne
 	check = ip->check;
 	check += bpf_htons(0x0100);
 	ip->check = (__u16)(check + (check >= 0xffff));
-	__builtin_memcpy(eth->h_dest, r->mac, 6);
-	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
-	net_count(skb->ifindex, NET_ROUTED);
-	if (!net_member(r->ifindex, 0, net->tenant_id))
-		return DROP_NO_ROUTE;
-	bpf_redirect(r->ifindex, 0);
-	return VERDICT_REDIRECT;
+	return net_route_send(skb, eth, r);
 }
 
 static __always_inline struct net_addr *net_lookup6(__u32 net_id, const __u8 *a6)
@@ -252,10 +276,7 @@ static __always_inline int net_ns(struct __sk_buff *skb, const struct nic_net *n
 		    bpf_skb_store_bytes(skb, ETH_HLEN + 40, &buf[40], NA_LEN, 0) < 0)
 			return DROP_MALFORMED;
 	}
-	skb->mark = HOOKD_ANSWER_MARK;
-	net_count(ifindex, NET_ANSWERED_ND);
-	bpf_redirect(ifindex, 0);
-	return VERDICT_REDIRECT;
+	return net_answer(skb, ifindex, NET_ANSWERED_ND);
 }
 
 /* An ICMPv6 echo request to the gateway becomes its reply, in place
@@ -291,10 +312,7 @@ static __always_inline int net_echo6(struct __sk_buff *skb, const struct nic_net
 	    bpf_skb_store_bytes(skb, l3 + 24, addrs, 16, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, l4, icmp, 4, 0) < 0)
 		return DROP_MALFORMED;
-	skb->mark = HOOKD_ANSWER_MARK;
-	net_count(ifindex, NET_ANSWERED_ECHO);
-	bpf_redirect(ifindex, 0);
-	return VERDICT_REDIRECT;
+	return net_answer(skb, ifindex, NET_ANSWERED_ECHO);
 }
 
 /* IPv6 as net_route4 routes IPv4: the hop limit instead of the TTL (no
@@ -302,25 +320,14 @@ static __always_inline int net_echo6(struct __sk_buff *skb, const struct nic_net
 static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_net *net,
 				      struct ethhdr *eth, struct ipv6hdr *ip6)
 {
-	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = net->tenant_id };
-	struct route *r;
+	struct route *r = net_route_lookup(net, (const __u8 *)&ip6->daddr);
 
-	if (!net->tenant_id)
-		return DROP_NO_ROUTE;
-	__builtin_memcpy(k.addr, &ip6->daddr, 16);
-	r = bpf_map_lookup_elem(&hookd_routes, &k);
-	if (!r || r->kind != ROUTE_NIC || r->net_id == net->net_id)
+	if (!r)
 		return DROP_NO_ROUTE;
 	if (ip6->hop_limit <= 1)
 		return DROP_TTL;
 	ip6->hop_limit--;
-	__builtin_memcpy(eth->h_dest, r->mac, 6);
-	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
-	net_count(skb->ifindex, NET_ROUTED);
-	if (!net_member(r->ifindex, 0, net->tenant_id))
-		return DROP_NO_ROUTE;
-	bpf_redirect(r->ifindex, 0);
-	return VERDICT_REDIRECT;
+	return net_route_send(skb, eth, r);
 }
 
 static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_net *net,
