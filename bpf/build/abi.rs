@@ -45,6 +45,7 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("route", "Route", false),
     ("dhcp_lease", "DhcpLease", false),
     ("net_stats", "NetStats", false),
+    ("uplink", "Uplink", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

@@ -39,5 +39,6 @@ ANCHOR(struct route_key, route_key);
 ANCHOR(struct route, route);
 ANCHOR(struct dhcp_lease, dhcp_lease);
 ANCHOR(struct net_stats, net_stats);
+ANCHOR(struct uplink, uplink);
 ANCHOR(enum net_counter, net_counter);
 ANCHOR(enum answer_mark, answer_mark);

@@ -12,6 +12,7 @@
 #include "lib/firewall.h"
 #include "lib/l2net.h"
 #include "lib/dhcp.h"
+#include "lib/tenant.h"
 
 /* Headers we may read: Ethernet + IPv6 + 4 extension headers + ND message. */
 #define PULL_LEN 256
@@ -29,7 +30,10 @@ static __always_inline void count_drop(struct nic_stats *st, int reason)
  *   from_vm: antispoof_l2 (MAC, VLAN; before parsing) -> antispoof ->
  *            firewall (egress) -> net_stage (network NICs: ARP and echo
  *            answered, same-network frames redirected, routed to the
- *            tenant's other networks; lib/l2net.h) -> [later: encapsulation]
+ *            tenant's other networks or out to its namespace; lib/l2net.h)
+ *            -> [later: encapsulation]
+ *   from_tenant (the host end of a tenant namespace's veth): tenant_stage
+ *            (lib/tenant.h), to the tenant's NICs
  *   to_vm:   [later: decapsulation] -> firewall (ingress)
  *
  * A stage that sends the frame on itself returns VERDICT_REDIRECT. */
@@ -123,6 +127,32 @@ int hookd_to_vm(struct __sk_buff *skb)
 		st->to_vm_bytes += skb->len;
 	}
 	return TC_ACT_UNSPEC;
+}
+
+/* At tc ingress of the host end of a tenant namespace's veth: packets
+ * from the namespace, routed to the tenant's NICs (lib/tenant.h). Counted
+ * in hookd_stats under the veth's ifindex: from_vm_* for what came in,
+ * drops by reason. */
+SEC("classifier")
+int hookd_from_tenant(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct uplink *u = bpf_map_lookup_elem(&hookd_uplinks, &ifindex);
+	struct nic_stats *st = bpf_map_lookup_elem(&hookd_stats, &ifindex);
+	int verdict;
+
+	if (!u)
+		return TC_ACT_SHOT; /* no tenant's any more: nothing of it reaches the host */
+	linearize(skb);
+	if (st) {
+		st->from_vm_packets++;
+		st->from_vm_bytes += skb->len;
+	}
+	verdict = tenant_stage(skb, u->tenant_id);
+	if (verdict == VERDICT_REDIRECT)
+		return TC_ACT_REDIRECT;
+	count_drop(st, verdict);
+	return TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -152,13 +152,15 @@ pub struct NetStats {
 
 impl NetStats {
     /// The counters' stable names (hookctl, JSON, metrics), by index.
-    pub const NAMES: [(usize, &'static str); NET_COUNTERS] = [
+    pub const NAMES: [(usize, &'static str); 8] = [
         (NET_SWITCHED, "switched"),
         (NET_ROUTED, "routed"),
         (NET_ANSWERED_ARP, "answered_arp"),
         (NET_ANSWERED_ND, "answered_nd"),
         (NET_ANSWERED_ECHO, "answered_echo"),
         (NET_ANSWERED_DHCP, "answered_dhcp"),
+        (NET_TO_TENANT_NS, "to_tenant_ns"),
+        (NET_FROM_TENANT_NS, "from_tenant_ns"),
     ];
 
     pub fn add(&mut self, other: &NetStats) {
@@ -166,6 +168,13 @@ impl NetStats {
             *a += b;
         }
     }
+}
+
+/// `struct uplink`: whose tenant namespace a veth's host end leads to.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uplink {
+    pub tenant_id: u32,
 }
 
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
@@ -298,7 +307,8 @@ pod!(
     RouteData,
     Route,
     DhcpLease,
-    NetStats
+    NetStats,
+    Uplink
 );
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub static ABI_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/abi.o"));
 pub const PROG_FROM_VM: &str = "hookd_from_vm";
 /// Program attached at tc egress of a tap: frames delivered to the VM.
 pub const PROG_TO_VM: &str = "hookd_to_vm";
+/// Program attached at tc ingress of the host end of a tenant namespace's
+/// veth: packets from the namespace to the tenant's VMs.
+pub const PROG_FROM_TENANT: &str = "hookd_from_tenant";
 /// Map: tap ifindex -> [`layout::NicConfig`].
 pub const MAP_NICS: &str = "hookd_nics";
 /// Map: LPM [`layout::AddrKey`] -> u32, the NIC's allowed source prefixes.
@@ -51,3 +54,5 @@ pub const MAP_ROUTES: &str = "hookd_routes";
 pub const MAP_DHCP: &str = "hookd_dhcp";
 /// Per-NIC counters of the network stage (per CPU).
 pub const MAP_NET_STATS: &str = "hookd_net_stats";
+/// The host ends of tenant namespaces' veths -> [`layout::Uplink`].
+pub const MAP_UPLINKS: &str = "hookd_uplinks";

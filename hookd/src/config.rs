@@ -32,6 +32,12 @@ pub struct Config {
     /// Network definitions written by configuration management (read-only
     /// to hookd), `*.xml`.
     pub networks_dir: PathBuf,
+    /// Give each tenant with NICs on this host a network namespace
+    /// (`hookd-TENANT`), where traffic leaving its subnets goes. Off: that
+    /// traffic is dropped.
+    pub tenant_namespaces: bool,
+    /// Where tenant namespaces are named (`ip netns` reads /run/netns).
+    pub netns_dir: PathBuf,
     /// Serve per-NIC counters in the Prometheus text format on this
     /// address (loopback only), e.g. "127.0.0.1:9469". Off when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -53,6 +59,8 @@ impl Default for Config {
             run_dir: PathBuf::from("/run/hookd"),
             state_dir: PathBuf::from("/var/lib/hookd"),
             networks_dir: PathBuf::from("/etc/hookd/networks.d"),
+            tenant_namespaces: true,
+            netns_dir: PathBuf::from("/run/netns"),
             metrics_listen: None,
             libvirt_uri: "qemu:///system".into(),
             read_group: "hookd".into(),

@@ -738,3 +738,158 @@ fn the_network_stage_speaks_ipv6() {
         );
     }
 }
+
+/// In tenant namespace `ns` (a path): a veth to the namespace `outside`,
+/// 203.0.113.1/24 on the tenant's side and .2 outside, which has no route
+/// back to the tenant's subnets: only SNAT (masquerade, nftables) in the
+/// tenant's namespace lets an answer return. The example of
+/// docs/networks.md, "The outside".
+fn outside_with_snat(ns: &std::path::Path, outside: &str) {
+    let n = ns.display();
+    sh(&format!(
+        "nsenter --net={n} ip link add up0 type veth peer name o0 netns {outside} && \
+         nsenter --net={n} ip addr add 203.0.113.1/24 dev up0 && \
+         nsenter --net={n} ip link set up0 up && \
+         ip -n {outside} addr add 203.0.113.2/24 dev o0 && \
+         ip -n {outside} link set o0 up && ip -n {outside} link set lo up && \
+         nsenter --net={n} nft add table ip nat && \
+         nsenter --net={n} nft add chain ip nat post '{{ type nat hook postrouting priority 100; }}' && \
+         nsenter --net={n} nft add rule ip nat post oifname up0 masquerade"
+    ));
+}
+
+fn cmd_out(cmd: &str) -> String {
+    let o = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn tenants_reach_the_outside_through_their_namespaces() {
+    use hookd::core::dataplane::DataPlane;
+    use hookd::datapath::netdev;
+    use std::time::Duration;
+
+    let fs = Bpffs::new();
+    let ns = Netns::new("tout");
+    let (out_acme, out_other) = (Netns::new("out-acme"), Netns::new("out-other"));
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    let outs = (out_acme.name.clone(), out_other.name.clone());
+    let netns_dir = tempfile::tempdir().unwrap();
+    let dir = netns_dir.path().to_owned();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let (mut ta, mut tc) = (Tap::create("hko"), Tap::create("hkp"));
+        for t in ["hko", "hkp"] {
+            sh(&format!("sysctl -qw net.ipv6.conf.{t}.disable_ipv6=1 && ip link set {t} up"));
+        }
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        dp.set_tenant_namespaces(Some(dir.clone()));
+        // Two tenants with the same subnet and the same address.
+        let blue = network("blue", "acme", 10010);
+        let red = network("red", "other", 10030);
+        let (a, c) = (mac(A_MAC), mac(C_MAC));
+        let (ia, _) = dp
+            .attach_nic("u-a", "hko", a, &on(&blue, A_MAC, "198.51.100.10"), 1)
+            .unwrap();
+        let (ic, _) = dp
+            .attach_nic("u-c", "hkp", c, &on(&red, C_MAC, "198.51.100.10"), 1)
+            .unwrap();
+        let (acme, other) = (dir.join("hookd-acme"), dir.join("hookd-other"));
+        assert_eq!(
+            dp.tenant_namespaces().iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            ["acme", "other"]
+        );
+        let routes = cmd_out(&format!("nsenter --net={} ip route show proto 99", acme.display()));
+        assert!(routes.contains("198.51.100.10 dev hookd"), "{routes}");
+        outside_with_snat(&acme, &outs.0);
+        outside_with_snat(&other, &outs.1);
+
+        let ping = |src: [u8; 6], gw: [u8; 6], seq: u16| {
+            eth(gw, src, 0x0800, &ipv4(ip("198.51.100.10"), ip("203.0.113.2"), 1, &icmp_echo(seq)))
+        };
+        let (gw_blue, gw_red) = (gateway_mac(10010).0, gateway_mac(10030).0);
+        const N: u16 = 20;
+        for seq in 0..N {
+            ta.send(&ping(a, gw_blue, seq));
+        }
+        let back = ta.recv_for(Duration::from_millis(500));
+        let replies: Vec<&Vec<u8>> = back
+            .iter()
+            .filter(|f| f.len() >= 42 && f[12..14] == [8, 0] && f[34] == 0)
+            .collect();
+        assert_eq!(replies.len(), usize::from(N), "answers from the outside, through SNAT");
+        let r = replies[0];
+        assert_eq!((&r[0..6], &r[6..12]), (&a[..], &gw_blue[..]), "from blue's gateway MAC to A");
+        assert_eq!(r[26..30], [203, 0, 113, 2]);
+        assert_eq!(r[22], 62, "two routing hops: the tenant namespace and the gateway");
+        assert!(tc.drain().is_empty(), "nothing reaches the other tenant's NIC of the same address");
+
+        // The other tenant, the same addresses: its own namespace, its own way.
+        for seq in 0..N {
+            tc.send(&ping(c, gw_red, 100 + seq));
+        }
+        let back_c = tc.recv_for(Duration::from_millis(500));
+        assert_eq!(echo_replies(&back_c, 100), 1, "the other tenant reaches its own outside");
+        assert!(ta.drain().is_empty(), "A gets nothing of C's");
+
+        let na = dp.counters().net_stats(ia).unwrap();
+        let (to_ns, from_ns) = (
+            na.count[hookd_bpf::layout::NET_TO_TENANT_NS],
+            na.count[hookd_bpf::layout::NET_FROM_TENANT_NS],
+        );
+        println!("A: {to_ns} to the tenant namespace, {from_ns} from it");
+        assert_eq!((to_ns, from_ns), (u64::from(N), u64::from(N)));
+
+        // hookd restarts: the namespaces and their veths stay, the next
+        // daemon adopts them (and gives their veths its program).
+        drop(dp);
+        for seq in 0..N {
+            ta.send(&ping(a, gw_blue, 200 + seq));
+        }
+        let away = ta.recv_for(Duration::from_millis(500));
+        assert_eq!(echo_replies(&away, 200), 1, "the outside is reached while hookd is away");
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        dp.set_tenant_namespaces(Some(dir.clone()));
+        dp.tidy();
+        assert_eq!(dp.tenant_namespaces().len(), 2, "adopted, and kept: their NICs are there");
+        dp.program_nic(ia, a, &on(&blue, A_MAC, "198.51.100.10"), 2).unwrap();
+        for seq in 0..N {
+            ta.send(&ping(a, gw_blue, 300 + seq));
+        }
+        let after = ta.recv_for(Duration::from_millis(500));
+        assert_eq!(echo_replies(&after, 300), 1, "and after the restart");
+
+        // A frame from the namespace to an address with no NIC is dropped
+        // and counted on the veth.
+        let host = hookd::datapath::tenant::host_end(hookd_model::network::tenant_id("acme"));
+        let hv = netdev::ifindex(&host).unwrap();
+        let before = dp.counters().stats(hv).unwrap().drops[DropReason::NoRoute as usize];
+        sh(&format!(
+            "nsenter --net={n} ip route add 198.51.100.99/32 dev hookd && \
+             for i in 1 2 3 4 5; do nsenter --net={n} bash -c 'echo x > /dev/udp/198.51.100.99/9'; done",
+            n = acme.display()
+        ));
+        let after = dp.counters().stats(hv).unwrap().drops[DropReason::NoRoute as usize];
+        assert!(after - before >= 5, "{before} -> {after}");
+        assert!(ta.drain().is_empty(), "nothing for an address with no NIC reaches A");
+
+        // The last NIC of a tenant takes its namespace with it.
+        dp.detach("u-a", "hko", None).unwrap();
+        dp.forget_nic(ia);
+        assert!(!acme.exists(), "acme's namespace is removed with its last NIC");
+        assert!(netdev::ifindex(&host).is_err(), "and its veth");
+        assert!(other.exists(), "the other tenant's stays");
+        dp.detach("u-c", "hkp", None).unwrap();
+        dp.forget_nic(ic);
+        assert!(dp.tenant_namespaces().is_empty());
+        assert!(!other.exists());
+    })
+    .join()
+    .expect("tenant namespace test thread");
+    drop((ns, out_acme, out_other));
+}

@@ -38,6 +38,8 @@ pub struct Enforcement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NicNetwork {
     pub name: String,
+    /// Its tenant's name (its namespace is named after it).
+    pub tenant: String,
     /// The network's VNI, which is also its id in the data path's maps.
     pub vni: u32,
     /// Its tenant's id ([`crate::network::tenant_id`]): networks with the
@@ -342,6 +344,7 @@ pub fn join_networks(
         if let Some(n) = lookup(&r.name) {
             e.network = Some(Box::new(NicNetwork {
                 name: n.name.clone(),
+                tenant: n.tenant.clone(),
                 vni: n.vni,
                 tenant_id: crate::network::tenant_id(&n.tenant),
                 gateways: n.subnets.iter().map(|s| s.gateway).collect(),

@@ -138,47 +138,99 @@ static __always_inline int net_echo4(struct __sk_buff *skb, const struct nic_net
 	return net_answer(skb, ifindex, NET_ANSWERED_ECHO);
 }
 
-/* The host route of address A (16 bytes, IPv4 mapped) in the sender's
- * tenant, to a NIC of another of its networks that is still in that
- * tenant; NULL when there is none. The lookup is keyed by the sender's
- * tenant: another tenant's addresses are not there. */
-static __always_inline struct route *net_route_lookup(const struct nic_net *net, const __u8 *a)
+/* The longest route to address A (16 bytes, IPv4 mapped) in tenant
+ * TENANT_ID's routing domain, NULL when the tenant has none. The lookup
+ * is keyed by the tenant: another tenant's routes are not there. */
+static __always_inline struct route *tenant_route_lookup(__u32 tenant_id, const __u8 *a)
 {
-	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = net->tenant_id };
-	struct route *r;
+	struct route_key k = { .prefixlen = ROUTE_FIXED_BITS + 128, .tenant_id = tenant_id };
 
-	if (!net->tenant_id)
+	if (!tenant_id)
 		return NULL;
 	__builtin_memcpy(k.addr, a, 16);
-	r = bpf_map_lookup_elem(&hookd_routes, &k);
-	if (!r || r->kind != ROUTE_NIC || r->net_id == net->net_id ||
+	return bpf_map_lookup_elem(&hookd_routes, &k);
+}
+
+/* Is IFINDEX the host end of tenant TENANT_ID's namespace? Checked before
+ * each send there, as net_member is before a redirect to a NIC. */
+static __always_inline int uplink_of(__u32 ifindex, __u32 tenant_id)
+{
+	struct uplink *u = bpf_map_lookup_elem(&hookd_uplinks, &ifindex);
+
+	return u && u->tenant_id == tenant_id;
+}
+
+/* Where a packet of NET's NIC to address A is routed: a NIC of another of
+ * the tenant's networks that is still in that tenant, or the tenant's
+ * namespace for an address outside all of its subnets; NULL when neither
+ * (an address of the tenant with no NIC here, or a tenant without a
+ * namespace). */
+static __always_inline struct route *net_route_lookup(const struct nic_net *net, const __u8 *a)
+{
+	struct route *r = tenant_route_lookup(net->tenant_id, a);
+
+	if (!r)
+		return NULL;
+	if (r->kind == ROUTE_UPLINK)
+		return uplink_of(r->ifindex, net->tenant_id) ? r : NULL;
+	if (r->kind != ROUTE_NIC || r->net_id == net->net_id ||
 	    !net_member(r->ifindex, 0, net->tenant_id))
 		return NULL;
 	return r;
 }
 
-/* Sends a routed packet on to R's NIC: from its network's gateway MAC to
- * the NIC's, to its tap, whose to_vm program applies its ingress policy. */
+/* Sends a routed packet on to R: to a NIC, from its network's gateway MAC
+ * to the NIC's, to its tap, whose to_vm program applies its ingress
+ * policy; to the tenant's namespace, from the veth's host end to its
+ * namespace end. Counted on COUNT_IFINDEX's NIC as COUNTER. */
 static __always_inline int net_route_send(struct __sk_buff *skb, struct ethhdr *eth,
-					  const struct route *r)
+					  const struct route *r, __u32 count_ifindex, int counter)
 {
 	__builtin_memcpy(eth->h_dest, r->mac, 6);
 	__builtin_memcpy(eth->h_source, r->gw_mac, 6);
-	net_count(skb->ifindex, NET_ROUTED);
+	net_count(count_ifindex, counter);
 	bpf_redirect(r->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
 
+/* The sender's counter for a packet sent to R. */
+static __always_inline int route_counter(const struct route *r)
+{
+	return r->kind == ROUTE_UPLINK ? NET_TO_TENANT_NS : NET_ROUTED;
+}
+
+/* One routing hop of an IPv4 packet: the TTL checked and decremented, the
+ * header checksum adjusted as Linux's ip_decrease_ttl does. */
+static __always_inline int net_hop4(struct iphdr *ip)
+{
+	__u32 check;
+
+	if (ip->ttl <= 1)
+		return DROP_TTL;
+	ip->ttl--;
+	check = ip->check;
+	check += bpf_htons(0x0100);
+	ip->check = (__u16)(check + (check >= 0xffff));
+	return VERDICT_PASS;
+}
+
+/* One routing hop of an IPv6 packet: the hop limit (no header checksum). */
+static __always_inline int net_hop6(struct ipv6hdr *ip6)
+{
+	if (ip6->hop_limit <= 1)
+		return DROP_TTL;
+	ip6->hop_limit--;
+	return VERDICT_PASS;
+}
+
 /* A packet to the gateway's MAC for an address beyond the network: routed
- * within the sender's tenant (net_route_lookup). The TTL is checked and
- * decremented, the header checksum adjusted as Linux's ip_decrease_ttl
- * does. */
+ * within the sender's tenant, or out to its namespace (net_route_lookup). */
 static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_net *net,
 				      struct ethhdr *eth, struct iphdr *ip)
 {
 	__u8 a[16] = {};
 	struct route *r;
-	__u32 check;
+	int v;
 
 	a[10] = 0xff;
 	a[11] = 0xff;
@@ -186,13 +238,10 @@ static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_ne
 	r = net_route_lookup(net, a);
 	if (!r)
 		return DROP_NO_ROUTE;
-	if (ip->ttl <= 1)
-		return DROP_TTL;
-	ip->ttl--;
-	check = ip->check;
-	check += bpf_htons(0x0100);
-	ip->check = (__u16)(check + (check >= 0xffff));
-	return net_route_send(skb, eth, r);
+	v = net_hop4(ip);
+	if (v != VERDICT_PASS)
+		return v;
+	return net_route_send(skb, eth, r, skb->ifindex, route_counter(r));
 }
 
 static __always_inline struct net_addr *net_lookup6(__u32 net_id, const __u8 *a6)
@@ -315,19 +364,19 @@ static __always_inline int net_echo6(struct __sk_buff *skb, const struct nic_net
 	return net_answer(skb, ifindex, NET_ANSWERED_ECHO);
 }
 
-/* IPv6 as net_route4 routes IPv4: the hop limit instead of the TTL (no
- * header checksum to adjust). */
+/* IPv6 as net_route4 routes IPv4. */
 static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_net *net,
 				      struct ethhdr *eth, struct ipv6hdr *ip6)
 {
 	struct route *r = net_route_lookup(net, (const __u8 *)&ip6->daddr);
+	int v;
 
 	if (!r)
 		return DROP_NO_ROUTE;
-	if (ip6->hop_limit <= 1)
-		return DROP_TTL;
-	ip6->hop_limit--;
-	return net_route_send(skb, eth, r);
+	v = net_hop6(ip6);
+	if (v != VERDICT_PASS)
+		return v;
+	return net_route_send(skb, eth, r, skb->ifindex, route_counter(r));
 }
 
 static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_net *net,

@@ -102,6 +102,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_routes SEC(".maps");
 
+/* The host ends of the tenant namespaces' veths, and whose they are. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_UPLINKS);
+	__type(key, __u32);
+	__type(value, struct uplink);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_uplinks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_NICS);

@@ -95,6 +95,7 @@ enum map_size {
 	MAX_NET_ADDRS  = 65536,   /* hookd_net_addrs */
 	MAX_ROUTES     = 65536,   /* hookd_routes */
 	MAX_DNS        = 4,       /* dhcp_lease.dns */
+	MAX_UPLINKS    = 4096,    /* hookd_uplinks: tenants with a namespace */
 };
 
 /* net_addr.kind */
@@ -106,7 +107,11 @@ enum net_counter {
 	NET_ANSWERED_ND   = 3, /* neighbour solicitations answered */
 	NET_ANSWERED_ECHO = 4, /* echo requests to the gateway answered */
 	NET_ANSWERED_DHCP = 5, /* DHCP requests answered */
-	NET_COUNTERS      = 6,
+	NET_TO_TENANT_NS  = 6, /* routed out of the tenant's networks, to its namespace */
+	NET_FROM_TENANT_NS = 7, /* delivered to the NIC from the tenant's namespace */
+	/* 8-11: kept for the responders and flooding to come, so that adding
+	 * them does not change this map's layout. */
+	NET_COUNTERS      = 12,
 };
 
 /* Value of hookd_net_stats (per CPU; key: ifindex). */
@@ -116,7 +121,17 @@ struct net_stats {
 
 /* route.kind */
 enum route_kind {
-	ROUTE_NIC = 1, /* a NIC on this host, on one of the tenant's networks */
+	ROUTE_NIC    = 1, /* a NIC on this host, on one of the tenant's networks */
+	ROUTE_UPLINK = 2, /* the tenant's namespace (its default routes) */
+	ROUTE_SUBNET = 3, /* a subnet of one of the tenant's networks: an address
+			   * in it with no more specific route has no NIC and
+			   * never leaves for the namespace */
+};
+
+/* Value of hookd_uplinks (key: ifindex of the host end of a tenant
+ * namespace's veth): whose namespace it is. */
+struct uplink {
+	__u32 tenant_id;
 };
 
 /* Fixed bits of route_key before the address bits. */
@@ -287,7 +302,9 @@ struct route_key {
 };
 
 /* Where a routed packet goes: the NIC's tap and MAC, and the gateway MAC
- * of its network, which becomes the packet's source. */
+ * of its network, which becomes the packet's source. ROUTE_UPLINK: the
+ * host end of the tenant namespace's veth, the MAC of its namespace end,
+ * and the host end's MAC as the source. ROUTE_SUBNET: net_id only. */
 struct route {
 	__u8 mac[6];
 	__u8 kind;       /* enum route_kind */

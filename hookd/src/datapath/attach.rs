@@ -10,7 +10,7 @@ use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAtt
 use std::path::{Path, PathBuf};
 
 /// Attaches one program to `tap` with tcx and pins its link at `pin`.
-fn attach_tcx_one(
+pub(crate) fn attach_tcx_one(
     prog: &mut SchedClassifier,
     tap: &str,
     name: &str,

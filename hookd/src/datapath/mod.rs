@@ -6,11 +6,14 @@
 //! Pin layout under `pin_dir` (default /sys/fs/bpf/hookd):
 //!   maps/hookd_nics, maps/hookd_addrs, maps/hookd_stats, ... (a
 //!   changed layout: maps/<name>-vN for a moment, see `versions`)
-//!   progs/hookd_from_vm, progs/hookd_to_vm
+//!   progs/hookd_from_vm, progs/hookd_to_vm, progs/hookd_from_tenant
 //!   links/<domain uuid>/<tap>-from_vm, links/<domain uuid>/<tap>-to_vm
+//!   links/tenants/<veth host end>-from_tenant
 //!
 //! - [`attach`]: attaching and detaching programs;
 //! - [`nic`]: the per-NIC map writers; `network`: those of network NICs;
+//! - `tenant`: each tenant's namespace, its veth and routes (`netns`:
+//!   namespaces and rtnetlink);
 //! - [`conntrack`]: per-NIC connection-tracking tables;
 //! - [`counters`]: counter readers for any thread;
 //! - [`events`]: the ring buffer of logged packets;
@@ -26,10 +29,12 @@ pub mod counters;
 pub mod error;
 pub mod events;
 pub mod netdev;
+mod netns;
 mod network;
 mod nic;
 mod owned;
 mod tcfilter;
+pub mod tenant;
 pub mod upgrade;
 mod versions;
 
@@ -46,7 +51,7 @@ use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
     self, AddrData, DhcpLease, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey,
-    NetStats, NicConfig, NicNet, NicStats, Route, RouteData,
+    NetStats, NicConfig, NicNet, NicStats, Route, RouteData, Uplink,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -98,6 +103,14 @@ pub(crate) const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
     (hookd_bpf::PROG_TO_VM, TcAttachType::Egress, "to_vm"),
 ];
 
+/// Every program hookd loads and pins: a tap's two, and the one on tenant
+/// namespaces' veths.
+const LOADED: [&str; 3] = [
+    hookd_bpf::PROG_FROM_VM,
+    hookd_bpf::PROG_TO_VM,
+    hookd_bpf::PROG_FROM_TENANT,
+];
+
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
     pub(crate) nics: HashMap<MapData, u32, NicConfig>,
@@ -114,6 +127,8 @@ pub struct Datapath {
     pub(crate) dhcp: HashMap<MapData, u32, DhcpLease>,
     pub(crate) net_stats: PerCpuHashMap<MapData, u32, NetStats>,
     pub(crate) net_owned: network::NetOwned,
+    pub(crate) uplinks: HashMap<MapData, u32, Uplink>,
+    pub(crate) tenants: tenant::Tenants,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
     pub(crate) mode: AttachMode,
@@ -191,7 +206,7 @@ impl Datapath {
             .iter()
             .any(|p| p.carry == versions::Carry::Policy && p.created && !p.older.is_empty());
         let mut other_build_before = false;
-        for (name, _, _) in PROGRAMS {
+        for name in LOADED {
             let pin = progs_dir.join(name);
             let previous = ProgramInfo::from_pin(&pin).ok().map(|p| p.tag());
             let prog: &mut SchedClassifier = ebpf
@@ -243,6 +258,8 @@ impl Datapath {
             .map_err(map_err("hookd_dhcp"))?;
         let net_stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NET_STATS)?)
             .map_err(map_err("hookd_net_stats"))?;
+        let uplinks = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_UPLINKS)?)
+            .map_err(map_err("hookd_uplinks"))?;
         let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs, &routes);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
@@ -273,6 +290,8 @@ impl Datapath {
             dhcp,
             net_stats,
             net_owned,
+            uplinks,
+            tenants: tenant::Tenants::default(),
             events: Some(events),
             pin_dir: pin_dir.to_owned(),
             mode,

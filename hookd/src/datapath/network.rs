@@ -21,6 +21,8 @@ pub(crate) struct NetOwned {
     nics: std::collections::HashMap<u32, (u32, Vec<NetAddrKey>)>,
     /// ifindex -> its host routes.
     routes: std::collections::HashMap<u32, Vec<Key<RouteData>>>,
+    /// ifindex -> its tenant's id.
+    tenant_of: std::collections::HashMap<u32, u32>,
 }
 
 impl NetOwned {
@@ -32,6 +34,7 @@ impl NetOwned {
         let mut o = NetOwned::default();
         for (ifindex, n) in nic_nets.iter().filter_map(Result::ok) {
             o.nics.insert(ifindex, (n.net_id, Vec::new()));
+            o.tenant_of.insert(ifindex, n.tenant_id);
         }
         for (k, a) in addrs.iter().filter_map(Result::ok) {
             if a.kind == layout::NET_ADDR_NIC
@@ -41,9 +44,16 @@ impl NetOwned {
             }
         }
         for (k, r) in routes.iter().filter_map(Result::ok) {
-            o.routes.entry(r.ifindex).or_default().push(k);
+            if r.kind == layout::ROUTE_NIC {
+                o.routes.entry(r.ifindex).or_default().push(k);
+            }
         }
         o
+    }
+
+    /// Has tenant `tenant_id` a NIC on this host?
+    pub(crate) fn tenant_in_use(&self, tenant_id: u32) -> bool {
+        self.tenant_of.values().any(|t| *t == tenant_id)
     }
 
     fn others_on(&self, net_id: u32, ifindex: u32) -> bool {
@@ -67,15 +77,28 @@ fn key(net_id: u32, a: IpAddr) -> NetAddrKey {
     }
 }
 
-/// The host route of `a` in tenant `tenant_id`'s routing domain.
-fn route_key(tenant_id: u32, a: IpAddr) -> Key<RouteData> {
+/// The route of `p` in tenant `tenant_id`'s routing domain.
+fn route_key(tenant_id: u32, p: IpNet) -> Key<RouteData> {
+    let bits = match p {
+        IpNet::V4(_) => 96 + u32::from(p.prefix_len()),
+        IpNet::V6(_) => u32::from(p.prefix_len()),
+    };
     Key::new(
-        layout::ROUTE_FIXED_BITS + 128,
+        layout::ROUTE_FIXED_BITS + bits,
         RouteData {
             tenant_id,
-            addr: mapped(a),
+            addr: mapped(p.network()),
         },
     )
+}
+
+/// The address of a host route's key.
+fn route_addr(k: &Key<RouteData>) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(k.data().addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
 }
 
 /// The NIC's addresses a frame can be switched to: its host prefixes
@@ -150,12 +173,24 @@ impl Datapath {
                 )));
             }
         }
+        self.ensure_tenant(&net.tenant, net.tenant_id)?;
+        self.net_owned.tenant_of.insert(ifindex, net.tenant_id);
         let gw = NetAddr {
             mac: net.gateway_mac.0,
             kind: layout::NET_ADDR_GATEWAY,
             pad: 0,
             ifindex: 0,
         };
+        let subnet = Route {
+            kind: layout::ROUTE_SUBNET,
+            net_id: net.vni,
+            ..Default::default()
+        };
+        for (p, _) in &net.subnets {
+            self.routes
+                .insert(&route_key(net.tenant_id, *p), subnet, 0)
+                .map_err(map_err(format!("adding subnet {p} of {}", net.name)))?;
+        }
         for g in &net.gateways {
             self.net_addrs
                 .insert(key(net.vni, *g), gw, 0)
@@ -233,7 +268,7 @@ impl Datapath {
         };
         let keys: Vec<Key<RouteData>> = host_addresses(prefixes)
             .into_iter()
-            .map(|a| route_key(net.tenant_id, a))
+            .map(|a| route_key(net.tenant_id, IpNet::from(a)))
             .collect();
         let old = self.net_owned.routes.remove(&ifindex).unwrap_or_default();
         let same = |a: &Key<RouteData>, b: &Key<RouteData>| a.data() == b.data();
@@ -248,9 +283,12 @@ impl Datapath {
             self.routes.insert(k, route, 0).map_err(map_err(
                 "adding a host route in the tenant's routing domain",
             ))?;
+            // The way back from the tenant's namespace.
+            self.tenant_route(net.tenant_id, route_addr(k), true)?;
         }
         for k in old.iter().filter(|o| !keys.iter().any(|n| same(n, o))) {
             let _ = self.routes.remove(k);
+            let _ = self.tenant_route(k.data().tenant_id, route_addr(k), false);
         }
         self.net_owned.routes.insert(ifindex, keys);
         Ok(())
@@ -264,14 +302,20 @@ impl Datapath {
         let _ = self.net_stats.remove(&ifindex);
         for k in self.net_owned.routes.remove(&ifindex).unwrap_or_default() {
             let _ = self.routes.remove(&k);
+            if let Err(e) = self.tenant_route(k.data().tenant_id, route_addr(&k), false) {
+                tracing::warn!(error = %e, "a route in a tenant namespace stays");
+            }
         }
-        let Some((net_id, keys)) = self.net_owned.nics.remove(&ifindex) else {
-            return;
-        };
-        for k in keys {
-            let _ = self.net_addrs.remove(&k);
+        let tenant = self.net_owned.tenant_of.remove(&ifindex);
+        if let Some((net_id, keys)) = self.net_owned.nics.remove(&ifindex) {
+            for k in keys {
+                let _ = self.net_addrs.remove(&k);
+            }
+            self.release_gateways(net_id, ifindex);
         }
-        self.release_gateways(net_id, ifindex);
+        if tenant.is_some() {
+            self.release_idle_tenants();
+        }
     }
 
     fn release_gateways(&mut self, net_id: u32, ifindex: u32) {
@@ -287,6 +331,16 @@ impl Datapath {
             .collect();
         for k in gateways {
             let _ = self.net_addrs.remove(&k);
+        }
+        let subnets: Vec<Key<RouteData>> = self
+            .routes
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, r)| r.kind == layout::ROUTE_SUBNET && r.net_id == net_id)
+            .map(|(k, _)| k)
+            .collect();
+        for k in subnets {
+            let _ = self.routes.remove(&k);
         }
     }
 

@@ -142,6 +142,7 @@ impl Datapath {
     /// made the switch, so a policy change is not slowed by removing the
     /// rules it replaced.
     pub fn tidy(&mut self) {
+        self.release_idle_tenants();
         if self.owned.retired.is_empty() {
             return;
         }

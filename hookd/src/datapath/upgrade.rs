@@ -108,7 +108,7 @@ impl Datapath {
 
     /// The tcx link pinned at `pin`, given the programs `running` on each
     /// of the tap's hooks (by the name of hookd's program for that hook).
-    fn refresh_tcx(
+    pub(crate) fn refresh_tcx(
         &mut self,
         tap: &str,
         pin: &std::path::Path,

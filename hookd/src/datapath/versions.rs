@@ -45,7 +45,7 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 14] = [
+pub(crate) const CARRY: [(&str, Carry); 15] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
@@ -54,6 +54,7 @@ pub(crate) const CARRY: [(&str, Carry); 14] = [
     (hookd_bpf::MAP_NET_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_ROUTES, Carry::Policy),
     (hookd_bpf::MAP_DHCP, Carry::Policy),
+    (hookd_bpf::MAP_UPLINKS, Carry::Policy),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
     (hookd_bpf::MAP_NET_STATS, Carry::Counters),
@@ -332,6 +333,25 @@ impl NicStats16 {
     }
 }
 
+/// `struct net_stats` as it was with 6 counters (before the tenant
+/// namespaces' two and the slots kept for later).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct NetStats6 {
+    count: [u64; 6],
+}
+
+// SAFETY: #[repr(C)] u64s only: no padding, any bit pattern valid.
+unsafe impl aya::Pod for NetStats6 {}
+
+impl NetStats6 {
+    fn upgraded(&self) -> NetStats {
+        let mut s = NetStats::default();
+        s.count[..6].copy_from_slice(&self.count);
+        s
+    }
+}
+
 fn value_size(map: &MapData) -> usize {
     map.info().map(|i| i.value_size() as usize).unwrap_or(0)
 }
@@ -496,6 +516,18 @@ impl Datapath {
                     add_counters::<u32, NicStats, NicStats>(old, &mut self.stats, ncpus, |a, b| {
                         a.add(b)
                     })
+                }
+                hookd_bpf::MAP_NET_STATS
+                    if value_size(&map) == std::mem::size_of::<NetStats6>() =>
+                {
+                    let old = PerCpuHashMap::try_from(Map::PerCpuHashMap(map))
+                        .map_err(map_err("old hookd_net_stats (6 counters)"))?;
+                    add_counters::<u32, NetStats6, NetStats>(
+                        old,
+                        &mut self.net_stats,
+                        ncpus,
+                        |a, b| a.add(&b.upgraded()),
+                    )
                 }
                 hookd_bpf::MAP_NET_STATS => {
                     let old = PerCpuHashMap::try_from(Map::PerCpuHashMap(map))

@@ -1,0 +1,190 @@
+//! Network namespaces and rtnetlink, for the tenant namespaces: creating
+//! a named namespace as `ip netns add` does (a bind mount of the namespace
+//! under a directory, `/run/netns` by default), running a short task inside
+//! one, and sending rtnetlink requests (messages built with
+//! `netlink-packet-route`) on a socket of the namespace the calling thread
+//! is in.
+//!
+//! A thread of hookd enters a namespace only on a thread of its own that
+//! ends with the task: no other thread ever runs in a tenant's namespace.
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+fn c_path(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn mount(src: &Path, target: &Path, flags: libc::c_ulong) -> io::Result<()> {
+    let (src, target, none) = (c_path(src)?, c_path(target)?, c"none");
+    // SAFETY: all pointers are valid NUL-terminated strings or null.
+    check(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            none.as_ptr(),
+            flags,
+            std::ptr::null(),
+        )
+    })
+}
+
+/// The directory of named namespaces, as iproute2 prepares it: a mount
+/// point of its own with shared propagation, so that a namespace named
+/// here is seen in every mount namespace (`ip netns exec` from a shell, a
+/// systemd unit's).
+fn prepare_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let shared = libc::MS_SHARED | libc::MS_REC;
+    match mount(Path::new("none"), dir, shared) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // Not a mount point yet: make it one, then shared.
+            mount(dir, dir, libc::MS_BIND | libc::MS_REC)?;
+            mount(Path::new("none"), dir, shared)
+        }
+        r => r,
+    }
+}
+
+/// Runs `f` on a new thread that has entered the namespace at `ns`.
+pub(crate) fn in_netns<T: Send>(
+    ns: &Path,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    let file = File::open(ns)?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: `file` is an open namespace file; setns changes only
+            // this thread, which ends with `f`.
+            check(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) })?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace task panicked")))
+    })
+}
+
+/// Creates a network namespace named by the file `path` (its directory
+/// prepared as iproute2 does). Nothing is left if it fails.
+pub(crate) fn create(path: &Path) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    prepare_dir(dir)?;
+    File::options().write(true).create_new(true).open(path)?;
+    let made = std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare changes only this thread's network namespace;
+            // the thread ends right after the namespace is bound.
+            check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+            mount(Path::new("/proc/thread-self/ns/net"), path, libc::MS_BIND)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace task panicked")))
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Removes the named namespace at `path`: the kernel frees it, and the
+/// devices in it, when nothing else holds it.
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Is `path` a namespace bound by [`create`] (not an empty file left by a
+/// namespace that is gone)?
+pub(crate) fn is_bound(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e736673;
+    let Ok(c) = c_path(path) else { return false };
+    // SAFETY: statfs is plain old data; all zeroes is a valid value.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated; statfs writes into `buf`.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    rc == 0 && buf.f_type as i64 == NSFS_MAGIC
+}
+
+/// An rtnetlink socket in the namespace of the thread that opened it.
+pub(crate) struct Rtnl {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Rtnl {
+    pub(crate) fn open() -> io::Result<Rtnl> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Rtnl { socket, seq: 0 })
+    }
+
+    /// Sends one request (with `flags` besides REQUEST and ACK) and waits
+    /// for the kernel's answer: Ok on its ACK, its errno otherwise.
+    pub(crate) fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        loop {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut at = 0;
+            while at < data.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = reply.header.length as usize;
+                if reply.header.sequence_number == self.seq
+                    && let NetlinkPayload::Error(e) = reply.payload
+                {
+                    return match e.code {
+                        None => Ok(()),
+                        Some(_) => Err(e.to_io()),
+                    };
+                }
+                if len == 0 {
+                    break;
+                }
+                at += len;
+            }
+        }
+    }
+}
+
+/// Writes `value` to the sysctl file `path` (under /proc/sys/net, which
+/// shows the calling thread's namespace).
+pub(crate) fn sysctl(path: &str, value: &str) -> io::Result<()> {
+    std::fs::write(path, value)
+}
