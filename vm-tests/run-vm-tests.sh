@@ -271,21 +271,54 @@ netvm() { # netvm NAME MAC NETWORK IP GATEWAY SCENARIO [CMDLINE]
 }
 netvm nb2 52:54:00:00:01:02 blue 198.51.100.20 198.51.100.1 idle
 netvm ng1 52:54:00:00:01:03 green 203.0.113.20 203.0.113.1 idle
-netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 idle
+# nr1, globex's, has nb2's subnet: it reaches its own gateway and outside,
+# nothing of acme's.
+netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 net \
+    "hookd.reach=198.51.100.1,192.0.2.2 hookd.unreach=198.51.100.20,203.0.113.20"
 # nb1 gets its address, mask, router and MTU from the network's DHCP.
 policy "$SB/nb1.policy" 52:54:00:00:01:01 198.51.100.10/32 "
         <hookd:network name=\"blue\"/>
         <hookd:ingress default=\"deny\"/>
         <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/></hookd:egress>"
 SB_VM_IFACE_TYPE=ethernet \
-    SB_VM_CMDLINE_EXTRA="hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20 hookd.unreach=198.51.100.30" \
+    SB_VM_CMDLINE_EXTRA="hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20,192.0.2.2 hookd.unreach=198.51.100.30" \
     sandbox_define_vm nb1 52:54:00:00:01:01 dhcp 198.51.100.1 net "$SB/nb1.policy"
 for g in nb2 ng1 nr1; do
     check "virsh start $g" sandbox_start_vm "$g"
 done
-for g in nb2 ng1 nr1; do
+# The world outside each tenant: a namespace with 192.0.2.2 and no route
+# back to the tenants' subnets, reached from the tenant's namespace through
+# SNAT (docs/networks.md, "The outside"). Set up as soon as the tenant's
+# first VM has started, while the guests boot.
+outside() { # outside TENANT
+    local o="sb-out-$1" up="up-$1"
+    ip netns add "$o" &&
+        ip link add "$up" type veth peer name o0 netns "$o" &&
+        ip link set "$up" netns "hookd-$1" &&
+        ip -n "hookd-$1" addr add 192.0.2.1/24 dev "$up" &&
+        ip -n "hookd-$1" link set "$up" up &&
+        ip -n "$o" addr add 192.0.2.2/24 dev o0 &&
+        ip -n "$o" link set o0 up && ip -n "$o" link set lo up &&
+        ip netns exec "hookd-$1" nft -f - <<NFT
+table ip nat {
+  chain post { type nat hook postrouting priority 100; oifname "$up" masquerade; }
+}
+NFT
+}
+for t in acme globex; do
+    check "tenant $t's namespace hookd-$t was made with its first VM" ip netns exec "hookd-$t" true
+    check "an outside for $t, through SNAT in hookd-$t" outside "$t"
+done
+check "hookd-acme routes nb2's and ng1's addresses to the data path (proto 99)" sh -c \
+    "ip -n hookd-acme route show proto 99 | grep -q '^198.51.100.20 dev hookd' && ip -n hookd-acme route show proto 99 | grep -q '^203.0.113.20 dev hookd'"
+for g in nb2 ng1; do
     check "$g: up" sandbox_wait_console "$g" "GUEST READY" 120
 done
+check "nr1: done" sandbox_wait_console nr1 "GUEST DONE" 180
+check "nr1 (globex) pings red's gateway" console_has nr1 "RESULT reach_198.51.100.1=ok"
+check "nr1 reaches its outside through hookd-globex and SNAT" console_has nr1 "RESULT reach_192.0.2.2=ok"
+check "nr1 cannot reach acme's nb2, on the same subnet" console_has nr1 "RESULT unreach_198.51.100.20=fail"
+check "nr1 cannot reach acme's ng1 (no route in globex's namespace)" console_has nr1 "RESULT unreach_203.0.113.20=fail"
 check "virsh start nb1" sandbox_start_vm nb1
 check "nb1: done" sandbox_wait_console nb1 "GUEST DONE" 180
 check "nb1 got its address, router, mask and MTU by DHCP (udhcpc), through default-deny ingress and egress" \
@@ -293,7 +326,10 @@ check "nb1 got its address, router, mask and MTU by DHCP (udhcpc), through defau
 check "nb1 pings blue's gateway (answered at its tap)" console_has nb1 "RESULT reach_198.51.100.1=ok"
 check "nb1 pings nb2 on blue (switched tap to tap)" console_has nb1 "RESULT reach_198.51.100.20=ok"
 check "nb1 pings ng1 on green (routed within tenant acme)" console_has nb1 "RESULT reach_203.0.113.20=ok"
+check "nb1 reaches its outside through hookd-acme and SNAT" console_has nb1 "RESULT reach_192.0.2.2=ok"
 check "nb1 cannot reach nr1, tenant globex's, on an overlapping subnet" console_has nb1 "RESULT unreach_198.51.100.30=fail"
+check "nb1's counters: sent to and received from the tenant namespace" sh -c \
+    "test $(counter nb1 net_to_tenant_ns) -gt 0 -a $(counter nb1 net_from_tenant_ns) -gt 0"
 check "nb1's unanswered ARP for globex's address counted as not forwarded" test "$(counter nb1 drop_not_forwarded)" -gt 0
 check "nb1's counters: DHCP and ARP answered, frames switched and routed" sh -c \
     "test $(counter nb1 net_answered_dhcp) -ge 2 -a $(counter nb1 net_answered_arp) -ge 1 -a $(counter nb1 net_switched) -gt 0 -a $(counter nb1 net_routed) -gt 0"
@@ -312,6 +348,12 @@ check "with its VMs gone, blue has no NICs on this host" \
     test "$("$HOOKCTL" network show blue --json | jq '.nics | length')" -eq 0
 check "and no network entries are left in the maps" \
     sh -c "test \"\$(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_net_addrs | jq length)\" -eq 0"
+for t in acme globex; do
+    check "tenant $t's namespace went with its last VM" test ! -e "/run/netns/hookd-$t"
+    ip netns del "sb-out-$t" 2>/dev/null || true
+done
+check "no tenant routes or uplinks are left in the maps" sh -c \
+    "test \"\$(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_routes | jq length)\" -eq 0 -a \"\$(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_uplinks | jq length)\" -eq 0"
 for n in blue green red; do
     check "hookctl network undefine $n" "$HOOKCTL" network undefine "$n"
 done
