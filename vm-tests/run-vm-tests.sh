@@ -269,8 +269,15 @@ netvm() { # netvm NAME MAC NETWORK IP GATEWAY SCENARIO [CMDLINE]
     SB_VM_IFACE_TYPE=ethernet SB_VM_CMDLINE_EXTRA="hookd.gw=$5 ${7:-}" \
         sandbox_define_vm "$1" "$2" "$4/24" "$5" "$6" "$SB/$1.policy"
 }
-netvm nb2 52:54:00:00:01:02 blue 198.51.100.20 198.51.100.1 idle
-netvm ng1 52:54:00:00:01:03 green 203.0.113.20 203.0.113.1 idle
+# ng1's security group admits pings from nb1 only: nb1's are routed to it
+# and pass, nb2's are routed to it and dropped by its ingress rules.
+netvm nb2 52:54:00:00:01:02 blue 198.51.100.20 198.51.100.1 net \
+    "hookd.reach=198.51.100.1 hookd.unreach=203.0.113.20"
+policy "$SB/ng1.policy" 52:54:00:00:01:03 203.0.113.20/32 "
+        <hookd:network name=\"green\"/>
+        <hookd:ingress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\" remote=\"198.51.100.10/32\"/></hookd:ingress>"
+SB_VM_IFACE_TYPE=ethernet SB_VM_CMDLINE_EXTRA="hookd.gw=203.0.113.1" \
+    sandbox_define_vm ng1 52:54:00:00:01:03 203.0.113.20/24 203.0.113.1 idle "$SB/ng1.policy"
 # nr1, globex's, has nb2's subnet: it reaches its own gateway and outside,
 # nothing of acme's.
 netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 net \
@@ -311,9 +318,11 @@ for t in acme globex; do
 done
 check "hookd-acme routes nb2's and ng1's addresses to the data path (proto 99)" sh -c \
     "ip -n hookd-acme route show proto 99 | grep -q '^198.51.100.20 dev hookd' && ip -n hookd-acme route show proto 99 | grep -q '^203.0.113.20 dev hookd'"
-for g in nb2 ng1; do
-    check "$g: up" sandbox_wait_console "$g" "GUEST READY" 120
-done
+check "ng1: up" sandbox_wait_console ng1 "GUEST READY" 120
+check "nb2: done" sandbox_wait_console nb2 "GUEST DONE" 180
+check "nb2 pings blue's gateway" console_has nb2 "RESULT reach_198.51.100.1=ok"
+check "nb2's pings to ng1 are routed to it, and refused" console_has nb2 "RESULT unreach_203.0.113.20=fail"
+check "... by ng1's security group (its ingress default deny counts them)" test "$(counter ng1 drop_fw_default)" -gt 0
 check "nr1: done" sandbox_wait_console nr1 "GUEST DONE" 180
 check "nr1 (globex) pings red's gateway" console_has nr1 "RESULT reach_198.51.100.1=ok"
 check "nr1 reaches its outside through hookd-globex and SNAT" console_has nr1 "RESULT reach_192.0.2.2=ok"
