@@ -342,6 +342,15 @@ check "nb1's counters: sent to and received from the tenant namespace" sh -c \
 check "nb1's unanswered ARP for globex's address counted as not forwarded" test "$(counter nb1 drop_not_forwarded)" -gt 0
 check "nb1's counters: DHCP and ARP answered, frames switched and routed" sh -c \
     "test $(counter nb1 net_answered_dhcp) -ge 2 -a $(counter nb1 net_answered_arp) -ge 1 -a $(counter nb1 net_switched) -gt 0 -a $(counter nb1 net_routed) -gt 0"
+out=$("$HOOKCTL" trace nb2 --mac 52:54:00:00:01:02 --direction egress --remote 203.0.113.20 --protocol icmp --icmp-type 8 2>&1) || true
+check "hookctl trace: nb2's ping is routed to ng1 and denied by ng1's ingress" \
+    grep -q '^deny: .*routed to ng1 (52:54:00:00:01:03) on network green; at ng1: no ingress rule matches: default deny' <<<"$out"
+out=$("$HOOKCTL" trace nb1 --mac 52:54:00:00:01:01 --direction egress --remote 192.0.2.2 --protocol icmp --icmp-type 8 2>&1) || true
+check "hookctl trace: nb1's ping to the outside goes to hookd-acme" \
+    grep -q "^allow: .*routed out to tenant acme's namespace hookd-acme" <<<"$out"
+out=$("$HOOKCTL" trace nb1 --mac 52:54:00:00:01:01 --direction egress --remote 198.51.100.30 --protocol icmp --icmp-type 8 2>&1) || true
+check "hookctl trace: globex's address on nb1's subnet is nobody (unknown_unicast)" \
+    grep -q '^deny: .*dropped (unknown_unicast)' <<<"$out"
 check "hookctl network show blue lists nb1 and nb2" \
     test "$("$HOOKCTL" network show blue --json | jq -r '[.nics[].domain] | sort | join(",")')" = "nb1,nb2"
 check "hookctl show nb1: on network blue" \

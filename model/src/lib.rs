@@ -22,4 +22,5 @@ pub mod metadata;
 pub mod network;
 pub mod plan;
 pub mod policy;
+pub mod route;
 pub mod xml_tree;

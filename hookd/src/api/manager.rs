@@ -221,7 +221,13 @@ impl Manager {
         )?;
         let rec = self.view.find(&domain);
         let rec = rec.ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
-        let a = trace::trace(&rec, &q)?;
+        let (records, networks) = (self.view.records(), self.view.networks());
+        let ctx = trace::RouteContext {
+            records: &records,
+            networks: &networks,
+            namespaces: self.view.tenant_namespaces(),
+        };
+        let a = trace::trace_routed(&rec, &q, &ctx)?;
         Ok((a.action.to_string(), a.rule_line, a.explanation))
     }
 

@@ -52,6 +52,11 @@ pub trait DataPlane: Send {
     }
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
+    /// Do tenants get namespaces (traffic leaving their subnets goes
+    /// there)?
+    fn tenant_namespaces_on(&self) -> bool {
+        false
+    }
     /// Housekeeping left out of the calls that change policy (emptying
     /// rule tables no longer in force); run after they are answered.
     fn tidy(&mut self) {}

@@ -96,6 +96,10 @@ impl DataPlane for Datapath {
         Datapath::retire_old_maps(self)
     }
 
+    fn tenant_namespaces_on(&self) -> bool {
+        self.tenants.dir.is_some()
+    }
+
     fn counters(&self) -> Arc<dyn CounterSource> {
         Datapath::counters(self)
     }

@@ -111,6 +111,7 @@ impl Daemon {
             networks: published_networks,
             counters: dp.counters(),
             events: Default::default(),
+            tenant_namespaces: dp.tenant_namespaces_on(),
         };
         let mut d = Daemon {
             view,

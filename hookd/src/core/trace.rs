@@ -1,12 +1,17 @@
 //! `Trace`: the verdict the live rules give a described packet, computed
-//! from the recorded domain XML (no kernel state is read or written).
+//! from the recorded domain XML (no kernel state is read or written), and
+//! for a network NIC where the network stage sends it.
 
 use crate::core::error::DaemonError;
+use crate::core::networks::Definition;
 use crate::core::records::DomainRecord;
 use hookd_model::firewall::{self, Packet};
 use hookd_model::mac::MacAddr;
 use hookd_model::policy::{Action, Direction};
+use hookd_model::route::{self, NetNic, RouteDecision};
+use ipnet::IpNet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A packet to trace, from the VM's point of view.
 #[derive(Debug, Clone)]
@@ -114,4 +119,109 @@ pub fn trace(rec: &DomainRecord, q: &TraceQuery) -> Result<TraceAnswer, DaemonEr
             explanation: format!("no {name} rule matches: default {action}"),
         },
     })
+}
+
+/// What `trace_routed` needs besides the record: every domain's record and
+/// network definition, and whether tenants have namespaces.
+pub struct RouteContext<'a> {
+    pub records: &'a [Arc<DomainRecord>],
+    pub networks: &'a [Arc<Definition>],
+    pub namespaces: bool,
+}
+
+fn prefixes(addresses: &[String]) -> Vec<IpNet> {
+    addresses.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// [`trace`], and for an egress packet of a network NIC that the firewall
+/// lets go, the network stage's decision after it (`route::decide`): the
+/// NIC it is switched or routed to, with that NIC's ingress verdict (every
+/// packet delivered to a VM passes its ingress rules), the tenant's
+/// namespace, or the drop and its reason.
+pub fn trace_routed(
+    rec: &DomainRecord,
+    q: &TraceQuery,
+    ctx: &RouteContext,
+) -> Result<TraceAnswer, DaemonError> {
+    let mut answer = trace(rec, q)?;
+    if q.direction != Direction::Egress || answer.action == Action::Deny {
+        return Ok(answer);
+    }
+    let mac = q.mac.to_string();
+    let Some(nic) = rec.nics.iter().find(|n| n.mac == mac) else {
+        return Ok(answer);
+    };
+    let Some(from) = nic
+        .network
+        .as_deref()
+        .and_then(|name| ctx.networks.iter().find(|d| d.network.name == name))
+    else {
+        return Ok(answer);
+    };
+    let owned: Vec<(&str, &str, &str, Vec<IpNet>)> = ctx
+        .records
+        .iter()
+        .flat_map(|r| {
+            r.nics.iter().filter_map(|n| {
+                let net = n.network.as_deref()?;
+                Some((r.name.as_str(), n.mac.as_str(), net, prefixes(&n.addresses)))
+            })
+        })
+        .collect();
+    let nics: Vec<NetNic> = owned
+        .iter()
+        .map(|(domain, mac, network, addresses)| NetNic {
+            domain,
+            mac,
+            network,
+            addresses,
+        })
+        .collect();
+    let networks: Vec<&hookd_model::network::Network> =
+        ctx.networks.iter().map(|d| &d.network).collect();
+    let echo = (q.protocol == 1 && q.icmp_type == 8) || (q.protocol == 58 && q.icmp_type == 128);
+    let decision = route::decide(
+        &from.network,
+        &mac,
+        q.remote,
+        echo,
+        &networks,
+        &nics,
+        ctx.namespaces,
+    );
+    answer.explanation = format!("{}; then {decision}", answer.explanation);
+    let (domain, to_mac) = match decision {
+        RouteDecision::Dropped { .. } | RouteDecision::Gateway { echo: false } => {
+            answer.action = Action::Deny;
+            return Ok(answer);
+        }
+        RouteDecision::Switched { domain, mac } | RouteDecision::Routed { domain, mac, .. } => {
+            (domain, mac)
+        }
+        _ => return Ok(answer),
+    };
+    // The receiver sees the packet from the sender's address of its family.
+    let source = prefixes(&nic.addresses)
+        .into_iter()
+        .map(|p| p.addr())
+        .find(|a| a.is_ipv4() == q.remote.is_ipv4());
+    let (Some(to_rec), Some(source)) = (ctx.records.iter().find(|r| r.name == domain), source)
+    else {
+        return Ok(answer);
+    };
+    let theirs = TraceQuery {
+        mac: to_mac
+            .parse()
+            .map_err(|e| DaemonError::InvalidArgument(format!("{e}")))?,
+        direction: Direction::Ingress,
+        remote: source,
+        ..q.clone()
+    };
+    let r = trace(to_rec, &theirs)?;
+    answer.explanation = format!("{}; at {domain}: {}", answer.explanation, r.explanation);
+    if r.action == Action::Deny {
+        answer.action = Action::Deny;
+        answer.rule_line = r.rule_line;
+    }
+    Ok(answer)
 }

@@ -23,6 +23,8 @@ pub struct View {
     pub(super) networks: watch::Receiver<Networks>,
     pub(super) counters: Arc<dyn CounterSource>,
     pub(super) events: Arc<Mutex<EventLog>>,
+    /// Tenants get namespaces (the data plane's setting), for trace.
+    pub(super) tenant_namespaces: bool,
 }
 
 /// Whether hookd can do its job, with a one-line explanation.
@@ -49,6 +51,11 @@ impl Health {
 }
 
 impl View {
+    /// Do tenants get namespaces for traffic leaving their subnets?
+    pub fn tenant_namespaces(&self) -> bool {
+        self.tenant_namespaces
+    }
+
     /// The records as of the last change.
     pub fn records(&self) -> Records {
         self.records.borrow().clone()
