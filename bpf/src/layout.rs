@@ -152,7 +152,7 @@ pub struct NetStats {
 
 impl NetStats {
     /// The counters' stable names (hookctl, JSON, metrics), by index.
-    pub const NAMES: [(usize, &'static str); 8] = [
+    pub const NAMES: [(usize, &'static str); 9] = [
         (NET_SWITCHED, "switched"),
         (NET_ROUTED, "routed"),
         (NET_ANSWERED_ARP, "answered_arp"),
@@ -161,6 +161,7 @@ impl NetStats {
         (NET_ANSWERED_DHCP, "answered_dhcp"),
         (NET_TO_TENANT_NS, "to_tenant_ns"),
         (NET_FROM_TENANT_NS, "from_tenant_ns"),
+        (NET_ICMP_ERRORS, "icmp_errors"),
     ];
 
     pub fn add(&mut self, other: &NetStats) {

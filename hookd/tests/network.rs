@@ -330,8 +330,30 @@ fn the_network_stage_answers_switches_and_isolates() {
         h
     });
     last_hop[24..26].copy_from_slice(&c.to_be_bytes());
+    // TTL 1: the gateway answers ICMP time exceeded, quoting the packet.
+    let (v, te) = run(&dp, &last_hop);
+    assert_eq!(v, TC_ACT_REDIRECT, "time exceeded, back to A");
+    assert_eq!(te.len(), 14 + 20 + 8 + 28, "{te:?}");
+    assert_eq!(
+        (&te[0..6], &te[6..12]),
+        (&a[..], &gw[..]),
+        "from blue's gateway MAC to A"
+    );
+    assert_eq!(te[23], 1, "ICMP");
+    assert_eq!(te[26..30], [198, 51, 100, 1], "from A's gateway");
+    assert_eq!(te[30..34], [198, 51, 100, 10], "to A");
+    assert_eq!(checksum(&te[14..34]), 0, "IPv4 header checksum");
+    assert_eq!((te[34], te[35]), (11, 0), "time exceeded in transit");
+    assert_eq!(checksum(&te[34..]), 0, "ICMP checksum");
+    assert_eq!(
+        &te[42..70],
+        &last_hop[14..42],
+        "the packet's header and 8 bytes quoted"
+    );
+    let mut opts = last_hop.clone();
+    opts[14] = 0x46; // IP options: not quoted, dropped
     for (what, frame, reason) in [
-        ("TTL 1", last_hop, DropReason::Ttl),
+        ("TTL 1 with IP options", opts, DropReason::Ttl),
         (
             "another tenant's address",
             udp_to(gw, "192.0.2.20"),
@@ -359,6 +381,7 @@ fn the_network_stage_answers_switches_and_isolates() {
     assert_eq!(n.count[NET_ANSWERED_DHCP], 2, "{n:?}");
     assert_eq!(n.count[NET_SWITCHED], 1, "{n:?}");
     assert_eq!(n.count[NET_ROUTED], 1, "{n:?}");
+    assert_eq!(n.count[NET_ICMP_ERRORS], 1, "{n:?}");
     dp.forget_nic(80);
     assert_eq!(run(&dp, &routed).0, TC_ACT_SHOT, "no route once D is gone");
     dp.forget_nic(81);

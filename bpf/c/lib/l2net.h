@@ -214,6 +214,62 @@ static __always_inline int net_hop4(struct iphdr *ip)
 	return VERDICT_PASS;
 }
 
+#define ICMP_TIME_EXCEEDED 11
+#define TE_QUOTE 28 /* the quoted packet: its IPv4 header (no options) and 8 bytes */
+#define TE_LEN (20 + 8 + TE_QUOTE)
+
+static __always_inline __u16 csum_of(const void *buf, __u32 len)
+{
+	__s64 sum = bpf_csum_diff(NULL, 0, (__be32 *)buf, len, 0);
+	__u32 c = (__u32)sum;
+
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)~c;
+}
+
+/* A routed IPv4 packet of the NIC on IFINDEX whose TTL ran out becomes an
+ * ICMP time exceeded (RFC 792) from its subnet's gateway (the router of
+ * its DHCP lease) back to the VM, quoting its header and first 8 bytes,
+ * so that traceroute sees the gateway as a hop. Not for packets with IP
+ * options, later fragments, ICMP errors (RFC 1122 3.2.2) or a NIC with no
+ * IPv4 address in its network: those are dropped (ttl). */
+static __always_inline int net_time_exceeded4(struct __sk_buff *skb, const struct nic_net *net,
+					      __u32 ifindex)
+{
+	struct dhcp_lease *l = bpf_map_lookup_elem(&hookd_dhcp, &ifindex);
+	__u8 eth[ETH_HLEN];
+	__u8 buf[TE_LEN] = {};
+	__u8 *q = &buf[28];
+
+	if (!l)
+		return DROP_TTL;
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN) < 0 ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN, q, TE_QUOTE) < 0)
+		return DROP_TTL;
+	if (q[0] != 0x45 || (q[6] & 0x1f) || q[7])
+		return DROP_TTL;
+	if (q[9] == IPPROTO_ICMP && q[20] != ICMP_ECHO_REQUEST_TYPE && q[20] != ICMP_ECHO_REPLY_TYPE)
+		return DROP_TTL;
+	buf[0] = 0x45;
+	buf[3] = TE_LEN;
+	buf[8] = 64;
+	buf[9] = IPPROTO_ICMP;
+	__builtin_memcpy(&buf[12], l->router, 4);
+	__builtin_memcpy(&buf[16], &q[12], 4);
+	buf[20] = ICMP_TIME_EXCEEDED;
+	*(__u16 *)&buf[10] = csum_of(buf, 20);
+	*(__u16 *)&buf[22] = csum_of(&buf[20], 8 + TE_QUOTE);
+	__builtin_memcpy(eth, &eth[6], 6);
+	__builtin_memcpy(&eth[6], net->gw_mac, 6);
+	if (bpf_skb_change_tail(skb, ETH_HLEN + TE_QUOTE, 0) < 0 ||
+	    bpf_skb_adjust_room(skb, 28, BPF_ADJ_ROOM_MAC, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 0, eth, ETH_HLEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, buf, TE_LEN, 0) < 0)
+		return DROP_TTL;
+	return net_answer(skb, ifindex, NET_ICMP_ERRORS);
+}
+
 /* One routing hop of an IPv6 packet: the hop limit (no header checksum). */
 static __always_inline int net_hop6(struct ipv6hdr *ip6)
 {
@@ -239,6 +295,8 @@ static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_ne
 	if (!r)
 		return DROP_NO_ROUTE;
 	v = net_hop4(ip);
+	if (v == DROP_TTL)
+		return net_time_exceeded4(skb, net, skb->ifindex);
 	if (v != VERDICT_PASS)
 		return v;
 	return net_route_send(skb, eth, r, skb->ifindex, route_counter(r));

@@ -109,7 +109,8 @@ enum net_counter {
 	NET_ANSWERED_DHCP = 5, /* DHCP requests answered */
 	NET_TO_TENANT_NS  = 6, /* routed out of the tenant's networks, to its namespace */
 	NET_FROM_TENANT_NS = 7, /* delivered to the NIC from the tenant's namespace */
-	/* 8-11: kept for the responders and flooding to come, so that adding
+	NET_ICMP_ERRORS   = 8, /* ICMP time exceeded sent for its routed packets */
+	/* 9-11: kept for the responders and flooding to come, so that adding
 	 * them does not change this map's layout. */
 	NET_COUNTERS      = 12,
 };
