@@ -46,6 +46,7 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("dhcp_lease", "DhcpLease", false),
     ("net_stats", "NetStats", false),
     ("uplink", "Uplink", false),
+    ("net_members", "NetMembers", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

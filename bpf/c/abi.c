@@ -40,5 +40,6 @@ ANCHOR(struct route, route);
 ANCHOR(struct dhcp_lease, dhcp_lease);
 ANCHOR(struct net_stats, net_stats);
 ANCHOR(struct uplink, uplink);
+ANCHOR(struct net_members, net_members);
 ANCHOR(enum net_counter, net_counter);
 ANCHOR(enum answer_mark, answer_mark);

@@ -152,7 +152,7 @@ pub struct NetStats {
 
 impl NetStats {
     /// The counters' stable names (hookctl, JSON, metrics), by index.
-    pub const NAMES: [(usize, &'static str); 9] = [
+    pub const NAMES: [(usize, &'static str); 10] = [
         (NET_SWITCHED, "switched"),
         (NET_ROUTED, "routed"),
         (NET_ANSWERED_ARP, "answered_arp"),
@@ -162,6 +162,7 @@ impl NetStats {
         (NET_TO_TENANT_NS, "to_tenant_ns"),
         (NET_FROM_TENANT_NS, "from_tenant_ns"),
         (NET_ICMP_ERRORS, "icmp_errors"),
+        (NET_FLOODED, "flooded"),
     ];
 
     pub fn add(&mut self, other: &NetStats) {
@@ -176,6 +177,15 @@ impl NetStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Uplink {
     pub tenant_id: u32,
+}
+
+/// `struct net_members`: a network's NICs on this host that get its
+/// broadcast and multicast.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetMembers {
+    pub count: u32,
+    pub ifindex: [u32; MAX_FLOOD as usize],
 }
 
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
@@ -309,7 +319,8 @@ pod!(
     Route,
     DhcpLease,
     NetStats,
-    Uplink
+    Uplink,
+    NetMembers
 );
 
 #[cfg(test)]

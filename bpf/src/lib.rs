@@ -54,5 +54,7 @@ pub const MAP_ROUTES: &str = "hookd_routes";
 pub const MAP_DHCP: &str = "hookd_dhcp";
 /// Per-NIC counters of the network stage (per CPU).
 pub const MAP_NET_STATS: &str = "hookd_net_stats";
+/// Each network's NICs on this host -> [`layout::NetMembers`].
+pub const MAP_NET_MEMBERS: &str = "hookd_net_members";
 /// The host ends of tenant namespaces' veths -> [`layout::Uplink`].
 pub const MAP_UPLINKS: &str = "hookd_uplinks";

@@ -198,10 +198,10 @@ fn the_network_stage_answers_switches_and_isolates() {
             Some(DropReason::NoRoute),
         ),
         (
-            "broadcast",
+            "broadcast: to B, the network's other NIC here",
             udp_to(bcast, "198.51.100.255"),
-            TC_ACT_SHOT,
-            Some(DropReason::NotForwarded),
+            TC_ACT_REDIRECT,
+            None,
         ),
         (
             "a VLAN tag for the other tenant",
@@ -382,6 +382,7 @@ fn the_network_stage_answers_switches_and_isolates() {
     assert_eq!(n.count[NET_SWITCHED], 1, "{n:?}");
     assert_eq!(n.count[NET_ROUTED], 1, "{n:?}");
     assert_eq!(n.count[NET_ICMP_ERRORS], 1, "{n:?}");
+    assert_eq!(n.count[NET_FLOODED], 1, "{n:?}: the broadcast's one copy");
     dp.forget_nic(80);
     assert_eq!(run(&dp, &routed).0, TC_ACT_SHOT, "no route once D is gone");
     dp.forget_nic(81);
@@ -505,6 +506,25 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
         assert!(sb.to_vm_packets >= u64::from(N), "{sb:?}");
         let sa = d.view().stats(ifa).unwrap();
         assert!(sa.from_vm_packets >= u64::from(2 * N), "{sa:?}");
+
+        // A broadcasts: B gets a copy, through its ingress rules.
+        tb.drain();
+        for port in [5000u16, 5001] {
+            ta.send(&eth(
+                [0xff; 6],
+                a,
+                0x0800,
+                &ipv4(ip("198.51.100.10"), ip("198.51.100.255"), 17, &udp(4000, port, b"all")),
+            ));
+        }
+        let heard: Vec<u16> = tb
+            .recv_for(Duration::from_millis(300))
+            .iter()
+            .filter(|f| f.len() >= 42 && f[0..6] == [0xff; 6] && f[23] == 17)
+            .map(|f| u16::from_be_bytes([f[36], f[37]]))
+            .collect();
+        assert_eq!(heard, [5000], "the broadcast to B's allowed port only");
+        assert!(ta.drain().iter().all(|f| f[0..6] != [0xff; 6]), "no copy back to A");
 
         // hookd restarts: forwarding goes on from the pinned maps while it
         // is away, and the next daemon adopts the network NICs.
@@ -851,6 +871,10 @@ fn tenants_reach_the_outside_through_their_namespaces() {
         assert_eq!(r[26..30], [203, 0, 113, 2]);
         assert_eq!(r[22], 62, "two routing hops: the tenant namespace and the gateway");
         assert!(tc.drain().is_empty(), "nothing reaches the other tenant's NIC of the same address");
+        // Nor a broadcast: A is alone on blue here, C is on red.
+        ta.send(&eth([0xff; 6], a, 0x0800, &ipv4(ip("198.51.100.10"), ip("198.51.100.255"), 17, &udp(1, 2, b"x"))));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(tc.drain().is_empty(), "no broadcast crosses tenants");
 
         // The other tenant, the same addresses: its own namespace, its own way.
         for seq in 0..N {

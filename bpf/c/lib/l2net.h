@@ -70,6 +70,42 @@ static __always_inline int net_answer(struct __sk_buff *skb, __u32 ifindex, int 
 	return VERDICT_REDIRECT;
 }
 
+/* A broadcast or multicast frame (other than the ARP, ND and DHCP the
+ * network answers) goes to the network's other NICs on this host: cloned
+ * to each but the last, which gets the frame itself, each to its tap's
+ * egress, where its ingress rules apply. At most MAX_FLOOD NICs (the first
+ * of hookd_net_members); a bounded loop, no more. */
+static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net *net,
+				     __u32 ifindex)
+{
+	__u32 id = net->net_id;
+	struct net_members *m = bpf_map_lookup_elem(&hookd_net_members, &id);
+	struct net_stats *st;
+	__u32 last = 0, sent = 0, i;
+
+	if (!m)
+		return DROP_NOT_FORWARDED;
+	for (i = 0; i < MAX_FLOOD; i++) {
+		__u32 to;
+
+		if (i >= m->count)
+			break;
+		to = m->ifindex[i];
+		if (to == ifindex || !net_member(to, id, 0))
+			continue;
+		if (last && bpf_clone_redirect(skb, last, 0) == 0)
+			sent++;
+		last = to;
+	}
+	if (!last)
+		return DROP_NOT_FORWARDED;
+	st = bpf_map_lookup_elem(&hookd_net_stats, &ifindex);
+	if (st)
+		st->count[NET_FLOODED] += sent + 1;
+	bpf_redirect(last, 0);
+	return VERDICT_REDIRECT;
+}
+
 static __always_inline struct net_addr *net_lookup4(__u32 net_id, const __u8 *a4)
 {
 	struct net_addr_key k = { .net_id = net_id };
@@ -453,7 +489,9 @@ static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_ne
 	ip6 = pkt_ptr(skb, f->l3, sizeof(*ip6));
 	if (!eth || !ip6)
 		return DROP_MALFORMED;
-	if (eth->h_dest[0] & 1 || is_v4_mapped((const __u8 *)&ip6->daddr))
+	if (eth->h_dest[0] & 1)
+		return net_flood(skb, net, ifindex);
+	if (is_v4_mapped((const __u8 *)&ip6->daddr))
 		return DROP_NOT_FORWARDED;
 	a = net_lookup6(net->net_id, (const __u8 *)&ip6->daddr);
 	if (!a)
@@ -492,7 +530,7 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struc
 	if (!eth || !ip)
 		return DROP_MALFORMED;
 	if (eth->h_dest[0] & 1)
-		return DROP_NOT_FORWARDED;
+		return net_flood(skb, net, ifindex);
 	a = net_lookup4(net->net_id, (const __u8 *)&ip->daddr);
 	if (!a)
 		return mac_eq(eth->h_dest, net->gw_mac) ? net_route4(skb, net, eth, ip)

@@ -102,6 +102,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_routes SEC(".maps");
 
+/* Each network's NICs on this host, for broadcast and multicast. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct net_members);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_net_members SEC(".maps");
+
 /* The host ends of the tenant namespaces' veths, and whose they are. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

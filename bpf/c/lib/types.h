@@ -96,6 +96,8 @@ enum map_size {
 	MAX_ROUTES     = 65536,   /* hookd_routes */
 	MAX_DNS        = 4,       /* dhcp_lease.dns */
 	MAX_UPLINKS    = 4096,    /* hookd_uplinks: tenants with a namespace */
+	MAX_FLOOD      = 32,      /* net_members: a network's NICs on this host that
+				   * get its broadcast and multicast */
 };
 
 /* net_addr.kind */
@@ -110,8 +112,9 @@ enum net_counter {
 	NET_TO_TENANT_NS  = 6, /* routed out of the tenant's networks, to its namespace */
 	NET_FROM_TENANT_NS = 7, /* delivered to the NIC from the tenant's namespace */
 	NET_ICMP_ERRORS   = 8, /* ICMP time exceeded sent for its routed packets */
-	/* 9-11: kept for the responders and flooding to come, so that adding
-	 * them does not change this map's layout. */
+	NET_FLOODED       = 9, /* copies of its broadcast and multicast frames sent */
+	/* 10-11: kept for the responders to come, so that adding them does
+	 * not change this map's layout. */
 	NET_COUNTERS      = 12,
 };
 
@@ -127,6 +130,14 @@ enum route_kind {
 	ROUTE_SUBNET = 3, /* a subnet of one of the tenant's networks: an address
 			   * in it with no more specific route has no NIC and
 			   * never leaves for the namespace */
+};
+
+/* Value of hookd_net_members (key: net_id): the network's NICs on this
+ * host, the first MAX_FLOOD of them, to which its broadcast and multicast
+ * frames are replicated. */
+struct net_members {
+	__u32 count;
+	__u32 ifindex[MAX_FLOOD];
 };
 
 /* Value of hookd_uplinks (key: ifindex of the host end of a tenant

@@ -51,7 +51,7 @@ use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
     self, AddrData, DhcpLease, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey,
-    NetStats, NicConfig, NicNet, NicStats, Route, RouteData, Uplink,
+    NetMembers, NetStats, NicConfig, NicNet, NicStats, Route, RouteData, Uplink,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -128,6 +128,7 @@ pub struct Datapath {
     pub(crate) net_stats: PerCpuHashMap<MapData, u32, NetStats>,
     pub(crate) net_owned: network::NetOwned,
     pub(crate) uplinks: HashMap<MapData, u32, Uplink>,
+    pub(crate) net_members: HashMap<MapData, u32, NetMembers>,
     pub(crate) tenants: tenant::Tenants,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
@@ -260,6 +261,8 @@ impl Datapath {
             .map_err(map_err("hookd_net_stats"))?;
         let uplinks = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_UPLINKS)?)
             .map_err(map_err("hookd_uplinks"))?;
+        let net_members = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NET_MEMBERS)?)
+            .map_err(map_err("hookd_net_members"))?;
         let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs, &routes);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
@@ -291,6 +294,7 @@ impl Datapath {
             net_stats,
             net_owned,
             uplinks,
+            net_members,
             tenants: tenant::Tenants::default(),
             events: Some(events),
             pin_dir: pin_dir.to_owned(),

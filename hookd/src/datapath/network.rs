@@ -9,7 +9,9 @@ use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, map_err};
 use aya::maps::lpm_trie::Key;
 use aya::maps::{HashMap, MapData};
-use hookd_bpf::layout::{self, DhcpLease, NetAddr, NetAddrKey, NetStats, NicNet, Route, RouteData};
+use hookd_bpf::layout::{
+    self, DhcpLease, NetAddr, NetAddrKey, NetMembers, NetStats, NicNet, Route, RouteData,
+};
 use hookd_model::plan::NicNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -225,7 +227,9 @@ impl Datapath {
             let _ = self.net_addrs.remove(k);
         }
         self.net_owned.nics.insert(ifindex, (net.vni, keys));
+        self.write_members(net.vni)?;
         if old_net != 0 && old_net != net.vni {
+            let _ = self.write_members(old_net);
             self.release_gateways(old_net, ifindex);
         }
         self.write_routes(ifindex, mac, prefixes, net)?;
@@ -311,11 +315,48 @@ impl Datapath {
             for k in keys {
                 let _ = self.net_addrs.remove(&k);
             }
+            if let Err(e) = self.write_members(net_id) {
+                tracing::warn!(error = %e, "a network's broadcast members were not updated");
+            }
             self.release_gateways(net_id, ifindex);
         }
         if tenant.is_some() {
             self.release_idle_tenants();
         }
+    }
+
+    /// The network's broadcast members: its NICs on this host, the first
+    /// `MAX_FLOOD` by ifindex; the entry goes with the last.
+    fn write_members(&mut self, net_id: u32) -> Result<(), DatapathError> {
+        let mut nics: Vec<u32> = self
+            .net_owned
+            .nics
+            .iter()
+            .filter(|(_, (n, _))| *n == net_id)
+            .map(|(i, _)| *i)
+            .collect();
+        nics.sort_unstable();
+        if nics.is_empty() {
+            let _ = self.net_members.remove(&net_id);
+            return Ok(());
+        }
+        let max = layout::MAX_FLOOD as usize;
+        if nics.len() > max {
+            tracing::warn!(
+                net_id,
+                nics = nics.len(),
+                max,
+                "the network has more NICs on this host than get its broadcast and multicast"
+            );
+        }
+        let mut m = NetMembers::default();
+        for (slot, i) in m.ifindex.iter_mut().zip(&nics) {
+            *slot = *i;
+            m.count += 1;
+        }
+        self.net_members
+            .insert(net_id, m, 0)
+            .map_err(map_err("writing the network's broadcast members"))
     }
 
     fn release_gateways(&mut self, net_id: u32, ifindex: u32) {

@@ -45,7 +45,7 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 15] = [
+pub(crate) const CARRY: [(&str, Carry); 16] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
@@ -55,6 +55,7 @@ pub(crate) const CARRY: [(&str, Carry); 15] = [
     (hookd_bpf::MAP_ROUTES, Carry::Policy),
     (hookd_bpf::MAP_DHCP, Carry::Policy),
     (hookd_bpf::MAP_UPLINKS, Carry::Policy),
+    (hookd_bpf::MAP_NET_MEMBERS, Carry::Policy),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
     (hookd_bpf::MAP_NET_STATS, Carry::Counters),
