@@ -22,6 +22,8 @@ const ENUMS: &[(&str, &str)] = &[
     ("route_fixed_bits", "u32"),
     ("answer_mark", "u32"),
     ("net_counter", "usize"),
+    ("ra_flag", "u8"),
+    ("ra_sizes", "usize"),
 ];
 
 /// The Rust mirror of each C struct. LPM keys are mirrored by their data
@@ -47,6 +49,7 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("net_stats", "NetStats", false),
     ("uplink", "Uplink", false),
     ("net_members", "NetMembers", false),
+    ("ra_info", "RaInfo", false),
 ];
 
 fn u16_at(b: &[u8], o: usize) -> u16 {

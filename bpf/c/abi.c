@@ -41,5 +41,8 @@ ANCHOR(struct dhcp_lease, dhcp_lease);
 ANCHOR(struct net_stats, net_stats);
 ANCHOR(struct uplink, uplink);
 ANCHOR(struct net_members, net_members);
+ANCHOR(struct ra_info, ra_info);
+ANCHOR(enum ra_flag, ra_flag);
+ANCHOR(enum ra_sizes, ra_sizes);
 ANCHOR(enum net_counter, net_counter);
 ANCHOR(enum answer_mark, answer_mark);

@@ -13,6 +13,7 @@
 #include "lib/l2net.h"
 #include "lib/dhcp.h"
 #include "lib/tenant.h"
+#include "lib/ra.h"
 
 /* Headers we may read: Ethernet + IPv6 + 4 extension headers + ND message. */
 #define PULL_LEN 256
@@ -70,6 +71,12 @@ int hookd_from_vm(struct __sk_buff *skb)
 			struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
 
 			verdict = net ? dhcp_answer(skb, cfg, net, ifindex) : DROP_NO_ROUTE;
+		}
+		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK) &&
+		    is_router_solicit(skb, &f)) {
+			struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
+
+			verdict = net ? ra_answer(skb, net, ifindex) : DROP_NO_ROUTE;
 		}
 		if (verdict == VERDICT_PASS && fw_enabled(cfg))
 			verdict = firewall(skb, cfg, DIR_EGRESS, &f);

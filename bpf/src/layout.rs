@@ -152,7 +152,7 @@ pub struct NetStats {
 
 impl NetStats {
     /// The counters' stable names (hookctl, JSON, metrics), by index.
-    pub const NAMES: [(usize, &'static str); 10] = [
+    pub const NAMES: [(usize, &'static str); 11] = [
         (NET_SWITCHED, "switched"),
         (NET_ROUTED, "routed"),
         (NET_ANSWERED_ARP, "answered_arp"),
@@ -163,6 +163,7 @@ impl NetStats {
         (NET_FROM_TENANT_NS, "from_tenant_ns"),
         (NET_ICMP_ERRORS, "icmp_errors"),
         (NET_FLOODED, "flooded"),
+        (NET_ANSWERED_RA, "answered_ra"),
     ];
 
     pub fn add(&mut self, other: &NetStats) {
@@ -186,6 +187,17 @@ pub struct Uplink {
 pub struct NetMembers {
     pub count: u32,
     pub ifindex: [u32; MAX_FLOOD as usize],
+}
+
+/// `struct ra_info`: what router advertisements tell a network NIC.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaInfo {
+    pub prefix: [u8; 16],
+    pub gw_ll: [u8; 16],
+    pub mtu: u32,
+    pub flags: u8,
+    pub pad: [u8; 3],
 }
 
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.
@@ -320,7 +332,8 @@ pod!(
     DhcpLease,
     NetStats,
     Uplink,
-    NetMembers
+    NetMembers,
+    RaInfo
 );
 
 #[cfg(test)]

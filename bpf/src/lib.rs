@@ -54,6 +54,10 @@ pub const MAP_ROUTES: &str = "hookd_routes";
 pub const MAP_DHCP: &str = "hookd_dhcp";
 /// Per-NIC counters of the network stage (per CPU).
 pub const MAP_NET_STATS: &str = "hookd_net_stats";
+/// Map: per-CPU room for answers too large for a program's stack.
+pub const MAP_SCRATCH: &str = "hookd_scratch";
+/// What router advertisements tell each network NIC -> [`layout::RaInfo`].
+pub const MAP_RA: &str = "hookd_ra";
 /// Each network's NICs on this host -> [`layout::NetMembers`].
 pub const MAP_NET_MEMBERS: &str = "hookd_net_members";
 /// The host ends of tenant namespaces' veths -> [`layout::Uplink`].

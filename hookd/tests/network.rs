@@ -737,6 +737,104 @@ fn the_network_stage_speaks_ipv6() {
         icmp6_ok(&out[22..38], &out[38..54], &out[54..]),
         "ICMPv6 checksum of the reply"
     );
+    // A router solicitation from A's link-local address: the router
+    // advertisement from the gateway's link-local address, with its MAC,
+    // the MTU and blue's /64, on-link; A's address is not its EUI-64, so
+    // not autonomous.
+    let a_ll = hookd_model::mac::MacAddr(a).eui64_link_local();
+    let gw_ll = hookd_model::mac::MacAddr(gw).eui64_link_local();
+    let rs = |src: std::net::Ipv6Addr| {
+        let m = vec![133, 0, 0, 0, 0, 0, 0, 0];
+        eth(
+            [0x33, 0x33, 0, 0, 0, 2],
+            a,
+            0x86dd,
+            &ipv6(src, ip6("ff02::2"), 58, &m),
+        )
+    };
+    let (v, out) = run(&dp, &rs(a_ll));
+    assert_eq!(v, TC_ACT_REDIRECT, "RS answered");
+    assert_eq!(out.len(), 14 + 40 + 64);
+    assert_eq!((&out[0..6], &out[6..12]), (&a[..], &gw[..]));
+    assert_eq!(out[21], 255, "hop limit 255");
+    assert_eq!(
+        &out[22..38],
+        &gw_ll.octets(),
+        "from the gateway's link-local address"
+    );
+    assert_eq!(&out[38..54], &a_ll.octets(), "to the asker");
+    let ra = &out[54..];
+    assert!(
+        icmp6_ok(&out[22..38], &out[38..54], ra),
+        "ICMPv6 checksum of the RA"
+    );
+    assert_eq!(
+        (ra[0], ra[4], ra[5]),
+        (134, 64, 0),
+        "RA, hop limit 64, no M/O"
+    );
+    assert_eq!(u16::from_be_bytes([ra[6], ra[7]]), 9000, "router lifetime");
+    assert_eq!(
+        (ra[16], ra[17], &ra[18..24]),
+        (1, 1, &gw[..]),
+        "source link-layer"
+    );
+    assert_eq!(
+        (ra[24], u32::from_be_bytes([ra[28], ra[29], ra[30], ra[31]])),
+        (5, 1500),
+        "MTU"
+    );
+    assert_eq!(
+        (ra[32], ra[33], ra[34], ra[35]),
+        (3, 4, 64, 0x80),
+        "prefix: /64, on-link, not autonomous"
+    );
+    assert_eq!(&ra[48..64], &ip6("2001:db8:100::").octets());
+    // From :: (before the VM has an address): to all nodes.
+    let (v, out) = run(&dp, &rs(std::net::Ipv6Addr::UNSPECIFIED));
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!(&out[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(&out[38..54], &ip6("ff02::1").octets());
+    // The gateway's link-local address is the gateway: NS answered.
+    let (v, out) = run(&dp, &ns(&gw_ll.to_string(), a_ll));
+    assert_eq!(
+        v, TC_ACT_REDIRECT,
+        "NS for the gateway's link-local address"
+    );
+    assert_eq!(&out[6..12], &gw[..]);
+    // A NIC whose address is its EUI-64 in blue's /64: autonomous (SLAAC).
+    let eui = {
+        let mut o = ip6("2001:db8:100::").octets();
+        o[8..].copy_from_slice(&a_ll.octets()[8..]);
+        std::net::Ipv6Addr::from(o)
+    };
+    dp.program_nic(
+        TEST_IFINDEX,
+        a,
+        &prog(&blue, A_MAC, "198.51.100.10/32", &format!("{eui}/128")),
+        2,
+    )
+    .unwrap();
+    let (v, out) = run(&dp, &rs(a_ll));
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!(
+        out[54 + 35],
+        0xc0,
+        "prefix on-link and autonomous: SLAAC gives A its address"
+    );
+    assert!(icmp6_ok(&out[22..38], &out[38..54], &out[54..]));
+    dp.program_nic(
+        TEST_IFINDEX,
+        a,
+        &prog(&blue, A_MAC, "198.51.100.10/32", "2001:db8:100::10/128"),
+        3,
+    )
+    .unwrap();
+    assert_eq!(
+        dp.counters().net_stats(TEST_IFINDEX).unwrap().count[hookd_bpf::layout::NET_ANSWERED_RA],
+        3
+    );
+
     // Switched, routed, isolated.
     let udp6 = |dst_mac: [u8; 6], dst: &str| {
         eth(
@@ -939,4 +1037,84 @@ fn tenants_reach_the_outside_through_their_namespaces() {
     .join()
     .expect("tenant namespace test thread");
     drop((ns, out_acme, out_other));
+}
+
+/// hookd's unsolicited router advertisement, written on a network NIC's
+/// tap by the host, reaches the VM through its default-deny ingress, and
+/// is byte for byte what the data path answers a solicitation from `::`
+/// with.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn router_advertisements_reach_the_vm_solicited_or_not() {
+    use hookd::core::dataplane::DataPlane;
+    use std::time::Duration;
+
+    let fs = Bpffs::new();
+    let ns = Netns::new("ra");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let mut tap = Tap::create("hkr");
+        sh("sysctl -qw net.ipv6.conf.hkr.disable_ipv6=1 && ip link set hkr up");
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        let blue = dual("blue", "acme", 10010, "198.51.100", "2001:db8:100");
+        let a = mac(A_MAC);
+        let xml_addrs = ["198.51.100.10/32", "2001:db8:100::10/128"];
+        let mode = {
+            let addrs: String = xml_addrs
+                .iter()
+                .map(|p| format!("<hookd:address prefix='{p}'/>"))
+                .collect();
+            let xml = DomainXml::new("vm", "u")
+                .metadata(&policy(&format!(
+                    "<hookd:interface mac='{A_MAC}'><hookd:network name='blue'/>{addrs}\
+                     <hookd:ingress default='deny'/></hookd:interface>"
+                )))
+                .nic("ethernet", A_MAC, None)
+                .to_string();
+            let dom = hookd_model::domain::parse(&xml).unwrap();
+            let mut plans = plan::plan_domain(&dom, true, Stage::BeforeTaps).unwrap();
+            plan::join_networks(&mut plans, &dom, |_| Some(blue.clone()));
+            plans.remove(0).mode
+        };
+        dp.attach_nic("u-ra", "hkr", a, &mode, 1).unwrap();
+        assert_eq!(dp.advertise_routers(), 1);
+        let got = tap.recv_for(Duration::from_millis(300));
+        let unsolicited: Vec<&Vec<u8>> = got
+            .iter()
+            .filter(|f| f.len() > 54 && f[54] == 134)
+            .collect();
+        assert_eq!(
+            unsolicited.len(),
+            1,
+            "the advertisement passes the default-deny ingress"
+        );
+        // The data path's answer to a solicitation from ::, on the same tap.
+        let rs = eth(
+            [0x33, 0x33, 0, 0, 0, 2],
+            a,
+            0x86dd,
+            &ipv6(
+                std::net::Ipv6Addr::UNSPECIFIED,
+                ip6("ff02::2"),
+                58,
+                &[133, 0, 0, 0, 0, 0, 0, 0],
+            ),
+        );
+        tap.send(&rs);
+        let answered = tap.recv_for(Duration::from_millis(300));
+        let solicited: Vec<&Vec<u8>> = answered
+            .iter()
+            .filter(|f| f.len() > 54 && f[54] == 134)
+            .collect();
+        assert_eq!(solicited.len(), 1);
+        assert_eq!(
+            solicited[0], unsolicited[0],
+            "the same advertisement, solicited or not"
+        );
+    })
+    .join()
+    .expect("router advertisement test thread");
+    drop(ns);
 }

@@ -479,7 +479,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
         let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
         start(&mut a);
         let plain = map_pins(&pin_dir);
-        assert_eq!(plain.len(), 16, "{plain:?}");
+        assert_eq!(plain.len(), 18, "{plain:?}");
 
         let stop = Arc::new(AtomicBool::new(false));
         let upgrader = {
@@ -491,7 +491,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
                 std::thread::sleep(Duration::from_millis(300));
                 drop(a);
                 let dp = Datapath::open(&pin_dir, mode).unwrap();
-                // Beside the old: the ten policy maps, the counters and
+                // Beside the old: the eleven policy maps, the counters and
                 // the conntrack map; log rate and events were compatible.
                 let during = map_pins(&pin_dir);
                 let versions: BTreeSet<String> = during.difference(&plain).cloned().collect();
@@ -505,6 +505,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
                     "hookd_net_members-v2",
                     "hookd_nic_nets-v2",
                     "hookd_nics-v2",
+                    "hookd_ra-v2",
                     "hookd_routes-v2",
                     "hookd_stats-v2",
                     "hookd_uplinks-v2",

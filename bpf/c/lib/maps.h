@@ -102,6 +102,31 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_routes SEC(".maps");
 
+/* Per-CPU room for answers too large for from_vm's stack (the router
+ * advertisement and its pseudo-header). Nothing lasts in it beyond one
+ * frame. */
+struct scratch {
+	__u8 buf[128];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+	/* Pinned as the others: a program's identity includes its maps. */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_scratch SEC(".maps");
+
+/* What router advertisements tell each network NIC with IPv6. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct ra_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_ra SEC(".maps");
+
 /* Each network's NICs on this host, for broadcast and multicast. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -113,8 +113,9 @@ enum net_counter {
 	NET_FROM_TENANT_NS = 7, /* delivered to the NIC from the tenant's namespace */
 	NET_ICMP_ERRORS   = 8, /* ICMP time exceeded sent for its routed packets */
 	NET_FLOODED       = 9, /* copies of its broadcast and multicast frames sent */
-	/* 10-11: kept for the responders to come, so that adding them does
-	 * not change this map's layout. */
+	NET_ANSWERED_RA   = 10, /* router solicitations answered */
+	/* 11: kept for the responders to come (DHCPv6), so that adding it
+	 * does not change this map's layout. */
 	NET_COUNTERS      = 12,
 };
 
@@ -138,6 +139,26 @@ enum route_kind {
 struct net_members {
 	__u32 count;
 	__u32 ifindex[MAX_FLOOD];
+};
+
+/* Value of hookd_ra (key: ifindex): what the network's router
+ * advertisements tell a network NIC with an IPv6 address in one of its
+ * subnets. */
+struct ra_info {
+	__u8 prefix[16];   /* the NIC's /64 subnet */
+	__u8 gw_ll[16];    /* the gateway's link-local address (EUI-64 of its MAC) */
+	__u32 mtu;
+	__u8 flags;        /* enum ra_flag */
+	__u8 pad[3];
+};
+
+enum ra_flag {
+	RA_F_SLAAC = 1 << 0, /* the NIC's address is its EUI-64 in the prefix */
+};
+
+enum ra_sizes {
+	RA_LEN             = 64,   /* header, source link-layer, MTU, prefix */
+	RA_ROUTER_LIFETIME = 9000, /* s, RFC 4861's most */
 };
 
 /* Value of hookd_uplinks (key: ifindex of the host end of a tenant

@@ -82,6 +82,23 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     }
+    // Guests solicit a router only when their interface comes up; the
+    // default route an advertisement gives must be renewed before its
+    // lifetime runs out.
+    {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(hookd::datapath::ra::RA_INTERVAL);
+            loop {
+                tick.tick().await;
+                let d = daemon.clone().lock_owned().await;
+                let sent = tokio::task::spawn_blocking(move || d.advertise_routers())
+                    .await
+                    .unwrap_or(0);
+                tracing::debug!(sent, "router advertisements");
+            }
+        });
+    }
     if let Some(listener) = metrics {
         tokio::spawn(hookd::metrics::serve(listener, view.clone()));
     }

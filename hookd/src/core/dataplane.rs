@@ -52,6 +52,11 @@ pub trait DataPlane: Send {
     }
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
+    /// Sends each network NIC with IPv6 an unsolicited router
+    /// advertisement; how many were sent.
+    fn advertise_routers(&self) -> usize {
+        0
+    }
     /// Do tenants get namespaces (traffic leaving their subnets goes
     /// there)?
     fn tenant_namespaces_on(&self) -> bool {

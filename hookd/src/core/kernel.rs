@@ -96,6 +96,10 @@ impl DataPlane for Datapath {
         Datapath::retire_old_maps(self)
     }
 
+    fn advertise_routers(&self) -> usize {
+        Datapath::advertise_routers(self)
+    }
+
     fn tenant_namespaces_on(&self) -> bool {
         self.tenants.dir.is_some()
     }

@@ -323,6 +323,12 @@ impl Daemon {
         Ok(format!("network {name} undefined"))
     }
 
+    /// Router advertisements to the network NICs with IPv6 (see
+    /// `datapath::ra`); how many were sent.
+    pub fn advertise_routers(&self) -> usize {
+        self.dp.advertise_routers()
+    }
+
     /// The readers' view of this daemon.
     pub fn view(&self) -> View {
         self.view.clone()

@@ -12,6 +12,7 @@
 //!
 //! - [`attach`]: attaching and detaching programs;
 //! - [`nic`]: the per-NIC map writers; `network`: those of network NICs;
+//! - [`ra`]: unsolicited router advertisements for network NICs;
 //! - `tenant`: each tenant's namespace, its veth and routes (`netns`:
 //!   namespaces and rtnetlink);
 //! - [`conntrack`]: per-NIC connection-tracking tables;
@@ -33,6 +34,7 @@ mod netns;
 mod network;
 mod nic;
 mod owned;
+pub mod ra;
 mod tcfilter;
 pub mod tenant;
 pub mod upgrade;
@@ -51,7 +53,7 @@ use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use hookd_bpf::layout::{
     self, AddrData, DhcpLease, FwClassData, FwHitKey, FwRuleData, FwVerdict, NetAddr, NetAddrKey,
-    NetMembers, NetStats, NicConfig, NicNet, NicStats, Route, RouteData, Uplink,
+    NetMembers, NetStats, NicConfig, NicNet, NicStats, RaInfo, Route, RouteData, Uplink,
 };
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -129,6 +131,7 @@ pub struct Datapath {
     pub(crate) net_owned: network::NetOwned,
     pub(crate) uplinks: HashMap<MapData, u32, Uplink>,
     pub(crate) net_members: HashMap<MapData, u32, NetMembers>,
+    pub(crate) ra: HashMap<MapData, u32, RaInfo>,
     pub(crate) tenants: tenant::Tenants,
     pub(crate) events: Option<RingBuf<MapData>>,
     pub(crate) pin_dir: PathBuf,
@@ -263,6 +266,8 @@ impl Datapath {
             .map_err(map_err("hookd_uplinks"))?;
         let net_members = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NET_MEMBERS)?)
             .map_err(map_err("hookd_net_members"))?;
+        let ra =
+            HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_RA)?).map_err(map_err("hookd_ra"))?;
         let net_owned = network::NetOwned::scan(&nic_nets, &net_addrs, &routes);
         let ncpus = aya::util::nr_cpus().map_err(|(what, source)| DatapathError::Io {
             what: what.to_string(),
@@ -295,6 +300,7 @@ impl Datapath {
             net_owned,
             uplinks,
             net_members,
+            ra,
             tenants: tenant::Tenants::default(),
             events: Some(events),
             pin_dir: pin_dir.to_owned(),

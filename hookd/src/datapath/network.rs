@@ -10,7 +10,7 @@ use crate::datapath::error::{DatapathError, map_err};
 use aya::maps::lpm_trie::Key;
 use aya::maps::{HashMap, MapData};
 use hookd_bpf::layout::{
-    self, DhcpLease, NetAddr, NetAddrKey, NetMembers, NetStats, NicNet, Route, RouteData,
+    self, DhcpLease, NetAddr, NetAddrKey, NetMembers, NetStats, NicNet, RaInfo, Route, RouteData,
 };
 use hookd_model::plan::NicNetwork;
 use ipnet::IpNet;
@@ -144,6 +144,46 @@ fn dhcp_lease(prefixes: &[IpNet], net: &NicNetwork) -> Option<DhcpLease> {
     Some(lease)
 }
 
+/// The link-local address of a network's gateway: the EUI-64 address of
+/// its MAC, the source of its router advertisements.
+fn gateway_link_local(net: &NicNetwork) -> IpAddr {
+    IpAddr::V6(hookd_model::mac::MacAddr(net.gateway_mac.0).eui64_link_local())
+}
+
+/// What router advertisements tell the NIC: the /64 of the network's IPv6
+/// subnets that holds one of its addresses, autonomous (SLAAC) when that
+/// address is the EUI-64 address of `mac` in it, or is the whole /64.
+/// None: no such address (or the subnet is not a /64, which SLAAC and
+/// on-link prefixes of this router need).
+fn ra_info(mac: [u8; 6], prefixes: &[IpNet], net: &NicNetwork) -> Option<RaInfo> {
+    let iid = hookd_model::mac::MacAddr(mac).eui64_link_local().octets();
+    net.subnets.iter().find_map(|(subnet, _)| {
+        let IpNet::V6(s6) = subnet else { return None };
+        if s6.prefix_len() != 64 {
+            return None;
+        }
+        let mine: Vec<&IpNet> = prefixes.iter().filter(|p| subnet.contains(*p)).collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let mut eui = s6.network().octets();
+        eui[8..].copy_from_slice(&iid[8..]);
+        let slaac = mine
+            .iter()
+            .any(|p| *p == subnet || (p.prefix_len() == 128 && p.addr() == IpAddr::V6(eui.into())));
+        let IpAddr::V6(gw_ll) = gateway_link_local(net) else {
+            return None;
+        };
+        Some(RaInfo {
+            prefix: s6.network().octets(),
+            gw_ll: gw_ll.octets(),
+            mtu: u32::from(net.mtu),
+            flags: if slaac { layout::RA_F_SLAAC } else { 0 },
+            pad: [0; 3],
+        })
+    })
+}
+
 impl Datapath {
     /// Writes the network entries of a NIC on `net`: checked first (no
     /// address another NIC of the network holds), then gateways, the NIC's
@@ -193,7 +233,12 @@ impl Datapath {
                 .insert(&route_key(net.tenant_id, *p), subnet, 0)
                 .map_err(map_err(format!("adding subnet {p} of {}", net.name)))?;
         }
-        for g in &net.gateways {
+        let ll = net
+            .gateways
+            .iter()
+            .any(IpAddr::is_ipv6)
+            .then(|| gateway_link_local(net));
+        for g in net.gateways.iter().chain(&ll) {
             self.net_addrs
                 .insert(key(net.vni, *g), gw, 0)
                 .map_err(map_err(format!("adding gateway {g} of {}", net.name)))?;
@@ -239,6 +284,15 @@ impl Datapath {
             self.net_stats
                 .insert(ifindex, zero, 0)
                 .map_err(map_err("creating the NIC's network counters"))?;
+        }
+        match ra_info(mac, prefixes, net) {
+            Some(r) => self
+                .ra
+                .insert(ifindex, r, 0)
+                .map_err(map_err("writing the NIC's router advertisement"))?,
+            None => {
+                let _ = self.ra.remove(&ifindex);
+            }
         }
         match dhcp_lease(prefixes, net) {
             Some(l) => self
@@ -303,6 +357,7 @@ impl Datapath {
     pub(crate) fn clear_network(&mut self, ifindex: u32) {
         let _ = self.nic_nets.remove(&ifindex);
         let _ = self.dhcp.remove(&ifindex);
+        let _ = self.ra.remove(&ifindex);
         let _ = self.net_stats.remove(&ifindex);
         for k in self.net_owned.routes.remove(&ifindex).unwrap_or_default() {
             let _ = self.routes.remove(&k);

@@ -45,7 +45,7 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 16] = [
+pub(crate) const CARRY: [(&str, Carry); 18] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
@@ -56,12 +56,14 @@ pub(crate) const CARRY: [(&str, Carry); 16] = [
     (hookd_bpf::MAP_DHCP, Carry::Policy),
     (hookd_bpf::MAP_UPLINKS, Carry::Policy),
     (hookd_bpf::MAP_NET_MEMBERS, Carry::Policy),
+    (hookd_bpf::MAP_RA, Carry::Policy),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
     (hookd_bpf::MAP_NET_STATS, Carry::Counters),
     (hookd_bpf::MAP_CT, Carry::Tables),
     (hookd_bpf::MAP_LOG_RATE, Carry::Fresh),
     (hookd_bpf::MAP_EVENTS, Carry::Fresh),
+    (hookd_bpf::MAP_SCRATCH, Carry::Fresh),
 ];
 
 pub(crate) fn carry_of(name: &str) -> Option<Carry> {
