@@ -252,13 +252,16 @@ done
 echo "# networks: switched and routed at the tap, tenants apart"
 sb_virsh destroy fw >/dev/null 2>&1 || true
 sb_virsh destroy client >/dev/null 2>&1 || true
-netdoc() { # netdoc NAME TENANT VNI A.B.C: a network with A.B.C.0/24, gateway A.B.C.1
-    printf "<network xmlns='urn:hookd:network:1' name='%s' tenant='%s' vni='%s'>\n  <subnet prefix='%s.0/24' gateway='%s.1'/>\n</network>\n" \
-        "$1" "$2" "$3" "$4" "$4" > "$SB/net-$1.xml"
+netdoc() { # netdoc NAME TENANT VNI A.B.C [P6]: a network with A.B.C.0/24, gateway A.B.C.1 (and P6::/64, gateway P6::1)
+    local v6=""
+    [ -z "${5:-}" ] || v6="  <subnet prefix='$5::/64' gateway='$5::1'/>
+"
+    printf "<network xmlns='urn:hookd:network:1' name='%s' tenant='%s' vni='%s'>\n  <subnet prefix='%s.0/24' gateway='%s.1'/>\n%s</network>\n" \
+        "$1" "$2" "$3" "$4" "$4" "$v6" > "$SB/net-$1.xml"
 }
 # blue and green are tenant acme's; red is globex's, on blue's addresses.
-netdoc blue acme 10010 198.51.100
-netdoc green acme 10020 203.0.113
+netdoc blue acme 10010 198.51.100 2001:db8:10
+netdoc green acme 10020 203.0.113 2001:db8:20
 netdoc red globex 20030 198.51.100
 for n in blue green red; do
     check "hookctl network define $n" "$HOOKCTL" network define "$SB/net-$n.xml"
@@ -273,10 +276,14 @@ netvm() { # netvm NAME MAC NETWORK IP GATEWAY SCENARIO [CMDLINE]
 # and pass, nb2's are routed to it and dropped by its ingress rules.
 netvm nb2 52:54:00:00:01:02 blue 198.51.100.20 198.51.100.1 net \
     "hookd.reach=198.51.100.1 hookd.unreach=203.0.113.20"
+# ng1 and nb1 get their IPv6 addresses by SLAAC (their policy addresses
+# are the EUI-64 addresses of their MACs in green's and blue's /64s).
 policy "$SB/ng1.policy" 52:54:00:00:01:03 203.0.113.20/32 "
         <hookd:network name=\"green\"/>
-        <hookd:ingress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\" remote=\"198.51.100.10/32\"/></hookd:ingress>"
-SB_VM_IFACE_TYPE=ethernet SB_VM_CMDLINE_EXTRA="hookd.gw=203.0.113.1" \
+        <hookd:address prefix=\"2001:db8:20::5054:ff:fe00:103/128\"/>
+        <hookd:ingress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\" remote=\"198.51.100.10/32\"/>
+          <hookd:rule action=\"allow\" protocol=\"icmpv6\" remote=\"2001:db8:10::5054:ff:fe00:101/128\"/></hookd:ingress>"
+SB_VM_IFACE_TYPE=ethernet SB_VM_CMDLINE_EXTRA="hookd.gw=203.0.113.1 hookd.slaac=1" \
     sandbox_define_vm ng1 52:54:00:00:01:03 203.0.113.20/24 203.0.113.1 idle "$SB/ng1.policy"
 # nr1, globex's, has nb2's subnet: it reaches its own gateway and outside,
 # nothing of acme's.
@@ -285,10 +292,11 @@ netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 net \
 # nb1 gets its address, mask, router and MTU from the network's DHCP.
 policy "$SB/nb1.policy" 52:54:00:00:01:01 198.51.100.10/32 "
         <hookd:network name=\"blue\"/>
+        <hookd:address prefix=\"2001:db8:10::5054:ff:fe00:101/128\"/>
         <hookd:ingress default=\"deny\"/>
-        <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/></hookd:egress>"
+        <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/><hookd:rule action=\"allow\" protocol=\"icmpv6\"/></hookd:egress>"
 SB_VM_IFACE_TYPE=ethernet \
-    SB_VM_CMDLINE_EXTRA="hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20,192.0.2.2 hookd.unreach=198.51.100.30" \
+    SB_VM_CMDLINE_EXTRA="hookd.slaac=1 hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20,192.0.2.2,2001:db8:10::1,2001:db8:20::5054:ff:fe00:103 hookd.unreach=198.51.100.30" \
     sandbox_define_vm nb1 52:54:00:00:01:01 dhcp 198.51.100.1 net "$SB/nb1.policy"
 for g in nb2 ng1 nr1; do
     check "virsh start $g" sandbox_start_vm "$g"
@@ -336,6 +344,12 @@ check "nb1 pings blue's gateway (answered at its tap)" console_has nb1 "RESULT r
 check "nb1 pings nb2 on blue (switched tap to tap)" console_has nb1 "RESULT reach_198.51.100.20=ok"
 check "nb1 pings ng1 on green (routed within tenant acme)" console_has nb1 "RESULT reach_203.0.113.20=ok"
 check "nb1 reaches its outside through hookd-acme and SNAT" console_has nb1 "RESULT reach_192.0.2.2=ok"
+check "nb1 got its IPv6 address (SLAAC) and default route from the router advertisement" \
+    console_has nb1 "SLAAC 2001:db8:10:0:5054:ff:fe00:101/64 default via fe80::68:6bff:fe00:271a dev eth0"
+check "nb1 pings blue's IPv6 gateway" console_has nb1 "RESULT reach_2001:db8:10::1=ok"
+check "nb1 pings ng1's SLAAC address on green (IPv6 routed within acme, ng1's rule admits it)" \
+    console_has nb1 "RESULT reach_2001:db8:20::5054:ff:fe00:103=ok"
+check "nb1's router solicitation was answered at its tap" test "$(counter nb1 net_answered_ra)" -ge 1
 check "nb1 cannot reach nr1, tenant globex's, on an overlapping subnet" console_has nb1 "RESULT unreach_198.51.100.30=fail"
 check "nb1's counters: sent to and received from the tenant namespace" sh -c \
     "test $(counter nb1 net_to_tenant_ns) -gt 0 -a $(counter nb1 net_from_tenant_ns) -gt 0"

@@ -10,6 +10,7 @@
 #   hookd.gw=IP             default route (static addresses)
 #   hookd.reach=IP,...      scenario "net": addresses that must answer a ping
 #   hookd.unreach=IP,...    scenario "net": addresses that must not
+#   hookd.slaac=1           IPv6 on eth0 from router advertisements (SLAAC)
 #
 # Every line goes to the serial console (ttyS0) prefixed with "hookd-guest: "
 # so a test can grep for it, e.g. "hookd-guest: RESULT spoof_ip=ok".
@@ -50,6 +51,7 @@ for arg in $(cat /proc/cmdline); do
         hookd.gw=*)       GW=${arg#hookd.gw=} ;;
         hookd.reach=*)    REACH=${arg#hookd.reach=} ;;
         hookd.unreach=*)  UNREACH=${arg#hookd.unreach=} ;;
+        hookd.slaac=*)    SLAAC=${arg#hookd.slaac=} ;;
         hookd.scenario=*) SCENARIO=${arg#hookd.scenario=} ;;
     esac
 done
@@ -115,6 +117,9 @@ ping_ok() { # ping_ok TRIES PING-ARGS...: ok if any attempt gets a reply
 }
 
 scenario_idle() {
+    if [ "${SLAAC:-}" = 1 ]; then
+        echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
+    fi
     if [ -n "$IP6" ]; then
         echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
         ip -6 addr add "$IP6" dev eth0
@@ -222,6 +227,17 @@ scenario_client() {
 # Networks: each address of hookd.reach (comma-separated) must answer a
 # ping, each of hookd.unreach must not.
 scenario_net() {
+    if [ "${SLAAC:-}" = 1 ]; then
+        # IPv6 on: the kernel solicits a router, and configures an address
+        # and a default route from the advertisement.
+        echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
+        n=0
+        while [ $n -lt 20 ] && ! ip -6 route show default | grep -q via; do
+            sleep 0.5; n=$((n + 1))
+        done
+        sleep 2 # duplicate address detection of the SLAAC address
+        log "SLAAC $(ip -6 addr show dev eth0 scope global | sed -n 's/.*inet6 \([^ ]*\).*/\1/p' | head -n 1) $(ip -6 route show default | head -n 1)"
+    fi
     log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
     for t in $(echo "$REACH" | tr , ' '); do
         ping_ok 3 -c 2 -W 2 "$t"; result "reach_$t" $?

@@ -26,6 +26,7 @@ use hookd_testkit as support;
 mod bridged;
 mod report;
 mod ruleset;
+mod switch;
 
 use report::*;
 use ruleset::*;
@@ -215,6 +216,8 @@ fn main() {
     std::fs::create_dir_all(&out_dir).expect("results directory");
     if args.iter().any(|a| a == "--libvirt") {
         bridged::run(&out_dir);
+    } else if args.iter().any(|a| a == "--switch") {
+        switch::run(&out_dir);
     } else {
         routed(&out_dir);
     }
