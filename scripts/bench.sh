@@ -34,6 +34,8 @@ echo "bench: data path, hookd against libvirt nwfilter in a private libvirtd (nw
 COMPARE=$(cargo bench -q -p hookd --bench compare --no-run --message-format=json \
     | jq -r 'select(.executable != null and .target.name == "compare") | .executable')
 timeout 3600 bash vm-tests/bench-nwfilter.sh target/release "$COMPARE" "$OUT" > "$OUT/nwfilter.log" 2>&1
+echo "bench: VM to VM on one host: hookd's network stage against a bridge and kernel routing"
+timeout 600 cargo bench -q -p hookd --bench compare -- "$OUT" --switch > "$OUT/switch.log" 2>&1
 echo "bench: per-packet cost (BPF_PROG_TEST_RUN)"
 timeout 1200 cargo bench -q -p hookd --bench datapath > "$OUT/per-packet.txt"
 echo "bench: control plane (policy changes, attaching 1,000 taps, memory)"
@@ -90,6 +92,10 @@ timeout 900 cargo bench -q -p hookd --bench hook_flood > "$OUT/hook-flood.txt"
     echo
     echo "![delivered rate against N, libvirt](datapath-libvirt.svg)"
     cat "$OUT/datapath-libvirt.md"
+    echo
+    cat "$OUT/switch.md"
+    echo
+    echo "See hookd/benches/compare/switch.rs for the VM-to-VM setup."
     echo
     echo "## Per-packet cost under BPF_PROG_TEST_RUN"
     echo

@@ -74,7 +74,12 @@ struct Pair {
 }
 
 fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let f = eth(dst_mac, src_mac, 0x0800, &ipv4(src, dst, 17, &udp(4000, PORT, &[0; 18])));
+    let f = eth(
+        dst_mac,
+        src_mac,
+        0x0800,
+        &ipv4(src, dst, 17, &udp(4000, PORT, &[0; 18])),
+    );
     assert_eq!(f.len(), 60, "64 bytes on the wire");
     f
 }
@@ -85,15 +90,18 @@ fn measure_pair(p: &mut Pair) -> (f64, f64) {
     let rx0 = rx(&p.sink);
     let cpu0 = thread_cpu();
     let t = Instant::now();
+    let mut sent = 0u64;
     while t.elapsed() < RUN {
         for _ in 0..256 {
             p.tap.send(&p.frame);
         }
+        sent += 256;
     }
     let secs = t.elapsed().as_secs_f64();
     let cpu = (thread_cpu() - cpu0).as_nanos() as f64;
     std::thread::sleep(Duration::from_millis(100));
     let delivered = (rx(&p.sink) - rx0).max(1) as f64;
+    eprintln!("{}: {sent} written, {delivered} delivered", p.sink);
     (delivered / secs, cpu / delivered)
 }
 
@@ -131,7 +139,9 @@ pub(crate) fn run(out_dir: &std::path::Path) {
     sh(&format!("ip netns add {HV_NS} && ip netns add {SINK_NS}"));
     let _cleanup = Cleanup(&[HV_NS, SINK_NS]);
     let _in_hv = Netns::enter(HV_NS);
-    sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+    sh(
+        "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
+    );
     let a_mac = |i: u8| [0x52, 0x54, 0, 0, 0x0a, i];
     let b_mac = |i: u8| [0x52, 0x54, 0, 0, 0x0b, i];
     let (a_ip, b_ip, b2_ip) = (
@@ -150,17 +160,27 @@ pub(crate) fn run(out_dir: &std::path::Path) {
         let frame = match i {
             1 => udp_frame(b_mac(1), a_mac(1), a_ip, b_ip),
             2 => {
-                let gw = mac(json("ip -j link show swa2")[0]["address"].as_str().expect("MAC"));
+                let gw = mac(json("ip -j link show swa2")[0]["address"]
+                    .as_str()
+                    .expect("MAC"));
                 udp_frame(gw, a_mac(2), a_ip, b2_ip)
             }
             3 => udp_frame(b_mac(3), a_mac(3), a_ip, b_ip),
-            _ => udp_frame(gateway_mac(10).0, a_mac(4), Ipv4Addr::new(198, 51, 100, 11), b2_ip),
+            _ => udp_frame(
+                gateway_mac(10).0,
+                a_mac(4),
+                Ipv4Addr::new(198, 51, 100, 11),
+                b2_ip,
+            ),
         };
         let (sender, target) = match i {
             1 => (a_ip, b_ip),
             2 => (a_ip, Ipv4Addr::new(198, 51, 100, 1)),
             3 => (a_ip, b_ip),
-            _ => (Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(198, 51, 100, 1)),
+            _ => (
+                Ipv4Addr::new(198, 51, 100, 11),
+                Ipv4Addr::new(198, 51, 100, 1),
+            ),
         };
         pairs.push(Pair {
             tap,
@@ -186,7 +206,10 @@ pub(crate) fn run(out_dir: &std::path::Path) {
     // hookd: A3 and B3 on network blue, A4 on blue and B4 on green.
     let pins = Bpffs::new();
     let mut dp = Datapath::open(&pins.pin_dir(), AttachMode::Auto).expect("hookd's programs");
-    let (blue, green) = (network("blue", 10, "198.51.100"), network("green", 20, "203.0.113"));
+    let (blue, green) = (
+        network("blue", 10, "198.51.100"),
+        network("green", 20, "203.0.113"),
+    );
     let text = |m: [u8; 6]| mac_text(m);
     for (dev, m, net, addr, dir) in [
         ("swa3", a_mac(3), &blue, "198.51.100.10", "egress"),
@@ -225,7 +248,11 @@ pub(crate) fn run(out_dir: &std::path::Path) {
     );
     md.push_str("| variant | delivered packets/s | CPU ns per packet | ARP answered in (µs) |\n|---|---:|---:|---:|\n");
     for (vi, v) in SW_VARIANTS.iter().enumerate() {
-        let _ = writeln!(md, "| {v} | {:.0} | {:.0} | {:.1} |", med[vi].0, med[vi].1, arp[vi]);
+        let _ = writeln!(
+            md,
+            "| {v} | {:.0} | {:.0} | {:.1} |",
+            med[vi].0, med[vi].1, arp[vi]
+        );
     }
     let (bridge, hookd) = (med[0], med[2]);
     let pps = hookd.0 / bridge.0;
