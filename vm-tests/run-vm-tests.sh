@@ -296,7 +296,7 @@ policy "$SB/nb1.policy" 52:54:00:00:01:01 198.51.100.10/32 "
         <hookd:ingress default=\"deny\"/>
         <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/><hookd:rule action=\"allow\" protocol=\"icmpv6\"/></hookd:egress>"
 SB_VM_IFACE_TYPE=ethernet \
-    SB_VM_CMDLINE_EXTRA="hookd.slaac=1 hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20,192.0.2.2,2001:db8:10::1,2001:db8:20::5054:ff:fe00:103 hookd.unreach=198.51.100.30" \
+    SB_VM_CMDLINE_EXTRA="hookd.slaac=1 hookd.forge=52:54:00:00:01:04,198.51.100.10,198.51.100.30 hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20,192.0.2.2,2001:db8:10::1,2001:db8:20::5054:ff:fe00:103 hookd.unreach=198.51.100.30" \
     sandbox_define_vm nb1 52:54:00:00:01:01 dhcp 198.51.100.1 net "$SB/nb1.policy"
 for g in nb2 ng1 nr1; do
     check "virsh start $g" sandbox_start_vm "$g"
@@ -353,6 +353,10 @@ check "nb1's router solicitation was answered at its tap" test "$(counter nb1 ne
 check "nb1 cannot reach nr1, tenant globex's, on an overlapping subnet" console_has nb1 "RESULT unreach_198.51.100.30=fail"
 check "nb1's counters: sent to and received from the tenant namespace" sh -c \
     "test $(counter nb1 net_to_tenant_ns) -gt 0 -a $(counter nb1 net_from_tenant_ns) -gt 0"
+check "nb1's hand-made SYNs to nr1's MAC and address, plain and VLAN-tagged, get nothing back" sh -c \
+    "grep -q 'RESULT forge_plain=fail' $SB/nb1.console && grep -q 'RESULT forge_vlan=fail' $SB/nb1.console"
+check "... dropped at nb1's tap: unknown unicast and VLAN counted" sh -c \
+    "test $(counter nb1 drop_unknown_unicast) -gt 0 -a $(counter nb1 drop_vlan) -gt 0"
 check "nb1's unanswered ARP for globex's address counted as not forwarded" test "$(counter nb1 drop_not_forwarded)" -gt 0
 check "nb1's counters: DHCP and ARP answered, frames switched and routed" sh -c \
     "test $(counter nb1 net_answered_dhcp) -ge 2 -a $(counter nb1 net_answered_arp) -ge 1 -a $(counter nb1 net_switched) -gt 0 -a $(counter nb1 net_routed) -gt 0"

@@ -195,6 +195,7 @@ pub struct NetMembers {
 pub struct RaInfo {
     pub prefix: [u8; 16],
     pub gw_ll: [u8; 16],
+    pub gw: [u8; 16],
     pub mtu: u32,
     pub flags: u8,
     pub pad: [u8; 3],

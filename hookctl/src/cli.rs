@@ -74,9 +74,16 @@ pub enum Command {
     },
     /// Parse a domain XML the way hookd does and print what it would attach
     /// and enforce, or the validation error with its line (exit status 1).
+    /// For a NIC on one of hookd's networks it also shows the network's
+    /// gateway and what DHCP and router advertisements serve the NIC, from
+    /// the definitions given with --network, or else from the running
+    /// hookd (GetNetwork); without either, the network is only named.
     Explain {
         /// Domain XML file (e.g. from `virsh dumpxml`), or - for stdin.
         file: String,
+        /// A network definition file (urn:hookd:network:1); repeatable.
+        #[arg(long = "network", value_name = "FILE")]
+        networks: Vec<String>,
     },
 }
 

@@ -59,7 +59,7 @@ async fn run(cli: Hookctl) -> Outcome {
             };
             policy::trace(t, json).await
         }
-        Command::Explain { file } => policy::explain(&file, json),
+        Command::Explain { file, networks } => policy::explain(&file, &networks, json).await,
     }
 }
 

@@ -68,11 +68,51 @@ pub async fn trace(t: TraceArgs<'_>, as_json: bool) -> Outcome {
     }
 }
 
-pub fn explain(file: &str, as_json: bool) -> Outcome {
+pub async fn explain(file: &str, network_files: &[String], as_json: bool) -> Outcome {
     let xml = read_input(file)?;
-    let ex = hookd_model::explain::explain(&xml)
+    let mut networks = Vec::new();
+    for f in network_files {
+        let text = read_input(f)?;
+        networks.push(
+            hookd_model::network::parse_document(&text)
+                .map_err(|e| Failure(EXIT_INVALID, format!("{f}: {e}")))?,
+        );
+    }
+    if network_files.is_empty() {
+        networks = daemon_networks(&xml).await;
+    }
+    let ex = hookd_model::explain::explain_with(&xml, &networks)
         .map_err(|e| Failure(EXIT_INVALID, format!("{file}: {e}")))?;
     if as_json { json(&ex) } else { Ok(ex.render()) }
+}
+
+/// The definitions of the networks `xml`'s policy names, from the running
+/// hookd; none when it cannot be reached (explain works without it).
+async fn daemon_networks(xml: &str) -> Vec<hookd_model::network::Network> {
+    let Ok(dom) = hookd_model::domain::parse(xml) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = dom
+        .policy
+        .iter()
+        .flat_map(|p| p.interfaces.iter())
+        .filter_map(|i| i.network.as_ref().map(|n| n.name.clone()))
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let Ok(p) = proxy().await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for n in names {
+        if let Ok(d) = p.get_network(&n).await
+            && let Ok(net) = hookd_model::network::parse_document(&d.xml)
+        {
+            out.push(net);
+        }
+    }
+    out
 }
 
 pub async fn set(domain: &str, policy: &str, persist: bool, as_json: bool) -> Outcome {

@@ -853,6 +853,30 @@ fn the_network_stage_speaks_ipv6() {
         (&d[..], &gateway_mac(10020).0[..])
     );
     assert_eq!(out[21], 254, "hop limit decremented");
+    // Hop limit 1: the gateway answers ICMPv6 time exceeded, quoting the
+    // packet's header and 8 bytes.
+    let mut last = udp6(gw, "2001:db8:200::20");
+    last[21] = 1;
+    let (v, te) = run(&dp, &last);
+    assert_eq!(v, TC_ACT_REDIRECT, "time exceeded, back to A");
+    assert_eq!(te.len(), 14 + 40 + 8 + 48);
+    assert_eq!((&te[0..6], &te[6..12]), (&a[..], &gw[..]));
+    assert_eq!(
+        &te[22..38],
+        &ip6("2001:db8:100::1").octets(),
+        "from A's gateway"
+    );
+    assert_eq!(&te[38..54], &me.octets(), "to A");
+    assert_eq!((te[54], te[55]), (3, 0), "time exceeded in transit");
+    assert!(
+        icmp6_ok(&te[22..38], &te[38..54], &te[54..]),
+        "ICMPv6 checksum"
+    );
+    assert_eq!(
+        &te[62..110],
+        &last[14..62],
+        "the packet's header and 8 bytes quoted"
+    );
     for (what, f, reason) in [
         (
             "the other tenant's NIC",

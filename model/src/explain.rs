@@ -2,6 +2,7 @@
 //! without a daemon.
 
 use crate::domain::{self, Domain};
+use crate::network::Network;
 use crate::plan::{self, NicMode, NicPlan, Stage};
 use crate::policy::{Action, Direction, DirectionRules};
 use serde::Serialize;
@@ -17,8 +18,19 @@ pub struct Explanation {
 
 /// Parses and plans `xml` the way hookd does at `prepare`.
 pub fn explain(xml: &str) -> Result<Explanation, String> {
+    explain_with(xml, &[])
+}
+
+/// [`explain`], with the definitions of the networks its NICs join (from
+/// the daemon or from files): each network NIC's gateway and what the
+/// network serves it are shown too.
+pub fn explain_with(xml: &str, networks: &[Network]) -> Result<Explanation, String> {
     let domain = domain::parse(xml).map_err(|e| e.to_string())?;
-    let nics = plan::plan_domain(&domain, true, Stage::BeforeTaps).map_err(|e| e.to_string())?;
+    let mut nics =
+        plan::plan_domain(&domain, true, Stage::BeforeTaps).map_err(|e| e.to_string())?;
+    plan::join_networks(&mut nics, &domain, |name| {
+        networks.iter().find(|n| n.name == name).cloned()
+    });
     Ok(Explanation {
         managed: domain.policy.is_some(),
         warnings: plan::warnings(&domain),
@@ -46,6 +58,77 @@ fn direction_text(out: &mut String, name: Direction, d: Option<&DirectionRules>)
             for r in &d.rules {
                 let _ = writeln!(out, "        {r}  (line {})", r.line);
             }
+        }
+    }
+}
+
+/// A network NIC's network, gateway, and what the network serves it.
+fn network_text(
+    out: &mut String,
+    n: &plan::NicNetwork,
+    mac: Option<crate::mac::MacAddr>,
+    prefixes: &[ipnet::IpNet],
+) {
+    let gws: Vec<String> = n.gateways.iter().map(|g| g.to_string()).collect();
+    let _ = writeln!(
+        out,
+        "      network {} (tenant {}, VNI {}, MTU {}): gateway {} (MAC {})",
+        n.name,
+        n.tenant,
+        n.vni,
+        n.mtu,
+        gws.join(", "),
+        n.gateway_mac
+    );
+    let Some(mac) = mac else { return };
+    let served = n.served(mac, prefixes);
+    match served.dhcp4 {
+        Some((a, s, gw)) => {
+            let dns: Vec<String> = n
+                .dns
+                .iter()
+                .filter(|d| d.is_ipv4())
+                .map(|d| d.to_string())
+                .collect();
+            let _ = writeln!(
+                out,
+                "      DHCPv4 serves: {a}, mask {}, router {gw}, MTU {}, DNS {}, lease {} s",
+                s.netmask(),
+                n.mtu,
+                if dns.is_empty() {
+                    "none".into()
+                } else {
+                    dns.join(", ")
+                },
+                plan::DHCP_LEASE_SECS
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "      DHCPv4: nothing (no IPv4 /32 address in the network's subnets)"
+            );
+        }
+    }
+    match served.ra {
+        Some((p, slaac)) => {
+            let _ = writeln!(
+                out,
+                "      router advertisements: default route via {}, MTU {}, prefix {p} {}",
+                n.gateway_mac.eui64_link_local(),
+                n.mtu,
+                if slaac {
+                    "autonomous (SLAAC gives the NIC its address)"
+                } else {
+                    "on-link only (the address is not the NIC's EUI-64 one: the guest configures it itself)"
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "      router advertisements: none (no address in a /64 IPv6 subnet of the network)"
+            );
         }
     }
 }
@@ -88,11 +171,15 @@ impl Explanation {
                     .as_ref()
                     .and_then(|p| p.for_mac(nic.mac))
                     .and_then(|p| p.network.as_ref());
-                if let Some(n) = network.map(|r| &r.name) {
-                    let _ = writeln!(
-                        out,
-                        "      network {n} (its definition, and that the addresses lie in its subnets, are checked by hookd at start; `hookctl network show {n}`)"
-                    );
+                match (&e.network, network.map(|r| &r.name)) {
+                    (Some(n), _) => network_text(&mut out, n, nic.mac, &e.anti_spoofing.prefixes),
+                    (None, Some(n)) => {
+                        let _ = writeln!(
+                            out,
+                            "      network {n} (definition not known here: hookd checks it, and that the addresses lie in its subnets, at start; `hookctl network show {n}`)"
+                        );
+                    }
+                    (None, None) => {}
                 }
                 let _ = writeln!(out, "      source MAC must be {mac}");
                 if prefixes.is_empty() {
@@ -109,7 +196,7 @@ impl Explanation {
                 let ra = anti_spoofing.allow_router_advertisements;
                 let _ = writeln!(
                     out,
-                    "      DHCP server replies: {}; router advertisements: {}",
+                    "      the VM's own DHCP server replies: {}; its router advertisements: {}",
                     if dhcp { "allowed" } else { "dropped" },
                     if ra { "allowed" } else { "dropped" }
                 );

@@ -53,6 +53,59 @@ pub struct NicNetwork {
     pub dns: Vec<std::net::IpAddr>,
 }
 
+/// What a network serves one of its NICs, from the NIC's MAC and address
+/// prefixes: what its DHCPv4 answers and router advertisements carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Served {
+    /// DHCPv4: the NIC's first IPv4 host address inside one of the
+    /// network's IPv4 subnets, that subnet, and its gateway (the router).
+    pub dhcp4: Option<(std::net::Ipv4Addr, ipnet::Ipv4Net, std::net::Ipv4Addr)>,
+    /// Router advertisements: the /64 subnet that holds one of the NIC's
+    /// addresses, and whether it is autonomous (SLAAC): the NIC's address
+    /// is the EUI-64 address of its MAC in it, or the /64 itself.
+    pub ra: Option<(Ipv6Net, bool)>,
+}
+
+/// The prefixes a network switches to: host prefixes (/32, /128), not
+/// link-local addresses.
+pub fn host_addresses(prefixes: &[IpNet]) -> Vec<std::net::IpAddr> {
+    prefixes
+        .iter()
+        .filter(|p| p.prefix_len() == p.max_prefix_len())
+        .map(|p| p.addr())
+        .filter(|a| !matches!(a, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .collect()
+}
+
+impl NicNetwork {
+    /// What the network serves the NIC with `mac` and `prefixes`.
+    pub fn served(&self, mac: MacAddr, prefixes: &[IpNet]) -> Served {
+        use std::net::IpAddr;
+        let dhcp4 = host_addresses(prefixes).into_iter().find_map(|a| {
+            let IpAddr::V4(a4) = a else { return None };
+            self.subnets.iter().find_map(|(p, gw)| match (p, gw) {
+                (IpNet::V4(p4), IpAddr::V4(g4)) if p4.contains(&a4) => Some((a4, *p4, *g4)),
+                _ => None,
+            })
+        });
+        let iid = mac.eui64_link_local().octets();
+        let ra = self.subnets.iter().find_map(|(subnet, _)| {
+            let IpNet::V6(s6) = subnet else { return None };
+            let mine: Vec<&IpNet> = prefixes.iter().filter(|p| subnet.contains(*p)).collect();
+            if s6.prefix_len() != 64 || mine.is_empty() {
+                return None;
+            }
+            let mut eui = s6.network().octets();
+            eui[8..].copy_from_slice(&iid[8..]);
+            let slaac = mine.iter().any(|p| {
+                *p == subnet || (p.prefix_len() == 128 && p.addr() == IpAddr::V6(eui.into()))
+            });
+            Some((*s6, slaac))
+        });
+        Served { dhcp4, ra }
+    }
+}
+
 /// How long a DHCP lease lasts (clients renew at half of it).
 pub const DHCP_LEASE_SECS: u32 = 86_400;
 
@@ -377,12 +430,6 @@ pub fn warnings(domain: &Domain) -> Vec<String> {
                 "line {}: <hookd:interface{}> has no <hookd:address>: its MAC is checked but any IP source address is allowed",
                 ip.line,
                 ip.mac.map(|m| format!(" mac=\"{m}\"")).unwrap_or_default()
-            ));
-        }
-        if let Some(n) = &ip.network {
-            out.push(format!(
-                "line {}: <hookd:network name=\"{}\">: this version checks the network and the NIC's addresses, and enforces anti-spoofing and security groups; switching and routing at the tap are not implemented yet",
-                n.line, n.name
             ));
         }
     }

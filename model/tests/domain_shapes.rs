@@ -210,3 +210,49 @@ fn rules_too_large_for_the_maps_are_refused_whole() {
         "{e}"
     );
 }
+
+#[test]
+fn explain_shows_what_a_network_serves_its_nic() {
+    let net = hookd_model::network::parse_document(
+        "<network xmlns='urn:hookd:network:1' name='blue' tenant='acme' vni='10010'>\
+         <subnet prefix='198.51.100.0/24' gateway='198.51.100.1'/>\
+         <subnet prefix='2001:db8:10::/64' gateway='2001:db8:10::1'/>\
+         <dns server='198.51.100.53'/></network>",
+    )
+    .unwrap();
+    let xml = |v6: &str| {
+        format!(
+            "<domain type='qemu'><name>nb1</name><metadata><hookd:policy xmlns:hookd='urn:hookd:policy:1'>\
+             <hookd:interface mac='52:54:00:00:01:01'><hookd:network name='blue'/>\
+             <hookd:address prefix='198.51.100.10/32'/><hookd:address prefix='{v6}'/></hookd:interface>\
+             </hookd:policy></metadata><devices><interface type='ethernet'><mac address='52:54:00:00:01:01'/>\
+             </interface></devices></domain>"
+        )
+    };
+    let out = hookd_model::explain::explain_with(
+        &xml("2001:db8:10::5054:ff:fe00:101/128"),
+        std::slice::from_ref(&net),
+    )
+    .unwrap()
+    .render();
+    assert!(out.contains("network blue (tenant acme, VNI 10010, MTU 1500): gateway 198.51.100.1, 2001:db8:10::1 (MAC 02:68:6b:00:27:1a)"), "{out}");
+    assert!(out.contains("DHCPv4 serves: 198.51.100.10, mask 255.255.255.0, router 198.51.100.1, MTU 1500, DNS 198.51.100.53"), "{out}");
+    assert!(out.contains("default route via fe80::68:6bff:fe00:271a, MTU 1500, prefix 2001:db8:10::/64 autonomous"), "{out}");
+    // Not the EUI-64 address: the prefix is on-link only.
+    let other = hookd_model::explain::explain_with(&xml("2001:db8:10::10/128"), &[net])
+        .unwrap()
+        .render();
+    assert!(
+        other.contains("prefix 2001:db8:10::/64 on-link only"),
+        "{other}"
+    );
+    // Without the definition, the network is only named.
+    let bare = hookd_model::explain::explain(&xml("2001:db8:10::10/128"))
+        .unwrap()
+        .render();
+    assert!(
+        bare.contains("network blue (definition not known here"),
+        "{bare}"
+    );
+    assert!(!bare.contains("not implemented"), "{bare}");
+}

@@ -11,6 +11,8 @@
 #   hookd.reach=IP,...      scenario "net": addresses that must answer a ping
 #   hookd.unreach=IP,...    scenario "net": addresses that must not
 #   hookd.slaac=1           IPv6 on eth0 from router advertisements (SLAAC)
+#   hookd.forge=MAC,SRC,DST scenario "net": hand-made SYNs to MAC/DST (another
+#                           tenant's NIC), plain and VLAN-tagged
 #
 # Every line goes to the serial console (ttyS0) prefixed with "hookd-guest: "
 # so a test can grep for it, e.g. "hookd-guest: RESULT spoof_ip=ok".
@@ -52,6 +54,7 @@ for arg in $(cat /proc/cmdline); do
         hookd.reach=*)    REACH=${arg#hookd.reach=} ;;
         hookd.unreach=*)  UNREACH=${arg#hookd.unreach=} ;;
         hookd.slaac=*)    SLAAC=${arg#hookd.slaac=} ;;
+        hookd.forge=*)    FORGE=${arg#hookd.forge=} ;;
         hookd.scenario=*) SCENARIO=${arg#hookd.scenario=} ;;
     esac
 done
@@ -245,6 +248,13 @@ scenario_net() {
     for t in $(echo "$UNREACH" | tr , ' '); do
         run ping -c 3 -W 1 "$t"; result "unreach_$t" $?
     done
+    if [ -n "${FORGE:-}" ]; then
+        # Frames the guest's stack would never send: straight to another
+        # tenant's NIC (its MAC and address), plain and with a VLAN tag.
+        fmac=${FORGE%%,*}; rest=${FORGE#*,}; fsrc=${rest%%,*}; fdst=${rest#*,}
+        run hookd-craft eth0 plain "$fmac" "$fsrc" "$fdst" 9998; result forge_plain $?
+        run hookd-craft eth0 vlan "$fmac" "$fsrc" "$fdst" 9998; result forge_vlan $?
+    fi
     log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
     forever
 }

@@ -346,6 +346,23 @@ static __always_inline struct net_addr *net_lookup6(__u32 net_id, const __u8 *a6
 	return bpf_map_lookup_elem(&hookd_net_addrs, &k);
 }
 
+/* Writes an ICMPv6 message over the frame, which must already be
+ * ETH_HLEN + 40 + LEN bytes long: the Ethernet header ETH, an IPv6 header
+ * with hop limit HOP and the addresses at ADDRS (source, then
+ * destination), and the LEN bytes of MSG. 0, or -1 on an error. */
+static __always_inline int net_store_icmp6(struct __sk_buff *skb, const __u8 *eth,
+					   const __u8 *addrs, const __u8 *msg, __u32 len, __u8 hop)
+{
+	__u8 ip6h[8] = { 0x60, 0, 0, 0, 0, len, IPPROTO_ICMPV6, hop };
+
+	if (bpf_skb_store_bytes(skb, 0, eth, ETH_HLEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, ip6h, 8, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 8, addrs, 32, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 40, msg, len, 0) < 0)
+		return -1;
+	return 0;
+}
+
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY   129
 #define ND_OPT_TARGET_LL    2
@@ -408,17 +425,9 @@ static __always_inline int net_ns(struct __sk_buff *skb, const struct nic_net *n
 		return DROP_MALFORMED;
 	eth_hdr[12] = 0x86;
 	eth_hdr[13] = 0xdd;
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(struct ipv6hdr) + NA_LEN, 0) < 0)
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(struct ipv6hdr) + NA_LEN, 0) < 0 ||
+	    net_store_icmp6(skb, eth_hdr, buf, &buf[40], NA_LEN, 255) < 0)
 		return DROP_MALFORMED;
-	{
-		__u8 ip6h[8] = { 0x60, 0, 0, 0, 0, NA_LEN, IPPROTO_ICMPV6, 255 };
-
-		if (bpf_skb_store_bytes(skb, 0, eth_hdr, ETH_HLEN, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN, ip6h, 8, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN + 8, buf, 32, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN + 40, &buf[40], NA_LEN, 0) < 0)
-			return DROP_MALFORMED;
-	}
 	return net_answer(skb, ifindex, NET_ANSWERED_ND);
 }
 
@@ -458,9 +467,49 @@ static __always_inline int net_echo6(struct __sk_buff *skb, const struct nic_net
 	return net_answer(skb, ifindex, NET_ANSWERED_ECHO);
 }
 
+#define ICMPV6_TIME_EXCEEDED 3
+#define TE6_LEN (8 + TE6_QUOTE)
+
+/* A routed IPv6 packet of the NIC on IFINDEX whose hop limit ran out
+ * becomes an ICMPv6 time exceeded (RFC 4443 3.3) from the gateway of the
+ * NIC's /64 back to the VM, quoting the IPv6 header and 8 bytes. Not for
+ * ICMPv6 errors, later fragments or a NIC with no router advertisement
+ * entry: those are dropped (ttl). */
+static __always_inline int net_time_exceeded6(struct __sk_buff *skb, const struct nic_net *net,
+					      __u32 ifindex, const struct flow *f)
+{
+	struct ra_info *ra = bpf_map_lookup_elem(&hookd_ra, &ifindex);
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&hookd_scratch, &zero);
+	__u8 eth[ETH_HLEN];
+	__u8 *buf, *icmp;
+
+	if (!ra || !s || f->later_frag || (f->proto == IPPROTO_ICMPV6 && f->icmp_type < 128))
+		return DROP_TTL;
+	buf = s->buf;
+	icmp = &buf[40];
+	__builtin_memset(buf, 0, 40 + 8);
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN) < 0 ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN, &icmp[8], TE6_QUOTE) < 0)
+		return DROP_TTL;
+	__builtin_memcpy(buf, ra->gw, 16);
+	__builtin_memcpy(&buf[16], &icmp[8 + 8], 16); /* to the packet's source */
+	buf[35] = TE6_LEN;
+	buf[39] = IPPROTO_ICMPV6;
+	icmp[0] = ICMPV6_TIME_EXCEEDED;
+	*(__u16 *)&icmp[2] = csum_of(buf, 40 + TE6_LEN);
+	__builtin_memcpy(eth, &eth[6], 6);
+	__builtin_memcpy(&eth[6], net->gw_mac, 6);
+	if (bpf_skb_change_tail(skb, ETH_HLEN + TE6_QUOTE, 0) < 0 ||
+	    bpf_skb_adjust_room(skb, 40 + 8, BPF_ADJ_ROOM_MAC, 0) < 0 ||
+	    net_store_icmp6(skb, eth, buf, icmp, TE6_LEN, 64) < 0)
+		return DROP_TTL;
+	return net_answer(skb, ifindex, NET_ICMP_ERRORS);
+}
+
 /* IPv6 as net_route4 routes IPv4. */
 static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_net *net,
-				      struct ethhdr *eth, struct ipv6hdr *ip6)
+				      struct ethhdr *eth, struct ipv6hdr *ip6, const struct flow *f)
 {
 	struct route *r = net_route_lookup(net, (const __u8 *)&ip6->daddr);
 	int v;
@@ -468,6 +517,8 @@ static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_ne
 	if (!r)
 		return DROP_NO_ROUTE;
 	v = net_hop6(ip6);
+	if (v == DROP_TTL)
+		return net_time_exceeded6(skb, net, skb->ifindex, f);
 	if (v != VERDICT_PASS)
 		return v;
 	return net_route_send(skb, eth, r, skb->ifindex, route_counter(r));
@@ -495,7 +546,7 @@ static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_ne
 		return DROP_NOT_FORWARDED;
 	a = net_lookup6(net->net_id, (const __u8 *)&ip6->daddr);
 	if (!a)
-		return mac_eq(eth->h_dest, net->gw_mac) ? net_route6(skb, net, eth, ip6)
+		return mac_eq(eth->h_dest, net->gw_mac) ? net_route6(skb, net, eth, ip6, f)
 							 : DROP_UNKNOWN_UNICAST;
 	if (a->kind == NET_ADDR_GATEWAY)
 		return f->proto == IPPROTO_ICMPV6 && !f->later_frag

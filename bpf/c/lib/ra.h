@@ -93,17 +93,9 @@ static __always_inline int ra_answer(struct __sk_buff *skb, const struct nic_net
 	put32(&r[40], 0xffffffff); /* preferred */
 	__builtin_memcpy(&r[48], ra->prefix, 16);
 	*(__u16 *)&r[2] = csum_of(buf, 40 + RA_LEN);
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(struct ipv6hdr) + RA_LEN, 0) < 0)
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(struct ipv6hdr) + RA_LEN, 0) < 0 ||
+	    net_store_icmp6(skb, eth, buf, r, RA_LEN, 255) < 0)
 		return DROP_MALFORMED;
-	{
-		__u8 ip6h[8] = { 0x60, 0, 0, 0, 0, RA_LEN, IPPROTO_ICMPV6, 255 };
-
-		if (bpf_skb_store_bytes(skb, 0, eth, ETH_HLEN, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN, ip6h, 8, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN + 8, buf, 32, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN + 40, r, RA_LEN, 0) < 0)
-			return DROP_MALFORMED;
-	}
 	return net_answer(skb, ifindex, NET_ANSWERED_RA);
 }
 

@@ -147,6 +147,7 @@ struct net_members {
 struct ra_info {
 	__u8 prefix[16];   /* the NIC's /64 subnet */
 	__u8 gw_ll[16];    /* the gateway's link-local address (EUI-64 of its MAC) */
+	__u8 gw[16];       /* the prefix's gateway: the source of ICMPv6 errors */
 	__u32 mtu;
 	__u8 flags;        /* enum ra_flag */
 	__u8 pad[3];
@@ -159,6 +160,7 @@ enum ra_flag {
 enum ra_sizes {
 	RA_LEN             = 64,   /* header, source link-layer, MTU, prefix */
 	RA_ROUTER_LIFETIME = 9000, /* s, RFC 4861's most */
+	TE6_QUOTE          = 48,   /* ICMPv6 time exceeded quotes the IPv6 header and 8 bytes */
 };
 
 /* Value of hookd_uplinks (key: ifindex of the host end of a tenant

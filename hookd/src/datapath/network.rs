@@ -12,7 +12,8 @@ use aya::maps::{HashMap, MapData};
 use hookd_bpf::layout::{
     self, DhcpLease, NetAddr, NetAddrKey, NetMembers, NetStats, NicNet, RaInfo, Route, RouteData,
 };
-use hookd_model::plan::NicNetwork;
+use hookd_model::mac::MacAddr;
+use hookd_model::plan::{NicNetwork, host_addresses};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -103,28 +104,10 @@ fn route_addr(k: &Key<RouteData>) -> IpAddr {
     }
 }
 
-/// The NIC's addresses a frame can be switched to: its host prefixes
-/// (/32, /128), not its link-local address.
-fn host_addresses(prefixes: &[IpNet]) -> Vec<IpAddr> {
-    prefixes
-        .iter()
-        .filter(|p| p.prefix_len() == p.max_prefix_len())
-        .map(|p| p.addr())
-        .filter(|a| !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local()))
-        .collect()
-}
-
-/// What DHCP gives the NIC: its first IPv4 host address inside one of the
-/// network's IPv4 subnets, with that subnet's mask and gateway, the
-/// network's MTU and IPv4 DNS servers. None: the NIC has no such address.
-fn dhcp_lease(prefixes: &[IpNet], net: &NicNetwork) -> Option<DhcpLease> {
-    let (addr, subnet, gw) = host_addresses(prefixes).into_iter().find_map(|a| {
-        let IpAddr::V4(a4) = a else { return None };
-        net.subnets.iter().find_map(|(p, gw)| match (p, gw) {
-            (IpNet::V4(p4), IpAddr::V4(g4)) if p4.contains(&a4) => Some((a4, *p4, *g4)),
-            _ => None,
-        })
-    })?;
+/// What DHCP gives the NIC (see `NicNetwork::served`): its address, with
+/// its subnet's mask and gateway, the network's MTU and IPv4 DNS servers.
+fn dhcp_lease(mac: [u8; 6], prefixes: &[IpNet], net: &NicNetwork) -> Option<DhcpLease> {
+    let (addr, subnet, gw) = net.served(MacAddr(mac), prefixes).dhcp4?;
     let mut lease = DhcpLease {
         addr: addr.octets(),
         mask: subnet.netmask().octets(),
@@ -147,40 +130,26 @@ fn dhcp_lease(prefixes: &[IpNet], net: &NicNetwork) -> Option<DhcpLease> {
 /// The link-local address of a network's gateway: the EUI-64 address of
 /// its MAC, the source of its router advertisements.
 fn gateway_link_local(net: &NicNetwork) -> IpAddr {
-    IpAddr::V6(hookd_model::mac::MacAddr(net.gateway_mac.0).eui64_link_local())
+    IpAddr::V6(net.gateway_mac.eui64_link_local())
 }
 
-/// What router advertisements tell the NIC: the /64 of the network's IPv6
-/// subnets that holds one of its addresses, autonomous (SLAAC) when that
-/// address is the EUI-64 address of `mac` in it, or is the whole /64.
-/// None: no such address (or the subnet is not a /64, which SLAAC and
-/// on-link prefixes of this router need).
+/// What router advertisements tell the NIC (see `NicNetwork::served`).
 fn ra_info(mac: [u8; 6], prefixes: &[IpNet], net: &NicNetwork) -> Option<RaInfo> {
-    let iid = hookd_model::mac::MacAddr(mac).eui64_link_local().octets();
-    net.subnets.iter().find_map(|(subnet, _)| {
-        let IpNet::V6(s6) = subnet else { return None };
-        if s6.prefix_len() != 64 {
-            return None;
-        }
-        let mine: Vec<&IpNet> = prefixes.iter().filter(|p| subnet.contains(*p)).collect();
-        if mine.is_empty() {
-            return None;
-        }
-        let mut eui = s6.network().octets();
-        eui[8..].copy_from_slice(&iid[8..]);
-        let slaac = mine
-            .iter()
-            .any(|p| *p == subnet || (p.prefix_len() == 128 && p.addr() == IpAddr::V6(eui.into())));
-        let IpAddr::V6(gw_ll) = gateway_link_local(net) else {
-            return None;
-        };
-        Some(RaInfo {
-            prefix: s6.network().octets(),
-            gw_ll: gw_ll.octets(),
-            mtu: u32::from(net.mtu),
-            flags: if slaac { layout::RA_F_SLAAC } else { 0 },
-            pad: [0; 3],
-        })
+    let (prefix, slaac) = net.served(MacAddr(mac), prefixes).ra?;
+    let IpAddr::V6(gw_ll) = gateway_link_local(net) else {
+        return None;
+    };
+    let gw = net.subnets.iter().find_map(|(p, g)| match (p, g) {
+        (IpNet::V6(p6), IpAddr::V6(g6)) if *p6 == prefix => Some(g6.octets()),
+        _ => None,
+    })?;
+    Some(RaInfo {
+        prefix: prefix.network().octets(),
+        gw_ll: gw_ll.octets(),
+        gw,
+        mtu: u32::from(net.mtu),
+        flags: if slaac { layout::RA_F_SLAAC } else { 0 },
+        pad: [0; 3],
     })
 }
 
@@ -294,7 +263,7 @@ impl Datapath {
                 let _ = self.ra.remove(&ifindex);
             }
         }
-        match dhcp_lease(prefixes, net) {
+        match dhcp_lease(mac, prefixes, net) {
             Some(l) => self
                 .dhcp
                 .insert(ifindex, l, 0)
