@@ -290,11 +290,14 @@ SB_VM_IFACE_TYPE=ethernet SB_VM_CMDLINE_EXTRA="hookd.gw=203.0.113.1 hookd.slaac=
 netvm nr1 52:54:00:00:01:04 red 198.51.100.30 198.51.100.1 net \
     "hookd.reach=198.51.100.1,192.0.2.2 hookd.unreach=198.51.100.20,203.0.113.20"
 # nb1 gets its address, mask, router and MTU from the network's DHCP.
+# Its egress admits TCP 9998 so that its forged SYNs (hookd.forge) pass the
+# firewall and meet the network stage.
 policy "$SB/nb1.policy" 52:54:00:00:01:01 198.51.100.10/32 "
         <hookd:network name=\"blue\"/>
         <hookd:address prefix=\"2001:db8:10::5054:ff:fe00:101/128\"/>
         <hookd:ingress default=\"deny\"/>
-        <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/><hookd:rule action=\"allow\" protocol=\"icmpv6\"/></hookd:egress>"
+        <hookd:egress default=\"deny\"><hookd:rule action=\"allow\" protocol=\"icmp\"/><hookd:rule action=\"allow\" protocol=\"icmpv6\"/>
+          <hookd:rule action=\"allow\" protocol=\"tcp\" ports=\"9998\"/></hookd:egress>"
 SB_VM_IFACE_TYPE=ethernet \
     SB_VM_CMDLINE_EXTRA="hookd.slaac=1 hookd.forge=52:54:00:00:01:04,198.51.100.10,198.51.100.30 hookd.reach=198.51.100.1,198.51.100.20,203.0.113.20,192.0.2.2,2001:db8:10::1,2001:db8:20::5054:ff:fe00:103 hookd.unreach=198.51.100.30" \
     sandbox_define_vm nb1 52:54:00:00:01:01 dhcp 198.51.100.1 net "$SB/nb1.policy"

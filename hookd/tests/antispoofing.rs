@@ -405,6 +405,20 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
             TC_ACT_SHOT,
             Some(DropReason::Ethertype),
         ),
+        (
+            // QEMU announces a migrated guest with RARP from its MAC, so
+            // that switches learn its new port.
+            "RARP announce from the NIC's MAC",
+            eth([0xff; 6], m, 0x8035, &rarp_announce(m)),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
+            "RARP from another MAC",
+            eth([0xff; 6], other, 0x8035, &rarp_announce(other)),
+            TC_ACT_SHOT,
+            Some(DropReason::MacSpoof),
+        ),
     ];
     let mut failures = Vec::new();
     for (name, frame, want, reason) in &cases {
@@ -467,4 +481,15 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
     assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
     // Unknown NIC: not ours to judge.
     assert_eq!(run(&dp, &cases[1].1), TC_ACT_UNSPEC);
+}
+
+/// A RARP request as QEMU's announce sends it after a migration (opcode 3,
+/// the guest's MAC as sender and target, no addresses).
+fn rarp_announce(mac: [u8; 6]) -> Vec<u8> {
+    let mut p = vec![0, 1, 8, 0, 6, 4, 0, 3];
+    p.extend_from_slice(&mac);
+    p.extend_from_slice(&[0; 4]);
+    p.extend_from_slice(&mac);
+    p.extend_from_slice(&[0; 4]);
+    p
 }

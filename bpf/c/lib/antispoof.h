@@ -203,6 +203,11 @@ static __always_inline int antispoof(struct __sk_buff *skb, const struct nic_con
 		return check_ipv4(skb, cfg, f);
 	case ETH_P_IPV6:
 		return check_ipv6(skb, cfg, f);
+	case ETH_P_RARP:
+		/* QEMU's announce of a migrated guest, from the NIC's own MAC
+		 * (antispoof_l2 checked it), so that switches learn where it
+		 * is now. */
+		return VERDICT_PASS;
 	case ETH_P_8021Q:
 	case ETH_P_8021AD_:
 		return DROP_VLAN;
