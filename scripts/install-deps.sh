@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   clang-19 llvm-19 libbpf-dev bpftool
-  dbus iproute2 kmod cpio busybox-static nftables util-linux
+  dbus iproute2 kmod cpio busybox-static nftables util-linux dhcpcd-base
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
   jq systemd libglib2.0-bin ca-certificates rpm lintian binutils gcc libc6-dev
   shellcheck

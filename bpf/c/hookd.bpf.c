@@ -73,6 +73,12 @@ int hookd_from_vm(struct __sk_buff *skb)
 			verdict = net ? dhcp_answer(skb, cfg, net, ifindex) : DROP_NO_ROUTE;
 		}
 		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK) &&
+		    is_dhcp6_client(skb, &f)) {
+			struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
+
+			verdict = net ? dhcp6_answer(skb, net, ifindex) : DROP_NO_ROUTE;
+		}
+		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK) &&
 		    is_router_solicit(skb, &f)) {
 			struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
 

@@ -152,7 +152,7 @@ pub struct NetStats {
 
 impl NetStats {
     /// The counters' stable names (hookctl, JSON, metrics), by index.
-    pub const NAMES: [(usize, &'static str); 11] = [
+    pub const NAMES: [(usize, &'static str); NET_COUNTERS] = [
         (NET_SWITCHED, "switched"),
         (NET_ROUTED, "routed"),
         (NET_ANSWERED_ARP, "answered_arp"),
@@ -164,6 +164,7 @@ impl NetStats {
         (NET_ICMP_ERRORS, "icmp_errors"),
         (NET_FLOODED, "flooded"),
         (NET_ANSWERED_RA, "answered_ra"),
+        (NET_ANSWERED_DHCP6, "answered_dhcp6"),
     ];
 
     pub fn add(&mut self, other: &NetStats) {
@@ -196,9 +197,12 @@ pub struct RaInfo {
     pub prefix: [u8; 16],
     pub gw_ll: [u8; 16],
     pub gw: [u8; 16],
+    pub addr: [u8; 16],
+    pub dns: [[u8; 16]; 2],
     pub mtu: u32,
     pub flags: u8,
-    pub pad: [u8; 3],
+    pub ndns: u8,
+    pub pad: [u8; 2],
 }
 
 /// `struct fw_event`: a packet decided by a rule with `log="true"`.

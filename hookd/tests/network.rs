@@ -770,8 +770,8 @@ fn the_network_stage_speaks_ipv6() {
     );
     assert_eq!(
         (ra[0], ra[4], ra[5]),
-        (134, 64, 0),
-        "RA, hop limit 64, no M/O"
+        (134, 64, 0x80),
+        "RA, hop limit 64, M: the address from DHCPv6"
     );
     assert_eq!(u16::from_be_bytes([ra[6], ra[7]]), 9000, "router lifetime");
     assert_eq!(
@@ -802,6 +802,96 @@ fn the_network_stage_speaks_ipv6() {
         "NS for the gateway's link-local address"
     );
     assert_eq!(&out[6..12], &gw[..]);
+    // DHCPv6: a SOLICIT gets an ADVERTISE with A's address, its client
+    // and IA ids echoed; with rapid commit, a REPLY; a REQUEST a REPLY.
+    let duid = [0u8, 3, 0, 1, a[0], a[1], a[2], a[3], a[4], a[5]];
+    let dhcp6 = |msg: u8, rapid: bool| {
+        let mut m = vec![msg, 0xab, 0xcd, 0xef];
+        m.extend_from_slice(&[0, 1, 0, duid.len() as u8]);
+        m.extend_from_slice(&duid);
+        m.extend_from_slice(&[0, 3, 0, 12, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(&[0, 8, 0, 2, 0, 0]); // elapsed time
+        if rapid {
+            m.extend_from_slice(&[0, 14, 0, 0]);
+        }
+        eth(
+            [0x33, 0x33, 0, 1, 0, 2],
+            a,
+            0x86dd,
+            &ipv6(a_ll, ip6("ff02::1:2"), 17, &udp(546, 547, &m)),
+        )
+    };
+    let opts = |msg: &[u8]| {
+        let mut o = std::collections::BTreeMap::new();
+        let mut i = 4;
+        while i + 4 <= msg.len() {
+            let code = u16::from_be_bytes([msg[i], msg[i + 1]]);
+            let len = usize::from(u16::from_be_bytes([msg[i + 2], msg[i + 3]]));
+            o.insert(code, msg[i + 4..i + 4 + len].to_vec());
+            i += 4 + len;
+        }
+        o
+    };
+    for (msg, rapid, want) in [
+        (1u8, false, 2u8),
+        (1, true, 7),
+        (3, false, 7),
+        (5, false, 7),
+    ] {
+        let (v, out) = run(&dp, &dhcp6(msg, rapid));
+        assert_eq!(v, TC_ACT_REDIRECT, "DHCPv6 message {msg} answered");
+        assert_eq!((&out[0..6], &out[6..12]), (&a[..], &gw[..]));
+        assert_eq!(
+            &out[22..38],
+            &gw_ll.octets(),
+            "from the gateway's link-local address"
+        );
+        assert_eq!(&out[38..54], &a_ll.octets());
+        assert_eq!(&out[54..58], &[2, 0x23, 2, 0x22], "547 -> 546");
+        let udp_len = usize::from(u16::from_be_bytes([out[58], out[59]]));
+        assert_eq!(udp_len, out.len() - 54);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&out[22..54]);
+        pseudo.extend_from_slice(&(udp_len as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        pseudo.extend_from_slice(&out[54..]);
+        assert_eq!(checksum(&pseudo), 0, "UDP checksum");
+        let m = &out[62..];
+        assert_eq!(
+            (m[0], &m[1..4]),
+            (want, &[0xab, 0xcd, 0xef][..]),
+            "type and transaction id"
+        );
+        let o = opts(m);
+        assert_eq!(o[&1], duid, "client id echoed");
+        assert_eq!(
+            o[&2],
+            [&[0u8, 3, 0, 1][..], &gw[..]].concat(),
+            "server id: DUID-LL of the gateway"
+        );
+        let ia = &o[&3];
+        assert_eq!(&ia[0..4], &[0x11, 0x22, 0x33, 0x44], "IA_NA id echoed");
+        assert_eq!(&ia[12..16], &[0, 5, 0, 24]);
+        assert_eq!(&ia[16..32], &me.octets(), "A's address");
+        assert_eq!(o.contains_key(&14), rapid && want == 7, "rapid commit");
+    }
+    let no_client_id = {
+        let m = vec![
+            1u8, 0, 0, 1, 0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        eth(
+            [0x33, 0x33, 0, 1, 0, 2],
+            a,
+            0x86dd,
+            &ipv6(a_ll, ip6("ff02::1:2"), 17, &udp(546, 547, &m)),
+        )
+    };
+    for (what, f) in [
+        ("an INFORMATION-REQUEST", dhcp6(11, false)),
+        ("no client id", no_client_id),
+    ] {
+        assert_eq!(run(&dp, &f).0, TC_ACT_SHOT, "{what}: nothing");
+    }
     // A NIC whose address is its EUI-64 in blue's /64: autonomous (SLAAC).
     let eui = {
         let mut o = ip6("2001:db8:100::").octets();
@@ -822,6 +912,7 @@ fn the_network_stage_speaks_ipv6() {
         0xc0,
         "prefix on-link and autonomous: SLAAC gives A its address"
     );
+    assert_eq!(out[54 + 5], 0, "no M: SLAAC, not DHCPv6");
     assert!(icmp6_ok(&out[22..38], &out[38..54], &out[54..]));
     dp.program_nic(
         TEST_IFINDEX,
@@ -1141,4 +1232,82 @@ fn router_advertisements_reach_the_vm_solicited_or_not() {
     .join()
     .expect("router advertisement test thread");
     drop(ns);
+}
+
+/// A stock DHCPv6 client (dhcpcd, the Debian package) on a network NIC
+/// whose policy address is not its EUI-64 one: from the router
+/// advertisement (M flag) and the DHCPv6 exchange answered at its device,
+/// it configures exactly that address and a default route via the
+/// gateway's link-local address. The "VM" is a namespace behind a veth,
+/// hookd's programs on the host end, as they would be on a tap.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn a_stock_dhcpv6_client_gets_the_nics_address() {
+    use hookd::core::dataplane::DataPlane;
+
+    let fs = Bpffs::new();
+    let ns = Netns::new("d6");
+    let vm = Netns::new("d6vm");
+    let pin_dir = fs.pin_dir();
+    let (name, vm_name) = (ns.name.clone(), vm.name.clone());
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        sh(&format!(
+            "ip link add hkd6 type veth peer name eth0 netns {vm_name} && \
+             sysctl -qw net.ipv6.conf.hkd6.disable_ipv6=1 && ip link set hkd6 up && \
+             ip -n {vm_name} link set eth0 address {A_MAC} && ip -n {vm_name} link set lo up"
+        ));
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        let blue = dual("blue", "acme", 10010, "198.51.100", "2001:db8:100");
+        let mode = on_with(&blue, A_MAC, &["198.51.100.10/32", "2001:db8:100::10/128"]);
+        dp.attach_nic("u-d6", "hkd6", mac(A_MAC), &mode, 1).unwrap();
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &vm_name,
+                "dhcpcd",
+                "--ipv6only",
+                "--oneshot",
+                "--nobackground",
+            ])
+            .args(["--timeout", "20", "--waitip", "6"])
+            .arg("--script")
+            .arg("/bin/true")
+            .args(["--config", "/dev/null"])
+            .arg("eth0")
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addrs = cmd_out(&format!(
+            "ip -n {vm_name} -6 addr show dev eth0 scope global"
+        ));
+        let routes = cmd_out(&format!("ip -n {vm_name} -6 route show default"));
+        println!("dhcpcd:\n{log}\naddresses:\n{addrs}\nroutes:\n{routes}");
+        assert!(
+            addrs.contains("2001:db8:100::10/128"),
+            "the policy's address, from DHCPv6"
+        );
+        assert!(
+            routes.contains("via fe80::68:6bff:fe00:271a"),
+            "the default route, from the RA"
+        );
+        let n = dp.counters().net_stats(netdev_index("hkd6")).unwrap();
+        assert!(
+            n.count[hookd_bpf::layout::NET_ANSWERED_DHCP6] >= 2,
+            "{n:?}: SOLICIT and REQUEST answered"
+        );
+        assert!(n.count[hookd_bpf::layout::NET_ANSWERED_RA] >= 1, "{n:?}");
+    })
+    .join()
+    .expect("DHCPv6 client test thread");
+    drop((ns, vm));
+}
+
+fn netdev_index(dev: &str) -> u32 {
+    hookd::datapath::netdev::ifindex(dev).unwrap()
 }

@@ -118,9 +118,12 @@ fn network_text(
                 n.gateway_mac.eui64_link_local(),
                 n.mtu,
                 if slaac {
-                    "autonomous (SLAAC gives the NIC its address)"
+                    "autonomous (SLAAC gives the NIC its address)".to_string()
                 } else {
-                    "on-link only (the address is not the NIC's EUI-64 one: the guest configures it itself)"
+                    match served.dhcp6 {
+                        Some(a) => format!("on-link, managed: DHCPv6 serves {a}"),
+                        None => "on-link only".to_string(),
+                    }
                 }
             );
         }

@@ -64,6 +64,9 @@ pub struct Served {
     /// addresses, and whether it is autonomous (SLAAC): the NIC's address
     /// is the EUI-64 address of its MAC in it, or the /64 itself.
     pub ra: Option<(Ipv6Net, bool)>,
+    /// DHCPv6: the NIC's first IPv6 host address in that /64, when SLAAC
+    /// does not give it (the advertisements then say M).
+    pub dhcp6: Option<std::net::Ipv6Addr>,
 }
 
 /// The prefixes a network switches to: host prefixes (/32, /128), not
@@ -102,7 +105,14 @@ impl NicNetwork {
             });
             Some((*s6, slaac))
         });
-        Served { dhcp4, ra }
+        let dhcp6 = match ra {
+            Some((s6, false)) => host_addresses(prefixes).into_iter().find_map(|a| match a {
+                IpAddr::V6(a6) if s6.contains(&a6) => Some(a6),
+                _ => None,
+            }),
+            _ => None,
+        };
+        Served { dhcp4, ra, dhcp6 }
     }
 }
 

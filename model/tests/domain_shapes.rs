@@ -238,12 +238,12 @@ fn explain_shows_what_a_network_serves_its_nic() {
     assert!(out.contains("network blue (tenant acme, VNI 10010, MTU 1500): gateway 198.51.100.1, 2001:db8:10::1 (MAC 02:68:6b:00:27:1a)"), "{out}");
     assert!(out.contains("DHCPv4 serves: 198.51.100.10, mask 255.255.255.0, router 198.51.100.1, MTU 1500, DNS 198.51.100.53"), "{out}");
     assert!(out.contains("default route via fe80::68:6bff:fe00:271a, MTU 1500, prefix 2001:db8:10::/64 autonomous"), "{out}");
-    // Not the EUI-64 address: the prefix is on-link only.
+    // Not the EUI-64 address: on-link, and DHCPv6 gives the address.
     let other = hookd_model::explain::explain_with(&xml("2001:db8:10::10/128"), &[net])
         .unwrap()
         .render();
     assert!(
-        other.contains("prefix 2001:db8:10::/64 on-link only"),
+        other.contains("prefix 2001:db8:10::/64 on-link, managed: DHCPv6 serves 2001:db8:10::10"),
         "{other}"
     );
     // Without the definition, the network is only named.

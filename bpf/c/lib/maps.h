@@ -106,7 +106,7 @@ struct {
  * advertisement and its pseudo-header). Nothing lasts in it beyond one
  * frame. */
 struct scratch {
-	__u8 buf[128];
+	__u8 buf[256];
 };
 
 struct {

@@ -114,8 +114,7 @@ enum net_counter {
 	NET_ICMP_ERRORS   = 8, /* ICMP time exceeded sent for its routed packets */
 	NET_FLOODED       = 9, /* copies of its broadcast and multicast frames sent */
 	NET_ANSWERED_RA   = 10, /* router solicitations answered */
-	/* 11: kept for the responders to come (DHCPv6), so that adding it
-	 * does not change this map's layout. */
+	NET_ANSWERED_DHCP6 = 11, /* DHCPv6 requests answered */
 	NET_COUNTERS      = 12,
 };
 
@@ -148,19 +147,26 @@ struct ra_info {
 	__u8 prefix[16];   /* the NIC's /64 subnet */
 	__u8 gw_ll[16];    /* the gateway's link-local address (EUI-64 of its MAC) */
 	__u8 gw[16];       /* the prefix's gateway: the source of ICMPv6 errors */
+	__u8 addr[16];     /* RA_F_DHCP6: the address DHCPv6 gives the NIC */
+	__u8 dns[2][16];   /* DHCPv6's DNS servers (the first ndns) */
 	__u32 mtu;
 	__u8 flags;        /* enum ra_flag */
-	__u8 pad[3];
+	__u8 ndns;
+	__u8 pad[2];
 };
 
 enum ra_flag {
 	RA_F_SLAAC = 1 << 0, /* the NIC's address is its EUI-64 in the prefix */
+	RA_F_DHCP6 = 1 << 1, /* DHCPv6 gives the NIC addr (and the RA says M) */
 };
 
 enum ra_sizes {
 	RA_LEN             = 64,   /* header, source link-layer, MTU, prefix */
 	RA_ROUTER_LIFETIME = 9000, /* s, RFC 4861's most */
 	TE6_QUOTE          = 48,   /* ICMPv6 time exceeded quotes the IPv6 header and 8 bytes */
+	DHCP6_LIFETIME     = 86400, /* s: an address's, as DHCPv4's lease */
+	DHCP6_T1           = 43200,
+	DHCP6_T2           = 69120,
 };
 
 /* Value of hookd_uplinks (key: ifindex of the host end of a tenant

@@ -133,9 +133,11 @@ fn gateway_link_local(net: &NicNetwork) -> IpAddr {
     IpAddr::V6(net.gateway_mac.eui64_link_local())
 }
 
-/// What router advertisements tell the NIC (see `NicNetwork::served`).
+/// What router advertisements and DHCPv6 tell the NIC (see
+/// `NicNetwork::served`).
 fn ra_info(mac: [u8; 6], prefixes: &[IpNet], net: &NicNetwork) -> Option<RaInfo> {
-    let (prefix, slaac) = net.served(MacAddr(mac), prefixes).ra?;
+    let served = net.served(MacAddr(mac), prefixes);
+    let (prefix, slaac) = served.ra?;
     let IpAddr::V6(gw_ll) = gateway_link_local(net) else {
         return None;
     };
@@ -143,14 +145,27 @@ fn ra_info(mac: [u8; 6], prefixes: &[IpNet], net: &NicNetwork) -> Option<RaInfo>
         (IpNet::V6(p6), IpAddr::V6(g6)) if *p6 == prefix => Some(g6.octets()),
         _ => None,
     })?;
-    Some(RaInfo {
+    let mut info = RaInfo {
         prefix: prefix.network().octets(),
         gw_ll: gw_ll.octets(),
         gw,
         mtu: u32::from(net.mtu),
         flags: if slaac { layout::RA_F_SLAAC } else { 0 },
-        pad: [0; 3],
-    })
+        ..Default::default()
+    };
+    if let Some(a) = served.dhcp6 {
+        info.flags |= layout::RA_F_DHCP6;
+        info.addr = a.octets();
+        let dns6 = net.dns.iter().filter_map(|d| match d {
+            IpAddr::V6(v6) => Some(v6.octets()),
+            IpAddr::V4(_) => None,
+        });
+        for (slot, d) in info.dns.iter_mut().zip(dns6) {
+            *slot = d;
+            info.ndns += 1;
+        }
+    }
+    Some(info)
 }
 
 impl Datapath {
