@@ -46,7 +46,9 @@ pub fn start_bus(dir: &std::path::Path, with_hookd_policy: bool) -> (std::proces
         .spawn()
         .expect("dbus-daemon");
     let t = Instant::now();
-    while !sock.exists() {
+    // The socket file exists from bind(); connections are accepted only
+    // after listen(): wait for one to get through.
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "dbus-daemon did not start"

@@ -38,6 +38,9 @@ pub fn unsolicited_ra(info: &RaInfo, gw_mac: [u8; 6]) -> Vec<u8> {
     let mut ra = vec![0u8; layout::RA_LEN];
     ra[0] = 134;
     ra[4] = 64;
+    if info.flags & layout::RA_F_DHCP6 != 0 {
+        ra[5] = 0x80; // M: addresses from DHCPv6
+    }
     ra[6..8].copy_from_slice(&(layout::RA_ROUTER_LIFETIME as u16).to_be_bytes());
     ra[16] = 1;
     ra[17] = 1;
