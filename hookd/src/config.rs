@@ -38,6 +38,9 @@ pub struct Config {
     pub tenant_namespaces: bool,
     /// Where tenant namespaces are named (`ip netns` reads /run/netns).
     pub netns_dir: PathBuf,
+    /// Connections each NIC's conntrack table holds (1,024 to 4,194,304);
+    /// for NICs attached after a change, others keep their table.
+    pub conntrack_entries: u32,
     /// Serve per-NIC counters in the Prometheus text format on this
     /// address (loopback only), e.g. "127.0.0.1:9469". Off when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -60,6 +63,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/hookd"),
             networks_dir: PathBuf::from("/etc/hookd/networks.d"),
             tenant_namespaces: true,
+            conntrack_entries: hookd_bpf::layout::CT_PER_NIC,
             netns_dir: PathBuf::from("/run/netns"),
             metrics_listen: None,
             libvirt_uri: "qemu:///system".into(),
@@ -99,6 +103,15 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let range = crate::datapath::CT_ENTRIES_RANGE;
+        if !range.contains(&c.conntrack_entries) {
+            return Err(format!(
+                "conntrack_entries = {}: each NIC's conntrack table holds {} to {} connections",
+                c.conntrack_entries,
+                range.start(),
+                range.end()
+            ));
+        }
         if let Some(a) = c.metrics_listen
             && !a.ip().is_loopback()
         {
@@ -120,6 +133,17 @@ mod tests {
         let c = Config::parse("attach = \"netlink\"\ncount_unmanaged = false\n").unwrap();
         assert_eq!(c.attach, AttachMode::Netlink);
         assert!(!c.count_unmanaged);
+        assert_eq!(
+            Config::parse("conntrack_entries = 200000")
+                .unwrap()
+                .conntrack_entries,
+            200_000
+        );
+        let e = Config::parse("conntrack_entries = 100").unwrap_err();
+        assert!(
+            e.contains("conntrack_entries = 100") && e.contains("1024 to 4194304"),
+            "{e}"
+        );
         let e = Config::parse("atach = \"tcx\"").unwrap_err().to_string();
         assert!(e.contains("atach"), "{e}");
         assert!(Config::parse("attach = \"xdp\"").is_err());

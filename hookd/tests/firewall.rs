@@ -742,3 +742,36 @@ fn frames_redirected_into_a_tap_pass_its_ingress_policy() {
     .expect("redirect test thread");
     drop(ns);
 }
+
+/// `conntrack_entries` sizes the tables of NICs attached after it is set:
+/// 100,000 connections here; a NIC that has a table keeps it.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn conntrack_tables_take_the_configured_size() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let rules = "<hookd:ingress default='deny'><hookd:rule action='allow' protocol='tcp' ports='22'/></hookd:ingress>";
+    program_policy(&mut dp, rules, 1);
+    assert_eq!(
+        dp.ct_capacity(TEST_IFINDEX),
+        Some(hookd_bpf::layout::CT_PER_NIC)
+    );
+    dp.set_conntrack_entries(100_000);
+    program_policy(&mut dp, rules, 2);
+    assert_eq!(
+        dp.ct_capacity(TEST_IFINDEX),
+        Some(hookd_bpf::layout::CT_PER_NIC),
+        "a NIC keeps its table (and its connections)"
+    );
+    dp.forget_nic(TEST_IFINDEX);
+    program_policy(&mut dp, rules, 3);
+    assert_eq!(
+        dp.ct_capacity(TEST_IFINDEX),
+        Some(100_000),
+        "a new table has the new size"
+    );
+    // The programs use it as any other: a connection is tracked in it.
+    let syn = to_vm4("198.51.100.7", 6, &tcp(40000, 22, 0x02));
+    assert_eq!(run_prog(&dp, hookd_bpf::PROG_TO_VM, &syn), TC_ACT_UNSPEC);
+    assert_eq!(dp.ct_count(TEST_IFINDEX), 1);
+}

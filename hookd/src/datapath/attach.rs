@@ -77,7 +77,13 @@ impl Datapath {
             .iter()
             .map(|(name, _, suffix)| (*name, self.link_pin(uuid, tap, suffix)))
             .collect();
-        let Datapath { ebpf, ct, .. } = self;
+        let Datapath {
+            ebpf,
+            ct,
+            ct_entries,
+            ..
+        } = self;
+        let ct_entries = *ct_entries;
         let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier, &Path)> = Vec::new();
         for (name, prog) in ebpf.programs_mut() {
             if let Some((n, kind, _)) = PROGRAMS.iter().find(|(n, _, _)| *n == name) {
@@ -94,7 +100,8 @@ impl Datapath {
             source: std::io::Error::other("attach thread panicked"),
         };
         std::thread::scope(|s| {
-            let ct_job = ct_for.map(|ifindex| s.spawn(move || ensure_ct_table(ct, ifindex)));
+            let ct_job =
+                ct_for.map(|ifindex| s.spawn(move || ensure_ct_table(ct, ifindex, ct_entries)));
             let jobs: Vec<_> = progs
                 .into_iter()
                 .map(|(name, kind, prog, pin)| {

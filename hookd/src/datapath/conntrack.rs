@@ -5,13 +5,20 @@
 use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, map_err};
 use aya::maps::{HashMap, HashOfMaps, Map, MapData};
-use hookd_bpf::layout::{self, CtEntry, CtKey};
+use hookd_bpf::layout::{CtEntry, CtKey};
 
-/// Gives the NIC its own connection-tracking table, once. Inserting into a
-/// map of maps waits for an RCU grace period in the kernel.
+/// The fewest and most connections a NIC's table may be configured for.
+pub const CT_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = 1024..=4_194_304;
+
+/// Gives the NIC its own connection-tracking table of `entries`, once (a
+/// NIC that has one keeps it, whatever its size). Inserting into a map of
+/// maps waits for an RCU grace period in the kernel. The kernel accepts
+/// LRU tables of any size in `hookd_ct`: hash maps' inner maps are not
+/// compared by size.
 pub(crate) fn ensure_ct_table(
     ct: &mut HashOfMaps<MapData, u32>,
     ifindex: u32,
+    entries: u32,
 ) -> Result<(), DatapathError> {
     if ct.get(&ifindex, 0).is_ok() {
         return Ok(());
@@ -20,7 +27,7 @@ pub(crate) fn ensure_ct_table(
         aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
         std::mem::size_of::<CtKey>() as u32,
         std::mem::size_of::<CtEntry>() as u32,
-        layout::CT_PER_NIC,
+        entries,
         0,
     );
     let table = MapData::create(def, "hookd_ct_nic", None)
@@ -32,7 +39,19 @@ pub(crate) fn ensure_ct_table(
 impl Datapath {
     /// Gives the NIC its own connection-tracking table, once.
     pub(crate) fn ensure_ct_table(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        ensure_ct_table(&mut self.ct, ifindex)
+        ensure_ct_table(&mut self.ct, ifindex, self.ct_entries)
+    }
+
+    /// How many connections the tables of NICs attached from now on hold
+    /// (`conntrack_entries` in hookd.toml; default `CT_PER_NIC`).
+    pub fn set_conntrack_entries(&mut self, entries: u32) {
+        self.ct_entries = entries;
+    }
+
+    /// The size of the NIC's conntrack table, if it has one.
+    pub fn ct_capacity(&self, ifindex: u32) -> Option<u32> {
+        let table = self.ct.get(&ifindex, 0).ok()?;
+        table.info().ok().map(|i| i.max_entries())
     }
 
     /// Forgets the NIC's tracked connections with its table.

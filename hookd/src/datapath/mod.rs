@@ -27,6 +27,7 @@ mod attach;
 mod bpffs;
 mod conntrack;
 pub mod counters;
+pub use conntrack::CT_ENTRIES_RANGE;
 pub mod error;
 pub mod events;
 pub mod netdev;
@@ -121,6 +122,8 @@ pub struct Datapath {
     pub(crate) fw_classes: LpmTrie<MapData, FwClassData, u32>,
     pub(crate) fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
     pub(crate) ct: HashOfMaps<MapData, u32>,
+    /// Connections in the table of each NIC attached from now on.
+    pub(crate) ct_entries: u32,
     pub(crate) fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
     pub(crate) log_rate: HashMap<MapData, u32, [u8; 16]>,
     pub(crate) nic_nets: HashMap<MapData, u32, NicNet>,
@@ -290,6 +293,7 @@ impl Datapath {
             fw_classes,
             fw_rules,
             ct,
+            ct_entries: layout::CT_PER_NIC,
             fw_hits,
             log_rate,
             nic_nets,
