@@ -1124,6 +1124,27 @@ fn tenants_reach_the_outside_through_their_namespaces() {
         let after = ta.recv_for(Duration::from_millis(500));
         assert_eq!(echo_replies(&after, 300), 1, "and after the restart");
 
+        // A daemon with tenant namespaces off: the data path forgets the
+        // uplinks, and the outside is no_route.
+        {
+            let mut off = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+            off.set_tenant_namespaces(None);
+            let before = off.stats(ia).unwrap().drops[DropReason::NoRoute as usize];
+            ta.send(&ping(a, gw_blue, 400));
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(echo_replies(&ta.drain(), 400), 0, "no way out with namespaces off");
+            assert_eq!(off.stats(ia).unwrap().drops[DropReason::NoRoute as usize], before + 1);
+        }
+        // And on again: the next daemon adopts the namespaces and makes the
+        // way out whole when the NICs are programmed.
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        dp.set_tenant_namespaces(Some(dir.clone()));
+        dp.program_nic(ia, a, &on(&blue, A_MAC, "198.51.100.10"), 3).unwrap();
+        dp.program_nic(ic, c, &on(&red, C_MAC, "198.51.100.10"), 3).unwrap();
+        ta.send(&ping(a, gw_blue, 500));
+        let back = ta.recv_for(Duration::from_millis(500));
+        assert_eq!(echo_replies(&back, 500), 1, "the outside again");
+
         // A frame from the namespace to an address with no NIC is dropped
         // and counted on the veth.
         let host = hookd::datapath::tenant::host_end(hookd_model::network::tenant_id("acme"));

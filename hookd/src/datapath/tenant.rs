@@ -177,6 +177,9 @@ impl Datapath {
     /// None for none. The namespaces already there are adopted.
     pub fn set_tenant_namespaces(&mut self, dir: Option<PathBuf>) {
         self.tenants.up.clear();
+        if dir.is_none() {
+            self.drop_uplinks();
+        }
         if let Some(d) = &dir
             && let Ok(entries) = std::fs::read_dir(d)
         {
@@ -198,6 +201,34 @@ impl Datapath {
             }
         }
         self.tenants.dir = dir;
+    }
+
+    /// Namespaces turned off: what a previous daemon left in the data path
+    /// for them (uplinks, default routes, the veths' links) goes, so that
+    /// traffic leaving a tenant's subnets is dropped as the setting says.
+    /// The namespaces themselves are the operator's to remove (their
+    /// directory is not known any more); each is named in the log.
+    fn drop_uplinks(&mut self) {
+        let uplinks: Vec<(u32, u32)> = self
+            .uplinks
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(ifindex, u)| (ifindex, u.tenant_id))
+            .collect();
+        for (ifindex, tenant_id) in uplinks {
+            for k in default_keys(tenant_id) {
+                let _ = self.routes.remove(&k);
+            }
+            let _ = self.uplinks.remove(&ifindex);
+            let _ = self.stats.remove(&ifindex);
+            let pin = self.tenant_link_pin(tenant_id);
+            if let Ok(link) = PinnedLink::from_pin(&pin) {
+                drop(link.unpin());
+            }
+            let _ = std::fs::remove_file(&pin);
+            tracing::warn!(veth = %host_end(tenant_id),
+                "tenant namespaces are off: the veth no longer leads anywhere; remove its namespace (hookd-TENANT) by hand");
+        }
     }
 
     fn tenant_ns_path(&self, tenant: &str) -> Option<PathBuf> {
