@@ -374,6 +374,8 @@ check "hookctl trace: globex's address on nb1's subnet is nobody (unknown_unicas
     grep -q '^deny: .*dropped (unknown_unicast)' <<<"$out"
 check "hookctl network show blue lists nb1 and nb2" \
     test "$("$HOOKCTL" network show blue --json | jq -r '[.nics[].domain] | sort | join(",")')" = "nb1,nb2"
+check "hookctl network show blue names acme's namespace" \
+    test "$("$HOOKCTL" network show blue --json | jq -r .namespace)" = hookd-acme
 check "hookctl show nb1: on network blue" \
     test "$("$HOOKCTL" show nb1 --json | jq -r .nics[0].mode)" = "anti-spoofing, network blue"
 out=$("$HOOKCTL" network undefine blue 2>&1) && rc=0 || rc=$?

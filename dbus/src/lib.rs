@@ -165,6 +165,10 @@ pub struct NetworkDetail {
     pub xml: String,
     /// Its NICs on this host.
     pub nics: Vec<NetworkNic>,
+    /// Its tenant's network namespace on this host (`hookd-TENANT`), where
+    /// traffic leaving the tenant's subnets goes; empty when the tenant has
+    /// no NIC here or tenant namespaces are off.
+    pub namespace: String,
 }
 
 /// A NIC on a network, on this host.

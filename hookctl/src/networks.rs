@@ -86,6 +86,12 @@ pub fn render_detail(d: &NetworkDetail) -> String {
     for a in &d.dns {
         out += &format!("  dns {a}\n");
     }
+    if !d.namespace.is_empty() {
+        out += &format!(
+            "  tenant namespace {} (traffic leaving the tenant's subnets; ip netns exec {} ...)\n",
+            d.namespace, d.namespace
+        );
+    }
     if d.nics.is_empty() {
         out += "  no NICs on this host\n";
     } else {
@@ -145,12 +151,14 @@ mod tests {
                 tap: "vnet0".into(),
                 addresses: vec!["198.51.100.10/32".into()],
             }],
+            namespace: "hookd-acme".into(),
         });
         assert!(
             d.contains("  subnet 198.51.100.0/24 gateway 198.51.100.1\n"),
             "{d}"
         );
         assert!(d.contains("  dns 198.51.100.53\n"), "{d}");
+        assert!(d.contains("  tenant namespace hookd-acme (traffic"), "{d}");
         assert!(
             d.contains("vm1     52:54:00:00:00:0a  vnet0  198.51.100.10/32"),
             "{d}"

@@ -117,6 +117,22 @@ pub fn network_summary(d: &Definition) -> NetworkSummary {
 
 pub fn network_detail(d: &Definition, view: &View) -> NetworkDetail {
     let n = &d.network;
+    let networks = view.networks();
+    let tenant_here = view.records().iter().any(|r| {
+        r.nics.iter().any(|nic| {
+            nic.attached()
+                && nic.network.as_deref().is_some_and(|name| {
+                    networks
+                        .iter()
+                        .any(|o| o.network.name == name && o.network.tenant == n.tenant)
+                })
+        })
+    });
+    let namespace = if view.tenant_namespaces() && tenant_here {
+        crate::datapath::tenant::ns_name(&n.tenant)
+    } else {
+        String::new()
+    };
     let nics = view
         .records()
         .iter()
@@ -148,6 +164,7 @@ pub fn network_detail(d: &Definition, view: &View) -> NetworkDetail {
         dns: n.dns.iter().map(|a| a.to_string()).collect(),
         source: source(d),
         xml: d.xml.clone(),
+        namespace,
         nics,
     }
 }
