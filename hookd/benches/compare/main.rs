@@ -98,7 +98,12 @@ fn json(cmd: &str) -> serde_json::Value {
 }
 
 fn sink_rx() -> u64 {
-    json(&format!("ip -n {SINK_NS} -j -s link show veth-s"))[0]["stats64"]["rx"]["packets"]
+    sink_rx_of("veth-s")
+}
+
+/// Packets received by `dev` in the sink namespace.
+fn sink_rx_of(dev: &str) -> u64 {
+    json(&format!("ip -n {SINK_NS} -j -s link show {dev}"))[0]["stats64"]["rx"]["packets"]
         .as_u64()
         .unwrap_or(0)
 }

@@ -58,12 +58,6 @@ fn nic_mode(net: &Network, mac: &str, addr: &str, dir: &str) -> hookd_model::pla
     plans.remove(0).mode
 }
 
-fn rx(dev: &str) -> u64 {
-    json(&format!("ip -n {SINK_NS} -j -s link show {dev}"))[0]["stats64"]["rx"]["packets"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// One variant's devices: A's tap, B's sink end, the frame A sends, and
 /// the ARP request A resolves its next hop with.
 struct Pair {
@@ -87,7 +81,7 @@ fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -
 /// Writes the pair's frame for RUN: (delivered per second, CPU ns per
 /// delivered packet).
 fn measure_pair(p: &mut Pair) -> (f64, f64) {
-    let rx0 = rx(&p.sink);
+    let rx0 = sink_rx_of(&p.sink);
     let cpu0 = thread_cpu();
     let t = Instant::now();
     let mut sent = 0u64;
@@ -100,7 +94,7 @@ fn measure_pair(p: &mut Pair) -> (f64, f64) {
     let secs = t.elapsed().as_secs_f64();
     let cpu = (thread_cpu() - cpu0).as_nanos() as f64;
     std::thread::sleep(Duration::from_millis(100));
-    let delivered = (rx(&p.sink) - rx0).max(1) as f64;
+    let delivered = (sink_rx_of(&p.sink) - rx0).max(1) as f64;
     eprintln!("{}: {sent} written, {delivered} delivered", p.sink);
     (delivered / secs, cpu / delivered)
 }

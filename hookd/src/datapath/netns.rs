@@ -182,9 +182,3 @@ impl Rtnl {
         }
     }
 }
-
-/// Writes `value` to the sysctl file `path` (under /proc/sys/net, which
-/// shows the calling thread's namespace).
-pub(crate) fn sysctl(path: &str, value: &str) -> io::Result<()> {
-    std::fs::write(path, value)
-}

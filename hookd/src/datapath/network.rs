@@ -325,13 +325,17 @@ impl Datapath {
             self.routes.insert(k, route, 0).map_err(map_err(
                 "adding a host route in the tenant's routing domain",
             ))?;
-            // The way back from the tenant's namespace.
-            self.tenant_route(net.tenant_id, route_addr(k), true)?;
         }
+        // The way back from the tenant's namespace: its routes follow.
+        let mut ns_changes: Vec<(u32, IpAddr, bool)> = keys
+            .iter()
+            .map(|k| (net.tenant_id, route_addr(k), true))
+            .collect();
         for k in old.iter().filter(|o| !keys.iter().any(|n| same(n, o))) {
             let _ = self.routes.remove(k);
-            let _ = self.tenant_route(k.data().tenant_id, route_addr(k), false);
+            ns_changes.push((k.data().tenant_id, route_addr(k), false));
         }
+        self.tenant_routes(&ns_changes)?;
         self.net_owned.routes.insert(ifindex, keys);
         Ok(())
     }
@@ -343,11 +347,13 @@ impl Datapath {
         let _ = self.dhcp.remove(&ifindex);
         let _ = self.ra.remove(&ifindex);
         let _ = self.net_stats.remove(&ifindex);
+        let mut ns_changes = Vec::new();
         for k in self.net_owned.routes.remove(&ifindex).unwrap_or_default() {
             let _ = self.routes.remove(&k);
-            if let Err(e) = self.tenant_route(k.data().tenant_id, route_addr(&k), false) {
-                tracing::warn!(error = %e, "a route in a tenant namespace stays");
-            }
+            ns_changes.push((k.data().tenant_id, route_addr(&k), false));
+        }
+        if let Err(e) = self.tenant_routes(&ns_changes) {
+            tracing::warn!(error = %e, "routes in a tenant namespace stay");
         }
         let tenant = self.net_owned.tenant_of.remove(&ifindex);
         if let Some((net_id, keys)) = self.net_owned.nics.remove(&ifindex) {

@@ -139,8 +139,9 @@ fn configure_inside() -> std::io::Result<()> {
     let mut rtnl = netns::Rtnl::open()?;
     set_up(&mut rtnl, netdev::ifindex("lo")?, false)?;
     set_up(&mut rtnl, netdev::ifindex(NS_END)?, true)?;
-    netns::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-    netns::sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+    // /proc/sys/net shows the namespace of the thread that opens it.
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
 }
 
 /// Creates the veth `host` with its peer [`NS_END`] in the namespace `ns`.
@@ -216,19 +217,28 @@ impl Datapath {
             .map(|(ifindex, u)| (ifindex, u.tenant_id))
             .collect();
         for (ifindex, tenant_id) in uplinks {
-            for k in default_keys(tenant_id) {
-                let _ = self.routes.remove(&k);
-            }
-            let _ = self.uplinks.remove(&ifindex);
-            let _ = self.stats.remove(&ifindex);
-            let pin = self.tenant_link_pin(tenant_id);
-            if let Ok(link) = PinnedLink::from_pin(&pin) {
-                drop(link.unpin());
-            }
-            let _ = std::fs::remove_file(&pin);
+            self.forget_uplink(tenant_id, Some(ifindex));
             tracing::warn!(veth = %host_end(tenant_id),
                 "tenant namespaces are off: the veth no longer leads anywhere; remove its namespace (hookd-TENANT) by hand");
         }
+    }
+
+    /// Takes the tenant's way out of the data path: its default routes, its
+    /// veth's uplink entry and counters (`ifindex`, when known), the link of
+    /// `hookd_from_tenant` on the veth.
+    fn forget_uplink(&mut self, tenant_id: u32, ifindex: Option<u32>) {
+        for k in default_keys(tenant_id) {
+            let _ = self.routes.remove(&k);
+        }
+        if let Some(i) = ifindex {
+            let _ = self.uplinks.remove(&i);
+            let _ = self.stats.remove(&i);
+        }
+        let pin = self.tenant_link_pin(tenant_id);
+        if let Ok(link) = PinnedLink::from_pin(&pin) {
+            drop(link.unpin());
+        }
+        let _ = std::fs::remove_file(&pin);
     }
 
     fn tenant_ns_path(&self, tenant: &str) -> Option<PathBuf> {
@@ -355,18 +365,8 @@ impl Datapath {
     /// Removes the tenant's namespace and everything of it. Best effort:
     /// each step is tried, failures logged.
     fn remove_tenant(&mut self, tenant_id: u32, tenant: &str) {
-        for k in default_keys(tenant_id) {
-            let _ = self.routes.remove(&k);
-        }
-        let pin = self.tenant_link_pin(tenant_id);
-        if let Ok(link) = PinnedLink::from_pin(&pin) {
-            drop(link.unpin());
-        }
-        let _ = std::fs::remove_file(&pin);
-        if let Some(t) = self.tenants.up.remove(&tenant_id) {
-            let _ = self.uplinks.remove(&t.ifindex);
-            let _ = self.stats.remove(&t.ifindex);
-        }
+        let ifindex = self.tenants.up.remove(&tenant_id).map(|t| t.ifindex);
+        self.forget_uplink(tenant_id, ifindex);
         if let Ok(ifindex) = netdev::ifindex(&host_end(tenant_id))
             && let Err(e) = delete_link(ifindex)
         {
@@ -384,42 +384,58 @@ impl Datapath {
         }
     }
 
-    /// Adds (or with `add` false removes) the route of the tenant's local
-    /// address `addr` in its namespace.
-    pub(crate) fn tenant_route(
+    /// Applies route changes in tenants' namespaces: (tenant id, a local
+    /// address, add or remove), one entry into each namespace for all of
+    /// its changes. Tenants without a namespace are skipped; removing a
+    /// route that is gone is no error.
+    pub(crate) fn tenant_routes(
         &self,
-        tenant_id: u32,
-        addr: IpAddr,
-        add: bool,
+        changes: &[(u32, IpAddr, bool)],
     ) -> Result<(), DatapathError> {
-        let Some(t) = self.tenants.up.get(&tenant_id) else {
-            return Ok(());
-        };
-        let Some(path) = self.tenant_ns_path(&t.tenant) else {
-            return Ok(());
-        };
-        let len = if addr.is_ipv4() { 32 } else { 128 };
-        let r = netns::in_netns(&path, || {
-            let oif = netdev::ifindex(NS_END)?;
-            let mut rtnl = netns::Rtnl::open()?;
-            let m = route_msg(addr, len, oif);
-            if add {
-                rtnl.request(
-                    RouteNetlinkMessage::NewRoute(m),
-                    NLM_F_CREATE | NLM_F_REPLACE,
-                )
-            } else {
-                match rtnl.request(RouteNetlinkMessage::DelRoute(m), 0) {
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-                    r => r,
+        let mut tenants: Vec<u32> = changes.iter().map(|c| c.0).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant_id in tenants {
+            let Some(t) = self.tenants.up.get(&tenant_id) else {
+                continue;
+            };
+            let Some(path) = self.tenant_ns_path(&t.tenant) else {
+                continue;
+            };
+            let mine: Vec<(IpAddr, bool)> = changes
+                .iter()
+                .filter(|c| c.0 == tenant_id)
+                .map(|c| (c.1, c.2))
+                .collect();
+            netns::in_netns(&path, || {
+                let oif = netdev::ifindex(NS_END)?;
+                let mut rtnl = netns::Rtnl::open()?;
+                for (addr, add) in &mine {
+                    let m = route_msg(*addr, if addr.is_ipv4() { 32 } else { 128 }, oif);
+                    let r = if *add {
+                        rtnl.request(
+                            RouteNetlinkMessage::NewRoute(m),
+                            NLM_F_CREATE | NLM_F_REPLACE,
+                        )
+                    } else {
+                        rtnl.request(RouteNetlinkMessage::DelRoute(m), 0)
+                    };
+                    match r {
+                        Err(e) if !*add && e.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => {
+                            return Err(std::io::Error::new(
+                                e.kind(),
+                                format!("{} {addr}: {e}", if *add { "adding" } else { "removing" }),
+                            ));
+                        }
+                        Ok(()) => {}
+                    }
                 }
-            }
-        });
-        r.map_err(io_err(format!(
-            "{} the route of {addr} in tenant {}'s namespace",
-            if add { "adding" } else { "removing" },
-            t.tenant
-        )))
+                Ok(())
+            })
+            .map_err(io_err(format!("routes in tenant {}'s namespace", t.tenant)))?;
+        }
+        Ok(())
     }
 
     /// Removes the namespaces of tenants that have no NIC here any more.
