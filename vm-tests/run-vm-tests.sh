@@ -59,7 +59,16 @@ sandbox_define_vm vm1 52:54:00:00:00:0a 192.0.2.10/24 192.0.2.1 spoof "$SB/vm1.p
 sandbox_define_vm vm2 52:54:00:00:00:0b 192.0.2.11/24 192.0.2.1 spoof
 
 echo "# two guests: vm1 with hookd policy, vm2 without"
-check "virsh start vm1 (policy)" sandbox_start_vm vm1
+# hookd attaches while QEMU starts and libvirt's `started` hook waits for
+# it: with --paused the guest has run no instruction, and is already enforced.
+check "virsh start --paused vm1 (policy)" sandbox_start_vm vm1 --paused
+check "... vm1's vCPUs have not run" test "$(sb_virsh domstate vm1)" = paused
+enforced_paused() { # hookd's 2 tcx links on vm1's tap, and its policy in force
+    test "$(hookd_tcx_links)" -eq 2 &&
+        test "$("$HOOKCTL" show vm1 --json | jq -r '.nics[0].mode')" = anti-spoofing
+}
+check "... and its tap already carries hookd's 2 tcx links, with its policy" enforced_paused
+check "virsh resume vm1" sb_virsh resume vm1
 check "virsh start vm2 (no policy)" sandbox_start_vm vm2
 TAP1=$(sandbox_vm_tap vm1)
 TAP2=$(sandbox_vm_tap vm2)
@@ -407,9 +416,19 @@ out=$(sb_virsh start vm3 2>&1) && rc=0 || rc=$?
 check "vm3 with an invalid policy does not start" test "$rc" -ne 0
 check "the error names element, attribute and line" grep -q "line .*<hookd:rule> attribute 'ports': port 70000" <<<"$out"
 echo "    $out" | head -3
-sandbox_stop_hookd TERM
 policy "$SB/vm4.policy" 52:54:00:00:00:0d 192.0.2.13/32
 sandbox_define_vm vm4 52:54:00:00:00:0d 192.0.2.13/24 192.0.2.1 idle "$SB/vm4.policy"
+# A valid policy the kernel side cannot apply: `start` accepts it, the
+# attach queued behind it fails (an object pinned where vm4's link directory
+# goes), and `started` fails the start before the guest runs.
+BLOCK="/sys/fs/bpf/hookd/links/$(sb_virsh domuuid vm4)"
+bpftool map pin pinned /sys/fs/bpf/hookd/maps/hookd_nics "$BLOCK"
+out=$(sb_virsh start vm4 2>&1) && rc=0 || rc=$?
+check "vm4, whose attach fails, does not start" test "$rc" -ne 0 -a "$(sb_virsh domstate vm4)" != running
+check "the error names the NIC and the failed step" grep -q "NIC 52:54:00:00:00:0d (tap " <<<"$out"
+echo "    $out" | head -3
+rm -f "$BLOCK"
+sandbox_stop_hookd TERM
 out=$(sb_virsh start vm4 2>&1) && rc=0 || rc=$?
 check "hookd down: vm4 with policy does not start unprotected" test "$rc" -ne 0 -a "$(sb_virsh domstate vm4)" != running
 check "the error says hookd is not available" grep -q "hookd is not available" <<<"$out"

@@ -407,8 +407,8 @@ async fn signals_reach_hookctl_monitor() {
     assert_eq!(
         signals,
         [
+            // `started` with nothing changed since `start` applies nothing.
             "DomainAttached",
-            "PolicyApplied",
             "PolicyApplied",
             "DomainDetached"
         ],

@@ -80,6 +80,13 @@ async fn hook(p: &ManagerProxy<'_>, op: &str, xml: &str) -> Result<String, Error
     p.hook_event("vm1", op, "begin", "-", xml).await
 }
 
+/// `start` then `started`, as libvirt calls them: `start` answers once the
+/// domain is checked, `started` once it is attached.
+async fn start_vm(p: &ManagerProxy<'_>, xml: &str) {
+    hook(p, "start", xml).await.unwrap();
+    hook(p, "started", xml).await.unwrap();
+}
+
 #[tokio::test]
 async fn version_and_empty_lists() {
     let (p, _, _run, _s) = setup().await;
@@ -110,14 +117,23 @@ async fn lifecycle_over_dbus() {
             .contains("policy valid")
     );
     assert!(calls.lock().unwrap().is_empty(), "prepare attaches nothing");
-    hook(&p, "start", &good).await.unwrap();
-    hook(&p, "started", &good).await.unwrap();
+    assert!(
+        hook(&p, "start", &good)
+            .await
+            .unwrap()
+            .contains("policy valid, attaching 1 NIC(s)")
+    );
+    // `started` waits for the attach `start` queued, and, with nothing
+    // changed since, has nothing more to do.
+    assert!(
+        hook(&p, "started", &good)
+            .await
+            .unwrap()
+            .contains("already enforced")
+    );
     assert_eq!(
         *calls.lock().unwrap(),
-        [
-            format!("attach {UUID} vnet0 anti-spoofing"),
-            "update 42".to_string()
-        ]
+        [format!("attach {UUID} vnet0 anti-spoofing")]
     );
     let list = p.list_domains().await.unwrap();
     assert_eq!(list.len(), 1);
@@ -206,6 +222,14 @@ async fn invalid_input_is_refused_with_typed_errors_and_changes_nothing() {
         Err(Error::AttachFailed(m)) => assert!(m.contains("missing0"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // The tap is there but the attach, queued by `start`, fails: `started`
+    // tries again and fails the start, so the guest never runs.
+    let failing = xml(POLICY, hookd_testkit::plane::FAILING_TAP);
+    hook(&p, "start", &failing).await.unwrap();
+    match hook(&p, "started", &failing).await {
+        Err(Error::AttachFailed(m)) => assert!(m.contains("failing0"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     assert!(calls.lock().unwrap().is_empty());
     assert!(p.list_domains().await.unwrap().is_empty());
 }
@@ -277,7 +301,7 @@ async fn validate_policy_without_applying_it() {
 #[tokio::test]
 async fn trace_a_packet_through_the_live_rules() {
     let (p, _, _run, _s) = setup().await;
-    hook(&p, "start", &xml(POLICY, "vnet0")).await.unwrap();
+    start_vm(&p, &xml(POLICY, "vnet0")).await;
     let mac = "52:54:00:00:00:0a";
     let t = |dir: &'static str, proto: &'static str, port: u16| {
         let p = &p;
@@ -389,7 +413,7 @@ async fn trace_tcp(p: &ManagerProxy<'_>, port: u16) -> String {
 async fn get_and_set_policy_over_dbus() {
     use futures_util::StreamExt;
     let (p, calls, run, _s) = setup().await;
-    hook(&p, "start", &xml(POLICY, "vnet0")).await.unwrap();
+    start_vm(&p, &xml(POLICY, "vnet0")).await;
     assert_eq!(p.get_policy("vm1").await.unwrap(), POLICY);
     let g0 = p.get_domain("vm1").await.unwrap().generation;
     let mut applied = p.receive_policy_applied().await.unwrap();
@@ -461,7 +485,7 @@ async fn get_and_set_policy_over_dbus() {
 async fn a_policy_libvirt_refuses_is_rolled_back() {
     let lv = Libvirt::new("qemu+unix:///system?socket=/nonexistent/libvirt-sock");
     let (p, _, _run, _s) = setup_with(Some(lv)).await;
-    hook(&p, "start", &xml(POLICY, "vnet0")).await.unwrap();
+    start_vm(&p, &xml(POLICY, "vnet0")).await;
     match p.set_policy("vm1", POLICY_WEB, true).await {
         Err(Error::Libvirt(m)) => assert!(m.contains("previous policy is back in force"), "{m}"),
         other => panic!("{other:?}"),
@@ -494,7 +518,7 @@ async fn hook_calls_on_the_hook_socket() {
         .hook_event("vm1", "start", "begin", "-", &xml(POLICY, "vnet0"))
         .await
         .unwrap();
-    assert!(summary.contains("policy applied"), "{summary}");
+    assert!(summary.contains("attaching"), "{summary}");
     let sig = attached.next().await.unwrap();
     assert_eq!(sig.args().unwrap().name, "vm1", "signalled on the bus");
     assert_eq!(p.list_domains().await.unwrap()[0].name, "vm1");
@@ -611,7 +635,7 @@ async fn nics_join_defined_networks_only() {
     // On blue: attached, and blue can then be neither changed nor removed.
     let xml = on_network("ethernet", "blue", "198.51.100.10/32");
     p.validate_policy(&xml).await.unwrap();
-    hook(&p, "start", &xml).await.unwrap();
+    start_vm(&p, &xml).await;
     assert_eq!(p.list_domains().await.unwrap().len(), 1);
     let nics = p.get_network("blue").await.unwrap().nics;
     assert_eq!(nics.len(), 1);

@@ -48,6 +48,23 @@ pub struct Domain {
     pub policy: Option<Policy>,
 }
 
+impl Domain {
+    /// Do both describe the same NICs and policy, wherever in their
+    /// documents the elements are? libvirt's XML at `started` has more
+    /// elements than at `start`, which moves every line below them.
+    pub fn same_apart_from_lines(&self, other: &Domain) -> bool {
+        fn lineless(d: &Domain) -> Domain {
+            let mut d = d.clone();
+            d.interfaces.iter_mut().for_each(|n| n.line = 0);
+            if let Some(p) = &mut d.policy {
+                p.each_line(|l| *l = 0);
+            }
+            d
+        }
+        lineless(self) == lineless(other)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error(transparent)]

@@ -256,3 +256,24 @@ fn explain_shows_what_a_network_serves_its_nic() {
     );
     assert!(!bare.contains("not implemented"), "{bare}");
 }
+
+#[test]
+fn the_same_domain_with_its_lines_moved() {
+    // libvirt's XML at `started` has elements `start`'s lacked, above the
+    // NICs and the policy: the domain is the same, its lines are not.
+    let xml = fixture("bridge-policy-multi.xml");
+    let start = domain::parse(&xml).unwrap();
+    let moved = xml.replacen("<name>", "<resource/>\n<name>", 1).replacen(
+        "<devices>",
+        "<seclabel/>\n\n<devices>",
+        1,
+    );
+    let started = domain::parse(&moved).unwrap();
+    assert_ne!(start, started, "the lines did move");
+    assert!(start.same_apart_from_lines(&started));
+    // A changed rule, or a NIC on another tap, is a different domain.
+    let changed = domain::parse(&xml.replacen("ports=\"5432\"", "ports=\"5433\"", 1)).unwrap();
+    assert!(!start.same_apart_from_lines(&changed));
+    let retapped = domain::parse(&xml.replacen("vnet1", "vnet9", 1)).unwrap();
+    assert!(!start.same_apart_from_lines(&retapped));
+}

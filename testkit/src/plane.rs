@@ -19,6 +19,10 @@ pub type Calls = Arc<Mutex<Vec<String>>>;
 /// missing device.
 pub const MISSING_TAP: &str = "missing0";
 
+/// A tap that exists but that the fake fails to attach to, as the kernel
+/// might refuse a program.
+pub const FAILING_TAP: &str = "failing0";
+
 /// Attaches nothing. With [`FakePlane::recording`] it records each call
 /// and reports fixed counters (7 packets from the VM, 3 IP-spoof drops,
 /// 5 hits on ingress rule 0); [`FakePlane::quiet`] records nothing and
@@ -73,14 +77,24 @@ impl DataPlane for FakePlane {
         mode: &NicMode,
         _generation: u64,
     ) -> Result<(u32, Attachment), DatapathError> {
+        let ifindex = self.find_tap(tap)?;
+        if tap == FAILING_TAP {
+            return Err(DatapathError::Io {
+                what: format!("tcx attach to {tap}"),
+                source: std::io::Error::from_raw_os_error(libc::EPERM),
+            });
+        }
+        self.record(format!("attach {uuid} {tap} {mode}"));
+        Ok((ifindex, Attachment::Tcx))
+    }
+    fn find_tap(&self, tap: &str) -> Result<u32, DatapathError> {
         if tap == MISSING_TAP {
             return Err(DatapathError::NoTap {
                 tap: tap.into(),
                 source: std::io::Error::from_raw_os_error(libc::ENODEV),
             });
         }
-        self.record(format!("attach {uuid} {tap} {mode}"));
-        Ok((42, Attachment::Tcx))
+        Ok(42)
     }
     fn update_nic(
         &mut self,

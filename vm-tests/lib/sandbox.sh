@@ -384,8 +384,9 @@ EOF
 # sandbox_start_vm NAME: virsh start; returns virsh's status (a hook may refuse).
 sandbox_start_vm() {
     local name=$1 rc=0
+    shift
     printf '%s\n' "$(sb_now)" > "$SB/$name.started"
-    sb_virsh start "$1" >/dev/null || rc=$?
+    sb_virsh start "$name" "$@" >/dev/null || rc=$?
     if [ "$rc" -ne 0 ]; then
         sb_log "virsh start $name failed ($rc)"
     fi

@@ -10,7 +10,7 @@ use crate::core::trace::{self, TraceQuery};
 use crate::core::{DaemonError, View};
 use crate::libvirt::Libvirt;
 use hookd_dbus::{DomainDetail, DomainSummary, Error, NetworkDetail, NetworkSummary};
-use hookd_model::hook::HookArgs;
+use hookd_model::hook::{HookArgs, Operation};
 use hookd_model::xml_tree::MAX_XML_BYTES;
 use tokio::sync::mpsc::UnboundedSender;
 use zbus::Connection;
@@ -61,6 +61,46 @@ impl Manager {
             None => SignalSink::Now(call.clone()),
         }
     }
+
+    /// The `start` hook: answered once the domain is checked (policy,
+    /// networks, taps), with the attach queued behind the lock it holds,
+    /// so the tcx attaches' RCU grace periods overlap QEMU's own start
+    /// instead of adding to it. Every later call, `started` first, waits
+    /// for the attach; `started` attaches again, and fails the start, if
+    /// it did not succeed. The guest runs only after `started` returns.
+    async fn start_in_background(
+        &self,
+        args: HookArgs,
+        xml: String,
+        emitter: &SignalEmitter<'_>,
+    ) -> Result<String, Error> {
+        let guard = self.daemon.clone().lock_owned().await;
+        let x = xml.clone();
+        let (guard, checked) = tokio::task::spawn_blocking(move || {
+            let r = guard.check_start(&x);
+            (guard, r)
+        })
+        .await
+        .map_err(|e| Error::from(DaemonError::Internal(e.to_string())))?;
+        let summary = checked.map_err(|e| {
+            tracing::warn!(hook = %args, error = %e, "hook event refused");
+            Error::from(e)
+        })?;
+        let daemon = self.daemon.clone();
+        let sink = self.sink(emitter).into_owned();
+        tokio::spawn(async move {
+            let phase = args.operation.clone();
+            let call = args.clone();
+            let (result, changes) =
+                change::apply_locked(&daemon, guard, &phase, move |d| d.hook_event(&call, &xml))
+                    .await;
+            if let Err(e) = result {
+                tracing::warn!(hook = %args, error = %e, "attach at start failed; `started` will try again and fail the start");
+            }
+            sink.send(changes).await;
+        });
+        Ok(summary)
+    }
 }
 
 #[zbus::interface(name = "org.hookd.Hookd1.Manager")]
@@ -98,6 +138,9 @@ impl Manager {
         tracing::info!(hook = %args, via, "hook call");
         let phase = args.operation.clone();
         let call = args.clone();
+        if args.op() == Operation::Start {
+            return self.start_in_background(call, xml, &emitter).await;
+        }
         let (result, changes) =
             change::apply(&self.daemon, &phase, move |d| d.hook_event(&call, &xml)).await;
         self.sink(&emitter).send(changes).await;

@@ -16,6 +16,14 @@ pub enum SignalSink<'a> {
 }
 
 impl SignalSink<'_> {
+    /// The same sink, for a task that outlives the call.
+    pub fn into_owned(self) -> SignalSink<'static> {
+        match self {
+            SignalSink::Now(emitter) => SignalSink::Now(emitter.into_owned()),
+            SignalSink::Queue(q) => SignalSink::Queue(q),
+        }
+    }
+
     pub async fn send(&self, changes: Vec<Change>) {
         match self {
             SignalSink::Now(emitter) => {

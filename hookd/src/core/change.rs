@@ -7,8 +7,8 @@ use crate::core::Daemon;
 use crate::core::error::DaemonError;
 use hookd_dbus::LoggedPacket;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Something clients are told about.
 #[derive(Debug, Clone)]
@@ -98,7 +98,19 @@ pub async fn apply<T: Send + 'static>(
     phase: &str,
     f: impl FnOnce(&mut Daemon) -> Result<T, DaemonError> + Send + 'static,
 ) -> (Result<T, DaemonError>, Vec<Change>) {
-    let mut guard = daemon.clone().lock_owned().await;
+    let guard = daemon.clone().lock_owned().await;
+    apply_locked(daemon, guard, phase, f).await
+}
+
+/// [`apply`] with the lock already held: a caller that must queue its
+/// change ahead of later calls takes the lock first, answers, and runs
+/// the change afterwards.
+pub async fn apply_locked<T: Send + 'static>(
+    daemon: &SharedDaemon,
+    mut guard: OwnedMutexGuard<Daemon>,
+    phase: &str,
+    f: impl FnOnce(&mut Daemon) -> Result<T, DaemonError> + Send + 'static,
+) -> (Result<T, DaemonError>, Vec<Change>) {
     let phase = phase.to_string();
     let work = tokio::task::spawn_blocking(move || {
         let before = snapshot(&guard);

@@ -19,6 +19,9 @@ pub trait DataPlane: Send {
         mode: &NicMode,
         generation: u64,
     ) -> Result<(u32, Attachment), DatapathError>;
+    /// The ifindex of `tap`, or why it cannot be attached to (checked at
+    /// `start`, before the attach runs in the background).
+    fn find_tap(&self, tap: &str) -> Result<u32, DatapathError>;
     /// Rewrites the maps of a NIC that is already attached.
     fn update_nic(
         &mut self,

@@ -32,10 +32,7 @@ impl DataPlane for Datapath {
         mode: &NicMode,
         generation: u64,
     ) -> Result<(u32, Attachment), DatapathError> {
-        let ifindex = netdev::ifindex(tap).map_err(|source| DatapathError::NoTap {
-            tap: tap.to_string(),
-            source,
-        })?;
+        let ifindex = self.find_tap(tap)?;
         // The conntrack table is made while the programs attach (each
         // waits in the kernel); until it exists the programs fail closed.
         self.write_nic(ifindex, mac, mode, generation, false)?;
@@ -47,6 +44,13 @@ impl DataPlane for Datapath {
                 Err(e)
             }
         }
+    }
+
+    fn find_tap(&self, tap: &str) -> Result<u32, DatapathError> {
+        netdev::ifindex(tap).map_err(|source| DatapathError::NoTap {
+            tap: tap.to_string(),
+            source,
+        })
     }
 
     fn update_nic(

@@ -30,7 +30,7 @@ use crate::core::records::{DomainRecord, NicRecord, NicState, StateDir};
 use crate::datapath::DatapathError;
 use hookd_bpf::layout::{DropReason, NetStats, NicStats};
 use hookd_model::domain::{self, Domain};
-use hookd_model::hook::{HookAction, HookArgs};
+use hookd_model::hook::{HookAction, HookArgs, Operation};
 use hookd_model::plan::{self, NicMode, Stage};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -419,6 +419,9 @@ impl Daemon {
             }
             HookAction::Attach => {
                 let dom = domain::parse(xml)?;
+                if op == Operation::Started && self.already_enforced(&dom) {
+                    return Ok(format!("{}: already enforced, unchanged", dom.name));
+                }
                 self.attach_domain(&dom, xml, &args.operation)
             }
             HookAction::Detach => {
@@ -432,6 +435,57 @@ impl Daemon {
                 self.detach_domain(&key)
             }
         }
+    }
+
+    /// Everything that can refuse a domain at `start`, checked without
+    /// attaching: its XML and policy, its networks and that each tap to
+    /// attach exists. The attach itself (`hook_event`) then runs in the
+    /// background while QEMU starts, and `started` waits for it: the
+    /// guest's vCPUs run only after that hook returns.
+    pub fn check_start(&self, xml: &str) -> Result<String, DaemonError> {
+        let dom = domain::parse(xml)?;
+        self.check_networks(&dom)?;
+        let plans = self.plan(&dom, Stage::TapsExist)?;
+        for p in &plans {
+            if let (Some(tap), false) = (&p.tap, matches!(p.mode, NicMode::NotAttached { .. })) {
+                self.dp
+                    .find_tap(tap)
+                    .map_err(|source| DaemonError::AttachFailed {
+                        mac: p.mac.map(|m| m.to_string()).unwrap_or_default(),
+                        tap: tap.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        Ok(format!(
+            "{}: policy valid, attaching {} NIC(s)",
+            dom.name,
+            plans.len()
+        ))
+    }
+
+    /// Is `dom` attached exactly as it is now (same domain model, every
+    /// NIC to attach attached to its tap)? `started` then has nothing to do.
+    fn already_enforced(&self, dom: &Domain) -> bool {
+        let Some(rec) = self.records.iter().find(|r| r.uuid == dom.uuid) else {
+            return false;
+        };
+        if !domain::parse(&rec.xml).is_ok_and(|old| old.same_apart_from_lines(dom)) {
+            return false;
+        }
+        let Ok(plans) = self.plan(dom, Stage::TapsExist) else {
+            return false;
+        };
+        plans
+            .iter()
+            .filter(|p| !matches!(p.mode, NicMode::NotAttached { .. }))
+            .all(|p| {
+                rec.nics.iter().any(|n| {
+                    Some(&n.tap) == p.tap.as_ref()
+                        && n.attached()
+                        && self.dp.still_attached(&rec.uuid, n)
+                })
+            })
     }
 
     fn attach_domain(

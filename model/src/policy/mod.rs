@@ -30,12 +30,18 @@ impl Policy {
     /// Moves every line number by `delta`: a policy parsed on its own, now
     /// part of a larger document.
     pub fn shift_lines(&mut self, delta: i64) {
+        self.each_line(|l| shift_line(l, delta));
+    }
+
+    /// Calls `f` on every line number the policy holds.
+    pub fn each_line(&mut self, mut f: impl FnMut(&mut u32)) {
         for ip in &mut self.interfaces {
-            shift_line(&mut ip.line, delta);
+            f(&mut ip.line);
+            if let Some(n) = &mut ip.network {
+                f(&mut n.line);
+            }
             for d in [&mut ip.ingress, &mut ip.egress].into_iter().flatten() {
-                d.rules
-                    .iter_mut()
-                    .for_each(|r| shift_line(&mut r.line, delta));
+                d.rules.iter_mut().for_each(|r| f(&mut r.line));
             }
         }
     }
