@@ -171,6 +171,11 @@ busybox ping -c 2 -W 1 192.0.2.20 >/dev/null 2>&1 && icmp_rc=0 || icmp_rc=$?
 check "host -> guest ping (no rule) gets no reply" test "$icmp_rc" -eq 1
 check "... and is dropped and counted by the guest's default deny" test "$(counter fw drop_fw_default)" -gt "$icmp_before"
 check "guest -> host ping: the reply passes the deny-by-default ingress (conntrack)" console_has fw "RESULT ping_out=ok"
+check "guest -> host ping of 3000 bytes: the fragmented reply passes too" console_has fw "RESULT ping_out_fragmented=ok"
+frag_before=$(counter fw drop_fragment)
+busybox ping -c 1 -s 3000 -W 2 192.0.2.20 >/dev/null 2>&1 && icmp_rc=0 || icmp_rc=$?
+check "host -> guest ping of 3000 bytes (no rule) gets no reply" test "$icmp_rc" -eq 1
+check "... its first fragment denied, its later fragment dropped and counted" test "$(counter fw drop_fragment)" -gt "$frag_before"
 check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "RESULT tcp_out_allowed=ok"
 check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
 check "guest -> host UDP: the echo comes back through the deny-by-default ingress (conntrack)" console_has fw "RESULT udp_out_reply=ok"

@@ -71,7 +71,9 @@ pub struct FwHitKey {
 pub struct CtKey {
     pub ifindex: u32,
     pub proto: u8,
-    pub pad: [u8; 3],
+    /// `enum ct_key_kind`: a connection, or the fragments of a datagram.
+    pub kind: u8,
+    pub pad: [u8; 2],
     pub vm_addr: [u8; 16],
     pub remote_addr: [u8; 16],
     pub vm_port: u16,

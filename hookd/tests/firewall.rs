@@ -15,6 +15,28 @@ use hookd_testkit::vm::*;
 use hookd_testkit::*;
 use std::time::Duration;
 
+/// Runs `prog` on `frame`: why it did not get `want` (None: pass; a drop
+/// reason: dropped and counted under it), or None when it did.
+fn verdict_failure(
+    dp: &Datapath,
+    name: &str,
+    prog: &str,
+    frame: &[u8],
+    want: Option<DropReason>,
+) -> Option<String> {
+    let drops = |r: DropReason| dp.stats(TEST_IFINDEX).unwrap().drops[r as usize];
+    let before = want.map(drops);
+    let got = run_prog(dp, prog, frame);
+    match want {
+        None if got != TC_ACT_UNSPEC => Some(format!("{name}: dropped, want pass")),
+        Some(r) if got != TC_ACT_SHOT => Some(format!("{name}: passed, want drop ({})", r.name())),
+        Some(r) if drops(r) != before.unwrap_or_default() + 1 => {
+            Some(format!("{name}: {} not counted", r.name()))
+        }
+        _ => None,
+    }
+}
+
 #[test]
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn security_group_rules_and_connection_tracking() {
@@ -35,24 +57,10 @@ fn security_group_rules_and_connection_tracking() {
     );
     let to = hookd_bpf::PROG_TO_VM;
     let from = hookd_bpf::PROG_FROM_VM;
-    let drops = |dp: &Datapath, r: DropReason| dp.stats(TEST_IFINDEX).unwrap().drops[r as usize];
     let mut failures = Vec::new();
     let mut expect =
         |dp: &Datapath, name: &str, prog: &str, frame: Vec<u8>, want: Option<DropReason>| {
-            let before = want.map(|r| drops(dp, r));
-            let got = run_prog(dp, prog, &frame);
-            match want {
-                None if got != TC_ACT_UNSPEC => {
-                    failures.push(format!("{name}: dropped, want pass"))
-                }
-                Some(r) if got != TC_ACT_SHOT => {
-                    failures.push(format!("{name}: passed, want drop ({})", r.name()))
-                }
-                Some(r) if drops(dp, r) != before.unwrap() + 1 => {
-                    failures.push(format!("{name}: {} not counted", r.name()))
-                }
-                _ => {}
-            }
+            failures.extend(verdict_failure(dp, name, prog, &frame, want))
         };
 
     // Stateless rule kinds, ingress.
@@ -774,4 +782,124 @@ fn conntrack_tables_take_the_configured_size() {
     let syn = to_vm4("198.51.100.7", 6, &tcp(40000, 22, 0x02));
     assert_eq!(run_prog(&dp, hookd_bpf::PROG_TO_VM, &syn), TC_ACT_UNSPEC);
     assert_eq!(dp.ct_count(TEST_IFINDEX), 1);
+}
+
+/// An IPv4 fragment: `payload` at byte `offset` of datagram `id`, with
+/// more fragments to come or not.
+fn frag4(
+    src: &str,
+    dst: &str,
+    proto: u8,
+    id: u16,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut ip = ipv4(v4(src), v4(dst), proto, payload);
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    let field = (offset / 8) | if more { 0x2000 } else { 0 };
+    ip[6..8].copy_from_slice(&field.to_be_bytes());
+    ip
+}
+
+/// An IPv6 fragment (a fragment header, then `payload`).
+fn frag6(
+    src: &str,
+    dst: &str,
+    proto: u8,
+    id: u32,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let field = ((offset / 8) << 3) | u16::from(more);
+    let mut ext = vec![proto, 0];
+    ext.extend_from_slice(&field.to_be_bytes());
+    ext.extend_from_slice(&id.to_be_bytes());
+    ext.extend_from_slice(payload);
+    ipv6(v6(src), v6(dst), 44, &ext)
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn fragments_take_the_verdict_of_their_first_fragment() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    program_policy(
+        &mut dp,
+        "<hookd:ingress default='deny'>\
+           <hookd:rule action='allow' protocol='udp' ports='53' remote='198.51.100.0/24'/>\
+           <hookd:rule action='allow' protocol='udp' ports='53' remote='2001:db8:1::/48'/>\
+           <hookd:rule action='allow' protocol='tcp' ports='22'/>\
+         </hookd:ingress>\
+         <hookd:egress default='deny'>\
+           <hookd:rule action='allow' protocol='udp' ports='5000'/>\
+         </hookd:egress>",
+        1,
+    );
+    let (to, from) = (hookd_bpf::PROG_TO_VM, hookd_bpf::PROG_FROM_VM);
+    let v4in = |ip: Vec<u8>| eth(mac(VM_MAC), mac(HOST_MAC), 0x0800, &ip);
+    // Fragments of datagram ID to the VM: UDP or TCP from 198.51.100.7,
+    // UDP from 2001:db8:1::5, UDP from the VM to 203.0.113.9.
+    let u4 = |id, off, more, l4: &[u8]| v4in(frag4("198.51.100.7", VM4, 17, id, off, more, l4));
+    let t4 = |id, off, more, l4: &[u8]| v4in(frag4("198.51.100.7", VM4, 6, id, off, more, l4));
+    let u6 = |id, off, more, l4: &[u8]| {
+        let ip = frag6("2001:db8:1::5", "2001:db8::10", 17, id, off, more, l4);
+        eth(mac(VM_MAC), mac(HOST_MAC), 0x86dd, &ip)
+    };
+    let out4 = |id, off, more, l4: &[u8]| {
+        let ip = frag4(VM4, "203.0.113.9", 17, id, off, more, l4);
+        eth(mac(HOST_MAC), mac(VM_MAC), 0x0800, &ip)
+    };
+    let to_port = |port: u16| udp(40000, port, &[7; 1472]);
+    let body = [9u8; 1480];
+    let (frag, denied) = (Some(DropReason::Fragment), Some(DropReason::FwDefault));
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, Vec<u8>, Option<DropReason>)> = vec![
+        // An allowed datagram, in order: every fragment passes.
+        ("first fragment, allowed port", to, u4(1, 0, true, &to_port(53)), None),
+        ("its second fragment", to, u4(1, 1480, true, &body), None),
+        ("its last fragment", to, u4(1, 2960, false, &body[..100]), None),
+        // The same ID from another source is another datagram.
+        ("a fragment of ID 1 from another host", to,
+         v4in(frag4("198.51.100.8", VM4, 17, 1, 1480, true, &body)), frag),
+        // A denied first fragment: nothing of its datagram passes.
+        ("first fragment, denied port", to, u4(2, 0, true, &to_port(54)), denied),
+        ("a later fragment of the denied one", to, u4(2, 1480, false, &body), frag),
+        // A later fragment before its first: dropped, as one whose first never comes.
+        ("a later fragment ahead of its first", to, u4(3, 1480, false, &body), frag),
+        // Tiny fragments (RFC 1858): the TCP header split off, or overlapped.
+        ("a first fragment with 8 bytes of TCP header", to, t4(4, 0, true, &tcp(40000, 22, SYN)[..8]), frag),
+        ("a whole TCP first fragment", to, t4(5, 0, true, &tcp(40001, 22, SYN)), None),
+        ("a later fragment at byte 8, over its TCP header", to, t4(5, 8, false, &tcp(40001, 23, SYN)), frag),
+        ("a later fragment at byte 24", to, t4(5, 24, false, &body[..40]), None),
+        // A second first fragment of an allowed datagram, rewriting its
+        // ports, is judged by its own ports.
+        ("a second first fragment to a denied port", to, u4(1, 0, true, &to_port(9999)), denied),
+        // IPv6: the same, with the fragment header's 32-bit ID.
+        ("IPv6 first fragment, allowed port", to, u6(0x1234_5678, 0, true, &to_port(53)), None),
+        ("its later fragment", to, u6(0x1234_5678, 1480, false, &body[..200]), None),
+        ("a later fragment of another ID", to, u6(0x1234_5679, 1480, false, &body[..200]), frag),
+        ("IPv6 first fragment, denied port", to, u6(7, 0, true, &to_port(54)), denied),
+        ("its later fragment", to, u6(7, 1480, false, &body[..200]), frag),
+        // The fragmented reply to a datagram the VM sent: its first
+        // fragment passes by connection tracking, and so do the others.
+        ("VM's query", from,
+         eth(mac(HOST_MAC), mac(VM_MAC), 0x0800, &ipv4(v4(VM4), v4("203.0.113.9"), 17, &udp(40003, 5000, &[1; 32]))), None),
+        ("first fragment of the reply", to,
+         v4in(frag4("203.0.113.9", VM4, 17, 10, 0, true, &udp(5000, 40003, &[7; 1472]))), None),
+        ("later fragment of the reply", to, v4in(frag4("203.0.113.9", VM4, 17, 10, 1480, false, &body)), None),
+        // Egress: the VM's own fragmented datagrams, by the egress rules.
+        ("VM's first fragment to an allowed port", from, out4(8, 0, true, &udp(40000, 5000, &[1; 1472])), None),
+        ("VM's later fragment", from, out4(8, 1480, false, &body), None),
+        ("VM's first fragment to a denied port", from, out4(9, 0, true, &udp(40000, 5001, &[1; 1472])), denied),
+        ("VM's later fragment of that one", from, out4(9, 1480, false, &body), frag),
+    ];
+    let failures: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(name, prog, frame, want)| verdict_failure(&dp, name, prog, &frame, want))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Each allowed first fragment left one entry beside the connections.
+    assert!(dp.ct_count(TEST_IFINDEX) >= 4);
 }

@@ -177,6 +177,9 @@ scenario_fw() {
     nc -ll -p 9000 -e /bin/cat &
     log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
     ping_ok 3 -c 2 -W 2 "$PEER"; result ping_out $?
+    # 3000 bytes: the request and its reply go in fragments; the reply's
+    # later fragments pass the deny-by-default ingress with its first.
+    ping_ok 3 -c 2 -s 3000 -W 2 "$PEER"; result ping_out_fragmented $?
     run nc -w 3 "$PEER" 9998 </dev/null; result tcp_out_allowed $?
     run nc -w 3 "$PEER" 9999 </dev/null; result tcp_out_denied $?
     # UDP: the host echoes on 5353; its reply passes the deny-by-default

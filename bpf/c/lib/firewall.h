@@ -10,6 +10,7 @@
 #include "verdict.h"
 #include "fw_rules.h"
 #include "conntrack.h"
+#include "fragment.h"
 
 /* Traffic a VM needs to exist on its network, which security groups leave
  * alone (as OpenStack's do): IPv6 neighbour discovery and MLD (anti-spoofing
@@ -26,34 +27,24 @@ static __always_inline int fw_infrastructure(const struct flow *f, __u8 dir)
 	return 0;
 }
 
-/* Stateful verdict for an IP flow in direction DIR on a NIC whose firewall
- * is on in at least one direction: VERDICT_PASS or a DROP_* reason. */
-static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
-				       const struct nic_config *cfg, __u8 dir, const struct flow *f)
+/* Stateful verdict for an IP flow in direction DIR (rules MODE) on a NIC
+ * whose firewall is on in at least one direction, a whole packet or a
+ * first fragment: VERDICT_PASS or a DROP_* reason. */
+static __always_inline int fw_connection(struct __sk_buff *skb, void *ct, struct ct_key *kp,
+					 __u32 ifindex, const struct nic_config *cfg, __u8 dir,
+					 __u8 mode, const struct flow *f, __u64 now)
 {
-	__u8 mode = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
 	int tracked = f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP ||
 		      f->proto == IPPROTO_SCTP || is_icmp_echo(f);
-	__u64 now = bpf_ktime_get_ns();
-	struct ct_key k;
 	int verdict;
-	void *ct = bpf_map_lookup_elem(&hookd_ct, &ifindex);
 
-	if (!ct)
-		/* hookd creates the NIC's table before turning its firewall
-		 * on; without one, fail closed. */
-		return DROP_CT_INVALID;
 	if (fw_infrastructure(f, dir))
 		return VERDICT_PASS;
-	if (f->later_frag)
-		/* No ports in it: a non-first fragment cannot be matched to a
-		 * connection or a port rule. */
-		return mode == FW_OFF ? VERDICT_PASS : DROP_FRAGMENT;
 	if (is_icmp_error(f) && ct_icmp_error_tracked(skb, ct, ifindex, dir, f))
 		return VERDICT_PASS;
 	if (tracked) {
-		ct_key_of(&k, ifindex, dir, f);
-		if (ct_continue(ct, &k, dir, f, now))
+		ct_key_of(kp, ifindex, dir, f);
+		if (ct_continue(ct, kp, dir, f, now))
 			return VERDICT_PASS;
 	}
 	verdict = fw_rules(ifindex, cfg, dir, f);
@@ -68,8 +59,40 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 		return mode == FW_OFF ? VERDICT_PASS : DROP_CT_INVALID;
 	if ((f->proto == IPPROTO_ICMP || f->proto == IPPROTO_ICMPV6) && !is_echo_request(f))
 		return VERDICT_PASS; /* a stray echo reply opens nothing */
-	ct_open(ct, &k, dir, now);
+	ct_open(ct, kp, dir, now);
 	return VERDICT_PASS;
+}
+
+/* Stateful verdict for an IP flow in direction DIR on a NIC whose firewall
+ * is on in at least one direction, fragments included. */
+static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
+				       const struct nic_config *cfg, __u8 dir, const struct flow *f)
+{
+	__u8 mode = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_key k;
+	__u32 id = 0;
+	int verdict;
+	void *ct = bpf_map_lookup_elem(&hookd_ct, &ifindex);
+
+	if (!ct)
+		/* hookd creates the NIC's table before turning its firewall
+		 * on; without one, fail closed. */
+		return DROP_CT_INVALID;
+	if (mode == FW_OFF && f->later_frag)
+		return VERDICT_PASS;
+	if (mode != FW_OFF && (f->frag_hdr || f->later_frag)) {
+		/* lib/fragment.h: later fragments take their first's verdict. */
+		if (!frag_check(skb, ct, &k, ifindex, dir, f, now, &id))
+			return DROP_FRAGMENT;
+		if (f->later_frag)
+			return VERDICT_PASS;
+		verdict = fw_connection(skb, ct, &k, ifindex, cfg, dir, mode, f, now);
+		if (verdict == VERDICT_PASS)
+			frag_remember(ct, &k, ifindex, dir, f, id, now);
+		return verdict;
+	}
+	return fw_connection(skb, ct, &k, ifindex, cfg, dir, mode, f, now);
 }
 
 /* Is the firewall on in either direction? Without, nothing is parsed for

@@ -26,8 +26,11 @@ static __always_inline int is_ipv6_ext(__u8 nh)
 
 /* Walks up to IPV6_MAX_EXT_HDRS extension headers from off and nh; leaves the
  * upper-layer offset and protocol there. Returns -1 for a truncated or
- * longer chain. Clears *first_frag for a non-first fragment. */
-static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 *off, __u8 *nh, int *first_frag)
+ * longer chain. Clears *first_frag for a non-first fragment; sets *frag_hdr
+ * to the fragment header's offset from l3 when the packet is a fragment
+ * (not an atomic one: offset 0 without more fragments is whole). */
+static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 l3, __u32 *off, __u8 *nh,
+					 int *first_frag, __u8 *frag_hdr)
 {
 #pragma unroll
 	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
@@ -42,6 +45,8 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 *off, __u8
 			/* offset field != 0: a later fragment, no L4 header in it */
 			if ((ext[2] << 5 | ext[3] >> 3) != 0)
 				*first_frag = 0;
+			if ((ext[2] << 5 | ext[3] >> 3) != 0 || (ext[3] & 1))
+				*frag_hdr = *off - l3 < 256 ? *off - l3 : 0;
 			*off += 8;
 		} else if (*nh == IPPROTO_AH) {
 			*off += (ext[1] + 2) * 4; /* RFC 4302: 4-octet units, minus 2 */
@@ -75,7 +80,8 @@ struct flow {
 	__u8 status;      /* enum flow_status */
 	__u8 l4_read;     /* sport .. icmp_code are filled in */
 	__u8 addrs_read;  /* saddr, daddr are filled in */
-	__u8 pad;
+	__u8 frag_hdr;    /* a fragment: IPv4 1, IPv6 the fragment header's
+			   * offset from l3 (lib/fragment.h); 0 when whole */
 	__be16 eth_proto; /* ethertype */
 	__u32 l3;         /* offset of the IP header */
 	__u32 l4;         /* offset of the L4 header */
@@ -161,6 +167,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __be16 pro
 		f->ip = 4;
 		f->proto = ip->protocol;
 		f->later_frag = (ip->frag_off & bpf_htons(0x1fff)) != 0;
+		f->frag_hdr = (ip->frag_off & bpf_htons(0x3fff)) != 0; /* MF or an offset */
 		f->l3 = off;
 		f->l4 = off + ip->ihl * 4;
 		return FLOW_OK;
@@ -169,14 +176,15 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __be16 pro
 		struct ipv6hdr *ip6 = pkt_ptr(skb, off, sizeof(*ip6));
 		__u32 l4 = off + sizeof(*ip6);
 		int first_frag = 1;
-		__u8 nh;
+		__u8 nh, frag_hdr = 0;
 
 		if (!ip6 || ip6->version != 6)
 			return FLOW_BAD_L3;
 		nh = ip6->nexthdr;
 		f->l3 = off;
-		if (ipv6_walk_ext(skb, &l4, &nh, &first_frag) < 0)
+		if (ipv6_walk_ext(skb, off, &l4, &nh, &first_frag, &frag_hdr) < 0)
 			return FLOW_BAD_EXT;
+		f->frag_hdr = frag_hdr;
 		f->ip = 6;
 		f->proto = nh;
 		f->later_frag = !first_frag;

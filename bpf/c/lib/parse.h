@@ -10,7 +10,14 @@
 static __always_inline void *pkt_ptr(struct __sk_buff *skb, __u32 off, __u32 len)
 {
 	void *end = (void *)(long)skb->data_end;
-	void *p = (void *)(long)skb->data + off;
+	void *data = (void *)(long)skb->data;
+	void *p;
+
+	/* skb->data is a __u32 field: without this, clang may copy it in a
+	 * 32-bit subregister (-mcpu=v3), which the verifier sees as a scalar,
+	 * no longer a packet pointer. */
+	asm volatile("" : "+r"(data));
+	p = data + off;
 
 	/* Check and return the same pointer, so the verifier sees the bound
 	 * on the register the caller dereferences. */

@@ -259,10 +259,19 @@ struct log_window {
 };
 
 /* Connection tracking, keyed from the VM's point of view. */
+/* ct_key.kind */
+enum ct_key_kind {
+	CT_KEY_CONNECTION = 0, /* a connection: ports (or the echo identifier) */
+	CT_KEY_FRAGMENTS  = 1, /* the later fragments of an allowed first one:
+				* vm_port, remote_port hold the IP ID's high
+				* and low 16 bits (lib/fragment.h) */
+};
+
 struct ct_key {
 	__u32 ifindex;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 kind;         /* enum ct_key_kind */
+	__u8 pad[2];
 	__u8 vm_addr[16];
 	__u8 remote_addr[16];
 	__u16 vm_port;
