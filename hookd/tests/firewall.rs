@@ -10,7 +10,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use hookd::config::AttachMode;
 use hookd::core::DataPlane;
 use hookd::datapath::Datapath;
-use hookd_bpf::layout::DropReason;
+use hookd_bpf::layout::{CT_KEY_FRAGMENTS, DropReason};
 use hookd_testkit::vm::*;
 use hookd_testkit::*;
 use std::time::Duration;
@@ -901,5 +901,67 @@ fn fragments_take_the_verdict_of_their_first_fragment() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
     // Each allowed first fragment left one entry beside the connections.
-    assert!(dp.ct_count(TEST_IFINDEX) >= 4);
+    let entries = dp.ct_entries(TEST_IFINDEX);
+    let frags = entries.iter().filter(|(k, _)| k.kind == CT_KEY_FRAGMENTS);
+    assert_eq!(frags.count(), 5, "{entries:?}");
+
+    // Entries expire: a datagram's 31 s after its last fragment, the UDP
+    // flow 200 s after its last reply (CT_UDP_EST_TIMEOUT is 180 s). An
+    // entry seen "after now" (an earlier hookd's precise clock runs up to a
+    // tick ahead) is fresh.
+    let now = monotonic_ns();
+    let aged: Vec<_> = entries
+        .iter()
+        .map(|(k, e)| {
+            let mut e = *e;
+            e.last_seen = match (k.kind == CT_KEY_FRAGMENTS, k.remote_port) {
+                (true, 8) => now + 1_000_000_000,
+                (true, _) => now - 31_000_000_000,
+                (false, _) => now - 200_000_000_000,
+            };
+            (*k, e)
+        })
+        .collect();
+    dp.put_ct_entries(TEST_IFINDEX, &aged).unwrap();
+    let late: Vec<(&str, &str, Vec<u8>, Option<DropReason>)> = vec![
+        (
+            "a fragment 31 s after its datagram's last",
+            to,
+            u4(1, 2960, false, &body[..100]),
+            frag,
+        ),
+        (
+            "a reply 31 s after the query",
+            to,
+            v4in(ipv4(
+                v4("203.0.113.9"),
+                v4(VM4),
+                17,
+                &udp(5000, 40003, &[7; 8]),
+            )),
+            denied,
+        ),
+        (
+            "a fragment whose entry is ahead of the clock",
+            from,
+            out4(8, 2960, false, &body),
+            None,
+        ),
+    ];
+    let failures: Vec<String> = late
+        .into_iter()
+        .filter_map(|(name, prog, frame, want)| verdict_failure(&dp, name, prog, &frame, want))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of conntrack entries.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

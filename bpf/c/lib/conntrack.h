@@ -89,6 +89,23 @@ static __always_inline int ct_icmp_error_tracked(struct __sk_buff *skb, void *ct
 	return bpf_map_lookup_elem(ct, &k) != NULL;
 }
 
+/* The clock of conntrack entries: CLOCK_MONOTONIC at the kernel tick's
+ * resolution (a few ms), which timeouts in seconds do not notice and which
+ * costs next to nothing, where bpf_ktime_get_ns reads the clock source
+ * (about 23 ns a packet on this project's machines). */
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* Has an entry last seen at LAST been idle for longer than TIMEOUT at NOW?
+ * A LAST after NOW (written from the precise clock by an earlier build of
+ * hookd, up to a tick ahead) is fresh, never expired. */
+static __always_inline int ct_expired(__u64 now, __u64 last, __u64 timeout)
+{
+	return now > last && now - last > timeout;
+}
+
 /* A packet of a tracked, unexpired connection, whose key is K: updates the
  * connection (an RST ends it) and returns 1. 0 when there is none. */
 static __always_inline int ct_continue(void *ct, struct ct_key *k, __u8 dir, const struct flow *f,
@@ -96,7 +113,7 @@ static __always_inline int ct_continue(void *ct, struct ct_key *k, __u8 dir, con
 {
 	struct ct_entry *e = bpf_map_lookup_elem(ct, k);
 
-	if (!e || now - e->last_seen > ct_timeout(e, f->proto))
+	if (!e || ct_expired(now, e->last_seen, ct_timeout(e, f->proto)))
 		return 0;
 	if (f->proto == IPPROTO_TCP) {
 		if (f->tcp_flags & TCP_RST) {

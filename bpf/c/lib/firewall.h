@@ -69,7 +69,7 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 				       const struct nic_config *cfg, __u8 dir, const struct flow *f)
 {
 	__u8 mode = dir == DIR_INGRESS ? cfg->fw_ingress : cfg->fw_egress;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = ct_now();
 	struct ct_key k;
 	__u32 id = 0;
 	int verdict;

@@ -97,7 +97,7 @@ static __always_inline int frag_check(struct __sk_buff *skb, void *ct, struct ct
 		return 0;
 	frag_key(k, ifindex, dir, f, *id);
 	e = bpf_map_lookup_elem(ct, k);
-	if (!e || now - e->last_seen > FRAG_TIMEOUT * NS_PER_SEC)
+	if (!e || ct_expired(now, e->last_seen, FRAG_TIMEOUT * NS_PER_SEC))
 		return 0;
 	e->last_seen = now;
 	return 1;

@@ -286,7 +286,7 @@ enum ct_state {
 };
 
 struct ct_entry {
-	__u64 last_seen;   /* bpf_ktime_get_ns */
+	__u64 last_seen;   /* CLOCK_MONOTONIC, coarse (ct_now in conntrack.h) */
 	__u8 state;        /* enum ct_state */
 	__u8 origin;       /* enum direction of the first packet */
 	__u8 pad[6];

@@ -59,14 +59,42 @@ impl Datapath {
         let _ = self.ct.remove(&ifindex);
     }
 
-    /// Number of tracked connections of `ifindex`.
-    pub fn ct_count(&self, ifindex: u32) -> usize {
+    /// The NIC's conntrack table as the kernel holds it: connections and
+    /// the entries of fragmented datagrams (`CtKey::kind`).
+    pub fn ct_entries(&self, ifindex: u32) -> Vec<(CtKey, CtEntry)> {
         let Ok(table) = self.ct.get(&ifindex, 0) else {
-            return 0;
+            return Vec::new();
         };
         match HashMap::<MapData, CtKey, CtEntry>::try_from(Map::LruHashMap(table)) {
-            Ok(t) => t.keys().filter_map(Result::ok).count(),
-            Err(_) => 0,
+            Ok(t) => t.iter().filter_map(Result::ok).collect(),
+            Err(_) => Vec::new(),
         }
+    }
+
+    /// Writes `entries` into the NIC's conntrack table, replacing those of
+    /// the same keys (`last_seen` on the clock of `ct_now` in
+    /// bpf/c/lib/conntrack.h, CLOCK_MONOTONIC).
+    pub fn put_ct_entries(
+        &mut self,
+        ifindex: u32,
+        entries: &[(CtKey, CtEntry)],
+    ) -> Result<(), DatapathError> {
+        let table = self
+            .ct
+            .get(&ifindex, 0)
+            .map_err(map_err(format!("the conntrack table of ifindex {ifindex}")))?;
+        let mut t = HashMap::<MapData, CtKey, CtEntry>::try_from(Map::LruHashMap(table))
+            .map_err(map_err("opening a conntrack table"))?;
+        for (k, e) in entries {
+            t.insert(k, e, 0).map_err(map_err(format!(
+                "writing a conntrack entry of ifindex {ifindex}"
+            )))?;
+        }
+        Ok(())
+    }
+
+    /// Number of tracked connections of `ifindex`.
+    pub fn ct_count(&self, ifindex: u32) -> usize {
+        self.ct_entries(ifindex).len()
     }
 }
