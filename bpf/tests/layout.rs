@@ -151,7 +151,9 @@ fn drop_reason_names_are_stable() {
             "no_route",
             "unknown_unicast",
             "not_forwarded",
-            "ttl"
+            "ttl",
+            "tenant_mismatch",
+            "flood_bound"
         ]
     );
     for (i, r) in DropReason::ALL.iter().enumerate() {

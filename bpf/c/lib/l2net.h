@@ -74,14 +74,16 @@ static __always_inline int net_answer(struct __sk_buff *skb, __u32 ifindex, int 
  * network answers) goes to the network's other NICs on this host: cloned
  * to each but the last, which gets the frame itself, each to its tap's
  * egress, where its ingress rules apply. At most MAX_FLOOD NICs (the first
- * of hookd_net_members); a bounded loop, no more. */
+ * of hookd_net_members); a bounded loop, no more. Copies the bound leaves
+ * out are counted as DROP_FLOOD_BOUND. */
 static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net *net,
 				     __u32 ifindex)
 {
 	__u32 id = net->net_id;
 	struct net_members *m = bpf_map_lookup_elem(&hookd_net_members, &id);
 	struct net_stats *st;
-	__u32 last = 0, sent = 0, i;
+	struct nic_stats *ns;
+	__u32 last = 0, sent = 0, self = 0, i;
 
 	if (!m)
 		return DROP_NOT_FORWARDED;
@@ -91,12 +93,19 @@ static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net
 		if (i >= m->count)
 			break;
 		to = m->ifindex[i];
+		if (to == ifindex)
+			self = 1;
 		if (to == ifindex || !net_member(to, id, 0))
 			continue;
 		if (last && bpf_clone_redirect(skb, last, 0) == 0)
 			sent++;
 		last = to;
 	}
+	/* m->count is every NIC of the network on this host; only the first
+	 * MAX_FLOOD are in m->ifindex. The others' copies are counted. */
+	ns = m->count > MAX_FLOOD ? bpf_map_lookup_elem(&hookd_stats, &ifindex) : NULL;
+	if (ns)
+		__sync_fetch_and_add(&ns->drops[DROP_FLOOD_BOUND], m->count - MAX_FLOOD - !self);
 	if (!last)
 		return DROP_NOT_FORWARDED;
 	st = bpf_map_lookup_elem(&hookd_net_stats, &ifindex);
@@ -201,18 +210,21 @@ static __always_inline int uplink_of(__u32 ifindex, __u32 tenant_id)
  * namespace for an address outside all of its subnets; NULL when neither
  * (an address of the tenant with no NIC here, or a tenant without a
  * namespace). */
-static __always_inline struct route *net_route_lookup(const struct nic_net *net, const __u8 *a)
+static __always_inline int net_route_lookup(const struct nic_net *net, const __u8 *a,
+					    struct route **out)
 {
 	struct route *r = tenant_route_lookup(net->tenant_id, a);
 
 	if (!r)
-		return NULL;
-	if (r->kind == ROUTE_UPLINK)
-		return uplink_of(r->ifindex, net->tenant_id) ? r : NULL;
-	if (r->kind != ROUTE_NIC || r->net_id == net->net_id ||
-	    !net_member(r->ifindex, 0, net->tenant_id))
-		return NULL;
-	return r;
+		return DROP_NO_ROUTE;
+	if (r->kind == ROUTE_UPLINK && !uplink_of(r->ifindex, net->tenant_id))
+		return DROP_TENANT_MISMATCH;
+	if (r->kind != ROUTE_UPLINK && (r->kind != ROUTE_NIC || r->net_id == net->net_id))
+		return DROP_NO_ROUTE;
+	if (r->kind == ROUTE_NIC && !net_member(r->ifindex, 0, net->tenant_id))
+		return DROP_TENANT_MISMATCH;
+	*out = r;
+	return VERDICT_PASS;
 }
 
 /* Sends a routed packet on to R: to a NIC, from its network's gateway MAC
@@ -321,15 +333,15 @@ static __always_inline int net_route4(struct __sk_buff *skb, const struct nic_ne
 				      struct ethhdr *eth, struct iphdr *ip)
 {
 	__u8 a[16] = {};
-	struct route *r;
+	struct route *r = NULL;
 	int v;
 
 	a[10] = 0xff;
 	a[11] = 0xff;
 	__builtin_memcpy(&a[12], &ip->daddr, 4);
-	r = net_route_lookup(net, a);
-	if (!r)
-		return DROP_NO_ROUTE;
+	v = net_route_lookup(net, a, &r);
+	if (v != VERDICT_PASS)
+		return v;
 	v = net_hop4(ip);
 	if (v == DROP_TTL)
 		return net_time_exceeded4(skb, net, skb->ifindex);
@@ -511,11 +523,11 @@ static __always_inline int net_time_exceeded6(struct __sk_buff *skb, const struc
 static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_net *net,
 				      struct ethhdr *eth, struct ipv6hdr *ip6, const struct flow *f)
 {
-	struct route *r = net_route_lookup(net, (const __u8 *)&ip6->daddr);
-	int v;
+	struct route *r = NULL;
+	int v = net_route_lookup(net, (const __u8 *)&ip6->daddr, &r);
 
-	if (!r)
-		return DROP_NO_ROUTE;
+	if (v != VERDICT_PASS)
+		return v;
 	v = net_hop6(ip6);
 	if (v == DROP_TTL)
 		return net_time_exceeded6(skb, net, skb->ifindex, f);
@@ -554,9 +566,9 @@ static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_ne
 						  : DROP_NO_ROUTE;
 	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))
 		return DROP_UNKNOWN_UNICAST;
-	net_count(ifindex, NET_SWITCHED);
 	if (!net_member(a->ifindex, net->net_id, 0))
-		return DROP_UNKNOWN_UNICAST;
+		return DROP_TENANT_MISMATCH;
+	net_count(ifindex, NET_SWITCHED);
 	bpf_redirect(a->ifindex, 0);
 	return VERDICT_REDIRECT;
 }
@@ -590,9 +602,9 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struc
 		return net_echo4(skb, net, f, ifindex);
 	if (a->ifindex == ifindex || !mac_eq(eth->h_dest, a->mac))
 		return DROP_UNKNOWN_UNICAST;
-	net_count(ifindex, NET_SWITCHED);
 	if (!net_member(a->ifindex, net->net_id, 0))
-		return DROP_UNKNOWN_UNICAST;
+		return DROP_TENANT_MISMATCH;
+	net_count(ifindex, NET_SWITCHED);
 	bpf_redirect(a->ifindex, 0);
 	return VERDICT_REDIRECT;
 }

@@ -45,6 +45,10 @@ enum drop_reason {
 	DROP_UNKNOWN_UNICAST = 14, /* network NIC: no NIC of the network has that MAC and address */
 	DROP_NOT_FORWARDED = 15, /* network NIC: broadcast, multicast, unanswered ARP, IPv6 */
 	DROP_TTL           = 16, /* network NIC: routed packet whose TTL ran out */
+	DROP_TENANT_MISMATCH = 17, /* network NIC: the NIC a lookup found is not on the
+				    * sender's network (switched) or tenant (routed) */
+	DROP_FLOOD_BOUND   = 18, /* network NIC: copies of a broadcast not sent to the
+				  * network's NICs past the first MAX_FLOOD */
 };
 
 enum stats_size {

@@ -391,13 +391,17 @@ impl Datapath {
                 net_id,
                 nics = nics.len(),
                 max,
-                "the network has more NICs on this host than get its broadcast and multicast"
+                "the network has more NICs on this host than get its broadcast and multicast; the copies left out are counted as flood_bound drops"
             );
         }
-        let mut m = NetMembers::default();
+        // `count` is all of them, so that the program counts the copies
+        // the bound leaves out (drop reason flood_bound).
+        let mut m = NetMembers {
+            count: u32::try_from(nics.len()).unwrap_or(u32::MAX),
+            ..NetMembers::default()
+        };
         for (slot, i) in m.ifindex.iter_mut().zip(&nics) {
             *slot = *i;
-            m.count += 1;
         }
         self.net_members
             .insert(net_id, m, 0)
