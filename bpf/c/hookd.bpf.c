@@ -29,7 +29,9 @@ static __always_inline void count_drop(struct nic_stats *st, int reason)
  * verdict (lib/verdict.h); the first that is not VERDICT_PASS decides.
  *
  *   from_vm: antispoof_l2 (MAC, VLAN; before parsing) -> antispoof ->
- *            firewall (egress) -> net_stage (network NICs: ARP and echo
+ *            firewall (egress; on a NIC of no network, for an established
+ *            connection whose packets passed antispoof under this policy,
+ *            fw_fast_egress instead of both) -> net_stage (network NICs: ARP and echo
  *            answered, same-network frames redirected, routed to the
  *            tenant's other networks or out to its namespace; lib/l2net.h)
  *            -> [later: encapsulation]
@@ -61,9 +63,14 @@ int hookd_from_vm(struct __sk_buff *skb)
 	if (cfg->flags & NIC_F_MANAGED) {
 		linearize(skb);
 		verdict = antispoof_l2(skb, cfg);
-		if (verdict == VERDICT_PASS)
-			verdict = parse_frame(skb, &f) == FLOW_BAD_L3 ? DROP_MALFORMED
-								   : antispoof(skb, cfg, &f);
+		if (verdict == VERDICT_PASS) {
+			if (parse_frame(skb, &f) == FLOW_BAD_L3)
+				verdict = DROP_MALFORMED;
+			else if (!(cfg->flags & NIC_F_NETWORK) && fw_fast_egress(skb, cfg, &f))
+				goto pass; /* an established connection: lib/firewall.h */
+			else
+				verdict = antispoof(skb, cfg, &f);
+		}
 		/* The network's own DHCP server: before the egress rules, as a
 		 * guest must get its address whatever they say. */
 		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK) &&
@@ -100,6 +107,7 @@ int hookd_from_vm(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 	}
+pass:
 	if (st) {
 		st->from_vm_packets++;
 		st->from_vm_bytes += skb->len;

@@ -252,7 +252,11 @@ pub struct CtEntry {
     pub last_seen: u64,
     pub state: u8,
     pub origin: u8,
-    pub pad: [u8; 6],
+    /// 1: the VM's packets with this key passed anti-spoofing under
+    /// policy generation `vm_gen` (low 32 bits).
+    pub vm_checked: u8,
+    pub pad: u8,
+    pub vm_gen: u32,
 }
 
 #[repr(C)]

@@ -965,3 +965,124 @@ fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// The egress fast path (an established connection skips anti-spoofing and
+/// the rules) never passes what the full path would drop: a policy change
+/// takes it away, a connection opened from outside has not earned it, and
+/// the MAC check runs regardless.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn the_egress_fast_path_skips_no_check_it_owes() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let rules = "<hookd:ingress default='allow'/><hookd:egress default='deny'>\
+                 <hookd:rule action='allow' protocol='tcp' ports='443'/></hookd:egress>";
+    program_policy(&mut dp, rules, 1);
+    let from = hookd_bpf::PROG_FROM_VM;
+    let to = hookd_bpf::PROG_TO_VM;
+    let from_as = |src: &str, src_mac: &str, l4: &[u8]| {
+        eth(
+            mac(HOST_MAC),
+            mac(src_mac),
+            0x0800,
+            &ipv4(v4(src), v4("203.0.113.9"), 6, l4),
+        )
+    };
+    let mut cases: Vec<(&str, &str, Vec<u8>, Option<DropReason>)> = vec![
+        (
+            "the VM opens a connection",
+            from,
+            from_vm4("203.0.113.9", 6, &tcp(40000, 443, SYN)),
+            None,
+        ),
+        (
+            "the server answers",
+            to,
+            to_vm4("203.0.113.9", 6, &tcp(443, 40000, SYN | ACK)),
+            None,
+        ),
+        (
+            "the VM's next segment (fast path)",
+            from,
+            from_vm4("203.0.113.9", 6, &tcp(40000, 443, ACK)),
+            None,
+        ),
+        (
+            "the same segment from another MAC",
+            from,
+            from_as(VM4, "52:54:00:00:00:99", &tcp(40000, 443, ACK)),
+            Some(DropReason::MacSpoof),
+        ),
+        // A connection from outside to an address that is not the VM's
+        // (ingress allows it): the VM may not answer from that address.
+        (
+            "a SYN to 203.0.113.50, not the VM's",
+            to,
+            eth(
+                mac(VM_MAC),
+                mac(HOST_MAC),
+                0x0800,
+                &ipv4(
+                    v4("203.0.113.9"),
+                    v4("203.0.113.50"),
+                    6,
+                    &tcp(5000, 22, SYN),
+                ),
+            ),
+            None,
+        ),
+        (
+            "the VM answers from 203.0.113.50",
+            from,
+            from_as("203.0.113.50", VM_MAC, &tcp(22, 5000, SYN | ACK)),
+            Some(DropReason::IpSpoof),
+        ),
+        (
+            "and again",
+            from,
+            from_as("203.0.113.50", VM_MAC, &tcp(22, 5000, ACK)),
+            Some(DropReason::IpSpoof),
+        ),
+    ];
+    let run = |dp: &Datapath,
+               cases: &mut Vec<(&str, &str, Vec<u8>, Option<DropReason>)>|
+     -> Vec<String> {
+        cases
+            .drain(..)
+            .filter_map(|(name, prog, frame, want)| verdict_failure(dp, name, prog, &frame, want))
+            .collect()
+    };
+    let failures = run(&dp, &mut cases);
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The VM's connection earned the fast path under generation 1; the
+    // one opened from outside did not.
+    let by_port = |p: u16| {
+        dp.ct_entries(TEST_IFINDEX)
+            .into_iter()
+            .find(|(k, _)| k.vm_port == p)
+            .map(|(_, e)| (e.vm_checked, e.vm_gen))
+    };
+    assert_eq!(by_port(40000), Some((1, 1)));
+    assert_eq!(by_port(22).map(|(checked, _)| checked), Some(0));
+    // The VM loses 192.0.2.10: its established connection's next segment
+    // is judged again, and dropped.
+    let xml = hookd_testkit::xml::DomainXml::new("fw", "u")
+        .metadata(&hookd_testkit::xml::policy(&format!(
+            "<hookd:interface mac='{VM_MAC}'><hookd:address prefix='192.0.2.99/32'/>{rules}</hookd:interface>"
+        )))
+        .nic("bridge", VM_MAC, None)
+        .to_string();
+    let dom = hookd_model::domain::parse(&xml).unwrap();
+    let plan =
+        hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::BeforeTaps).unwrap();
+    dp.program_nic(TEST_IFINDEX, mac(VM_MAC), &plan[0].mode, 2)
+        .unwrap();
+    let mut after = vec![(
+        "the segment after the VM lost its address",
+        from,
+        from_vm4("203.0.113.9", 6, &tcp(40000, 443, ACK)),
+        Some(DropReason::IpSpoof),
+    )];
+    let failures = run(&dp, &mut after);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -108,12 +108,10 @@ static __always_inline int ct_expired(__u64 now, __u64 last, __u64 timeout)
 
 /* A packet of a tracked, unexpired connection, whose key is K: updates the
  * connection (an RST ends it) and returns 1. 0 when there is none. */
-static __always_inline int ct_continue(void *ct, struct ct_key *k, __u8 dir, const struct flow *f,
-				       __u64 now)
+static __always_inline int ct_continue_entry(void *ct, struct ct_key *k, struct ct_entry *e,
+					     __u8 dir, const struct flow *f, __u64 now)
 {
-	struct ct_entry *e = bpf_map_lookup_elem(ct, k);
-
-	if (!e || ct_expired(now, e->last_seen, ct_timeout(e, f->proto)))
+	if (ct_expired(now, e->last_seen, ct_timeout(e, f->proto)))
 		return 0;
 	if (f->proto == IPPROTO_TCP) {
 		if (f->tcp_flags & TCP_RST) {
@@ -128,14 +126,28 @@ static __always_inline int ct_continue(void *ct, struct ct_key *k, __u8 dir, con
 	} else if (dir != e->origin) {
 		e->state = CT_ESTABLISHED;
 	}
-	e->last_seen = now;
+	if (e->last_seen != now) /* the coarse clock moves once a tick */
+		e->last_seen = now;
 	return 1;
 }
 
-/* Starts tracking the connection K, opened in direction DIR. */
-static __always_inline void ct_open(void *ct, struct ct_key *k, __u8 dir, __u64 now)
+/* A packet from the VM passed anti-spoofing with E's key under policy
+ * GENERATION: later ones with that key may skip it (fw_fast_egress). */
+static __always_inline void ct_vm_checked(struct ct_entry *e, __u64 generation)
 {
-	struct ct_entry fresh = { .last_seen = now, .state = CT_NEW, .origin = dir };
+	if (!e->vm_checked || e->vm_gen != (__u32)generation) {
+		e->vm_gen = (__u32)generation;
+		e->vm_checked = 1;
+	}
+}
+
+/* Starts tracking the connection K, opened in direction DIR. */
+static __always_inline void ct_open(void *ct, struct ct_key *k, __u8 dir, __u64 now,
+				    __u64 generation)
+{
+	/* From the VM (egress), it has just passed anti-spoofing. */
+	struct ct_entry fresh = { .last_seen = now, .state = CT_NEW, .origin = dir,
+				  .vm_checked = dir == DIR_EGRESS, .vm_gen = (__u32)generation };
 
 	bpf_map_update_elem(ct, k, &fresh, BPF_ANY);
 }

@@ -43,9 +43,16 @@ static __always_inline int fw_connection(struct __sk_buff *skb, void *ct, struct
 	if (is_icmp_error(f) && ct_icmp_error_tracked(skb, ct, ifindex, dir, f))
 		return VERDICT_PASS;
 	if (tracked) {
+		struct ct_entry *e;
+
 		ct_key_of(kp, ifindex, dir, f);
-		if (ct_continue(ct, kp, dir, f, now))
+		e = bpf_map_lookup_elem(ct, kp);
+		if (e && ct_continue_entry(ct, kp, e, dir, f, now)) {
+			/* egress: from_vm's anti-spoofing has passed it */
+			if (dir == DIR_EGRESS)
+				ct_vm_checked(e, cfg->generation);
 			return VERDICT_PASS;
+		}
 	}
 	verdict = fw_rules(ifindex, cfg, dir, f);
 	if (verdict != VERDICT_PASS)
@@ -59,7 +66,7 @@ static __always_inline int fw_connection(struct __sk_buff *skb, void *ct, struct
 		return mode == FW_OFF ? VERDICT_PASS : DROP_CT_INVALID;
 	if ((f->proto == IPPROTO_ICMP || f->proto == IPPROTO_ICMPV6) && !is_echo_request(f))
 		return VERDICT_PASS; /* a stray echo reply opens nothing */
-	ct_open(ct, kp, dir, now);
+	ct_open(ct, kp, dir, now, cfg->generation);
 	return VERDICT_PASS;
 }
 
@@ -100,6 +107,47 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 static __always_inline int fw_enabled(const struct nic_config *cfg)
 {
 	return cfg->fw_ingress != FW_OFF || cfg->fw_egress != FW_OFF;
+}
+
+/* The established fast path of frames from the VM. The verdict of anti-
+ * spoofing on an IP packet that conntrack tracks depends only on the NIC's
+ * policy and on fields of the connection's key (source address, protocol,
+ * ports), so once a packet from the VM with that key has passed it under
+ * the NIC's current policy generation (ct_entry.vm_checked, vm_gen), the
+ * next ones skip it and the rules, as a tracked connection skips the rules
+ * anyway. The MAC and VLAN checks (antispoof_l2) still run first.
+ * 1: passed, the connection updated; 0: take the full path.
+ *
+ * A global function, which the verifier checks once on its own: inlined,
+ * its early returns would multiply the states of the rest of from_vm past
+ * the verifier's limit. */
+__attribute__((noinline)) int fw_fast_egress(struct __sk_buff *skb, const struct nic_config *cfg,
+					     struct flow *f)
+{
+	__u32 ifindex;
+	struct ct_entry *e;
+	struct ct_key k;
+	void *ct;
+
+	if (!skb || !cfg || !f)
+		return 0;
+	ifindex = skb->ifindex;
+	if (!fw_enabled(cfg) || f->status != FLOW_OK || !f->ip || f->later_frag || f->frag_hdr)
+		return 0;
+	if (flow_addrs(skb, f) < 0 || flow_l4(skb, f) < 0)
+		return 0;
+	if (!(f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP || f->proto == IPPROTO_SCTP ||
+	      is_icmp_echo(f)) ||
+	    fw_infrastructure(f, DIR_EGRESS))
+		return 0;
+	ct = bpf_map_lookup_elem(&hookd_ct, &ifindex);
+	if (!ct)
+		return 0;
+	ct_key_of(&k, ifindex, DIR_EGRESS, f);
+	e = bpf_map_lookup_elem(ct, &k);
+	if (!e || !e->vm_checked || e->vm_gen != (__u32)cfg->generation)
+		return 0;
+	return ct_continue_entry(ct, &k, e, DIR_EGRESS, f, ct_now());
 }
 
 /* The stage: the verdict for a frame parse_frame() parsed into F (not

@@ -17,6 +17,11 @@ static __always_inline void *pkt_ptr(struct __sk_buff *skb, __u32 off, __u32 len
 	 * 32-bit subregister (-mcpu=v3), which the verifier sees as a scalar,
 	 * no longer a packet pointer. */
 	asm volatile("" : "+r"(data));
+	/* Headers lie at the frame's start. The bound also lets the verifier
+	 * track offsets it knows nothing of (read from memory in a global
+	 * function, such as fw_fast_egress). */
+	if (off > 0x3fff || len > 0x3fff)
+		return NULL;
 	p = data + off;
 
 	/* Check and return the same pointer, so the verifier sees the bound

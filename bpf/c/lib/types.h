@@ -293,7 +293,10 @@ struct ct_entry {
 	__u64 last_seen;   /* CLOCK_MONOTONIC, coarse (ct_now in conntrack.h) */
 	__u8 state;        /* enum ct_state */
 	__u8 origin;       /* enum direction of the first packet */
-	__u8 pad[6];
+	__u8 vm_checked;   /* 1: a packet from the VM passed anti-spoofing with this key,
+			    * under nic_config.generation vm_gen (the egress fast path) */
+	__u8 pad;
+	__u32 vm_gen;      /* low 32 bits of that generation */
 };
 
 /* LPM key of nic_addrs: ifindex, then the address. IPv4 is stored as an
