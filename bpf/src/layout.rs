@@ -67,7 +67,7 @@ pub struct FwHitKey {
 
 /// `struct ct_key`: a tracked connection, from the VM's point of view.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
     pub ifindex: u32,
     pub proto: u8,

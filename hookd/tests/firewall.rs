@@ -9,7 +9,7 @@
 use aya::programs::{TestRun, TestRunOptions};
 use hookd::config::AttachMode;
 use hookd::core::DataPlane;
-use hookd::datapath::Datapath;
+use hookd::datapath::{Datapath, ct_clock_ns};
 use hookd_bpf::layout::{CT_KEY_FRAGMENTS, DropReason};
 use hookd_testkit::vm::*;
 use hookd_testkit::*;
@@ -909,7 +909,7 @@ fn fragments_take_the_verdict_of_their_first_fragment() {
     // flow 200 s after its last reply (CT_UDP_EST_TIMEOUT is 180 s). An
     // entry seen "after now" (an earlier hookd's precise clock runs up to a
     // tick ahead) is fresh.
-    let now = monotonic_ns();
+    let now = ct_clock_ns();
     let aged: Vec<_> = entries
         .iter()
         .map(|(k, e)| {
@@ -953,17 +953,6 @@ fn fragments_take_the_verdict_of_their_first_fragment() {
         .filter_map(|(name, prog, frame, want)| verdict_failure(&dp, name, prog, &frame, want))
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-/// CLOCK_MONOTONIC in ns, the clock of conntrack entries.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The egress fast path (an established connection skips anti-spoofing and

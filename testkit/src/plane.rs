@@ -5,9 +5,10 @@
 use hookd::core::records::NicRecord;
 use hookd::core::{CounterSource, DataPlane};
 use hookd::datapath::{Attachment, DatapathError};
-use hookd_bpf::layout::NicStats;
+use hookd_bpf::layout::{CtEntry, CtKey, NicStats};
 use hookd_model::plan::NicMode;
 use hookd_model::policy::Direction;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,12 +24,24 @@ pub const MISSING_TAP: &str = "missing0";
 /// might refuse a program.
 pub const FAILING_TAP: &str = "failing0";
 
+/// The fake's conntrack tables, shared with the test that made it.
+pub type FakeConntrack = Arc<Mutex<HashMap<u32, Vec<(CtKey, CtEntry)>>>>;
+
+/// How many entries each of the fake's conntrack tables holds.
+pub const FAKE_CT_ROOM: usize = 1000;
+
+/// The fake's conntrack clock, in ns (fixed).
+pub const FAKE_CT_NOW: u64 = 3_600_000_000_000;
+
 /// Attaches nothing. With [`FakePlane::recording`] it records each call
 /// and reports fixed counters (7 packets from the VM, 3 IP-spoof drops,
 /// 5 hits on ingress rule 0); [`FakePlane::quiet`] records nothing and
 /// has no counters.
 pub struct FakePlane {
     calls: Option<Calls>,
+    /// Conntrack tables by ifindex, each of [`FAKE_CT_ROOM`] entries; a
+    /// NIC has one once attached.
+    ct: FakeConntrack,
     /// Set by [`FakePlane::upgrading`]: whether replacing programs works.
     refresh_works: Option<Arc<AtomicBool>>,
 }
@@ -37,6 +50,7 @@ impl FakePlane {
     pub fn quiet() -> FakePlane {
         FakePlane {
             calls: None,
+            ct: FakeConntrack::default(),
             refresh_works: None,
         }
     }
@@ -46,6 +60,7 @@ impl FakePlane {
         (
             FakePlane {
                 calls: Some(calls.clone()),
+                ct: FakeConntrack::default(),
                 refresh_works: None,
             },
             calls,
@@ -59,6 +74,11 @@ impl FakePlane {
         let (mut plane, calls) = FakePlane::recording();
         plane.refresh_works = Some(works);
         (plane, calls)
+    }
+
+    /// The conntrack tables, for a test to fill or read.
+    pub fn conntrack(&self) -> FakeConntrack {
+        self.ct.clone()
     }
 
     fn record(&self, line: String) {
@@ -85,6 +105,9 @@ impl DataPlane for FakePlane {
             });
         }
         self.record(format!("attach {uuid} {tap} {mode}"));
+        if mode.has_firewall() {
+            self.ct.lock().unwrap().entry(ifindex).or_default();
+        }
         Ok((ifindex, Attachment::Tcx))
     }
     fn find_tap(&self, tap: &str) -> Result<u32, DatapathError> {
@@ -108,7 +131,36 @@ impl DataPlane for FakePlane {
     }
     fn detach_nic(&mut self, uuid: &str, nic: &NicRecord) -> Result<(), DatapathError> {
         self.record(format!("detach {uuid} {}", nic.tap));
+        self.ct.lock().unwrap().remove(&nic.ifindex);
         Ok(())
+    }
+    fn ct_table(&self, ifindex: u32) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+        self.ct
+            .lock()
+            .unwrap()
+            .get(&ifindex)
+            .cloned()
+            .ok_or_else(|| {
+                DatapathError::Missing(format!("a conntrack table of ifindex {ifindex}"))
+            })
+    }
+    fn load_ct(&mut self, ifindex: u32, entries: &[(CtKey, CtEntry)]) -> Result<(), DatapathError> {
+        let mut ct = self.ct.lock().unwrap();
+        let table = ct.get_mut(&ifindex).ok_or_else(|| {
+            DatapathError::Missing(format!("a conntrack table of ifindex {ifindex}"))
+        })?;
+        if table.len() + entries.len() > FAKE_CT_ROOM {
+            return Err(DatapathError::Conflict(format!(
+                "{} carried connections do not fit",
+                entries.len()
+            )));
+        }
+        self.record(format!("load_ct {ifindex} {}", entries.len()));
+        table.extend_from_slice(entries);
+        Ok(())
+    }
+    fn ct_clock_ns(&self) -> u64 {
+        FAKE_CT_NOW
     }
     fn forget_domain(&mut self, _uuid: &str) -> Result<(), DatapathError> {
         Ok(())

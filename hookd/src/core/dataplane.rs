@@ -4,7 +4,7 @@
 
 use crate::core::records::NicRecord;
 use crate::datapath::{Attachment, DatapathError};
-use hookd_bpf::layout::{NetStats, NicStats};
+use hookd_bpf::layout::{CtEntry, CtKey, NetStats, NicStats};
 use hookd_model::plan::NicMode;
 use hookd_model::policy::Direction;
 use std::sync::Arc;
@@ -65,6 +65,14 @@ pub trait DataPlane: Send {
     fn tenant_namespaces_on(&self) -> bool {
         false
     }
+    /// The NIC's conntrack table (what a live migration carries). Err
+    /// when the NIC has none.
+    fn ct_table(&self, ifindex: u32) -> Result<Vec<(CtKey, CtEntry)>, DatapathError>;
+    /// Adds carried entries to the NIC's conntrack table, all of them or
+    /// (when they cannot all be held) none.
+    fn load_ct(&mut self, ifindex: u32, entries: &[(CtKey, CtEntry)]) -> Result<(), DatapathError>;
+    /// Now on the clock of conntrack entries, in ns.
+    fn ct_clock_ns(&self) -> u64;
     /// Housekeeping left out of the calls that change policy (emptying
     /// rule tables no longer in force); run after they are answered.
     fn tidy(&mut self) {}

@@ -3,7 +3,7 @@
 use crate::core::dataplane::{CounterSource, DataPlane};
 use crate::core::records::NicRecord;
 use crate::datapath::{Attachment, Counters, Datapath, DatapathError, netdev};
-use hookd_bpf::layout::{NetStats, NicStats};
+use hookd_bpf::layout::{CtEntry, CtKey, NetStats, NicStats};
 use hookd_model::plan::NicMode;
 use hookd_model::policy::Direction;
 use std::sync::Arc;
@@ -44,6 +44,18 @@ impl DataPlane for Datapath {
                 Err(e)
             }
         }
+    }
+
+    fn ct_table(&self, ifindex: u32) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+        self.ct_dump(ifindex)
+    }
+
+    fn load_ct(&mut self, ifindex: u32, entries: &[(CtKey, CtEntry)]) -> Result<(), DatapathError> {
+        self.replace_ct_table(ifindex, entries).map(|_| ())
+    }
+
+    fn ct_clock_ns(&self) -> u64 {
+        crate::datapath::ct_clock_ns()
     }
 
     fn find_tap(&self, tap: &str) -> Result<u32, DatapathError> {

@@ -15,6 +15,7 @@ pub mod dataplane;
 pub mod error;
 pub mod events;
 mod kernel;
+pub mod migration;
 pub mod networks;
 pub mod records;
 pub mod trace;

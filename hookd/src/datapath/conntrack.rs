@@ -2,13 +2,39 @@
 //! LRU table inside the `hookd_ct` map of maps, so a VM that opens too
 //! many connections evicts only its own.
 
-use crate::datapath::Datapath;
-use crate::datapath::error::{DatapathError, map_err};
-use aya::maps::{HashMap, HashOfMaps, Map, MapData};
+use crate::datapath::error::{DatapathError, io_err, map_err};
+use crate::datapath::{Datapath, batch};
+use aya::maps::{HashOfMaps, MapData};
 use hookd_bpf::layout::{CtEntry, CtKey};
 
 /// The fewest and most connections a NIC's table may be configured for.
 pub const CT_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = 1024..=4_194_304;
+
+/// Now on the clock of conntrack entries (`ct_now` in bpf/c/lib/conntrack.h:
+/// CLOCK_MONOTONIC, which the kernel's coarse variant reads at tick
+/// resolution), in ns.
+pub fn ct_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_MONOTONIC
+    // always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A new, empty conntrack table of `entries`, not yet any NIC's.
+fn new_ct_table(entries: u32) -> Result<MapData, DatapathError> {
+    let def = aya_obj::Map::new_from_params(
+        aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
+        std::mem::size_of::<CtKey>() as u32,
+        std::mem::size_of::<CtEntry>() as u32,
+        entries,
+        0,
+    );
+    MapData::create(def, "hookd_ct_nic", None).map_err(map_err("creating a conntrack table"))
+}
 
 /// Gives the NIC its own connection-tracking table of `entries`, once (a
 /// NIC that has one keeps it, whatever its size). Inserting into a map of
@@ -23,15 +49,7 @@ pub(crate) fn ensure_ct_table(
     if ct.get(&ifindex, 0).is_ok() {
         return Ok(());
     }
-    let def = aya_obj::Map::new_from_params(
-        aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
-        std::mem::size_of::<CtKey>() as u32,
-        std::mem::size_of::<CtEntry>() as u32,
-        entries,
-        0,
-    );
-    let table = MapData::create(def, "hookd_ct_nic", None)
-        .map_err(map_err("creating a conntrack table"))?;
+    let table = new_ct_table(entries)?;
     ct.insert(ifindex, &table, 0)
         .map_err(map_err("adding the NIC's conntrack table"))
 }
@@ -60,15 +78,21 @@ impl Datapath {
     }
 
     /// The NIC's conntrack table as the kernel holds it: connections and
-    /// the entries of fragmented datagrams (`CtKey::kind`).
+    /// the entries of fragmented datagrams (`CtKey::kind`). Empty when the
+    /// NIC has no table or it cannot be read.
     pub fn ct_entries(&self, ifindex: u32) -> Vec<(CtKey, CtEntry)> {
-        let Ok(table) = self.ct.get(&ifindex, 0) else {
-            return Vec::new();
-        };
-        match HashMap::<MapData, CtKey, CtEntry>::try_from(Map::LruHashMap(table)) {
-            Ok(t) => t.iter().filter_map(Result::ok).collect(),
-            Err(_) => Vec::new(),
-        }
+        self.ct_dump(ifindex).unwrap_or_default()
+    }
+
+    /// The NIC's conntrack table, read in batches (`datapath::batch`).
+    pub fn ct_dump(&self, ifindex: u32) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+        let table = self
+            .ct
+            .get(&ifindex, 0)
+            .map_err(map_err(format!("the conntrack table of ifindex {ifindex}")))?;
+        batch::lookup_all(table.fd()).map_err(io_err(format!(
+            "reading the conntrack table of ifindex {ifindex}"
+        )))
     }
 
     /// Writes `entries` into the NIC's conntrack table, replacing those of
@@ -83,14 +107,58 @@ impl Datapath {
             .ct
             .get(&ifindex, 0)
             .map_err(map_err(format!("the conntrack table of ifindex {ifindex}")))?;
-        let mut t = HashMap::<MapData, CtKey, CtEntry>::try_from(Map::LruHashMap(table))
-            .map_err(map_err("opening a conntrack table"))?;
-        for (k, e) in entries {
-            t.insert(k, e, 0).map_err(map_err(format!(
-                "writing a conntrack entry of ifindex {ifindex}"
+        batch::update_all(table.fd(), entries).map_err(io_err(format!(
+            "writing the conntrack table of ifindex {ifindex}"
+        )))
+    }
+
+    /// Gives the NIC a new conntrack table holding `carried` (a live
+    /// migration's) and what its table holds now (connections made since
+    /// it attached, which win over carried ones of the same key), in one
+    /// swap: the programs see the old table or the whole new one. The new
+    /// table is at least the configured size and big enough for all of
+    /// them: an LRU table evicts before it is full (the kernel keeps free
+    /// entries on per-CPU lists), so the count is checked after writing
+    /// and the table doubled until none is lost. Returns its size.
+    pub fn replace_ct_table(
+        &mut self,
+        ifindex: u32,
+        carried: &[(CtKey, CtEntry)],
+    ) -> Result<u32, DatapathError> {
+        let mut all = carried.to_vec();
+        all.extend(self.ct_dump(ifindex)?);
+        let distinct = all
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<std::collections::HashSet<CtKey>>()
+            .len();
+        let max = *CT_ENTRIES_RANGE.end();
+        let want = distinct + distinct / 8 + 4096;
+        let mut size = u32::try_from(want)
+            .unwrap_or(max)
+            .clamp(self.ct_entries, max);
+        loop {
+            let table = new_ct_table(size)?;
+            batch::update_all(table.fd(), &all).map_err(io_err(format!(
+                "filling a conntrack table for ifindex {ifindex}"
             )))?;
+            let held = batch::lookup_all::<CtKey, CtEntry>(table.fd())
+                .map_err(io_err("reading back a new conntrack table"))?
+                .len();
+            if held == distinct {
+                self.ct.insert(ifindex, &table, 0).map_err(map_err(format!(
+                    "swapping the conntrack table of ifindex {ifindex}"
+                )))?;
+                return Ok(size);
+            }
+            if size == max {
+                return Err(DatapathError::Conflict(format!(
+                    "{distinct} connections do not fit a conntrack table of ifindex {ifindex} \
+                     (at most {max} entries)"
+                )));
+            }
+            size = size.saturating_mul(2).min(max);
         }
-        Ok(())
     }
 
     /// Number of tracked connections of `ifindex`.

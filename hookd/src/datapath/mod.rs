@@ -24,10 +24,11 @@
 //! - `owned`, `bpffs`, [`netdev`]: bookkeeping and the kernel's names.
 
 mod attach;
+mod batch;
 mod bpffs;
 mod conntrack;
 pub mod counters;
-pub use conntrack::CT_ENTRIES_RANGE;
+pub use conntrack::{CT_ENTRIES_RANGE, ct_clock_ns};
 pub mod error;
 pub mod events;
 pub mod netdev;

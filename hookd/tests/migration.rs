@@ -1,0 +1,312 @@
+//! The firewall state a VM carries through a live migration.
+//!
+//! Tier 1 (fake data plane): what the daemon saves on the source and
+//! accepts or refuses on the destination. Tier 2 (root, the real kernel,
+//! `#[ignore]`d here and run by scripts/test-privileged.sh): whole
+//! conntrack tables of 16,384, 100,000 and 1,000,000 entries carried
+//! between two data paths, compared entry by entry, and a connection the
+//! guest opened on the source answered through default-deny ingress on
+//! the destination.
+
+use hookd::config::AttachMode;
+use hookd::core::Daemon;
+use hookd::core::migration::MigrationError;
+use hookd::core::records::StateDir;
+use hookd::datapath::{Datapath, ct_clock_ns};
+use hookd_bpf::layout::{CtEntry, CtKey, DropReason};
+use hookd_model::hook::HookArgs;
+use hookd_model::mac::MacAddr;
+use hookd_testkit::plane::{FAKE_CT_NOW, FAKE_CT_ROOM, FakeConntrack, FakePlane};
+use hookd_testkit::vm::*;
+use hookd_testkit::xml::{DomainXml, policy};
+use hookd_testkit::*;
+use std::collections::HashMap;
+use std::time::Instant;
+
+const UUID: &str = "00000000-0000-4000-8000-00000000c0de";
+const MAC: &str = "52:54:00:00:00:0a";
+
+fn domain_xml(mac: &str) -> String {
+    DomainXml::new("vm1", UUID)
+        .metadata(&policy(&format!(
+            "<hookd:interface mac='{mac}'><hookd:address prefix='192.0.2.10/32'/>\
+             <hookd:ingress default='deny'/></hookd:interface>"
+        )))
+        .nic("ethernet", mac, Some("tap-a"))
+        .to_string()
+}
+
+/// A daemon on the fake plane with vm1 started (its NIC on ifindex 42).
+fn started(mac: &str) -> (Daemon, FakeConntrack, tempfile::TempDir) {
+    let run = tempfile::tempdir().unwrap();
+    let plane = FakePlane::quiet();
+    let ct = plane.conntrack();
+    let mut d = Daemon::new(Box::new(plane), StateDir::open(run.path()).unwrap(), true);
+    let args = HookArgs {
+        domain: "vm1".into(),
+        operation: "start".into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    };
+    d.hook_event(&args, &domain_xml(mac)).unwrap();
+    (d, ct, run)
+}
+
+fn mapped(a: [u8; 4]) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[10] = 0xff;
+    m[11] = 0xff;
+    m[12..].copy_from_slice(&a);
+    m
+}
+
+/// `n` distinct established TCP connections of NIC `ifindex`, the i-th
+/// last seen i ms before `now`; every fourth one over IPv6.
+fn synthetic(ifindex: u32, n: usize, now: u64) -> Vec<(CtKey, CtEntry)> {
+    (0..n)
+        .map(|i| {
+            let v6 = i % 4 == 3;
+            let remote = if v6 {
+                let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                a[14] = (i >> 8) as u8;
+                a[15] = i as u8;
+                a
+            } else {
+                mapped([198, 51, 100, i as u8])
+            };
+            let vm = if v6 {
+                let mut a = [
+                    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+                ];
+                a[13] = (i >> 16) as u8;
+                a
+            } else {
+                mapped([192, 0, 2, 10])
+            };
+            let key = CtKey {
+                ifindex,
+                proto: 6,
+                kind: 0,
+                pad: [0; 2],
+                vm_addr: vm,
+                remote_addr: remote,
+                vm_port: (40000 + (i >> 16) as u16).to_be(),
+                remote_port: ((i >> 8) as u16).to_be(),
+            };
+            let entry = CtEntry {
+                last_seen: now.saturating_sub(i as u64 * 1_000_000),
+                state: 2,
+                origin: (i % 2) as u8,
+                ..CtEntry::default()
+            };
+            (key, entry)
+        })
+        .collect()
+}
+
+#[test]
+fn the_source_saves_and_the_destination_loads_every_entry() {
+    let (src, src_ct, _r1) = started(MAC);
+    let table = synthetic(42, 300, FAKE_CT_NOW);
+    src_ct.lock().unwrap().insert(42, table.clone());
+    let (blob, saved) = src.save_state(UUID).unwrap();
+    assert_eq!(
+        (saved.nics, saved.entries, saved.bytes),
+        (1, 300, blob.len())
+    );
+
+    let (mut dst, dst_ct, _r2) = started(MAC);
+    let loaded = dst.load_state(UUID, &blob).unwrap();
+    assert_eq!(loaded.entries, 300);
+    let got = dst_ct.lock().unwrap()[&42].clone();
+    assert_eq!(got.len(), 300);
+    for ((k, e), (gk, ge)) in table.iter().zip(&got) {
+        assert_eq!(k, gk);
+        assert_eq!(
+            (e.state, e.origin, e.last_seen),
+            (ge.state, ge.origin, ge.last_seen)
+        );
+    }
+    // The source keeps its table: a migration that fails leaves it as it was.
+    assert_eq!(src_ct.lock().unwrap()[&42].len(), 300);
+}
+
+#[test]
+fn state_that_is_not_this_vms_or_not_whole_changes_nothing() {
+    let (src, src_ct, _r1) = started(MAC);
+    src_ct
+        .lock()
+        .unwrap()
+        .insert(42, synthetic(42, 10, FAKE_CT_NOW));
+    let (blob, _) = src.save_state(UUID).unwrap();
+    let (mut dst, dst_ct, _r2) = started(MAC);
+    let empty = |ct: &FakeConntrack| ct.lock().unwrap()[&42].is_empty();
+
+    let mut corrupt = blob.clone();
+    corrupt[blob.len() / 2] ^= 1;
+    let e = dst.load_state(UUID, &corrupt).unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    let e = dst.load_state(UUID, &blob[..blob.len() - 1]).unwrap_err();
+    assert!(matches!(e, MigrationError::Blob(_)), "{e}");
+    let other = "00000000-0000-4000-8000-000000000bad";
+    let e = dst.load_state(other, &blob).unwrap_err().to_string();
+    assert!(e.contains(UUID) && e.contains(other), "{e}");
+    assert!(empty(&dst_ct), "nothing loaded");
+
+    // The destination's domain has another NIC: refused, naming the MAC.
+    let (mut elsewhere, ct, _r3) = started("52:54:00:00:00:0b");
+    let e = elsewhere.load_state(UUID, &blob).unwrap_err().to_string();
+    assert!(e.contains(MAC) && e.contains("vm1"), "{e}");
+    assert!(empty(&ct));
+
+    // More than the destination's table holds: refused, not evicted.
+    src_ct
+        .lock()
+        .unwrap()
+        .insert(42, synthetic(42, FAKE_CT_ROOM + 1, FAKE_CT_NOW));
+    let (big, _) = src.save_state(UUID).unwrap();
+    let e = dst.load_state(UUID, &big).unwrap_err().to_string();
+    assert!(e.contains("do not fit"), "{e}");
+    assert!(empty(&dst_ct));
+
+    // Unknown domain on either side.
+    assert!(matches!(
+        src.save_state(other),
+        Err(MigrationError::UnknownVm(_))
+    ));
+}
+
+/// A real data path with the test NIC's policy: ingress default-deny, a
+/// conntrack table of `entries`.
+fn datapath(fs: &Bpffs, entries: u32) -> Datapath {
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    dp.set_conntrack_entries(entries);
+    program_policy(&mut dp, "<hookd:ingress default='deny'/>", 1);
+    dp
+}
+
+fn by_key(t: &[(CtKey, CtEntry)]) -> HashMap<CtKey, (u8, u8, u64)> {
+    t.iter()
+        .map(|(k, e)| (*k, (e.state, e.origin, e.last_seen)))
+        .collect()
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn whole_tables_are_carried_between_two_data_paths() {
+    use hookd::core::migration::blob::{CarriedNic, VmState};
+    for n in [16_384usize, 100_000, 1_000_000] {
+        let (fs_a, fs_b) = (Bpffs::new(), Bpffs::new());
+        // An LRU table evicts before it is full: the source's has room.
+        let mut src = datapath(&fs_a, u32::try_from(n + n / 8 + 4096).unwrap());
+        let now = ct_clock_ns();
+        let table = synthetic(TEST_IFINDEX, n, now);
+        src.put_ct_entries(TEST_IFINDEX, &table).unwrap();
+
+        let t = Instant::now();
+        let dumped = src.ct_dump(TEST_IFINDEX).unwrap();
+        let dump = t.elapsed();
+        assert_eq!(dumped.len(), n, "source table of {n} read whole");
+        let t = Instant::now();
+        let state = VmState {
+            uuid: UUID.into(),
+            nics: vec![CarriedNic::from_table(
+                MacAddr(mac(VM_MAC)),
+                &dumped,
+                ct_clock_ns(),
+            )],
+        };
+        let blob = state.encode().unwrap();
+        let encode = t.elapsed();
+
+        // The destination is configured for far fewer: the carried table
+        // replaces its own, sized to hold them all.
+        let mut dst = datapath(&fs_b, 1024);
+        let t = Instant::now();
+        let back = VmState::decode(&blob, UUID).unwrap();
+        let rows = back.nics[0].to_table(TEST_IFINDEX, ct_clock_ns());
+        let decode = t.elapsed();
+        let t = Instant::now();
+        let size = dst.replace_ct_table(TEST_IFINDEX, &rows).unwrap();
+        let load = t.elapsed();
+        assert!(size as usize >= n, "{size}");
+
+        let want = by_key(&table);
+        let got = by_key(&dst.ct_dump(TEST_IFINDEX).unwrap());
+        assert_eq!(got.len(), n, "destination holds all {n}");
+        let mut worst_ms = 0u64;
+        for (k, (state, origin, seen)) in &want {
+            let (s, o, g) = got.get(k).unwrap_or_else(|| panic!("{k:?} lost"));
+            assert_eq!((s, o), (state, origin), "{k:?}");
+            // Ages carry to the ms; the two reads of the clock differ by
+            // the time the carry took.
+            worst_ms = worst_ms.max(g.abs_diff(*seen) / 1_000_000);
+        }
+        assert!(worst_ms < 60_000, "ages drifted by {worst_ms} ms");
+        println!(
+            "carried {n} entries: {} bytes ({:.1} per entry); dump {:.1} ms, \
+             encode {:.1} ms, decode {:.1} ms, load {:.1} ms",
+            blob.len(),
+            blob.len() as f64 / n as f64,
+            dump.as_secs_f64() * 1e3,
+            encode.as_secs_f64() * 1e3,
+            decode.as_secs_f64() * 1e3,
+            load.as_secs_f64() * 1e3,
+        );
+    }
+}
+
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn a_connection_opened_on_the_source_is_answered_on_the_destination() {
+    use hookd::core::migration::blob::{CarriedNic, VmState};
+    let (fs_a, fs_b) = (Bpffs::new(), Bpffs::new());
+    let src = datapath(&fs_a, 4096);
+    let syn = from_vm4("198.51.100.7", 6, &tcp(40000, 443, SYN));
+    assert_eq!(run_prog(&src, hookd_bpf::PROG_FROM_VM, &syn), TC_ACT_UNSPEC);
+    let reply = to_vm4("198.51.100.7", 6, &tcp(443, 40000, SYN | ACK));
+
+    // Without the carried state the destination drops the reply.
+    let mut dst = datapath(&fs_b, 4096);
+    assert_eq!(run_prog(&dst, hookd_bpf::PROG_TO_VM, &reply), TC_ACT_SHOT);
+    let drops = dst.stats(TEST_IFINDEX).unwrap().drops;
+    assert!(
+        drops[DropReason::FwDefault as usize] + drops[DropReason::CtInvalid as usize] >= 1,
+        "{drops:?}"
+    );
+
+    let state = VmState {
+        uuid: UUID.into(),
+        nics: vec![CarriedNic::from_table(
+            MacAddr(mac(VM_MAC)),
+            &src.ct_dump(TEST_IFINDEX).unwrap(),
+            ct_clock_ns(),
+        )],
+    };
+    let back = VmState::decode(&state.encode().unwrap(), UUID).unwrap();
+    // A connection the destination tracked before the carry stays.
+    let local = to_vm4("198.51.100.8", 6, &tcp(443, 40002, SYN | ACK));
+    let local_syn = from_vm4("198.51.100.8", 6, &tcp(40002, 443, SYN));
+    assert_eq!(
+        run_prog(&dst, hookd_bpf::PROG_FROM_VM, &local_syn),
+        TC_ACT_UNSPEC
+    );
+    dst.replace_ct_table(
+        TEST_IFINDEX,
+        &back.nics[0].to_table(TEST_IFINDEX, ct_clock_ns()),
+    )
+    .unwrap();
+    assert_eq!(
+        run_prog(&dst, hookd_bpf::PROG_TO_VM, &local),
+        TC_ACT_UNSPEC,
+        "kept"
+    );
+    assert_eq!(
+        run_prog(&dst, hookd_bpf::PROG_TO_VM, &reply),
+        TC_ACT_UNSPEC,
+        "answered"
+    );
+    // A connection the guest never opened is still refused.
+    let stray = to_vm4("198.51.100.7", 6, &tcp(443, 40001, SYN | ACK));
+    assert_eq!(run_prog(&dst, hookd_bpf::PROG_TO_VM, &stray), TC_ACT_SHOT);
+}
