@@ -51,6 +51,13 @@ pub struct Config {
     /// Members of this group may read (list, show, trace, events); only
     /// root may change anything.
     pub read_group: String,
+    /// The most firewall state a VM carries through a live migration, in
+    /// MiB (0 to 255): one helper on the bus per MiB, which QEMU's
+    /// `dbus-vmstate` calls (docs/migration.md). 0: none are served.
+    pub migration_state_mib: u32,
+    /// Where libvirt writes each running domain's QEMU pid (`NAME.pid`):
+    /// how the helpers know which VM's QEMU calls them.
+    pub qemu_pid_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -68,6 +75,8 @@ impl Default for Config {
             metrics_listen: None,
             libvirt_uri: "qemu:///system".into(),
             read_group: "hookd".into(),
+            migration_state_mib: 16,
+            qemu_pid_dir: PathBuf::from("/run/libvirt/qemu"),
         }
     }
 }
@@ -110,6 +119,12 @@ impl Config {
                 c.conntrack_entries,
                 range.start(),
                 range.end()
+            ));
+        }
+        if c.migration_state_mib > 255 {
+            return Err(format!(
+                "migration_state_mib = {}: at most 255 (one helper on the bus per MiB)",
+                c.migration_state_mib
             ));
         }
         if let Some(a) = c.metrics_listen

@@ -17,6 +17,7 @@ use hookd_bpf::layout::{CtEntry, CtKey, DropReason};
 use hookd_model::hook::HookArgs;
 use hookd_model::mac::MacAddr;
 use hookd_testkit::plane::{FAKE_CT_NOW, FAKE_CT_ROOM, FakeConntrack, FakePlane};
+use hookd_testkit::private_bus::PrivateBus;
 use hookd_testkit::vm::*;
 use hookd_testkit::xml::{DomainXml, policy};
 use hookd_testkit::*;
@@ -309,4 +310,147 @@ fn a_connection_opened_on_the_source_is_answered_on_the_destination() {
     // A connection the guest never opened is still refused.
     let stray = to_vm4("198.51.100.7", 6, &tcp(443, 40001, SYN | ACK));
     assert_eq!(run_prog(&dst, hookd_bpf::PROG_TO_VM, &stray), TC_ACT_SHOT);
+}
+
+/// A daemon's helpers on `bus`, with vm1's QEMU recorded as process `pid`.
+async fn helpers(
+    d: Daemon,
+    bus: &str,
+    count: u8,
+    pid: u32,
+) -> (Vec<zbus::Connection>, tempfile::TempDir) {
+    use hookd::api::vmstate;
+    let pids = tempfile::tempdir().unwrap();
+    std::fs::write(pids.path().join("vm1.pid"), format!("{pid}\n")).unwrap();
+    let shared = vmstate::Shared::new(
+        std::sync::Arc::new(tokio::sync::Mutex::new(d)),
+        pids.path(),
+        count,
+    );
+    let conns = vmstate::serve(shared, || async {
+        zbus::connection::Builder::address(bus).build().await
+    })
+    .await
+    .unwrap();
+    (conns, pids)
+}
+
+/// Plays QEMU's dbus-vmstate: the queued owners of org.qemu.VMState1 and
+/// their Ids, as QEMU lists them.
+async fn owners(conn: &zbus::Connection) -> Vec<(String, String)> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.unwrap();
+    let mut out = Vec::new();
+    for owner in dbus
+        .list_queued_owners("org.qemu.VMState1".try_into().unwrap())
+        .await
+        .unwrap()
+    {
+        let p = zbus::Proxy::new(
+            conn,
+            owner.to_string(),
+            "/org/qemu/VMState1",
+            "org.qemu.VMState1",
+        )
+        .await
+        .unwrap();
+        out.push((
+            owner.to_string(),
+            p.get_property::<String>("Id").await.unwrap(),
+        ));
+    }
+    out
+}
+
+async fn call_save(conn: &zbus::Connection, owner: &str) -> zbus::Result<Vec<u8>> {
+    let p = zbus::Proxy::new(conn, owner, "/org/qemu/VMState1", "org.qemu.VMState1").await?;
+    p.call("Save", &()).await
+}
+
+async fn call_load(conn: &zbus::Connection, owner: &str, data: &[u8]) -> zbus::Result<()> {
+    let p = zbus::Proxy::new(conn, owner, "/org/qemu/VMState1", "org.qemu.VMState1").await?;
+    p.call("Load", &(data,)).await
+}
+
+#[tokio::test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
+    let me = std::process::id();
+    let count = 3;
+    // Source and destination each on their own bus, with hookd's policy.
+    let (src_bus, dst_bus) = (PrivateBus::start(true), PrivateBus::start(true));
+    let (src, src_ct, _r1) = started(MAC);
+    // More than one piece's worth: 60,000 entries are 1.6 MB.
+    src_ct
+        .lock()
+        .unwrap()
+        .insert(42, synthetic(42, 60_000, FAKE_CT_NOW));
+    let (_s, _p1) = helpers(src, &src_bus.address, count, me).await;
+    let (dst, dst_ct, _r2) = started(MAC);
+    let (_d, _p2) = helpers(dst, &dst_bus.address, count, me).await;
+
+    let qemu_src = zbus::connection::Builder::address(src_bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let qemu_dst = zbus::connection::Builder::address(dst_bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let on_src = owners(&qemu_src).await;
+    let ids: Vec<&str> = on_src.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, ["hookd-0", "hookd-1", "hookd-2"]);
+    assert_eq!(
+        hookd::api::vmstate::id_list(count),
+        "hookd-0,hookd-1,hookd-2"
+    );
+
+    let mut pieces = Vec::new();
+    for (owner, id) in &on_src {
+        let data = call_save(&qemu_src, owner).await.unwrap();
+        assert!(
+            !data.is_empty() && data.len() <= 1 << 20,
+            "{id}: {}",
+            data.len()
+        );
+        pieces.push((id.clone(), data));
+    }
+    let on_dst: std::collections::HashMap<String, String> = owners(&qemu_dst)
+        .await
+        .into_iter()
+        .map(|(o, id)| (id, o))
+        .collect();
+
+    // A corrupted piece: the last Load fails and nothing is loaded.
+    let mut bad = pieces.clone();
+    let mid = bad[1].1.len() / 2;
+    bad[1].1[mid] ^= 1;
+    let mut last = Ok(());
+    for (id, data) in &bad {
+        last = call_load(&qemu_dst, &on_dst[id], data).await;
+    }
+    let e = last.unwrap_err().to_string();
+    assert!(e.contains("corrupt") && e.contains("vm1"), "{e}");
+    assert!(dst_ct.lock().unwrap()[&42].is_empty());
+
+    // The pieces as QEMU carries them, in reverse order: all loaded.
+    for (id, data) in pieces.iter().rev() {
+        call_load(&qemu_dst, &on_dst[id], data).await.unwrap();
+    }
+    assert_eq!(dst_ct.lock().unwrap()[&42].len(), 60_000);
+
+    // A process that is no VM's QEMU gets nothing.
+    let (other, other_ct, _r3) = started(MAC);
+    other_ct
+        .lock()
+        .unwrap()
+        .insert(42, synthetic(42, 5, FAKE_CT_NOW));
+    let bus3 = PrivateBus::start(true);
+    let (_o, _p3) = helpers(other, &bus3.address, 1, me + 1_000_000).await;
+    let c3 = zbus::connection::Builder::address(bus3.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let (owner, _) = owners(&c3).await.remove(0);
+    let e = call_save(&c3, &owner).await.unwrap_err().to_string();
+    assert!(e.contains("is not the QEMU of a domain"), "{e}");
 }

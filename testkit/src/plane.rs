@@ -28,7 +28,7 @@ pub const FAILING_TAP: &str = "failing0";
 pub type FakeConntrack = Arc<Mutex<HashMap<u32, Vec<(CtKey, CtEntry)>>>>;
 
 /// How many entries each of the fake's conntrack tables holds.
-pub const FAKE_CT_ROOM: usize = 1000;
+pub const FAKE_CT_ROOM: usize = 100_000;
 
 /// The fake's conntrack clock, in ns (fixed).
 pub const FAKE_CT_NOW: u64 = 3_600_000_000_000;

@@ -6,12 +6,15 @@
 //! - [`convert`]: core types and errors as the D-Bus contract spells them;
 //! - [`signals`]: the core's changes announced as signals;
 //! - [`hook_socket`]: the libvirt hook's peer-to-peer way in.
+//! - [`vmstate`]: QEMU's dbus-vmstate helpers, carrying firewall state
+//!   through live migrations.
 
 pub mod access;
 pub mod convert;
 pub mod hook_socket;
 pub mod manager;
 pub mod signals;
+pub mod vmstate;
 
 pub use access::Readers;
 pub use manager::Manager;

@@ -74,6 +74,30 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let conn = served.conn;
+    // QEMU's dbus-vmstate helpers: a failure here costs the carrying of
+    // firewall state through migrations, not enforcement.
+    let helpers = match cfg.migration_state_mib {
+        0 => Vec::new(),
+        mib => {
+            let count = hookd::core::migration::chunks::helpers_for_mib(mib);
+            let shared = hookd::api::vmstate::Shared::new(daemon.clone(), &cfg.qemu_pid_dir, count);
+            match hookd::api::vmstate::serve(shared, || zbus::connection::Builder::system().build())
+                .await
+            {
+                Ok(h) => {
+                    tracing::info!(
+                        helpers = h.len(),
+                        "serving org.qemu.VMState1 for live migrations"
+                    );
+                    h
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve org.qemu.VMState1: live migrations carry no firewall state");
+                    Vec::new()
+                }
+            }
+        }
+    };
     // Rule tables a previous hookd switched away from but did not empty;
     // only now that the bus name is ours (a second hookd must not touch
     // the pins the first one is writing).
@@ -129,6 +153,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     }
     tracing::info!("stopping; pinned programs keep enforcing until the next hookd adopts them");
     let _ = std::fs::remove_file(&hook_socket);
+    drop(helpers);
     drop(conn);
     Ok(())
 }

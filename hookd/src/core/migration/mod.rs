@@ -9,6 +9,7 @@
 //! there, so a migration that fails leaves it enforcing as before.
 
 pub mod blob;
+pub mod chunks;
 
 use crate::core::Daemon;
 use crate::datapath::DatapathError;
