@@ -189,7 +189,8 @@ pub struct NetworkNic {
 pub trait Manager {
     /// A libvirt hook invocation: `/etc/libvirt/hooks/qemu.d/50-hookd` calls
     /// this with its arguments and the domain XML it read on stdin. Returns a
-    /// one-line summary of what hookd did.
+    /// one-line summary of what hookd did; for `migrate` (an incoming
+    /// migration), the domain XML libvirt is to use.
     fn hook_event(
         &self,
         domain: &str,

@@ -177,6 +177,35 @@ fn state_that_is_not_this_vms_or_not_whole_changes_nothing() {
     ));
 }
 
+#[test]
+fn an_incoming_vm_with_policy_gets_the_object_that_carries_its_state() {
+    let (mut d, _ct, _r) = started(MAC);
+    let args = HookArgs {
+        domain: "vm1".into(),
+        operation: "migrate".into(),
+        sub_operation: "begin".into(),
+        extra: "-".into(),
+    };
+    let xml = domain_xml(MAC);
+    // No helpers served: the XML is libvirt's, unchanged.
+    assert_eq!(d.hook_event(&args, &xml).unwrap(), xml);
+    d.set_migration_helpers(Some(hookd::api::vmstate::id_list(2)));
+    let out = d.hook_event(&args, &xml).unwrap();
+    assert!(hookd_model::vmstate::has_object(&out), "{out}");
+    assert!(out.contains(r#""id-list":"hookd-0,hookd-1""#), "{out}");
+    // Once is enough: a VM that came by migration carries it already.
+    assert_eq!(d.hook_event(&args, &out).unwrap(), out);
+    // A VM without policy is left alone; one whose policy is invalid here
+    // does not come (the hook fails the migration, the source keeps it).
+    let plain = DomainXml::new("vm2", "00000000-0000-4000-8000-0000000000e2")
+        .nic("ethernet", "52:54:00:00:00:0c", Some("tap-c"))
+        .to_string();
+    assert_eq!(d.hook_event(&args, &plain).unwrap(), plain);
+    let bad = xml.replace("192.0.2.10/32", "192.0.2.300/32");
+    let e = d.hook_event(&args, &bad).unwrap_err().to_string();
+    assert!(e.contains("192.0.2.300"), "{e}");
+}
+
 /// A real data path with the test NIC's policy: ingress default-deny, a
 /// conntrack table of `entries`.
 fn datapath(fs: &Bpffs, entries: u32) -> Datapath {

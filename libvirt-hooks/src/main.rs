@@ -4,10 +4,12 @@
 //! domain XML on stdin. It forwards all of that to hookd (on hookd's own
 //! D-Bus socket, /run/hookd/hook.sock, else on the system bus)
 //! with a bounded wait and never calls libvirt (libvirt would deadlock). Exit
-//! status: non-zero only when a VM carrying hookd policy is being started and
-//! its policy was not applied (see hookd_model::hook::decide_exit).
+//! status: non-zero only when a VM carrying hookd policy is being started, or
+//! migrated here, and its policy was not applied (see
+//! hookd_model::hook::decide_exit). For `migrate` and `restore`, stdout is
+//! the domain XML libvirt goes on with.
 
-use hookd_model::hook::{self, HookArgs, Outcome};
+use hookd_model::hook::{self, HookArgs, Operation, Outcome};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -103,10 +105,6 @@ fn main() -> ExitCode {
     if let Err(e) = read {
         eprintln!("hookd hook: reading the domain XML from stdin: {e}");
     }
-    if echo {
-        let mut out = std::io::stdout();
-        let _ = out.write_all(&raw).and_then(|_| out.flush());
-    }
     let xml = String::from_utf8_lossy(&raw).into_owned();
     let has_policy = hookd_model::domain::mentions_hookd_policy(&xml);
     let outcome = if raw.len() > limit {
@@ -120,6 +118,16 @@ fn main() -> ExitCode {
             Err(e) => Outcome::Unreachable(format!("starting the runtime: {e}")),
         }
     };
+    if echo {
+        // An incoming migration's XML as hookd returned it (with QEMU's
+        // dbus-vmstate object for the firewall state); else the input.
+        let out_xml = match (&outcome, args.op()) {
+            (Outcome::Done(x), Operation::Migrate) if x.starts_with('<') => x.as_bytes(),
+            _ => raw.as_slice(),
+        };
+        let mut out = std::io::stdout();
+        let _ = out.write_all(out_xml).and_then(|_| out.flush());
+    }
     let exit = hook::decide_exit(&args, has_policy, &outcome);
     if let Some(m) = exit.message {
         eprintln!("{m}");

@@ -63,20 +63,33 @@ fn hookd_absent_blocks_only_vms_with_policy() {
 }
 
 #[test]
-fn migrate_and_restore_pass_the_xml_through_unchanged() {
+fn migrate_and_restore_pass_the_xml_through_unchanged_without_hookd() {
     let bus = PrivateBus::start(false);
-    for op in ["migrate", "restore"] {
-        let (o, _) = run_hook(&bus, &["vm1", op, "begin", "-"], MANAGED);
-        assert_eq!(o.status.code(), Some(0));
-        assert_eq!(String::from_utf8_lossy(&o.stdout), MANAGED, "{op}");
+    for (op, xml) in [
+        ("migrate", UNMANAGED),
+        ("restore", MANAGED),
+        ("restore", UNMANAGED),
+    ] {
+        let (o, _) = run_hook(&bus, &["vm1", op, "begin", "-"], xml);
+        assert_eq!(o.status.code(), Some(0), "{op}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), xml, "{op}");
     }
+    // A VM with policy does not come here by migration while hookd is
+    // down: libvirt fails the migration and the source keeps the VM.
+    let (o, _) = run_hook(&bus, &["vm1", "migrate", "begin", "-"], MANAGED);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("hookd is not available"),
+        "{}",
+        stderr(&o)
+    );
     // Even past the size limit, the XML comes back whole.
     let huge = format!(
         "{}{}",
-        MANAGED,
+        UNMANAGED,
         " ".repeat(hookd_model::xml_tree::MAX_XML_BYTES)
     );
-    let (o, _) = run_hook(&bus, &["vm1", "migrate", "begin", "-"], &huge);
+    let (o, _) = run_hook(&bus, &["vm2", "restore", "begin", "-"], &huge);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(o.stdout.len(), huge.len());
 }

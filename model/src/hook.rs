@@ -37,15 +37,21 @@ impl Operation {
     }
 
     /// libvirt reads the hook's stdout as the (possibly edited) domain XML
-    /// for these operations; the hook passes its input through unchanged.
+    /// for these operations: the hook passes its input through, or, for an
+    /// incoming migration, the XML hookd returns.
     pub fn echoes_xml(self) -> bool {
         matches!(self, Self::Migrate | Self::Restore)
     }
 
-    /// Operations at which a failure stops the VM from starting. A VM with
-    /// hookd policy must not start unprotected, so these fail closed.
+    /// Operations at which a failure stops the VM from starting (or, for
+    /// `migrate`, from coming here by migration: the source keeps it). A
+    /// VM with hookd policy must not start unprotected, so these fail
+    /// closed.
     pub fn gates_start(self) -> bool {
-        matches!(self, Self::Prepare | Self::Start | Self::Started)
+        matches!(
+            self,
+            Self::Prepare | Self::Start | Self::Started | Self::Migrate
+        )
     }
 
     /// What hookd does for this operation.
@@ -58,7 +64,11 @@ impl Operation {
             // `started`, `reconnect` and `attach` re-apply idempotently.
             Self::Start | Self::Started | Self::Reconnect | Self::Attach => HookAction::Attach,
             Self::Stopped | Self::Release => HookAction::Detach,
-            Self::Migrate | Self::Restore | Self::Other => HookAction::Ignore,
+            // `migrate begin` runs on the destination before anything is
+            // made: validate, and give QEMU the object that carries the
+            // firewall state (crate::vmstate).
+            Self::Migrate => HookAction::Incoming,
+            Self::Restore | Self::Other => HookAction::Ignore,
         }
     }
 }
@@ -66,6 +76,8 @@ impl Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookAction {
     Validate,
+    /// Validate an incoming migration; answer with its domain XML.
+    Incoming,
     Attach,
     Detach,
     Ignore,
@@ -195,7 +207,7 @@ mod tests {
         assert_eq!(Operation::Reconnect.action(), HookAction::Attach);
         assert_eq!(Operation::Stopped.action(), HookAction::Detach);
         assert_eq!(Operation::Release.action(), HookAction::Detach);
-        assert_eq!(Operation::Migrate.action(), HookAction::Ignore);
+        assert_eq!(Operation::Migrate.action(), HookAction::Incoming);
         assert!(Operation::Migrate.echoes_xml() && Operation::Restore.echoes_xml());
         assert!(!Operation::Start.echoes_xml());
     }
@@ -206,7 +218,7 @@ mod tests {
         let refused = Outcome::Refused("line 3: bad".into());
         let done = Outcome::Done("ok".into());
         // policy + start-gating operation + failure => non-zero
-        for op in ["prepare", "start", "started"] {
+        for op in ["prepare", "start", "started", "migrate"] {
             assert_eq!(decide_exit(&args(op), true, &down).code, 1, "{op}");
             assert_eq!(decide_exit(&args(op), true, &refused).code, 1, "{op}");
             assert_eq!(decide_exit(&args(op), true, &done).code, 0, "{op}");

@@ -23,4 +23,5 @@ pub mod network;
 pub mod plan;
 pub mod policy;
 pub mod route;
+pub mod vmstate;
 pub mod xml_tree;

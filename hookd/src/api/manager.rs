@@ -101,6 +101,37 @@ impl Manager {
         });
         Ok(summary)
     }
+
+    /// Once a domain with hookd policy runs (`started` answered): gives
+    /// its QEMU the dbus-vmstate object that carries the firewall state
+    /// when it migrates, in the background, since libvirt finishes the
+    /// start first. A failure costs the carrying, not enforcement: logged.
+    async fn carry_state_from(&self, domain: &str) {
+        let (Some(lv), Some((uuid, ids))) = (self.libvirt.clone(), {
+            let d = self.daemon.lock().await;
+            d.find(domain).filter(|r| r.managed).and_then(|r| {
+                d.migration_helpers()
+                    .map(|ids| (r.uuid.clone(), ids.to_string()))
+            })
+        }) else {
+            return;
+        };
+        let name = domain.to_string();
+        tokio::spawn(async move {
+            match tokio::task::spawn_blocking(move || lv.add_vmstate_object(&uuid, &ids)).await {
+                Ok(Ok(true)) => {
+                    tracing::info!(domain = %name, "QEMU carries the firewall state when it migrates (dbus-vmstate object added)")
+                }
+                Ok(Ok(false)) => {
+                    tracing::debug!(domain = %name, "QEMU has hookd's dbus-vmstate object already")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(domain = %name, error = %e, "a live migration of this domain will carry no firewall state")
+                }
+                Err(_) => {}
+            }
+        });
+    }
 }
 
 #[zbus::interface(name = "org.hookd.Hookd1.Manager")]
@@ -144,6 +175,9 @@ impl Manager {
         let (result, changes) =
             change::apply(&self.daemon, &phase, move |d| d.hook_event(&call, &xml)).await;
         self.sink(&emitter).send(changes).await;
+        if args.op() == Operation::Started && result.is_ok() {
+            self.carry_state_from(&args.domain).await;
+        }
         result.map_err(|e| {
             tracing::warn!(hook = %args, error = %e, "hook event refused");
             e.into()

@@ -89,6 +89,10 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
                         helpers = h.len(),
                         "serving org.qemu.VMState1 for live migrations"
                     );
+                    daemon
+                        .lock()
+                        .await
+                        .set_migration_helpers(Some(hookd::api::vmstate::id_list(count)));
                     h
                 }
                 Err(e) => {

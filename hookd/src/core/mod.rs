@@ -75,6 +75,9 @@ pub struct Daemon {
     stale: HashSet<(String, String)>,
     networks: NetworkStore,
     publish_networks: watch::Sender<view::Networks>,
+    /// The id-list of the migration helpers hookd serves (None: none):
+    /// an incoming managed VM's QEMU is given a dbus-vmstate object for it.
+    vmstate_ids: Option<String>,
 }
 
 fn mac_bytes(mac: &str) -> [u8; 6] {
@@ -123,6 +126,7 @@ impl Daemon {
             count_unmanaged,
             generation,
             stale: HashSet::new(),
+            vmstate_ids: None,
             networks,
             publish_networks,
         };
@@ -418,6 +422,7 @@ impl Daemon {
                     plans.len()
                 ))
             }
+            HookAction::Incoming => self.incoming(xml),
             HookAction::Attach => {
                 let dom = domain::parse(xml)?;
                 if op == Operation::Started && self.already_enforced(&dom) {

@@ -124,6 +124,44 @@ impl Libvirt {
         Ok(written)
     }
 
+    /// Gives the running domain's QEMU the dbus-vmstate object that
+    /// carries its firewall state through a live migration, over QEMU's
+    /// monitor (libvirt marks the domain tainted: custom-monitor). Returns
+    /// false when QEMU has it already (a VM that came by migration has it
+    /// on its command line).
+    pub fn add_vmstate_object(&self, uuid: &str, id_list: &str) -> Result<bool, LibvirtError> {
+        use hookd_model::vmstate;
+        let conn = self.open()?;
+        let dom = conn
+            .lookup_domain_by_uuid_string(uuid)
+            .map_err(self.err(&format!("looking up domain {uuid}")))?;
+        let xml = dom
+            .xml_desc(0)
+            .map_err(self.err(&format!("reading the XML of {uuid}")))?;
+        if vmstate::has_object(&xml) {
+            return Ok(false);
+        }
+        let cmd = vmstate::object_add_command(vmstate::SYSTEM_BUS, id_list).map_err(|e| {
+            LibvirtError {
+                uri: self.uri.clone(),
+                what: "building the dbus-vmstate object".into(),
+                message: e,
+            }
+        })?;
+        match dom.qemu_monitor_command(&cmd, 0) {
+            Ok(reply) if reply.contains("\"error\"") => Err(LibvirtError {
+                uri: self.uri.clone(),
+                what: format!("adding the dbus-vmstate object to {uuid}'s QEMU"),
+                message: reply,
+            }),
+            Ok(_) => Ok(true),
+            Err(e) => Err(self
+                .err(&format!("adding the dbus-vmstate object to {uuid}'s QEMU"))(
+                e
+            )),
+        }
+    }
+
     /// Starts the event thread; events arrive on the receiver until hookd
     /// exits. The thread reconnects whenever libvirtd goes away.
     pub fn watch(&self) -> std::io::Result<UnboundedReceiver<Event>> {

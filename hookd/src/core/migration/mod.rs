@@ -41,6 +41,37 @@ pub struct Carried {
 }
 
 impl Daemon {
+    /// Says that migration helpers with this id-list are served (None:
+    /// none are), so incoming VMs get a dbus-vmstate object naming them.
+    pub fn set_migration_helpers(&mut self, id_list: Option<String>) {
+        self.vmstate_ids = id_list;
+    }
+
+    /// The id-list of the migration helpers served, if any.
+    pub fn migration_helpers(&self) -> Option<&str> {
+        self.vmstate_ids.as_deref()
+    }
+
+    /// `migrate begin`, on the destination, before anything is made: the
+    /// domain's policy and networks are checked as at `prepare` (a VM whose
+    /// policy cannot be applied here does not come), and the domain XML is
+    /// returned for libvirt to use, with QEMU's dbus-vmstate object added
+    /// for a VM with hookd policy when helpers are served. Without them,
+    /// the XML is unchanged: a source that carries state then fails the
+    /// migration (QEMU: unknown section `dbus-vmstate`), and the VM stays.
+    pub(crate) fn incoming(&self, xml: &str) -> Result<String, crate::core::DaemonError> {
+        let dom = hookd_model::domain::parse(xml)?;
+        self.check_networks(&dom)?;
+        self.plan(&dom, hookd_model::plan::Stage::BeforeTaps)?;
+        match (&dom.policy, &self.vmstate_ids) {
+            (Some(_), Some(ids)) => {
+                hookd_model::vmstate::with_object(xml, hookd_model::vmstate::SYSTEM_BUS, ids)
+                    .map_err(crate::core::DaemonError::InvalidArgument)
+            }
+            _ => Ok(xml.to_string()),
+        }
+    }
+
     /// The encoded firewall state of domain `uuid` (the source's side).
     /// NICs without a conntrack table (no security groups) carry nothing.
     pub fn save_state(&self, uuid: &str) -> Result<(Vec<u8>, Carried), MigrationError> {
