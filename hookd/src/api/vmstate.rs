@@ -30,8 +30,9 @@ pub const VMSTATE_NAME: &str = "org.qemu.VMState1";
 /// Where a helper serves `org.qemu.VMState1`.
 pub const VMSTATE_PATH: &str = "/org/qemu/VMState1";
 /// The namespace of the names each helper owns alone
-/// (`org.hookd.Hookd1.VMState.Helper0`, ...), which the bus policy lets
-/// QEMU's user call: policy rules match names, not places in a queue.
+/// (`org.hookd.Hookd1.VMState.Helper0`, ...): without queueing, so that a
+/// second hookd cannot serve helpers beside the first one's (QEMU would
+/// take the first owner of a duplicate Id, whichever hookd that is).
 pub const HELPER_NAMESPACE: &str = "org.hookd.Hookd1.VMState";
 /// How long a source's saved state waits for QEMU to take its other
 /// pieces, and a destination's pieces for the rest to come.
