@@ -39,8 +39,38 @@ pub fn object_add_command(bus: &str, id_list: &str) -> Result<String, String> {
 
 /// Does the domain XML already give QEMU hookd's object (a VM that came
 /// here by migration carries it in its XML from then on)?
+/// libvirt writes the XML back in its own form (prefix `qemu:`, quotes
+/// as `&quot;`), so the arguments are read as XML, not searched as text.
 pub fn has_object(xml: &str) -> bool {
-    xml.contains(&format!(r#""id":"{OBJECT_ID}""#))
+    let json_id = format!(r#""id":"{OBJECT_ID}""#);
+    let kv_id = format!("id={OBJECT_ID}");
+    qemu_args(xml)
+        .iter()
+        .any(|a| a.contains(&json_id) || a.split(',').any(|kv| kv == kv_id))
+}
+
+/// The values of the `<arg>` elements in libvirt's QEMU namespace (what
+/// it passes on QEMU's command line); none when the XML does not parse.
+fn qemu_args(xml: &str) -> Vec<String> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    let mut args = Vec::new();
+    loop {
+        match reader.read_resolved_event() {
+            Ok((ResolveResult::Bound(ns), Event::Empty(e) | Event::Start(e)))
+                if ns.as_ref() == QEMU_NS && e.local_name().as_ref() == "arg" =>
+            {
+                if let Some(v) = e.try_get_attribute("value").ok().flatten()
+                    && let Ok(v) = v.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                {
+                    args.push(v.into_owned());
+                }
+            }
+            Ok((_, Event::Eof)) | Err(_) => return args,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// The domain XML with hookd's object added to QEMU's command line, once:
@@ -79,29 +109,37 @@ mod tests {
         assert_eq!(with_object(&once, SYSTEM_BUS, "hookd-0").unwrap(), once);
         assert!(once.ends_with("</domain>\n"));
         // The document still parses, with the argument in libvirt's namespace.
-        let mut r = quick_xml::NsReader::from_str(&once);
-        let mut args = Vec::new();
-        loop {
-            match r.read_resolved_event().unwrap() {
-                (quick_xml::name::ResolveResult::Bound(ns), quick_xml::events::Event::Empty(e))
-                    if ns.as_ref() == QEMU_NS =>
-                {
-                    let v = e.try_get_attribute("value").unwrap().unwrap();
-                    args.push(
-                        v.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                            .unwrap()
-                            .into_owned(),
-                    );
-                }
-                (_, quick_xml::events::Event::Eof) => break,
-                _ => {}
-            }
-        }
+        let args = qemu_args(&once);
         assert_eq!(args[0], "-object");
         assert_eq!(
             args[1],
             r#"{"qom-type":"dbus-vmstate","id":"hookd-vmstate","addr":"unix:path=/run/dbus/system_bus_socket","id-list":"hookd-0,hookd-1"}"#
         );
+    }
+
+    #[test]
+    fn the_object_is_found_in_the_xml_libvirt_writes_back() {
+        // libvirt's own form of the argument, after a migration: its
+        // prefix, its quoting.
+        let back = "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n  \
+            <name>vm1</name>\n  <qemu:commandline>\n    <qemu:arg value='-object'/>\n    \
+            <qemu:arg value='{&quot;qom-type&quot;:&quot;dbus-vmstate&quot;,&quot;id&quot;:&quot;hookd-vmstate&quot;}'/>\n  \
+            </qemu:commandline>\n</domain>\n";
+        assert!(has_object(back));
+        assert_eq!(with_object(back, SYSTEM_BUS, "hookd-0").unwrap(), back);
+        // The key=value form, too; another object's id, or the id outside
+        // QEMU's namespace, is not hookd's.
+        let kv = back.replace(
+            "{&quot;qom-type&quot;:&quot;dbus-vmstate&quot;,&quot;id&quot;:&quot;hookd-vmstate&quot;}",
+            "dbus-vmstate,id=hookd-vmstate,addr=x",
+        );
+        assert!(has_object(&kv));
+        assert!(!has_object(
+            &kv.replace("id=hookd-vmstate", "id=hookd-vmstate2")
+        ));
+        assert!(!has_object(
+            &back.replace("http://libvirt.org/schemas/domain/qemu/1.0", "urn:x")
+        ));
     }
 
     #[test]
