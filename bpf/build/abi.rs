@@ -17,6 +17,7 @@ const ENUMS: &[(&str, &str)] = &[
     ("lpm_fixed_bits", "u32"),
     ("map_size", "u32"),
     ("ct_state", "u8"),
+    ("ct_timeout_s", "u64"),
     ("ct_key_kind", "u8"),
     ("net_addr_kind", "u8"),
     ("route_kind", "u8"),

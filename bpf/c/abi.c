@@ -17,6 +17,7 @@ ANCHOR(enum direction, direction);
 ANCHOR(enum lpm_fixed_bits, lpm_fixed_bits);
 ANCHOR(enum map_size, map_size);
 ANCHOR(enum ct_state, ct_state);
+ANCHOR(enum ct_timeout_s, ct_timeout_s);
 ANCHOR(enum ct_key_kind, ct_key_kind);
 ANCHOR(enum net_addr_kind, net_addr_kind);
 ANCHOR(enum route_kind, route_kind);

@@ -8,13 +8,7 @@
 #include "flow.h"
 #include "verdict.h"
 
-/* Timeouts, in seconds. */
-#define CT_TCP_SYN_TIMEOUT   60
-#define CT_TCP_EST_TIMEOUT   7200
-#define CT_TCP_CLOSE_TIMEOUT 30
-#define CT_UDP_TIMEOUT       60
-#define CT_UDP_EST_TIMEOUT   180
-#define CT_ICMP_TIMEOUT      30
+/* Timeouts: enum ct_timeout_s in types.h. */
 
 static __always_inline int is_icmp_error(const struct flow *f)
 {

@@ -17,9 +17,8 @@
 #include "flow.h"
 #include "conntrack.h"
 
-/* Seconds a datagram's fragments may take after the last one seen (as the
- * kernel's own reassembly, net.ipv4.ipfrag_time). */
-#define FRAG_TIMEOUT 30
+/* FRAG_TIMEOUT (types.h): seconds a datagram's fragments may take after
+ * the last one seen, as the kernel's own reassembly (net.ipv4.ipfrag_time). */
 
 /* The smallest L4 header hookd reads for PROTO: what a first fragment must
  * hold entirely, and what no later fragment may overlap. */

@@ -87,6 +87,18 @@ enum lpm_fixed_bits {
 	FW_RULE_FIXED_BITS  = 96, /* fw_rule_key: ifindex, half, dir, proto, any, class */
 };
 
+/* Connection tracking timeouts, in seconds (conntrack.h, fragment.h);
+ * hookd reads them too: a migration carries only live entries. */
+enum ct_timeout_s {
+	CT_TCP_SYN_TIMEOUT   = 60,
+	CT_TCP_EST_TIMEOUT   = 7200,
+	CT_TCP_CLOSE_TIMEOUT = 30,
+	CT_UDP_TIMEOUT       = 60,
+	CT_UDP_EST_TIMEOUT   = 180,
+	CT_ICMP_TIMEOUT      = 30,
+	FRAG_TIMEOUT         = 30,
+};
+
 /* Map sizes (maps.h). */
 enum map_size {
 	MAX_NICS       = 4096,    /* hookd_nics, hookd_stats, hookd_ct, hookd_log_rate */

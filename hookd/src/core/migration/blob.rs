@@ -33,6 +33,28 @@ const FLAG_V6: u8 = 1;
 const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 const NS_PER_MS: u64 = 1_000_000;
 
+/// How long an entry lives after its last packet: the data path's
+/// `ct_timeout` (conntrack.h), and FRAG_TIMEOUT for a fragment entry.
+fn timeout_ns(k: &CtKey, e: &CtEntry) -> u64 {
+    use hookd_bpf::layout as l;
+    const TCP: u8 = 6;
+    const ICMP: u8 = 1;
+    const ICMPV6: u8 = 58;
+    let s = if k.kind == l::CT_KEY_FRAGMENTS {
+        l::FRAG_TIMEOUT
+    } else {
+        match (k.proto, e.state) {
+            (TCP, l::CT_ESTABLISHED) => l::CT_TCP_EST_TIMEOUT,
+            (TCP, l::CT_CLOSING) => l::CT_TCP_CLOSE_TIMEOUT,
+            (TCP, _) => l::CT_TCP_SYN_TIMEOUT,
+            (ICMP | ICMPV6, _) => l::CT_ICMP_TIMEOUT,
+            (_, l::CT_ESTABLISHED) => l::CT_UDP_EST_TIMEOUT,
+            _ => l::CT_UDP_TIMEOUT,
+        }
+    };
+    s * 1_000_000_000
+}
+
 /// One carried connection (or fragment-tracking entry): the key without
 /// its ifindex, the state, and how long ago it last saw a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +109,12 @@ impl CarriedNic {
     /// The NIC's table as carried: the entries of `table` (read from the
     /// kernel), aged against `now_ns` on the same clock. An entry stamped
     /// after `now_ns` (seen while the table was read) has age 0.
+    /// Entries that expired (the kernel's LRU keeps them until it needs
+    /// their room) are left behind: the destination would only drop them.
     pub fn from_table(mac: MacAddr, table: &[(CtKey, CtEntry)], now_ns: u64) -> Self {
         let entries = table
             .iter()
+            .filter(|(k, e)| now_ns.saturating_sub(e.last_seen) < timeout_ns(k, e))
             .map(|(k, e)| Carried {
                 proto: k.proto,
                 kind: k.kind,
@@ -406,6 +431,29 @@ mod tests {
     }
 
     #[test]
+    fn expired_entries_stay_behind() {
+        let now = 10_000_000 * NS_PER_MS;
+        let mut t = table(7, 4, now);
+        let s = 1_000_000_000;
+        // UDP without a reply, 61 s idle: gone; TCP established, 61 s: live;
+        // TCP closing, 31 s: gone; a fragment entry, 29 s: live.
+        for (i, (proto, state, kind, idle)) in
+            [(17, 1, 0, 61), (6, 2, 0, 61), (6, 3, 0, 31), (17, 1, 1, 29)]
+                .into_iter()
+                .enumerate()
+        {
+            t[i].0.proto = proto;
+            t[i].0.kind = kind;
+            t[i].1.state = state;
+            t[i].1.last_seen = now - idle * s;
+        }
+        let c = CarriedNic::from_table(MacAddr([2, 0, 0, 0, 0, 1]), &t, now);
+        let kept: Vec<(u8, u8)> = c.entries.iter().map(|e| (e.proto, e.state)).collect();
+        assert_eq!(kept, [(6, 2), (17, 1)]);
+        assert_eq!(c.entries[1].kind, 1);
+    }
+
+    #[test]
     fn ipv4_entries_take_21_bytes_and_ipv6_45() {
         let one = |addr: [u8; 16]| {
             let c = Carried {
@@ -445,13 +493,11 @@ mod tests {
     }
 
     #[test]
-    fn ages_saturate_and_future_stamps_are_fresh() {
+    fn future_stamps_are_fresh_and_old_ages_read_as_time_zero() {
         let now = 10 * NS_PER_MS;
         let mut t = table(1, 2, now);
         t[0].1.last_seen = now + 5 * NS_PER_MS; // stamped while read
         t[1].1.last_seen = 0;
-        let n = CarriedNic::from_table(MacAddr([2; 6]), &t, u64::MAX);
-        assert_eq!(n.entries[1].age_ms, u32::MAX);
         let n = CarriedNic::from_table(MacAddr([2; 6]), &t, now);
         assert_eq!(n.entries[0].age_ms, 0);
         // An age older than the destination's clock reads as time 0:
