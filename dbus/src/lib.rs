@@ -131,6 +131,29 @@ pub struct LoggedPacket {
     pub destination_port: u16,
 }
 
+/// What one host did with a VM's firewall state in a live migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct MigrationInfo {
+    pub domain: String,
+    pub uuid: String,
+    /// "source" (the state was saved) or "destination" (it was loaded).
+    pub side: String,
+    /// "carried", "refused" (the migration failed with it) or "proceeded
+    /// without state" (`migration_state_errors = "proceed"`).
+    pub outcome: String,
+    pub nics: u32,
+    /// Connections carried.
+    pub entries: u64,
+    /// Bytes of state carried.
+    pub bytes: u64,
+    /// Time hookd took, in milliseconds.
+    pub ms: u64,
+    /// Why the state was not carried; empty when it was.
+    pub detail: String,
+    /// Seconds since the epoch.
+    pub unix_time: u64,
+}
+
 /// A row of `ListNetworks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct NetworkSummary {
@@ -272,6 +295,14 @@ pub trait Manager {
     /// A packet decided by a `log="true"` rule.
     #[zbus(signal)]
     fn packet_logged(&self, packet: LoggedPacket) -> zbus::Result<()>;
+
+    /// The latest live migrations this host took part in (up to 64),
+    /// oldest first.
+    fn list_migrations(&self) -> Result<Vec<MigrationInfo>, Error>;
+
+    /// One side of a live migration is done with a VM's firewall state.
+    #[zbus(signal)]
+    fn migration_state(&self, info: MigrationInfo) -> zbus::Result<()>;
 
     /// ("ok" or "degraded", a one-line explanation).
     fn health(&self) -> Result<(String, String), Error>;

@@ -60,12 +60,18 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         icmp_code: u8,
     },
+    /// The latest live migrations this host took part in (up to 64), and
+    /// what became of each VM's firewall state: carried (how many
+    /// connections, how long), refused (the migration failed with it) or
+    /// proceeded without (migration_state_errors = "proceed").
+    Migrations,
     /// Is hookd able to do its job? Exit status 1 when degraded.
     Health,
     /// Counters of every attached NIC of every domain, one row each.
     Stats,
     /// Follow hookd's signals (domains attached and detached, policies
-    /// applied, logged packets), one line each, until interrupted.
+    /// applied, logged packets, migrations), one line each, until
+    /// interrupted.
     Monitor,
     /// Packets logged by `log="true"` rules (the most recent, rate-limited).
     Events {

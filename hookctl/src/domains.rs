@@ -20,9 +20,54 @@ pub async fn show(domain: &str, as_json: bool) -> Outcome {
         .await
         .map_err(call_failed)?;
     if as_json {
-        json(&d)
+        return json(&d);
+    }
+    let mut out = render_domain(&d);
+    // The domain's latest migration here, from a hookd that keeps them.
+    if let Ok(all) = proxy().await?.list_migrations().await
+        && let Some(m) = all.iter().rev().find(|m| m.uuid == d.uuid)
+    {
+        out += &format!("last migration: {}\n", migration_line(m));
+    }
+    Ok(out)
+}
+
+/// The live migrations this host took part in, oldest first.
+pub async fn migrations(as_json: bool) -> Outcome {
+    let all = proxy()
+        .await?
+        .list_migrations()
+        .await
+        .map_err(call_failed)?;
+    if as_json {
+        return json(&all);
+    }
+    if all.is_empty() {
+        return Ok("no live migrations since hookd started\n".into());
+    }
+    Ok(all.iter().map(|m| migration_line(m) + "\n").collect())
+}
+
+/// One side of one migration, as a line.
+pub fn migration_line(m: &hookd_dbus::MigrationInfo) -> String {
+    let when = match m.unix_time {
+        0 => String::new(),
+        t => format!(" at {}", utc(t)),
+    };
+    let what = if m.side == "source" {
+        "saved for the destination"
     } else {
-        Ok(render_domain(&d))
+        "loaded from the source"
+    };
+    match m.outcome.as_str() {
+        "carried" => format!(
+            "{} as {}: firewall state {what}, {} connection(s) of {} NIC(s), {} bytes, in {} ms{when}",
+            m.domain, m.side, m.entries, m.nics, m.bytes, m.ms
+        ),
+        outcome => format!(
+            "{} as {}: firewall state {outcome}: {}{when}",
+            m.domain, m.side, m.detail
+        ),
     }
 }
 
@@ -185,4 +230,35 @@ fn render_domain(d: &DomainDetail) -> String {
         }
     }
     out
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil date
+/// from the day count, as in Howard Hinnant's `civil_from_days`).
+fn utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn epoch_seconds_read_as_utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_796_233_627), "2026-12-02 17:47:07 UTC");
+    }
 }

@@ -86,6 +86,12 @@ pub async fn monitor(as_json: bool) -> Outcome {
                 v["signal"] = serde_json::json!(member);
                 (v, text)
             }),
+            "MigrationState" => body.deserialize::<hookd_dbus::MigrationInfo>().map(|m| {
+                let text = crate::domains::migration_line(&m);
+                let mut v = serde_json::to_value(&m).unwrap_or_default();
+                v["signal"] = serde_json::json!(member);
+                (v, text)
+            }),
             _ => continue,
         };
         let line = match out {

@@ -12,6 +12,7 @@ async fn run(cli: Hookctl) -> Outcome {
         Command::Domains => domains::domains(json).await,
         Command::Show { domain } => domains::show(&domain, json).await,
         Command::Stats => domains::stats(json).await,
+        Command::Migrations => domains::migrations(json).await,
         Command::Health => domains::health(json).await,
         Command::Events { domain } => events::recent(domain.as_deref(), json).await,
         Command::Monitor => events::monitor(json).await,

@@ -16,6 +16,18 @@ pub enum AttachMode {
     Netlink,
 }
 
+/// What a destination does with carried firewall state it cannot load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateErrors {
+    /// The migration fails and the VM stays on the source, enforced.
+    #[default]
+    Refuse,
+    /// The VM comes without its connections (policy still enforced);
+    /// those through a deny-by-default direction break.
+    Proceed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -55,6 +67,10 @@ pub struct Config {
     /// MiB (0 to 255): one helper on the bus per MiB, which QEMU's
     /// `dbus-vmstate` calls (docs/migration.md). 0: none are served.
     pub migration_state_mib: u32,
+    /// Carried state that cannot be loaded here (corrupt, of another
+    /// layout version, from a source with another number of helpers):
+    /// "refuse" fails the migration, "proceed" lets the VM come without it.
+    pub migration_state_errors: StateErrors,
     /// Where libvirt writes each running domain's QEMU pid (`NAME.pid`):
     /// how the helpers know which VM's QEMU calls them.
     pub qemu_pid_dir: PathBuf,
@@ -76,6 +92,7 @@ impl Default for Config {
             libvirt_uri: "qemu:///system".into(),
             read_group: "hookd".into(),
             migration_state_mib: 16,
+            migration_state_errors: StateErrors::Refuse,
             qemu_pid_dir: PathBuf::from("/run/libvirt/qemu"),
         }
     }
@@ -166,5 +183,9 @@ mod tests {
         assert_eq!(c.metrics_listen.unwrap().port(), 9469);
         let e = Config::parse("metrics_listen = \"0.0.0.0:9469\"").unwrap_err();
         assert!(e.contains("loopback only"), "{e}");
+        let c = Config::parse("migration_state_errors = \"proceed\"").unwrap();
+        assert_eq!(c.migration_state_errors, StateErrors::Proceed);
+        let e = Config::parse("migration_state_errors = \"ignore\"").unwrap_err();
+        assert!(e.contains("refuse") && e.contains("proceed"), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 //! plain HTTP on a loopback address when `metrics_listen` is set.
 
 use crate::core::View;
+use crate::core::migration::log::{Outcome, Side, Totals};
 use hookd_bpf::layout::{DropReason, NetStats};
 use std::fmt::Write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,7 +82,47 @@ pub fn render(d: &View) -> String {
             let _ = writeln!(out, "{l}");
         }
     }
+    render_migrations(&mut out, d.migrations().1);
     out
+}
+
+/// Live migrations since hookd started, by side and outcome, and what
+/// they carried.
+fn render_migrations(out: &mut String, t: Totals) {
+    let sides = [Side::Source, Side::Destination];
+    let outcomes = [Outcome::Carried, Outcome::Refused, Outcome::Proceeded];
+    let _ = writeln!(
+        out,
+        "# HELP hookd_migrations_total Live migrations this host took part in, by side and what became of the firewall state.\n# TYPE hookd_migrations_total counter"
+    );
+    for s in sides {
+        for o in outcomes {
+            let _ = writeln!(
+                out,
+                "hookd_migrations_total{{side=\"{}\",outcome=\"{}\"}} {}",
+                s.name(),
+                o.name(),
+                t.count[s as usize][o as usize]
+            );
+        }
+    }
+    for (name, help, v) in [
+        (
+            "hookd_migration_entries_total",
+            "Connections carried through live migrations, by side.",
+            t.entries,
+        ),
+        (
+            "hookd_migration_bytes_total",
+            "Bytes of firewall state carried through live migrations, by side.",
+            t.bytes,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for s in sides {
+            let _ = writeln!(out, "{name}{{side=\"{}\"}} {}", s.name(), v[s as usize]);
+        }
+    }
 }
 
 /// Serves `render` to every connection until hookd stops.

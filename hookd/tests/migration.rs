@@ -9,8 +9,10 @@
 //! the destination.
 
 use hookd::config::AttachMode;
+use hookd::config::StateErrors::{Proceed, Refuse};
 use hookd::core::Daemon;
 use hookd::core::migration::MigrationError;
+use hookd::core::migration::log::{Outcome, Side};
 use hookd::core::records::StateDir;
 use hookd::datapath::{Datapath, ct_clock_ns};
 use hookd_bpf::layout::{CtEntry, CtKey, DropReason};
@@ -347,21 +349,28 @@ async fn helpers(
     bus: &str,
     count: u8,
     pid: u32,
-) -> (Vec<zbus::Connection>, tempfile::TempDir) {
+    on_error: hookd::config::StateErrors,
+) -> (Vec<zbus::Connection>, tempfile::TempDir, hookd::core::View) {
     use hookd::api::vmstate;
     let pids = tempfile::tempdir().unwrap();
     std::fs::write(pids.path().join("vm1.pid"), format!("{pid}\n")).unwrap();
+    let view = d.view();
     let shared = vmstate::Shared::new(
         std::sync::Arc::new(tokio::sync::Mutex::new(d)),
-        pids.path(),
-        count,
+        view.clone(),
+        vmstate::Settings {
+            pid_dir: pids.path().to_path_buf(),
+            count,
+            on_error,
+            notices: None,
+        },
     );
     let conns = vmstate::serve(shared, || async {
         zbus::connection::Builder::address(bus).build().await
     })
     .await
     .unwrap();
-    (conns, pids)
+    (conns, pids, view)
 }
 
 /// Plays QEMU's dbus-vmstate: the queued owners of org.qemu.VMState1 and
@@ -413,9 +422,9 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
         .lock()
         .unwrap()
         .insert(42, synthetic(42, 60_000, FAKE_CT_NOW));
-    let (_s, _p1) = helpers(src, &src_bus.address, count, me).await;
+    let (_s, _p1, src_view) = helpers(src, &src_bus.address, count, me, Refuse).await;
     let (dst, dst_ct, _r2) = started(MAC);
-    let (_d, _p2) = helpers(dst, &dst_bus.address, count, me).await;
+    let (_d, _p2, dst_view) = helpers(dst, &dst_bus.address, count, me, Refuse).await;
 
     let qemu_src = zbus::connection::Builder::address(src_bus.address.as_str())
         .build()
@@ -460,12 +469,58 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
     let e = last.unwrap_err().to_string();
     assert!(e.contains("corrupt") && e.contains("vm1"), "{e}");
     assert!(dst_ct.lock().unwrap()[&42].is_empty());
+    let refused = dst_view.migrations().0.pop().unwrap();
+    assert_eq!(
+        (refused.side, refused.outcome),
+        (Side::Destination, Outcome::Refused)
+    );
+    assert!(refused.detail.contains("corrupt"), "{}", refused.detail);
+
+    // A destination told to proceed takes the same pieces, loads nothing,
+    // and says so; QEMU is not failed.
+    let (lax, lax_ct, _r4) = started(MAC);
+    let lax_bus = PrivateBus::start(true);
+    let (_l, _p4, lax_view) = helpers(lax, &lax_bus.address, count, me, Proceed).await;
+    let qemu_lax = zbus::connection::Builder::address(lax_bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let on_lax: std::collections::HashMap<String, String> = owners(&qemu_lax)
+        .await
+        .into_iter()
+        .map(|(o, id)| (id, o))
+        .collect();
+    for (id, data) in &bad {
+        call_load(&qemu_lax, &on_lax[id], data).await.unwrap();
+    }
+    assert!(lax_ct.lock().unwrap()[&42].is_empty());
+    let (log, totals) = lax_view.migrations();
+    assert_eq!(log.last().map(|e| e.outcome), Some(Outcome::Proceeded));
+    assert_eq!(
+        totals.count[Side::Destination as usize][Outcome::Proceeded as usize],
+        1
+    );
 
     // The pieces as QEMU carries them, in reverse order: all loaded.
     for (id, data) in pieces.iter().rev() {
         call_load(&qemu_dst, &on_dst[id], data).await.unwrap();
     }
     assert_eq!(dst_ct.lock().unwrap()[&42].len(), 60_000);
+    // Both sides noted what they carried.
+    let saved = src_view.migrations().0.pop().unwrap();
+    let loaded = dst_view.migrations().0.pop().unwrap();
+    assert_eq!(
+        (saved.side, saved.outcome),
+        (Side::Source, Outcome::Carried)
+    );
+    assert_eq!(
+        (loaded.side, loaded.outcome),
+        (Side::Destination, Outcome::Carried)
+    );
+    assert_eq!(
+        (saved.carried.entries, loaded.carried.entries),
+        (60_000, 60_000)
+    );
 
     // A process that is no VM's QEMU gets nothing.
     let (other, other_ct, _r3) = started(MAC);
@@ -474,7 +529,7 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
         .unwrap()
         .insert(42, synthetic(42, 5, FAKE_CT_NOW));
     let bus3 = PrivateBus::start(true);
-    let (_o, _p3) = helpers(other, &bus3.address, 1, me + 1_000_000).await;
+    let (_o, _p3, _v3) = helpers(other, &bus3.address, 1, me + 1_000_000, Refuse).await;
     let c3 = zbus::connection::Builder::address(bus3.address.as_str())
         .build()
         .await

@@ -1,6 +1,7 @@
 //! The core's types as the D-Bus contract spells them: errors mapped to
 //! D-Bus error names (in this one place), records to `DomainDetail`.
 
+use crate::core::migration::log::MigrationEvent;
 use crate::core::networks::{Definition, NetworkStoreError, Source};
 use crate::core::records::{DomainRecord, NicRecord};
 use crate::core::{DaemonError, View};
@@ -26,6 +27,21 @@ impl From<DaemonError> for Error {
                 NetworkStoreError::Io { .. } => Error::AttachFailed(text),
             },
         }
+    }
+}
+
+pub fn migration(e: &MigrationEvent) -> hookd_dbus::MigrationInfo {
+    hookd_dbus::MigrationInfo {
+        domain: e.domain.clone(),
+        uuid: e.uuid.clone(),
+        side: e.side.name().into(),
+        outcome: e.outcome.name().into(),
+        nics: e.carried.nics as u32,
+        entries: e.carried.entries as u64,
+        bytes: e.carried.bytes as u64,
+        ms: e.ms,
+        detail: e.detail.clone(),
+        unix_time: e.unix_time,
     }
 }
 

@@ -218,6 +218,29 @@ impl Manager {
         packet: hookd_dbus::LoggedPacket,
     ) -> zbus::Result<()>;
 
+    /// One side of a live migration is done with a VM's firewall state.
+    #[zbus(signal)]
+    pub async fn migration_state(
+        emitter: &SignalEmitter<'_>,
+        info: hookd_dbus::MigrationInfo,
+    ) -> zbus::Result<()>;
+
+    /// The latest live migrations this host took part in, oldest first.
+    async fn list_migrations(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<hookd_dbus::MigrationInfo>, Error> {
+        require_reader(self.readers, &hdr, conn, "ListMigrations").await?;
+        Ok(self
+            .view
+            .migrations()
+            .0
+            .iter()
+            .map(convert::migration)
+            .collect())
+    }
+
     async fn list_domains(
         &self,
         #[zbus(header)] hdr: Header<'_>,

@@ -1,5 +1,6 @@
 //! The core's [`Change`]s announced as D-Bus signals.
 
+use crate::api::convert;
 use crate::api::manager::Manager;
 use crate::core::Change;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -59,6 +60,7 @@ pub async fn emit(emitter: &SignalEmitter<'_>, c: &Change) {
             message,
         } => Manager::policy_refused(emitter, name, uuid, message).await,
         Change::PacketLogged(p) => Manager::packet_logged(emitter, p.clone()).await,
+        Change::Migration(e) => Manager::migration_state(emitter, convert::migration(e)).await,
     };
 }
 

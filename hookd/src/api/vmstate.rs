@@ -15,10 +15,13 @@
 //! that is no VM's QEMU gets nothing, so one VM never reads or writes
 //! another's state, however many migrate at once.
 
-use crate::core::SharedDaemon;
+use crate::config::StateErrors;
+use crate::core::migration::Carried;
 use crate::core::migration::chunks::{self, Assembly};
+use crate::core::migration::log::{MigrationEvent, Outcome, Side};
+use crate::core::{Change, Notices, SharedDaemon, View};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zbus::Connection;
@@ -48,12 +51,27 @@ pub fn id_list(count: u8) -> String {
     (0..count).map(helper_id).collect::<Vec<_>>().join(",")
 }
 
-/// What the helpers share: the daemon, where libvirt keeps QEMU's pid
-/// files, and each caller's migration under way.
+/// How the helpers are set up (from hookd.toml).
+pub struct Settings {
+    /// Where libvirt writes each domain's QEMU pid (`NAME.pid`).
+    pub pid_dir: PathBuf,
+    /// Helpers served (`migration_state_mib`).
+    pub count: u8,
+    /// What to do with carried state that cannot be loaded.
+    pub on_error: StateErrors,
+    /// Where each migration's outcome is announced (the bus signal).
+    pub notices: Option<Notices>,
+}
+
+/// What the helpers share: the daemon, its view (where outcomes are
+/// noted), their settings, and each caller's migration under way.
 pub struct Shared {
     daemon: SharedDaemon,
+    view: View,
     pid_dir: PathBuf,
     count: u8,
+    on_error: StateErrors,
+    notices: Option<Notices>,
     /// Source side, by caller pid: the blob and the pieces taken.
     saves: Mutex<HashMap<u32, Saving>>,
     /// Destination side, by caller pid: the pieces come so far.
@@ -67,14 +85,79 @@ struct Saving {
 }
 
 impl Shared {
-    pub fn new(daemon: SharedDaemon, pid_dir: &Path, count: u8) -> Arc<Shared> {
+    pub fn new(daemon: SharedDaemon, view: View, settings: Settings) -> Arc<Shared> {
         Arc::new(Shared {
             daemon,
-            pid_dir: pid_dir.to_path_buf(),
-            count,
+            view,
+            pid_dir: settings.pid_dir,
+            count: settings.count,
+            on_error: settings.on_error,
+            notices: settings.notices,
             saves: Mutex::default(),
             loads: Mutex::default(),
         })
+    }
+
+    /// Notes one side's outcome: logged, kept for `hookctl migrations`
+    /// and the metrics, announced on the bus.
+    fn note(&self, e: MigrationEvent) {
+        let c = e.carried;
+        match e.outcome {
+            Outcome::Carried => tracing::info!(
+                domain = %e.domain, nics = c.nics, entries = c.entries, bytes = c.bytes, ms = e.ms,
+                "migration: firewall state {}",
+                if e.side == Side::Source { "saved for the destination" } else { "loaded from the source" }
+            ),
+            Outcome::Refused => tracing::error!(
+                domain = %e.domain, side = e.side.name(), error = %e.detail,
+                "migration: firewall state refused; the migration fails and the VM stays on the source"
+            ),
+            Outcome::Proceeded => tracing::error!(
+                domain = %e.domain, error = %e.detail,
+                "migration: firewall state not loaded; the VM comes without its connections (migration_state_errors = \"proceed\")"
+            ),
+        }
+        if let Some(n) = &self.notices {
+            let _ = n.send(Change::Migration(e.clone()));
+        }
+        self.view.record_migration(e);
+    }
+
+    /// A destination's answer to state it could not load: an error for
+    /// QEMU (the migration fails), or, with `proceed`, none.
+    fn refuse_or_proceed(&self, name: &str, uuid: &str, why: String) -> fdo::Result<()> {
+        let proceed = self.on_error == StateErrors::Proceed;
+        self.note(MigrationEvent {
+            outcome: if proceed {
+                Outcome::Proceeded
+            } else {
+                Outcome::Refused
+            },
+            detail: why.clone(),
+            ..event(name, uuid, Side::Destination)
+        });
+        if proceed {
+            Ok(())
+        } else {
+            Err(failed(format!("domain {name}: {why}")))
+        }
+    }
+}
+
+/// An outcome of `side` for domain `name`, nothing carried yet.
+fn event(name: &str, uuid: &str, side: Side) -> MigrationEvent {
+    MigrationEvent {
+        domain: name.to_string(),
+        uuid: uuid.to_string(),
+        side,
+        outcome: Outcome::Carried,
+        carried: Carried::default(),
+        ms: 0,
+        detail: String::new(),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     }
 }
 
@@ -155,15 +238,25 @@ impl Helper {
                 let t = Instant::now();
                 let daemon = self.shared.daemon.clone().lock_owned().await;
                 let u = uuid.clone();
-                let (blob, carried) = tokio::task::spawn_blocking(move || daemon.save_state(&u))
+                let saved = tokio::task::spawn_blocking(move || daemon.save_state(&u))
                     .await
-                    .map_err(failed)?
                     .map_err(failed)?;
-                tracing::info!(
-                    domain = %name, nics = carried.nics, entries = carried.entries,
-                    bytes = carried.bytes, ms = t.elapsed().as_millis() as u64,
-                    "migration: firewall state saved for the destination"
-                );
+                let (blob, carried) = match saved {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.shared.note(MigrationEvent {
+                            outcome: Outcome::Refused,
+                            detail: e.to_string(),
+                            ..event(&name, &uuid, Side::Source)
+                        });
+                        return Err(failed(e));
+                    }
+                };
+                self.shared.note(MigrationEvent {
+                    carried,
+                    ms: t.elapsed().as_millis() as u64,
+                    ..event(&name, &uuid, Side::Source)
+                });
                 let blob = Arc::new(blob);
                 self.shared.saves.lock().map_err(failed)?.insert(
                     pid,
@@ -177,7 +270,11 @@ impl Helper {
             }
         };
         let piece = chunks::piece(&blob, self.index, self.shared.count).map_err(|e| {
-            tracing::error!(domain = %name, error = %e, "migration: firewall state not carried");
+            self.shared.note(MigrationEvent {
+                outcome: Outcome::Refused,
+                detail: e.to_string(),
+                ..event(&name, &uuid, Side::Source)
+            });
             failed(format!("domain {name}: {e}"))
         })?;
         let mut saves = self.shared.saves.lock().map_err(failed)?;
@@ -212,7 +309,10 @@ impl Helper {
             if !matches!(r, Ok(None)) {
                 loads.remove(&pid);
             }
-            r.map_err(|e| failed(format!("domain {name}: {e}")))?
+            match r {
+                Ok(whole) => whole,
+                Err(e) => return self.shared.refuse_or_proceed(&name, &uuid, e.to_string()),
+            }
         };
         let Some(blob) = whole else {
             return Ok(());
@@ -224,18 +324,15 @@ impl Helper {
             .await
             .map_err(failed)?;
         match r {
-            Ok(c) => {
-                tracing::info!(
-                    domain = %name, nics = c.nics, entries = c.entries, bytes = c.bytes,
-                    ms = t.elapsed().as_millis() as u64,
-                    "migration: firewall state loaded from the source"
-                );
+            Ok(carried) => {
+                self.shared.note(MigrationEvent {
+                    carried,
+                    ms: t.elapsed().as_millis() as u64,
+                    ..event(&name, &uuid, Side::Destination)
+                });
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!(domain = %name, error = %e, "migration: firewall state refused");
-                Err(failed(format!("domain {name}: {e}")))
-            }
+            Err(e) => self.shared.refuse_or_proceed(&name, &uuid, e.to_string()),
         }
     }
 }

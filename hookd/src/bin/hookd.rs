@@ -80,7 +80,16 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
         0 => Vec::new(),
         mib => {
             let count = hookd::core::migration::chunks::helpers_for_mib(mib);
-            let shared = hookd::api::vmstate::Shared::new(daemon.clone(), &cfg.qemu_pid_dir, count);
+            let shared = hookd::api::vmstate::Shared::new(
+                daemon.clone(),
+                view.clone(),
+                hookd::api::vmstate::Settings {
+                    pid_dir: cfg.qemu_pid_dir.clone(),
+                    count,
+                    on_error: cfg.migration_state_errors,
+                    notices: Some(served.notices.clone()),
+                },
+            );
             match hookd::api::vmstate::serve(shared, || zbus::connection::Builder::system().build())
                 .await
             {

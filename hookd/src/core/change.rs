@@ -35,6 +35,8 @@ pub enum Change {
     },
     /// A packet decided by a `log="true"` rule.
     PacketLogged(LoggedPacket),
+    /// One side of a live migration is done with a VM's firewall state.
+    Migration(crate::core::migration::log::MigrationEvent),
 }
 
 /// Where changes made outside a client's call (libvirt's events, logged

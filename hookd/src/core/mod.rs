@@ -115,6 +115,7 @@ impl Daemon {
             networks: published_networks,
             counters: dp.counters(),
             events: Default::default(),
+            migrations: Default::default(),
             tenant_namespaces: dp.tenant_namespaces_on(),
         };
         let mut d = Daemon {

@@ -5,6 +5,7 @@
 use crate::core::dataplane::CounterSource;
 use crate::core::error::DaemonError;
 use crate::core::events::EventLog;
+use crate::core::migration::log::{MigrationEvent, MigrationLog, Totals};
 use crate::core::networks::{Definition, NetworkStoreError};
 use crate::core::records::DomainRecord;
 use hookd_bpf::layout::{NetStats, NicStats};
@@ -23,6 +24,8 @@ pub struct View {
     pub(super) networks: watch::Receiver<Networks>,
     pub(super) counters: Arc<dyn CounterSource>,
     pub(super) events: Arc<Mutex<EventLog>>,
+    /// The live migrations the helpers took part in.
+    pub(super) migrations: Arc<Mutex<MigrationLog>>,
     /// Tenants get namespaces (the data plane's setting), for trace.
     pub(super) tenant_namespaces: bool,
 }
@@ -120,6 +123,21 @@ impl View {
             )),
             Err(why) => Health::Degraded(why),
         }
+    }
+
+    /// Notes a migration's outcome (the helpers do, as it happens).
+    pub fn record_migration(&self, e: MigrationEvent) {
+        if let Ok(mut log) = self.migrations.lock() {
+            log.record(e);
+        }
+    }
+
+    /// The latest migrations, oldest first, and the totals since start.
+    pub fn migrations(&self) -> (Vec<MigrationEvent>, Totals) {
+        self.migrations
+            .lock()
+            .map(|log| (log.recent(), log.totals()))
+            .unwrap_or_default()
     }
 
     pub fn recent_events(&self, domain: &str) -> Vec<hookd_dbus::LoggedPacket> {

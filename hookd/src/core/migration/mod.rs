@@ -10,6 +10,7 @@
 
 pub mod blob;
 pub mod chunks;
+pub mod log;
 
 use crate::core::Daemon;
 use crate::datapath::DatapathError;
