@@ -8,7 +8,7 @@ PACKAGES=(
   dbus iproute2 kmod cpio busybox-static nftables util-linux dhcpcd-base
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
   jq systemd libglib2.0-bin ca-certificates rpm lintian binutils gcc libc6-dev
-  shellcheck
+  shellcheck python3
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -3,8 +3,10 @@
 # the hookd-vm-tests crate, boots TCG guests with `virsh start` in a private
 # libvirt sandbox (own network, mount and PID namespaces) and checks
 # enforcement, counters, security groups, live policy changes, restart,
-# cleanup, invalid policy and an absent hookd. It runs the debug binaries of
-# target/debug, built first.
+# cleanup, invalid policy and an absent hookd; then run-migration-tests.sh
+# live-migrates a guest back and forth between two such hypervisors under
+# traffic, with its failure cases and downtime figures. It runs the debug
+# binaries of target/debug, built first.
 #   bash scripts/test-vm.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

@@ -12,7 +12,9 @@
  * port: exit 0 when one came back (the frame got through), 1 when none did,
  * 2 on errors. Mode udp uses an ordinary UDP socket instead: it sends one
  * datagram from SRC_IP to DST_IP:DST_PORT and waits 2 s for any reply
- * (exit 0) or none (exit 1). Test traffic only: 192.0.2.0/24. */
+ * (exit 0) or none (exit 1). Mode udpecho opens a UDP flow to
+ * DST_IP:DST_PORT, says "hello" and echoes every datagram back until an
+ * error (exit 1). Test traffic only: 192.0.2.0/24. */
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -184,6 +186,24 @@ int main(int argc, char **argv)
 	}
 	mode = argv[2];
 	dport = (uint16_t)atoi(argv[6]);
+	if (!strcmp(mode, "udpecho")) {
+		/* A UDP flow the guest opens and keeps: "hello", then every
+		 * datagram back to DST_IP:DST_PORT, until an error. */
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport), .sin_addr = dst };
+		char buf[2048];
+		ssize_t n;
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (u < 0 || connect(u, (struct sockaddr *)&to, sizeof(to)) < 0 || send(u, "hello\n", 6, 0) < 0) {
+			perror("udpecho");
+			return 2;
+		}
+		while ((n = recv(u, buf, sizeof(buf), 0)) >= 0)
+			if (send(u, buf, (size_t)n, 0) < 0)
+				break;
+		perror("udpecho");
+		return 1;
+	}
 	if (!strcmp(mode, "udp")) {
 		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport), .sin_addr = dst };
 		struct timeval tv = { .tv_sec = 2 };

@@ -4,7 +4,7 @@
 # Kernel command line parameters:
 #   hookd.ip=ADDR/LEN       IPv4 address of eth0 (required for any traffic)
 #   hookd.peer=IP           the address the scenario pings
-#   hookd.scenario=NAME     idle | spoof   (default idle)
+#   hookd.scenario=NAME     idle | spoof | fw | client | net | mig (default idle)
 #   hookd.ip6=ADDR/LEN      optional; only honoured by "idle" (see below)
 #   hookd.ip=dhcp           configure eth0 with busybox udhcpc instead
 #   hookd.gw=IP             default route (static addresses)
@@ -262,7 +262,26 @@ scenario_net() {
     forever
 }
 
+# Live migration: connections the guest opens must survive its moves
+# through a deny-by-default ingress. The host (PEER) streams lines on TCP
+# 7000 and datagrams on UDP 7001, and the guest echoes them; 8080 is
+# allowed by the test's policy and 9000 is not. A connection that ends
+# is logged (CLOSED) and opened again: the host counts both.
+scenario_mig() {
+    nc -ll -p 8080 -e /bin/cat &
+    nc -ll -p 9000 -e /bin/cat &
+    log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
+    ping_ok 5 -c 1 -W 2 "$PEER"; result ping_peer $?
+    for i in 1 2 3 4; do
+        (while :; do nc "$PEER" 7000 -e /bin/cat; log "CLOSED tcp$i (exit $?)"; sleep 1; done) &
+    done
+    (while :; do hookd-craft eth0 udpecho 00:00:00:00:00:00 "${IP%/*}" "$PEER" 7001; log "CLOSED udp (exit $?)"; sleep 1; done) &
+    log "GUEST DONE at $(cut -d' ' -f1 /proc/uptime)s"
+    forever
+}
+
 case $SCENARIO in
+    mig)   scenario_mig ;;
     net)   scenario_net ;;
     fw)    scenario_fw ;;
     client) scenario_client ;;

@@ -242,7 +242,8 @@ sandbox_binaries() {
 sandbox_start_libvirtd() {
     local t0 i pid
     t0=$(sb_now)
-    libvirtd -d -p "$SB/libvirtd.pid" || sb_die "libvirtd failed"
+    # shellcheck disable=SC2086 # SB_LIBVIRTD_ARGS: words (--listen)
+    libvirtd -d ${SB_LIBVIRTD_ARGS:-} -p "$SB/libvirtd.pid" || sb_die "libvirtd failed"
     pid=$(sb_pidfile_wait "$SB/libvirtd.pid") || sb_die "libvirtd wrote no pid"
     sb_record_pid libvirtd "$pid"
     for i in $(seq 200); do
@@ -255,6 +256,49 @@ sandbox_start_libvirtd() {
     done
     tail -n 20 /var/log/libvirt/libvirtd.log >&2 2>/dev/null || true
     sb_die "libvirtd did not answer"
+}
+
+# sandbox_migration_host ADDR HOST_UUID: this libvirtd takes live
+# migrations on ADDR (plain TCP, no auth: the sandbox's own network) and
+# is a host of its own to libvirt, so that two sandboxes on one machine
+# can migrate to each other. Call before sandbox_start_daemons.
+sandbox_migration_host() {
+    cat >> /etc/libvirt/libvirtd.conf <<EOF
+listen_tls = 0
+listen_tcp = 1
+auth_tcp = "none"
+host_uuid = "$2"
+EOF
+    cat >> /etc/libvirt/qemu.conf <<EOF
+migration_address = "$1"
+migration_host = "$1"
+EOF
+    export SB_LIBVIRTD_ARGS=--listen
+}
+
+# sandbox_spawn_host SCRIPT ARGS...: run SCRIPT as a second hypervisor in
+# namespaces of its own, nested in this sandbox's (it dies with it), its
+# output in $SB/host2.log; sets SB_HOST2 to the pid sb_in takes.
+sandbox_spawn_host() {
+    local upid child='' i
+    HOOKD_SANDBOX_INNER=1 unshare --mount --propagation private --net --pid \
+        --mount-proc --fork --kill-child -- "${BASH:-bash}" "$@" >"$SB/host2.log" 2>&1 &
+    upid=$!
+    for i in $(seq 50); do
+        child=$(cat "/proc/$upid/task/$upid/children" 2>/dev/null || true)
+        [ -n "$child" ] && break
+        sleep 0.1
+    done
+    [ -n "$child" ] || sb_die "the second host did not start"
+    SB_HOST2=${child%% *}
+    sb_record_pid host2 "$SB_HOST2"
+}
+
+# sb_in PID CMD...: run CMD in the namespaces of the second host PID.
+sb_in() {
+    local pid=$1
+    shift
+    nsenter -t "$pid" -m -n -p -- "$@"
 }
 
 # sandbox_stop_libvirtd: stop the libvirtd started last (running guests stay).
@@ -370,7 +414,7 @@ $metadata
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     $(sb_vm_iface "$mac")
     <serial type='file'>
-      <source path='$SB/$name.console'/>
+      <source path='$SB/$name.console' append='on'/>
       <target port='0'/>
     </serial>
     <controller type='usb' model='none'/>
