@@ -20,6 +20,7 @@ use crate::core::migration::Carried;
 use crate::core::migration::chunks::{self, Assembly};
 use crate::core::migration::log::{MigrationEvent, Outcome, Side};
 use crate::core::{Change, Notices, SharedDaemon, View};
+use serde_bytes::ByteBuf;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -221,7 +222,7 @@ impl Helper {
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> fdo::Result<Vec<u8>> {
+    ) -> fdo::Result<ByteBuf> {
         let pid = caller_pid(&hdr, conn).await?;
         let (name, uuid) = domain_of(&self.shared, pid).await?;
         let (i, count) = (usize::from(self.index), usize::from(self.shared.count));
@@ -285,7 +286,7 @@ impl Helper {
             }
         }
         saves.retain(|_, s| s.at.elapsed() < PENDING);
-        Ok(piece)
+        Ok(ByteBuf::from(piece))
     }
 
     /// The destination's side: takes piece `index`; with the last one,
@@ -293,7 +294,7 @@ impl Helper {
     /// (and with it the migration: the source keeps the VM).
     async fn load(
         &self,
-        data: Vec<u8>,
+        data: ByteBuf,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> fdo::Result<()> {
