@@ -53,6 +53,9 @@ pub struct Config {
     /// Connections each NIC's conntrack table holds (1,024 to 4,194,304);
     /// for NICs attached after a change, others keep their table.
     pub conntrack_entries: u32,
+    /// The most a policy's `conntrack-entries` may give one NIC (1,024
+    /// to 4,194,304): VM owners' policies cannot claim more kernel memory.
+    pub conntrack_entries_max: u32,
     /// Serve per-NIC counters in the Prometheus text format on this
     /// address (loopback only), e.g. "127.0.0.1:9469". Off when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -87,6 +90,7 @@ impl Default for Config {
             networks_dir: PathBuf::from("/etc/hookd/networks.d"),
             tenant_namespaces: true,
             conntrack_entries: hookd_bpf::layout::CT_PER_NIC,
+            conntrack_entries_max: crate::datapath::DEFAULT_CT_ENTRIES_MAX,
             netns_dir: PathBuf::from("/run/netns"),
             metrics_listen: None,
             libvirt_uri: "qemu:///system".into(),
@@ -130,13 +134,25 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         let range = crate::datapath::CT_ENTRIES_RANGE;
-        if !range.contains(&c.conntrack_entries) {
-            return Err(format!(
-                "conntrack_entries = {}: each NIC's conntrack table holds {} to {} connections",
+        for (key, v, what) in [
+            (
+                "conntrack_entries",
                 c.conntrack_entries,
-                range.start(),
-                range.end()
-            ));
+                "each NIC's conntrack table holds",
+            ),
+            (
+                "conntrack_entries_max",
+                c.conntrack_entries_max,
+                "a policy's conntrack-entries may ask for",
+            ),
+        ] {
+            if !range.contains(&v) {
+                return Err(format!(
+                    "{key} = {v}: {what} {} to {} connections",
+                    range.start(),
+                    range.end()
+                ));
+            }
         }
         if c.migration_state_mib > 255 {
             return Err(format!(
@@ -185,6 +201,8 @@ mod tests {
         assert!(e.contains("loopback only"), "{e}");
         let c = Config::parse("migration_state_errors = \"proceed\"").unwrap();
         assert_eq!(c.migration_state_errors, StateErrors::Proceed);
+        let e = Config::parse("conntrack_entries_max = 5000000").unwrap_err();
+        assert!(e.contains("conntrack_entries_max = 5000000"), "{e}");
         let e = Config::parse("migration_state_errors = \"ignore\"").unwrap_err();
         assert!(e.contains("refuse") && e.contains("proceed"), "{e}");
     }

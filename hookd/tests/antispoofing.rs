@@ -452,6 +452,7 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
             anti_spoofing: AntiSpoofing::default(),
             firewall: Default::default(),
             network: None,
+            conntrack_entries: None,
         }),
         2,
     )

@@ -12,6 +12,7 @@ use hookd::core::DataPlane;
 use hookd::datapath::{Datapath, ct_clock_ns};
 use hookd_bpf::layout::{CT_KEY_FRAGMENTS, DropReason};
 use hookd_testkit::vm::*;
+use hookd_testkit::xml::{DomainXml, policy};
 use hookd_testkit::*;
 use std::time::Duration;
 
@@ -782,6 +783,53 @@ fn conntrack_tables_take_the_configured_size() {
     let syn = to_vm4("198.51.100.7", 6, &tcp(40000, 22, 0x02));
     assert_eq!(run_prog(&dp, hookd_bpf::PROG_TO_VM, &syn), TC_ACT_UNSPEC);
     assert_eq!(dp.ct_count(TEST_IFINDEX), 1);
+}
+
+/// A policy's `conntrack-entries` sizes that NIC's table, within the
+/// host's `conntrack_entries_max`; beyond it the NIC is refused, unattached.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn a_policy_sizes_its_nics_conntrack_table_within_the_hosts_bound() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    let mode = |entries: u32| {
+        let xml = DomainXml::new("fw", "u")
+            .metadata(&policy(&format!(
+                "<hookd:interface mac='{VM_MAC}' conntrack-entries='{entries}'>\
+                 <hookd:ingress default='deny'/></hookd:interface>"
+            )))
+            .nic("bridge", VM_MAC, None)
+            .to_string();
+        let dom = hookd_model::domain::parse(&xml).unwrap();
+        hookd_model::plan::plan_domain(&dom, true, hookd_model::plan::Stage::BeforeTaps)
+            .unwrap()
+            .remove(0)
+            .mode
+    };
+    dp.program_nic(TEST_IFINDEX, mac(VM_MAC), &mode(200_000), 1)
+        .unwrap();
+    assert_eq!(dp.ct_capacity(TEST_IFINDEX), Some(200_000));
+    dp.forget_nic(TEST_IFINDEX);
+    let too_big = hookd::datapath::DEFAULT_CT_ENTRIES_MAX + 1;
+    let e = dp
+        .program_nic(TEST_IFINDEX, mac(VM_MAC), &mode(too_big), 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("conntrack-entries=\"{too_big}\""))
+            && e.contains("conntrack_entries_max"),
+        "{e}"
+    );
+    assert_eq!(
+        dp.ct_capacity(TEST_IFINDEX),
+        None,
+        "no table for a refused NIC"
+    );
+    dp.set_conntrack_entries_max(too_big);
+    dp.forget_nic(TEST_IFINDEX);
+    dp.program_nic(TEST_IFINDEX, mac(VM_MAC), &mode(too_big), 3)
+        .unwrap();
+    assert_eq!(dp.ct_capacity(TEST_IFINDEX), Some(too_big));
 }
 
 /// An IPv4 fragment: `payload` at byte `offset` of datagram `id`, with

@@ -208,6 +208,12 @@ impl Explanation {
                         direction_text(&mut out, dir, p.rules(dir));
                     }
                 }
+                if let Some(n) = e.conntrack_entries {
+                    let _ = writeln!(
+                        out,
+                        "      conntrack table: {n} connections (conntrack-entries; the host must allow it: conntrack_entries_max)"
+                    );
+                }
             }
         }
         for w in &self.warnings {

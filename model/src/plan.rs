@@ -32,6 +32,10 @@ pub struct Enforcement {
     /// [`join_networks`] has found its definition.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Box<NicNetwork>>,
+    /// The NIC's own conntrack table size (`conntrack-entries`); None: the
+    /// host's `conntrack_entries`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_entries: Option<u32>,
 }
 
 /// What the data path needs of a NIC's network.
@@ -150,6 +154,11 @@ impl NicMode {
     /// needs a conntrack table).
     pub fn has_firewall(&self) -> bool {
         self.enforcement().is_some_and(|e| e.firewall.is_on())
+    }
+
+    /// The NIC's own conntrack table size, if its policy names one.
+    pub fn conntrack_entries(&self) -> Option<u32> {
+        self.enforcement().and_then(|e| e.conntrack_entries)
     }
 }
 
@@ -328,6 +337,7 @@ fn enforcement(nic: &Interface, p: &InterfacePolicy) -> Result<NicMode, PlanErro
             egress: compile_direction(nic, p, Direction::Egress)?,
         },
         network: None,
+        conntrack_entries: p.conntrack_entries,
     }))
 }
 

@@ -42,6 +42,7 @@ pub fn antispoof_mode(prefixes: &[&str]) -> NicMode {
         },
         firewall: Default::default(),
         network: None,
+        conntrack_entries: None,
     })
 }
 

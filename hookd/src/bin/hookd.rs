@@ -33,6 +33,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let events = dp.take_events();
     dp.set_tenant_namespaces(cfg.tenant_namespaces.then(|| cfg.netns_dir.clone()));
     dp.set_conntrack_entries(cfg.conntrack_entries);
+    dp.set_conntrack_entries_max(cfg.conntrack_entries_max);
     let state = StateDir::open(&cfg.run_dir).map_err(|e| e.to_string())?;
     let networks = NetworkStore::open(&cfg.state_dir.join("networks"), &cfg.networks_dir)
         .map_err(|e| e.to_string())?;

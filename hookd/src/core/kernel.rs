@@ -33,10 +33,11 @@ impl DataPlane for Datapath {
         generation: u64,
     ) -> Result<(u32, Attachment), DatapathError> {
         let ifindex = self.find_tap(tap)?;
+        let ct_size = self.ct_size_for(mode)?;
         // The conntrack table is made while the programs attach (each
         // waits in the kernel); until it exists the programs fail closed.
         self.write_nic(ifindex, mac, mode, generation, false)?;
-        let ct_for = mode.has_firewall().then_some(ifindex);
+        let ct_for = mode.has_firewall().then_some((ifindex, ct_size));
         match self.attach(uuid, tap, ct_for) {
             Ok(a) => Ok((ifindex, a)),
             Err(e) => {

@@ -35,12 +35,13 @@ pub(crate) fn attach_tcx_one(
 
 impl Datapath {
     /// Attaches both programs to `tap` and pins the links under the domain.
-    /// With `ct_for`, also gives that NIC its conntrack table, alongside.
+    /// With `ct_for` (ifindex, entries), also gives that NIC its
+    /// conntrack table, alongside.
     pub fn attach(
         &mut self,
         uuid: &str,
         tap: &str,
-        ct_for: Option<u32>,
+        ct_for: Option<(u32, u32)>,
     ) -> Result<Attachment, DatapathError> {
         let dir = self.pin_dir.join("links").join(uuid);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -69,7 +70,7 @@ impl Datapath {
         &mut self,
         uuid: &str,
         tap: &str,
-        ct_for: Option<u32>,
+        ct_for: Option<(u32, u32)>,
     ) -> Result<Attachment, DatapathError> {
         // Each program with its own pin: `programs_mut` comes in hash
         // order, not in the order of PROGRAMS.
@@ -77,13 +78,7 @@ impl Datapath {
             .iter()
             .map(|(name, _, suffix)| (*name, self.link_pin(uuid, tap, suffix)))
             .collect();
-        let Datapath {
-            ebpf,
-            ct,
-            ct_entries,
-            ..
-        } = self;
-        let ct_entries = *ct_entries;
+        let Datapath { ebpf, ct, .. } = self;
         let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier, &Path)> = Vec::new();
         for (name, prog) in ebpf.programs_mut() {
             if let Some((n, kind, _)) = PROGRAMS.iter().find(|(n, _, _)| *n == name) {
@@ -100,8 +95,8 @@ impl Datapath {
             source: std::io::Error::other("attach thread panicked"),
         };
         std::thread::scope(|s| {
-            let ct_job =
-                ct_for.map(|ifindex| s.spawn(move || ensure_ct_table(ct, ifindex, ct_entries)));
+            let ct_job = ct_for
+                .map(|(ifindex, entries)| s.spawn(move || ensure_ct_table(ct, ifindex, entries)));
             let jobs: Vec<_> = progs
                 .into_iter()
                 .map(|(name, kind, prog, pin)| {
@@ -123,10 +118,10 @@ impl Datapath {
     fn attach_all_netlink(
         &mut self,
         tap: &str,
-        ct_for: Option<u32>,
+        ct_for: Option<(u32, u32)>,
     ) -> Result<Attachment, DatapathError> {
-        if let Some(ifindex) = ct_for {
-            self.ensure_ct_table(ifindex)?;
+        if let Some((ifindex, entries)) = ct_for {
+            self.ensure_ct_table(ifindex, entries)?;
         }
         for (name, kind, _) in PROGRAMS {
             self.attach_netlink(tap, name, kind)?;

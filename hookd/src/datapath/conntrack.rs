@@ -6,9 +6,16 @@ use crate::datapath::error::{DatapathError, io_err, map_err};
 use crate::datapath::{Datapath, batch};
 use aya::maps::{HashOfMaps, MapData};
 use hookd_bpf::layout::{CtEntry, CtKey};
+use hookd_model::plan::NicMode;
 
-/// The fewest and most connections a NIC's table may be configured for.
-pub const CT_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = 1024..=4_194_304;
+/// The fewest and most connections a NIC's table may be configured for
+/// (in hookd.toml, and by a policy's `conntrack-entries`).
+pub const CT_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = hookd_model::policy::CONNTRACK_ENTRIES;
+
+/// The most a policy's `conntrack-entries` may ask for unless hookd.toml
+/// says otherwise: 16 times the default table (about 30 MB of kernel
+/// memory for the NIC).
+pub const DEFAULT_CT_ENTRIES_MAX: u32 = 262_144;
 
 /// Now on the clock of conntrack entries (`ct_now` in bpf/c/lib/conntrack.h:
 /// CLOCK_MONOTONIC, which the kernel's coarse variant reads at tick
@@ -55,15 +62,40 @@ pub(crate) fn ensure_ct_table(
 }
 
 impl Datapath {
-    /// Gives the NIC its own connection-tracking table, once.
-    pub(crate) fn ensure_ct_table(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        ensure_ct_table(&mut self.ct, ifindex, self.ct_entries)
+    /// Gives the NIC its own connection-tracking table of `entries`, once.
+    pub(crate) fn ensure_ct_table(
+        &mut self,
+        ifindex: u32,
+        entries: u32,
+    ) -> Result<(), DatapathError> {
+        ensure_ct_table(&mut self.ct, ifindex, entries)
     }
 
     /// How many connections the tables of NICs attached from now on hold
     /// (`conntrack_entries` in hookd.toml; default `CT_PER_NIC`).
     pub fn set_conntrack_entries(&mut self, entries: u32) {
         self.ct_entries = entries;
+    }
+
+    /// The most a policy's `conntrack-entries` may ask for
+    /// (`conntrack_entries_max` in hookd.toml).
+    pub fn set_conntrack_entries_max(&mut self, entries: u32) {
+        self.ct_entries_max = entries;
+    }
+
+    /// The size of a new table for a NIC held to `mode`: its policy's
+    /// `conntrack-entries`, which this host must allow, or the host's
+    /// `conntrack_entries`.
+    pub(crate) fn ct_size_for(&self, mode: &NicMode) -> Result<u32, DatapathError> {
+        match mode.conntrack_entries() {
+            None => Ok(self.ct_entries),
+            Some(n) if n <= self.ct_entries_max => Ok(n),
+            Some(n) => Err(DatapathError::Conflict(format!(
+                "the policy asks for conntrack-entries=\"{n}\"; this host allows at most {} \
+                 (conntrack_entries_max in /etc/hookd/hookd.toml)",
+                self.ct_entries_max
+            ))),
+        }
     }
 
     /// The size of the NIC's conntrack table, if it has one.
@@ -116,7 +148,7 @@ impl Datapath {
     /// migration's) and what its table holds now (connections made since
     /// it attached, which win over carried ones of the same key), in one
     /// swap: the programs see the old table or the whole new one. The new
-    /// table is at least the configured size and big enough for all of
+    /// table is at least the size of the NIC's table and big enough for all of
     /// them: an LRU table evicts before it is full (the kernel keeps free
     /// entries on per-CPU lists), so the count is checked after writing
     /// and the table doubled until none is lost. Returns its size.
@@ -125,26 +157,43 @@ impl Datapath {
         ifindex: u32,
         carried: &[(CtKey, CtEntry)],
     ) -> Result<u32, DatapathError> {
-        let mut all = carried.to_vec();
-        all.extend(self.ct_dump(ifindex)?);
-        let distinct = all
+        // Entries made here since the attach are written last, so they win
+        // over carried ones of the same key. The carried keys are distinct
+        // (one table's); should a source have sent duplicates, the read
+        // back below comes up short and they are counted then.
+        let local = self.ct_dump(ifindex)?;
+        let local_keys: std::collections::HashSet<CtKey> = local.iter().map(|(k, _)| *k).collect();
+        let overlap = carried
             .iter()
-            .map(|(k, _)| *k)
-            .collect::<std::collections::HashSet<CtKey>>()
-            .len();
+            .filter(|(k, _)| local_keys.contains(k))
+            .count();
+        let mut distinct = carried.len() + local.len() - overlap;
+        let mut counted = false;
         let max = *CT_ENTRIES_RANGE.end();
         let want = distinct + distinct / 8 + 4096;
-        let mut size = u32::try_from(want)
-            .unwrap_or(max)
-            .clamp(self.ct_entries, max);
+        // At least as big as the NIC's table now (its policy's size, or
+        // the host's), and as the carried connections need.
+        let floor = self.ct_capacity(ifindex).unwrap_or(self.ct_entries);
+        let mut size = u32::try_from(want).unwrap_or(max).clamp(floor, max);
         loop {
             let table = new_ct_table(size)?;
-            batch::update_all(table.fd(), &all).map_err(io_err(format!(
-                "filling a conntrack table for ifindex {ifindex}"
-            )))?;
+            for part in [carried, &local] {
+                batch::update_all(table.fd(), part).map_err(io_err(format!(
+                    "filling a conntrack table for ifindex {ifindex}"
+                )))?;
+            }
             let held = batch::lookup_all::<CtKey, CtEntry>(table.fd())
                 .map_err(io_err("reading back a new conntrack table"))?
                 .len();
+            if held < distinct && !counted {
+                counted = true;
+                distinct = carried
+                    .iter()
+                    .chain(&local)
+                    .map(|(k, _)| *k)
+                    .collect::<std::collections::HashSet<CtKey>>()
+                    .len();
+            }
             if held == distinct {
                 self.ct.insert(ifindex, &table, 0).map_err(map_err(format!(
                     "swapping the conntrack table of ifindex {ifindex}"

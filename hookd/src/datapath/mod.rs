@@ -28,7 +28,7 @@ mod batch;
 mod bpffs;
 mod conntrack;
 pub mod counters;
-pub use conntrack::{CT_ENTRIES_RANGE, ct_clock_ns};
+pub use conntrack::{CT_ENTRIES_RANGE, DEFAULT_CT_ENTRIES_MAX, ct_clock_ns};
 pub mod error;
 pub mod events;
 pub mod netdev;
@@ -125,6 +125,8 @@ pub struct Datapath {
     pub(crate) ct: HashOfMaps<MapData, u32>,
     /// Connections in the table of each NIC attached from now on.
     pub(crate) ct_entries: u32,
+    /// The most a policy's `conntrack-entries` may ask for.
+    pub(crate) ct_entries_max: u32,
     pub(crate) fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
     pub(crate) log_rate: HashMap<MapData, u32, [u8; 16]>,
     pub(crate) nic_nets: HashMap<MapData, u32, NicNet>,
@@ -295,6 +297,7 @@ impl Datapath {
             fw_rules,
             ct,
             ct_entries: layout::CT_PER_NIC,
+            ct_entries_max: DEFAULT_CT_ENTRIES_MAX,
             fw_hits,
             log_rate,
             nic_nets,

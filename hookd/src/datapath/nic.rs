@@ -37,6 +37,8 @@ impl Datapath {
         generation: u64,
         with_ct: bool,
     ) -> Result<(), DatapathError> {
+        // Refused before anything is written: a size this host does not allow.
+        let ct_size = self.ct_size_for(mode)?;
         let none = NicFirewall::default();
         let (mut flags, prefixes, fw) = match mode.enforcement() {
             Some(e) => (
@@ -88,7 +90,7 @@ impl Datapath {
         // halves with the one nic_config update below, so a packet sees the
         // old rules or the new ones, never a mix; then drop the old half.
         if with_ct && (fw.ingress.is_some() || fw.egress.is_some()) {
-            self.ensure_ct_table(ifindex)?;
+            self.ensure_ct_table(ifindex, ct_size)?;
         }
         let old = self.nics.get(&ifindex, 0).ok();
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);

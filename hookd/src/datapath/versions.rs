@@ -433,8 +433,13 @@ impl Datapath {
                     shared += 1;
                     continue;
                 }
+                // The copy is as big as the table it copies (a policy's
+                // own size), and no smaller than the host's.
+                let size = table
+                    .info()
+                    .map_or(self.ct_entries, |i| i.max_entries().max(self.ct_entries));
                 let copy = self
-                    .ensure_ct_table(ifindex)
+                    .ensure_ct_table(ifindex, size)
                     .and_then(|()| self.ct.get(&ifindex, 0).map_err(map_err("new table")))
                     .and_then(|new| copy_ct_entries(table, new));
                 match copy {

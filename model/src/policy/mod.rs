@@ -6,7 +6,7 @@
 mod display;
 pub(crate) mod parse;
 
-pub use parse::{PolicyError, parse_policy, parse_prefix, protocol_number};
+pub use parse::{CONNTRACK_ENTRIES, PolicyError, parse_policy, parse_prefix, protocol_number};
 
 use crate::mac::MacAddr;
 use ipnet::IpNet;
@@ -61,6 +61,9 @@ pub struct InterfacePolicy {
     pub egress: Option<DirectionRules>,
     pub allow_dhcp_server: bool,
     pub allow_router_advertisements: bool,
+    /// `conntrack-entries`: this NIC's conntrack table size, instead of the
+    /// host's `conntrack_entries` (within the host's `conntrack_entries_max`).
+    pub conntrack_entries: Option<u32>,
     pub network: Option<NetworkRef>,
     pub line: u32,
 }

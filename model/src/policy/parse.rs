@@ -115,6 +115,27 @@ fn parse_bool(el: &Element, attr: &str) -> Result<bool> {
     }
 }
 
+/// Connections one NIC's conntrack table may be made to hold.
+pub const CONNTRACK_ENTRIES: std::ops::RangeInclusive<u32> = 1024..=4_194_304;
+
+fn parse_conntrack_entries(el: &Element) -> Result<Option<u32>> {
+    let Some(v) = el.attr("conntrack-entries") else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if CONNTRACK_ENTRIES.contains(&n) => Ok(Some(n)),
+        _ => Err(PolicyError::new(
+            el,
+            Some("conntrack-entries"),
+            format!(
+                "'{v}' is not a number of connections from {} to {}",
+                CONNTRACK_ENTRIES.start(),
+                CONNTRACK_ENTRIES.end()
+            ),
+        )),
+    }
+}
+
 fn parse_action(el: &Element, attr: &str, value: Option<&str>) -> Result<Action> {
     match value {
         Some("allow") => Ok(Action::Allow),
@@ -360,7 +381,12 @@ fn parse_direction(el: &Element) -> Result<DirectionRules> {
 fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
     check_shape(
         el,
-        &["mac", "allow-dhcp-server", "allow-router-advertisements"],
+        &[
+            "mac",
+            "allow-dhcp-server",
+            "allow-router-advertisements",
+            "conntrack-entries",
+        ],
         true,
     )?;
     let mac = el
@@ -385,6 +411,7 @@ fn parse_interface(el: &Element) -> Result<InterfacePolicy> {
         egress: None,
         allow_dhcp_server: parse_bool(el, "allow-dhcp-server")?,
         allow_router_advertisements: parse_bool(el, "allow-router-advertisements")?,
+        conntrack_entries: parse_conntrack_entries(el)?,
         network: None,
         line: el.line,
     };
@@ -559,6 +586,19 @@ mod tests {
         let eg = i.egress.as_ref().unwrap();
         assert!(eg.rules[0].log);
         assert_eq!(eg.default, Action::Allow);
+    }
+
+    #[test]
+    fn a_nic_may_size_its_own_conntrack_table() {
+        let p = parse("<hookd:interface conntrack-entries=\"200000\"/>").unwrap();
+        assert_eq!(p.interfaces[0].conntrack_entries, Some(200_000));
+        let p = parse("<hookd:interface/>").unwrap();
+        assert_eq!(p.interfaces[0].conntrack_entries, None);
+        for bad in ["100", "4194305", "lots", "-1", ""] {
+            let e = err(&format!("<hookd:interface conntrack-entries=\"{bad}\"/>"));
+            assert_eq!(e.attribute.as_deref(), Some("conntrack-entries"), "{bad}");
+            assert!(e.to_string().contains("from 1024 to 4194304"), "{e}");
+        }
     }
 
     #[test]
