@@ -52,7 +52,7 @@ impl DataPlane for Datapath {
     }
 
     fn load_ct(&mut self, ifindex: u32, entries: &[(CtKey, CtEntry)]) -> Result<(), DatapathError> {
-        self.replace_ct_table(ifindex, entries).map(|_| ())
+        self.load_carried_ct(ifindex, entries).map(|_| ())
     }
 
     fn ct_clock_ns(&self) -> u64 {

@@ -8,7 +8,7 @@ use aya::Pod;
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 use std::io;
 use std::mem::{MaybeUninit, size_of};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// Entries per syscall. A hash map's batch is whole buckets, so this must
 /// exceed the longest bucket (a handful of entries in practice; ENOSPC
@@ -90,8 +90,35 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(fd: impl AsFd) -> io::Result<Vec<(K, V)
 /// Writes `entries` into the hash or LRU hash map `fd` (insert or
 /// replace). On an error, the entries before the one that failed are
 /// written: the error says how many.
-pub(crate) fn update_all<K: Pod, V: Pod>(fd: impl AsFd, entries: &[(K, V)]) -> io::Result<()> {
-    let fd = fd.as_fd().as_raw_fd() as u32;
+pub(crate) fn update_all<K: Pod + Sync, V: Pod + Sync>(
+    fd: impl AsFd,
+    entries: &[(K, V)],
+) -> io::Result<()> {
+    // The kernel locks per bucket: threads writing parts of a big batch
+    // run side by side (a migration's load happens while the guest waits).
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(entries.len() / (4 * CHUNK))
+        .clamp(1, 4);
+    if threads == 1 {
+        return update_part(fd.as_fd(), entries);
+    }
+    let fd = fd.as_fd();
+    let per = entries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = entries
+            .chunks(per)
+            .map(|part| s.spawn(move || update_part(fd, part)))
+            .collect();
+        parts.into_iter().try_for_each(|p| {
+            p.join()
+                .unwrap_or_else(|_| Err(io::Error::other("a writer panicked")))
+        })
+    })
+}
+
+fn update_part<K: Pod, V: Pod>(fd: BorrowedFd<'_>, entries: &[(K, V)]) -> io::Result<()> {
+    let fd = fd.as_raw_fd() as u32;
     let mut written = 0usize;
     for part in entries.chunks(CHUNK) {
         let keys: Vec<K> = part.iter().map(|(k, _)| *k).collect();
