@@ -88,8 +88,11 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(fd: impl AsFd) -> io::Result<Vec<(K, V)
 }
 
 /// Writes `entries` into the hash or LRU hash map `fd` (insert or
-/// replace). On an error, the entries before the one that failed are
-/// written: the error says how many.
+/// replace). On an error some entries are written (the error says how
+/// many of its thread's part): callers write into a table they drop on
+/// failure, or into a migrated NIC's, where an error fails the migration
+/// (or, with `migration_state_errors = "proceed"`, keeps what was
+/// written: connections the source had allowed).
 pub(crate) fn update_all<K: Pod + Sync, V: Pod + Sync>(
     fd: impl AsFd,
     entries: &[(K, V)],
