@@ -199,7 +199,7 @@ impl Datapath {
         }
         // At least as big as the NIC's table now (its policy's size, or
         // the host's), and as the connections need.
-        let size = (want as u32).max(capacity).max(self.ct_entries);
+        let size = (want as u32).max(capacity);
         let table = new_ct_table(size)?;
         for part in [&fresh, &local] {
             batch::update_all(table.fd(), part).map_err(io_err(format!(
