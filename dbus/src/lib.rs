@@ -148,7 +148,8 @@ pub struct MigrationInfo {
     pub bytes: u64,
     /// Time hookd took, in milliseconds.
     pub ms: u64,
-    /// Why the state was not carried; empty when it was.
+    /// Why the state was not carried; when it was, how (on the source:
+    /// read as the guest stopped, or when QEMU asked).
     pub detail: String,
     /// Seconds since the epoch.
     pub unix_time: u64,

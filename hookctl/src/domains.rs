@@ -59,9 +59,13 @@ pub fn migration_line(m: &hookd_dbus::MigrationInfo) -> String {
     } else {
         "loaded from the source"
     };
+    let how = match m.detail.as_str() {
+        "" => String::new(),
+        d => format!(" ({d})"),
+    };
     match m.outcome.as_str() {
         "carried" => format!(
-            "{} as {}: firewall state {what}, {} connection(s) of {} NIC(s), {} bytes, in {} ms{when}",
+            "{} as {}: firewall state {what}, {} connection(s) of {} NIC(s), {} bytes, in {} ms{how}{when}",
             m.domain, m.side, m.entries, m.nics, m.bytes, m.ms
         ),
         outcome => format!(

@@ -13,6 +13,7 @@ use hookd::config::StateErrors::{Proceed, Refuse};
 use hookd::core::Daemon;
 use hookd::core::migration::MigrationError;
 use hookd::core::migration::log::{Outcome, Side};
+use hookd::core::migration::snapshot::Snapshots;
 use hookd::core::records::StateDir;
 use hookd::datapath::{Datapath, ct_clock_ns};
 use hookd_bpf::layout::{CtEntry, CtKey, DropReason};
@@ -132,6 +133,46 @@ fn the_source_saves_and_the_destination_loads_every_entry() {
     }
     // The source keeps its table: a migration that fails leaves it as it was.
     assert_eq!(src_ct.lock().unwrap()[&42].len(), 300);
+}
+
+#[tokio::test]
+async fn the_state_read_as_the_guest_stops_is_what_save_carries() {
+    let (d, ct, _run) = started(MAC);
+    ct.lock().unwrap().insert(42, synthetic(42, 5, FAKE_CT_NOW));
+    let snapshots = Snapshots::new(std::sync::Arc::new(tokio::sync::Mutex::new(d)));
+
+    // The guest stops for the switch-over: the tables are read then ...
+    snapshots.guest_stopped(UUID);
+    for _ in 0..1000 {
+        if snapshots.ready(UUID) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(snapshots.ready(UUID), "read at the stop");
+    // ... so what changes in them afterwards is not what Save carries,
+    // and every Save of this migration gets that same read.
+    ct.lock().unwrap().insert(42, synthetic(42, 9, FAKE_CT_NOW));
+    let first = snapshots.take(UUID).await.unwrap();
+    let again = snapshots.take(UUID).await.unwrap();
+    assert_eq!(first.carried.entries, 5);
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+
+    // The guest runs again (the migration failed): the next migration's
+    // Save reads the tables as they are then.
+    snapshots.forget(UUID);
+    assert!(!snapshots.ready(UUID));
+    assert_eq!(snapshots.take(UUID).await.unwrap().carried.entries, 9);
+
+    // A domain hookd does not enforce: nothing is read at its stop, and
+    // a Save for it fails without keeping the failure.
+    let other = "00000000-0000-4000-8000-0000000000ff";
+    snapshots.guest_stopped(other);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!snapshots.ready(other));
+    let e = snapshots.take(other).await.unwrap_err().to_string();
+    assert!(e.contains("not known to hookd"), "{e}");
+    assert!(!snapshots.ready(other));
 }
 
 #[test]
@@ -368,14 +409,16 @@ async fn helpers(
     let pids = tempfile::tempdir().unwrap();
     std::fs::write(pids.path().join("vm1.pid"), format!("{pid}\n")).unwrap();
     let view = d.view();
+    let daemon = std::sync::Arc::new(tokio::sync::Mutex::new(d));
     let shared = vmstate::Shared::new(
-        std::sync::Arc::new(tokio::sync::Mutex::new(d)),
+        daemon.clone(),
         view.clone(),
         vmstate::Settings {
             pid_dir: pids.path().to_path_buf(),
             count,
             on_error,
             notices: None,
+            snapshots: Snapshots::new(daemon),
         },
     );
     let conns = vmstate::serve(shared, || async {

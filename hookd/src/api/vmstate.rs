@@ -19,6 +19,7 @@ use crate::config::StateErrors;
 use crate::core::migration::Carried;
 use crate::core::migration::chunks::{self, Assembly};
 use crate::core::migration::log::{MigrationEvent, Outcome, Side};
+use crate::core::migration::snapshot::Snapshots;
 use crate::core::{Change, Notices, SharedDaemon, View};
 use serde_bytes::ByteBuf;
 use std::collections::HashMap;
@@ -62,6 +63,9 @@ pub struct Settings {
     pub on_error: StateErrors,
     /// Where each migration's outcome is announced (the bus signal).
     pub notices: Option<Notices>,
+    /// Each VM's state, read as its guest stops (shared with the libvirt
+    /// event follower, which sees the stop).
+    pub snapshots: Arc<Snapshots>,
 }
 
 /// What the helpers share: the daemon, its view (where outcomes are
@@ -73,6 +77,7 @@ pub struct Shared {
     count: u8,
     on_error: StateErrors,
     notices: Option<Notices>,
+    snapshots: Arc<Snapshots>,
     /// Source side, by caller pid: the blob and the pieces taken.
     saves: Mutex<HashMap<u32, Saving>>,
     /// Destination side, by caller pid: the pieces come so far.
@@ -94,6 +99,7 @@ impl Shared {
             count: settings.count,
             on_error: settings.on_error,
             notices: settings.notices,
+            snapshots: settings.snapshots,
             saves: Mutex::default(),
             loads: Mutex::default(),
         })
@@ -105,7 +111,7 @@ impl Shared {
         let c = e.carried;
         match e.outcome {
             Outcome::Carried => tracing::info!(
-                domain = %e.domain, nics = c.nics, entries = c.entries, bytes = c.bytes, ms = e.ms,
+                domain = %e.domain, nics = c.nics, entries = c.entries, bytes = c.bytes, ms = e.ms, detail = %e.detail,
                 "migration: firewall state {}",
                 if e.side == Side::Source { "saved for the destination" } else { "loaded from the source" }
             ),
@@ -217,7 +223,8 @@ impl Helper {
     }
 
     /// The source's side: piece `index` of the calling QEMU's VM's state,
-    /// read from the kernel at the first piece QEMU asks for.
+    /// read when its guest stopped for the switch-over, or at the first
+    /// piece QEMU asks for (core::migration::snapshot).
     async fn save(
         &self,
         #[zbus(header)] hdr: Header<'_>,
@@ -236,13 +243,8 @@ impl Helper {
         let blob = match fresh {
             Some(b) => b,
             None => {
-                let t = Instant::now();
-                let daemon = self.shared.daemon.clone().lock_owned().await;
-                let u = uuid.clone();
-                let saved = tokio::task::spawn_blocking(move || daemon.save_state(&u))
-                    .await
-                    .map_err(failed)?;
-                let (blob, carried) = match saved {
+                let asked = Instant::now();
+                let snap = match self.shared.snapshots.take(&uuid).await {
                     Ok(s) => s,
                     Err(e) => {
                         self.shared.note(MigrationEvent {
@@ -253,21 +255,27 @@ impl Helper {
                         return Err(failed(e));
                     }
                 };
+                // Read before QEMU asked (at the guest's stop), or now.
+                let ahead = asked.saturating_duration_since(snap.started).as_millis();
                 self.shared.note(MigrationEvent {
-                    carried,
-                    ms: t.elapsed().as_millis() as u64,
+                    carried: snap.carried,
+                    ms: snap.read_ms,
+                    detail: if ahead > 0 {
+                        format!("read as the guest stopped, {ahead} ms before QEMU asked")
+                    } else {
+                        "read when QEMU asked".into()
+                    },
                     ..event(&name, &uuid, Side::Source)
                 });
-                let blob = Arc::new(blob);
                 self.shared.saves.lock().map_err(failed)?.insert(
                     pid,
                     Saving {
                         at: Instant::now(),
-                        blob: blob.clone(),
+                        blob: snap.blob.clone(),
                         taken: vec![false; count],
                     },
                 );
-                blob
+                snap.blob.clone()
             }
         };
         let piece = chunks::piece(&blob, self.index, self.shared.count).map_err(|e| {

@@ -77,9 +77,11 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     let conn = served.conn;
     // QEMU's dbus-vmstate helpers: a failure here costs the carrying of
     // firewall state through migrations, not enforcement.
-    let helpers = match cfg.migration_state_mib {
-        0 => Vec::new(),
+    // The snapshots are read at a guest's stop for the helpers' Save.
+    let (helpers, snapshots) = match cfg.migration_state_mib {
+        0 => (Vec::new(), None),
         mib => {
+            let snapshots = hookd::core::migration::snapshot::Snapshots::new(daemon.clone());
             let count = hookd::core::migration::chunks::helpers_for_mib(mib);
             let shared = hookd::api::vmstate::Shared::new(
                 daemon.clone(),
@@ -89,6 +91,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
                     count,
                     on_error: cfg.migration_state_errors,
                     notices: Some(served.notices.clone()),
+                    snapshots: snapshots.clone(),
                 },
             );
             match hookd::api::vmstate::serve(shared, || zbus::connection::Builder::system().build())
@@ -103,11 +106,11 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
                         .lock()
                         .await
                         .set_migration_helpers(Some(hookd::api::vmstate::id_list(count)));
-                    h
+                    (h, Some(snapshots))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot serve org.qemu.VMState1: live migrations carry no firewall state");
-                    Vec::new()
+                    (Vec::new(), None)
                 }
             }
         }
@@ -148,6 +151,7 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
                     daemon.clone(),
                     lv,
                     served.notices.clone(),
+                    snapshots,
                     rx,
                 ));
             }

@@ -5,19 +5,33 @@
 //! the daemon's lock, and re-applies it like a hook call would.
 
 use crate::core::change::{self, Change, Notices, SharedDaemon};
-use crate::libvirt::{Event, Libvirt};
+use crate::core::migration::snapshot::Snapshots;
+use crate::libvirt::{Event, Libvirt, Lifecycle};
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Follows libvirt's events until the channel closes.
-/// What changed is announced on `notices`.
+/// What changed is announced on `notices`; a guest stopped for a
+/// migration has its state read for the Save to come (`snapshots`, when
+/// hookd carries state).
 pub async fn follow(
     daemon: SharedDaemon,
     libvirt: Libvirt,
     notices: Notices,
+    snapshots: Option<Arc<Snapshots>>,
     mut events: UnboundedReceiver<Event>,
 ) {
     while let Some(ev) = events.recv().await {
         let targets = match ev {
+            Event::Lifecycle { uuid, what } => {
+                if let Some(s) = &snapshots {
+                    match what {
+                        Lifecycle::StoppedForMigration => s.guest_stopped(&uuid),
+                        Lifecycle::RunningOrGone => s.forget(&uuid),
+                    }
+                }
+                Vec::new()
+            }
             Event::Changed { uuid, why } => vec![(uuid, why)],
             Event::Connected => {
                 let lv = libvirt.clone();

@@ -36,6 +36,36 @@ pub enum Event {
     /// (Re)connected to libvirtd: every running domain may have changed
     /// while hookd was not listening.
     Connected,
+    /// The domain's guest stopped or started running (lifecycle events).
+    Lifecycle { uuid: String, what: Lifecycle },
+}
+
+/// The lifecycle events a migration's source cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The vCPUs stopped for a migration's switch-over (`Suspended
+    /// Migrated`): QEMU saves the device state next.
+    StoppedForMigration,
+    /// The guest runs again (a failed migration resumes it) or is gone.
+    RunningOrGone,
+}
+
+impl Lifecycle {
+    /// What a libvirt lifecycle event (type, detail) means here, if anything.
+    fn of(event: c_int, detail: c_int) -> Option<Lifecycle> {
+        let (event, detail) = (u32::try_from(event).ok()?, u32::try_from(detail).ok()?);
+        match event {
+            sys::VIR_DOMAIN_EVENT_SUSPENDED
+                if detail == sys::VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED =>
+            {
+                Some(Lifecycle::StoppedForMigration)
+            }
+            sys::VIR_DOMAIN_EVENT_RESUMED | sys::VIR_DOMAIN_EVENT_STOPPED => {
+                Some(Lifecycle::RunningOrGone)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Where libvirtd is; `Clone` and cheap, one per caller.
@@ -214,7 +244,7 @@ impl Libvirt {
             {
                 tracing::warn!("cannot watch the libvirt connection for closing");
             }
-            let callbacks: [(u32, sys::virConnectDomainEventGenericCallback); 3] = [
+            let callbacks: [(u32, sys::virConnectDomainEventGenericCallback); 4] = [
                 (
                     sys::VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
                     Some(std::mem::transmute::<
@@ -227,6 +257,19 @@ impl Libvirt {
                         ),
                         unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
                     >(on_metadata)),
+                ),
+                (
+                    sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                    Some(std::mem::transmute::<
+                        unsafe extern "C" fn(
+                            sys::virConnectPtr,
+                            sys::virDomainPtr,
+                            c_int,
+                            c_int,
+                            *mut c_void,
+                        ),
+                        unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
+                    >(on_lifecycle)),
                 ),
                 (sys::VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device_callback()),
                 (sys::VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, device_callback()),
@@ -287,6 +330,16 @@ unsafe extern "C" fn free_sender(opaque: *mut c_void) {
 }
 
 unsafe fn send(dom: sys::virDomainPtr, opaque: *mut c_void, why: &'static str) {
+    // SAFETY: the caller's arguments, passed on as they came.
+    unsafe { send_event(dom, opaque, |uuid| Event::Changed { uuid, why }) }
+}
+
+/// Sends the event `make` builds from the domain's UUID.
+unsafe fn send_event(
+    dom: sys::virDomainPtr,
+    opaque: *mut c_void,
+    make: impl FnOnce(String) -> Event,
+) {
     let mut buf = [0 as c_char; sys::VIR_UUID_STRING_BUFLEN as usize];
     // SAFETY: libvirt passes a live domain; the UUID is read locally.
     if unsafe { sys::virDomainGetUUIDString(dom, buf.as_mut_ptr()) } < 0 {
@@ -299,7 +352,20 @@ unsafe fn send(dom: sys::virDomainPtr, opaque: *mut c_void, why: &'static str) {
     // SAFETY: opaque is the sender `watch` boxed and registered with the
     // callback; it lives as long as the registration.
     let tx = unsafe { &*(opaque as *const UnboundedSender<Event>) };
-    let _ = tx.send(Event::Changed { uuid, why });
+    let _ = tx.send(make(uuid));
+}
+
+unsafe extern "C" fn on_lifecycle(
+    _: sys::virConnectPtr,
+    dom: sys::virDomainPtr,
+    event: c_int,
+    detail: c_int,
+    opaque: *mut c_void,
+) {
+    if let Some(what) = Lifecycle::of(event, detail) {
+        // SAFETY: libvirt's arguments, passed on as they came.
+        unsafe { send_event(dom, opaque, |uuid| Event::Lifecycle { uuid, what }) };
+    }
 }
 
 unsafe extern "C" fn on_metadata(
@@ -327,4 +393,34 @@ unsafe extern "C" fn on_device(
 ) {
     // SAFETY: libvirt's arguments, passed on as they came.
     unsafe { send(dom, opaque, "device-change") };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_migrations_stop_and_running_again_are_followed() {
+        let of = |e: u32, d: u32| Lifecycle::of(e as c_int, d as c_int);
+        assert_eq!(
+            of(
+                sys::VIR_DOMAIN_EVENT_SUSPENDED,
+                sys::VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
+            ),
+            Some(Lifecycle::StoppedForMigration)
+        );
+        // Paused by its owner: nothing to read ahead.
+        assert_eq!(
+            of(
+                sys::VIR_DOMAIN_EVENT_SUSPENDED,
+                sys::VIR_DOMAIN_EVENT_SUSPENDED_PAUSED
+            ),
+            None
+        );
+        for e in [sys::VIR_DOMAIN_EVENT_RESUMED, sys::VIR_DOMAIN_EVENT_STOPPED] {
+            assert_eq!(of(e, 0), Some(Lifecycle::RunningOrGone));
+        }
+        assert_eq!(of(sys::VIR_DOMAIN_EVENT_STARTED, 0), None);
+        assert_eq!(Lifecycle::of(-1, 1), None);
+    }
 }

@@ -58,7 +58,8 @@ pub struct MigrationEvent {
     pub carried: Carried,
     /// Time hookd took (reading or writing the tables), in ms.
     pub ms: u64,
-    /// Why the state was not carried; empty when it was.
+    /// Why the state was not carried; when it was, how (the source says
+    /// whether it read the tables as the guest stopped or when QEMU asked).
     pub detail: String,
     /// Seconds since the epoch.
     pub unix_time: u64,

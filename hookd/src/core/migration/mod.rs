@@ -11,6 +11,7 @@
 pub mod blob;
 pub mod chunks;
 pub mod log;
+pub mod snapshot;
 
 use crate::core::Daemon;
 use crate::datapath::DatapathError;
@@ -31,6 +32,8 @@ pub enum MigrationError {
         vm: String,
         source: Box<DatapathError>,
     },
+    #[error("reading the firewall state was interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// What was carried: for logs and `hookctl show`.
