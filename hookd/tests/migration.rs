@@ -64,6 +64,43 @@ fn mapped(a: [u8; 4]) -> [u8; 16] {
     m
 }
 
+/// `n` distinct IPv6 connections whose addresses, ports and ages look
+/// random: they hardly compress (about 19 bytes each), as a table of
+/// connections from all over would.
+fn scattered(ifindex: u32, n: usize, now: u64) -> Vec<(CtKey, CtEntry)> {
+    (0..n as u64)
+        .map(|i| {
+            // splitmix64
+            let mut x = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            let mut remote = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            remote[4..12].copy_from_slice(&x.to_le_bytes());
+            remote[12..].copy_from_slice(&(i as u32).to_be_bytes());
+            let key = CtKey {
+                ifindex,
+                proto: 6,
+                kind: 0,
+                pad: [0; 2],
+                vm_addr: [
+                    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+                ],
+                remote_addr: remote,
+                vm_port: (x >> 8) as u16,
+                remote_port: (x >> 24) as u16,
+            };
+            let entry = CtEntry {
+                last_seen: now.saturating_sub((x >> 40) % 300_000 * 1_000_000),
+                state: 2,
+                origin: (i % 2) as u8,
+                ..CtEntry::default()
+            };
+            (key, entry)
+        })
+        .collect()
+}
+
 /// `n` distinct established TCP connections of NIC `ifindex`, the i-th
 /// last seen i ms before `now`; every fourth one over IPv6.
 fn synthetic(ifindex: u32, n: usize, now: u64) -> Vec<(CtKey, CtEntry)> {
@@ -124,13 +161,8 @@ fn the_source_saves_and_the_destination_loads_every_entry() {
     assert_eq!(loaded.entries, 300);
     let got = dst_ct.lock().unwrap()[&42].clone();
     assert_eq!(got.len(), 300);
-    for ((k, e), (gk, ge)) in table.iter().zip(&got) {
-        assert_eq!(k, gk);
-        assert_eq!(
-            (e.state, e.origin, e.last_seen),
-            (ge.state, ge.origin, ge.last_seen)
-        );
-    }
+    // Every key bit for bit, with its state and age (both clocks alike).
+    assert_eq!(by_key(&got), by_key(&table));
     // The source keeps its table: a migration that fails leaves it as it was.
     assert_eq!(src_ct.lock().unwrap()[&42].len(), 300);
 }
@@ -473,11 +505,12 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
     // Source and destination each on their own bus, with hookd's policy.
     let (src_bus, dst_bus) = (PrivateBus::start(true), PrivateBus::start(true));
     let (src, src_ct, _r1) = started(MAC);
-    // More than one piece's worth: 60,000 entries are 1.6 MB.
+    // More than one piece's worth, compressed: 90,000 scattered entries
+    // are about 1.7 MB.
     src_ct
         .lock()
         .unwrap()
-        .insert(42, synthetic(42, 60_000, FAKE_CT_NOW));
+        .insert(42, scattered(42, 90_000, FAKE_CT_NOW));
     let (_s, _p1, src_view) = helpers(src, &src_bus.address, count, me, Refuse).await;
     let (dst, dst_ct, _r2) = started(MAC);
     let (_d, _p2, dst_view) = helpers(dst, &dst_bus.address, count, me, Refuse).await;
@@ -508,6 +541,8 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
         );
         pieces.push((id.clone(), data));
     }
+    let full = pieces.iter().filter(|(_, d)| d.len() > 1 << 19).count();
+    assert!(full >= 2, "the state spans {full} piece(s)");
     let on_dst: std::collections::HashMap<String, String> = owners(&qemu_dst)
         .await
         .into_iter()
@@ -561,7 +596,7 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
     for (id, data) in pieces.iter().rev() {
         call_load(&qemu_dst, &on_dst[id], data).await.unwrap();
     }
-    assert_eq!(dst_ct.lock().unwrap()[&42].len(), 60_000);
+    assert_eq!(dst_ct.lock().unwrap()[&42].len(), 90_000);
     // Both sides noted what they carried.
     let saved = src_view.migrations().0.pop().unwrap();
     let loaded = dst_view.migrations().0.pop().unwrap();
@@ -575,7 +610,7 @@ async fn qemus_dbus_vmstate_carries_the_state_in_pieces_to_its_own_vm_only() {
     );
     assert_eq!(
         (saved.carried.entries, loaded.carried.entries),
-        (60_000, 60_000)
+        (90_000, 90_000)
     );
 
     // A process that is no VM's QEMU gets nothing.
