@@ -296,4 +296,10 @@ check "20 of 20 migrations completed" test "$(wc -l < "$SB/downtimes")" -eq 20
 check "every one of vm1's carried at least $FLOWS connections" test "$ok_big" -eq 10
 check "... and no more than the live ones: the same flows refreshed, expired ones left behind" \
     test "$(carried "$SB/hookd.log" saved)" -lt $((FLOWS + 1000))
+# The source reads its tables at libvirt's "Suspended Migrated", before
+# QEMU's Save (a Save that comes first reads them itself).
+saves=$(plain_log "$SB/hookd.log" "$SB_B/hookd.log" | grep -c 'firewall state saved for the destination' || true)
+early=$(plain_log "$SB/hookd.log" "$SB_B/hookd.log" | grep -c 'detail=read as the guest stopped' || true)
+check "most saves had the tables read as the guest stopped ($early of $saves)" \
+    test "$((saves > 0 && early * 2 >= saves))" -eq 1
 [ "$FAIL" -eq 0 ]

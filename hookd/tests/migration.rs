@@ -190,14 +190,28 @@ async fn the_state_read_as_the_guest_stops_is_what_save_carries() {
     assert_eq!(first.carried.entries, 5);
     assert!(std::sync::Arc::ptr_eq(&first, &again));
 
+    assert!(first.at_stop);
+
     // The guest runs again (the migration failed): the next migration's
-    // Save reads the tables as they are then.
+    // Save reads the tables as they are then, and says so.
     snapshots.forget(UUID);
     assert!(!snapshots.ready(UUID));
-    assert_eq!(snapshots.take(UUID).await.unwrap().carried.entries, 9);
+    let now = snapshots.take(UUID).await.unwrap();
+    assert_eq!((now.carried.entries, now.at_stop), (9, false));
+
+    // Stopped and running again before the read could start: the read
+    // is not made, so nothing of that stop serves a later Save.
+    snapshots.forget(UUID);
+    snapshots.guest_stopped(UUID);
+    snapshots.forget(UUID);
+    ct.lock().unwrap().insert(42, synthetic(42, 4, FAKE_CT_NOW));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!snapshots.ready(UUID));
+    assert_eq!(snapshots.take(UUID).await.unwrap().carried.entries, 4);
 
     // A domain hookd does not enforce: nothing is read at its stop, and
-    // a Save for it fails without keeping the failure.
+    // a Save for it fails without keeping the failure (its slot stays
+    // empty, for the next Save to try again).
     let other = "00000000-0000-4000-8000-0000000000ff";
     snapshots.guest_stopped(other);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

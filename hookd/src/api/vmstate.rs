@@ -255,12 +255,12 @@ impl Helper {
                         return Err(failed(e));
                     }
                 };
-                // Read before QEMU asked (at the guest's stop), or now.
+                // Read at the guest's stop, or by this (or an earlier) Save.
                 let ahead = asked.saturating_duration_since(snap.started).as_millis();
                 self.shared.note(MigrationEvent {
                     carried: snap.carried,
                     ms: snap.read_ms,
-                    detail: if ahead > 0 {
+                    detail: if snap.at_stop {
                         format!("read as the guest stopped, {ahead} ms before QEMU asked")
                     } else {
                         "read when QEMU asked".into()

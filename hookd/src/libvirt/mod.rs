@@ -258,19 +258,14 @@ impl Libvirt {
                         unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
                     >(on_metadata)),
                 ),
-                (
-                    sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                    Some(std::mem::transmute::<
-                        unsafe extern "C" fn(
-                            sys::virConnectPtr,
-                            sys::virDomainPtr,
-                            c_int,
-                            c_int,
-                            *mut c_void,
-                        ),
-                        unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
-                    >(on_lifecycle)),
-                ),
+                (sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE, {
+                    // Its shape checked against libvirt's before the cast.
+                    let cb: sys::virConnectDomainEventCallback = Some(on_lifecycle);
+                    std::mem::transmute::<
+                        sys::virConnectDomainEventCallback,
+                        sys::virConnectDomainEventGenericCallback,
+                    >(cb)
+                }),
                 (sys::VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device_callback()),
                 (sys::VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, device_callback()),
             ];
@@ -361,11 +356,12 @@ unsafe extern "C" fn on_lifecycle(
     event: c_int,
     detail: c_int,
     opaque: *mut c_void,
-) {
+) -> c_int {
     if let Some(what) = Lifecycle::of(event, detail) {
         // SAFETY: libvirt's arguments, passed on as they came.
         unsafe { send_event(dom, opaque, |uuid| Event::Lifecycle { uuid, what }) };
     }
+    0
 }
 
 unsafe extern "C" fn on_metadata(

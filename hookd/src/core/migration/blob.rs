@@ -44,9 +44,12 @@ const MAGIC: &[u8; 8] = b"HOOKDCT\0";
 pub const VERSION: u16 = 2;
 /// LZ4 never expands a body more than about 255 times.
 const MAX_RATIO: usize = 256;
-/// The largest body decoded: more than four NICs of the largest table a
-/// policy may ask for (4,194,304 entries of at most 45 bytes each).
-const MAX_BODY: usize = 1 << 30;
+/// The most entries a NIC can carry: its table can be no bigger.
+const MAX_NIC_ENTRIES: usize = *hookd_model::policy::CONNTRACK_ENTRIES.end() as usize;
+/// The largest body written or decoded: 256 MiB, as much as 255
+/// helpers carry uncompressed (more than a NIC's largest table of IPv6
+/// connections, 189 MB).
+const MAX_BODY: usize = 256 << 20;
 const FLAG_V6: u8 = 1;
 const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 const NS_PER_MS: u64 = 1_000_000;
@@ -107,7 +110,7 @@ pub struct VmState {
 pub enum BlobError {
     #[error("not hookd firewall state (no HOOKDCT header)")]
     Magic,
-    #[error("firewall state of layout version {found}; this hookd reads version {VERSION}")]
+    #[error("firewall state of layout version {found}; this hookd reads versions 1 and {VERSION}")]
     Version { found: u16 },
     #[error("firewall state truncated at byte {at} of {len}")]
     Truncated { at: usize, len: usize },
@@ -314,9 +317,10 @@ impl VmState {
                 return Err(BlobError::DuplicateNic { mac });
             }
             let n = u32::from_le_bytes(r.take()?) as usize;
-            // Each entry is at least 21 bytes: a count past what is left
-            // is a lie, and must not size an allocation.
-            if n > r.left() / 21 {
+            // Each entry is at least 21 bytes, and no NIC's table holds
+            // more than MAX_NIC_ENTRIES: a count past either is a lie, and
+            // must not size an allocation.
+            if n > r.left() / 21 || n > MAX_NIC_ENTRIES {
                 return Err(BlobError::Truncated {
                     at: r.at,
                     len: r.b.len(),
@@ -345,6 +349,9 @@ enum Entries {
 
 /// Magic, version, the body compressed, and the checksum of it all.
 fn seal(body: &[u8]) -> Result<Vec<u8>, BlobError> {
+    if body.len() > MAX_BODY {
+        return Err(BlobError::TooBig("state (256 MiB uncompressed at most)"));
+    }
     let raw_len = u32::try_from(body.len()).map_err(|_| BlobError::TooBig("state"))?;
     let packed = lz4_flex::block::compress(body);
     let mut out = Vec::with_capacity(MAGIC.len() + 10 + packed.len());
