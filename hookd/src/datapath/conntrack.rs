@@ -175,12 +175,20 @@ impl Datapath {
         carried: &[(CtKey, CtEntry)],
     ) -> Result<u32, DatapathError> {
         let local = self.ct_dump(ifindex)?;
-        let local_keys: std::collections::HashSet<CtKey> = local.iter().map(|(k, _)| *k).collect();
-        let fresh: Vec<(CtKey, CtEntry)> = carried
-            .iter()
-            .filter(|(k, _)| !local_keys.contains(k))
-            .copied()
-            .collect();
+        // Usually none are local yet (the guest has not run here): then
+        // the carried ones are written as they are, without a copy.
+        let fresh: std::borrow::Cow<'_, [(CtKey, CtEntry)]> = if local.is_empty() {
+            carried.into()
+        } else {
+            let local_keys: std::collections::HashSet<CtKey> =
+                local.iter().map(|(k, _)| *k).collect();
+            carried
+                .iter()
+                .filter(|(k, _)| !local_keys.contains(k))
+                .copied()
+                .collect::<Vec<_>>()
+                .into()
+        };
         let capacity = self.ct_capacity(ifindex).unwrap_or(0);
         let distinct = fresh.len() + local.len();
         // In place: room for all, and an eighth of the table for what the
@@ -201,7 +209,7 @@ impl Datapath {
         // the host's), and as the connections need.
         let size = (want as u32).max(capacity);
         let table = new_ct_table(size)?;
-        for part in [&fresh, &local] {
+        for part in [&fresh[..], &local[..]] {
             batch::update_all(table.fd(), part).map_err(io_err(format!(
                 "filling a conntrack table for ifindex {ifindex}"
             )))?;
