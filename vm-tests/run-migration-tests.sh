@@ -298,8 +298,9 @@ check "... and no more than the live ones: the same flows refreshed, expired one
     test "$(carried "$SB/hookd.log" saved)" -lt $((FLOWS + 1000))
 # The source reads its tables at libvirt's "Suspended Migrated", before
 # QEMU's Save (a Save that comes first reads them itself).
-saves=$(plain_log "$SB/hookd.log" "$SB_B/hookd.log" | grep -c 'firewall state saved for the destination' || true)
-early=$(plain_log "$SB/hookd.log" "$SB_B/hookd.log" | grep -c 'detail=read as the guest stopped' || true)
+saved_lines=$(plain_log "$SB/hookd.log" "$SB_B/hookd.log" | grep 'firewall state saved for the destination' || true)
+saves=$(grep -c . <<< "$saved_lines" || true)
+early=$(grep -c 'detail=read as the guest stopped' <<< "$saved_lines" || true)
 check "most saves had the tables read as the guest stopped ($early of $saves)" \
     test "$((saves > 0 && early * 2 >= saves))" -eq 1
 [ "$FAIL" -eq 0 ]
