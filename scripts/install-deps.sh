@@ -3,11 +3,12 @@
 # (as root on Debian 12). Does nothing when all of them are installed.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# g++: libFuzzer, built by the fuzz targets (scripts/fuzz.sh).
 PACKAGES=(
   clang-19 llvm-19 libbpf-dev bpftool
   dbus iproute2 kmod cpio busybox-static nftables util-linux dhcpcd-base
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
-  jq systemd libglib2.0-bin ca-certificates rpm lintian binutils gcc libc6-dev
+  jq systemd libglib2.0-bin ca-certificates rpm lintian binutils gcc g++ libc6-dev
   shellcheck python3
 )
 missing=()

@@ -28,6 +28,9 @@ shell_scripts() {
 failed=()
 echo "== lint: cargo fmt --check"
 "$CARGO" fmt --all --check || failed+=(rustfmt)
+# The fuzz targets are a workspace of their own (fuzz/Cargo.toml); their
+# build, and so their clippy, needs libFuzzer's instrumentation (fuzz.sh).
+"$CARGO" fmt --manifest-path fuzz/Cargo.toml --check || failed+=(rustfmt-fuzz)
 echo "== lint: cargo clippy (warnings are errors)"
 "$CARGO" clippy --workspace --all-targets -- -D warnings || failed+=(clippy)
 echo "== lint: shellcheck"

@@ -4,6 +4,8 @@
 #   install-deps.sh      the Debian packages (nothing when all are present)
 #   build                cargo build --workspace --all-targets
 #   test-unit.sh         tier 1, no root: the default cargo test set
+#   fuzz.sh 30           the parsers of outside input under libFuzzer, 30 s
+#                        each (a short run; longer: bash scripts/fuzz.sh 3600)
 #   test-privileged.sh   tier 2: the #[ignore]d eBPF, tap, netns and bus tests
 #   test-vm.sh           tier 3: TCG guests in a private libvirt sandbox
 #   test-packages.sh     .deb and .rpm: build, check, install/upgrade/VM
@@ -40,6 +42,7 @@ tier() { # tier NAME COMMAND...
 }
 tier build "$CARGO" build --workspace --all-targets
 tier unit bash scripts/test-unit.sh
+tier fuzz bash scripts/fuzz.sh 30
 tier privileged bash scripts/test-privileged.sh
 tier vm bash scripts/test-vm.sh
 tier packages bash scripts/test-packages.sh
