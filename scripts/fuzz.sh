@@ -27,7 +27,7 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     secs=$1
     shift
 fi
-ALL=(domain_xml policy_splice network_xml hook_args state_blob)
+ALL=(domain_xml policy_splice network_xml hook_args state_blob dbus_calls)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${ALL[@]}")
 
