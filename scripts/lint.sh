@@ -28,11 +28,12 @@ shell_scripts() {
 failed=()
 echo "== lint: cargo fmt --check"
 "$CARGO" fmt --all --check || failed+=(rustfmt)
-# The fuzz targets are a workspace of their own (fuzz/Cargo.toml); their
-# build, and so their clippy, needs libFuzzer's instrumentation (fuzz.sh).
+# The fuzz targets are a workspace of their own (fuzz/Cargo.toml).
 "$CARGO" fmt --manifest-path fuzz/Cargo.toml --check || failed+=(rustfmt-fuzz)
 echo "== lint: cargo clippy (warnings are errors)"
 "$CARGO" clippy --workspace --all-targets -- -D warnings || failed+=(clippy)
+"$CARGO" clippy --locked --manifest-path fuzz/Cargo.toml --release --all-targets \
+    --target-dir target/fuzz-check -- -D warnings || failed+=(clippy-fuzz)
 echo "== lint: shellcheck"
 if ! command -v shellcheck >/dev/null; then
     echo "lint: shellcheck not found (apt-get install shellcheck, or bash scripts/install-deps.sh)" >&2

@@ -39,9 +39,9 @@ fuzz_target!(|data: &[u8]| {
         .replace('&', "&amp;")
         .replace('"', "&quot;")
         .replace('<', "&lt;");
-    if let Ok(dom) = domain::parse(&DOMAIN.replace("NAME", &name)) {
-        if let Some(p) = &dom.policy {
-            let _ = network::check_policy(p, |n| (n == net.name).then(|| net.clone()));
-        }
+    if let Ok(dom) = domain::parse(&DOMAIN.replace("NAME", &name))
+        && let Some(p) = &dom.policy
+    {
+        let _ = network::check_policy(p, |n| (n == net.name).then(|| net.clone()));
     }
 });
