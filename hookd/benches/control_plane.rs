@@ -64,15 +64,6 @@ fn start(name: &str) -> HookArgs {
     }
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Sets the kernel's `rcu_expedited` while alive, restoring the old value
 /// on drop: attaching a tap with tcx waits for RCU grace periods, which
 /// this host-wide setting shortens.
@@ -131,14 +122,14 @@ fn main() {
 
     let pins = Bpffs::new();
     let run = tempfile::tempdir().expect("run dir");
-    let rss_empty = rss_kib();
+    let rss_empty = rss_kib().0;
     let dp = Datapath::open(&pins.pin_dir(), AttachMode::Auto).expect("loading hookd's programs");
     let mut d = Daemon::new(
         Box::new(dp),
         StateDir::open(run.path()).expect("state dir"),
         true,
     );
-    let rss_loaded = rss_kib();
+    let rss_loaded = rss_kib().0;
 
     // Policy changes on one attached NIC, alternating two policies so each
     // call changes every rule.
@@ -163,13 +154,13 @@ fn main() {
     let xmls: Vec<String> = (0..TAPS)
         .map(|i| domain(i, &format!("cp{i}"), RULES_PER_NIC))
         .collect();
-    let rss_before = rss_kib();
+    let rss_before = rss_kib().0;
     let t = Instant::now();
     for (i, x) in xmls.iter().enumerate() {
         d.hook_event(&start(&format!("cp{i}")), x).expect("attach");
     }
     let attach = t.elapsed();
-    let rss_after = rss_kib();
+    let rss_after = rss_kib().0;
     let attached = |d: &Daemon| -> usize {
         d.records()
             .iter()

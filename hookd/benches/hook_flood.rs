@@ -3,7 +3,13 @@
 //! hook makes them (a new bus connection per call), alone and while
 //! flooding clients keep many ListDomains / GetDomain / Trace calls in
 //! flight, interleaved over rounds. Prints p50 / p99 / max side by side with
-//! their ratios, and the rate at which the flood was served. Then clients
+//! their ratios, and the rate at which the flood was served. A third
+//! condition is hostile: 1,000 raw connections from 4 other uids
+//! (`hookd_testkit::hostile`) that subscribe to every signal, pipeline
+//! well-formed, refused, malformed and oversized calls, and never read a
+//! reply; it also prints this process's resident memory before, at its
+//! peak and after (the daemon, its runtimes and the hook caller: the
+//! hostile clients are other processes). Then clients
 //! drop their connections with calls in flight, after which hookd must still
 //! answer a hook call.
 //!
@@ -16,17 +22,14 @@
 use hookd_testkit as support;
 
 use futures_util::StreamExt;
-use hookd::api::Readers;
-use hookd::core::Daemon;
-use hookd::core::records::StateDir;
 use hookd_dbus::ManagerProxy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::plane::FakePlane;
-use support::private_bus::PrivateBus;
-use support::stats::{ms, pct_sorted};
-use support::xml::{self, DomainXml};
+use support::hostile::{Crowd, PER_UID, UIDS};
+use support::private_bus::{Channel, ServedDaemon, hook_call};
+use support::stats::{ms, pct_sorted, reset_peak_rss, rss_kib};
+use support::xml;
 
 const DOMAINS: usize = 50;
 const RULES: usize = 20;
@@ -37,63 +40,7 @@ const IN_FLIGHT: usize = 32;
 const DROPPED_CLIENTS: usize = 200;
 
 fn domain_xml(i: usize) -> String {
-    let rules: String = (0..RULES)
-        .map(|r| {
-            format!(
-                "<hookd:rule action='allow' protocol='tcp' ports='{}' remote='198.51.100.{}/32'/>",
-                1000 + r,
-                r + 1
-            )
-        })
-        .collect();
-    let mac = format!("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256);
-    DomainXml::new(
-        &format!("vm{i}"),
-        &format!("00000000-0000-4000-8000-{i:012}"),
-    )
-    .metadata(&xml::policy(&format!(
-        "<hookd:interface mac='{mac}'><hookd:address prefix='192.0.2.{}/32'/>\
-             <hookd:ingress default='deny'>{rules}</hookd:ingress></hookd:interface>",
-        i % 250 + 1
-    )))
-    .nic("ethernet", &mac, Some(&format!("vnet{i}")))
-    .to_string()
-}
-
-/// How a hook call reaches hookd.
-#[derive(Clone, Copy, PartialEq)]
-enum Channel {
-    /// hookd's own socket, as the hook does when hookd listens there.
-    Socket,
-    /// The system bus, the hook's fallback.
-    Bus,
-}
-
-/// One hook call as the hook makes it: connect, call, disconnect.
-async fn hook_call(
-    ch: Channel,
-    address: &str,
-    socket: &std::path::Path,
-    name: &str,
-    op: &str,
-    xml: &str,
-) -> Duration {
-    let t = Instant::now();
-    let conn = match ch {
-        Channel::Bus => zbus::connection::Builder::address(address),
-        Channel::Socket => zbus::connection::Builder::unix_stream(
-            std::os::unix::net::UnixStream::connect(socket).expect("hook socket"),
-        )
-        .p2p(),
-    }
-    .build()
-    .await
-    .expect("connect");
-    let p = ManagerProxy::new(&conn).await.expect("proxy");
-    p.hook_event(name, op, "begin", "-", xml)
-        .await
-        .expect("hook call answered");
-    t.elapsed()
+    xml::numbered_domain(i, RULES)
 }
 
 async fn proxy(address: &str) -> ManagerProxy<'static> {
@@ -153,41 +100,21 @@ async fn hook_round(
     let mut v = Vec::with_capacity(HOOK_CALLS);
     for k in 0..HOOK_CALLS {
         let op = if k % 2 == 0 { "start" } else { "stopped" };
-        v.push(hook_call(ch, address, socket, "hookvm", op, xml).await);
+        v.push(
+            hook_call(ch, address, socket, "hookvm", op, xml)
+                .await
+                .expect("hook call answered"),
+        );
     }
     v
 }
 
 fn main() {
+    support::hostile::serve_if_child();
     support::require_root();
-    let bus = PrivateBus::start(false);
-    let address = bus.address.clone();
-
     // hookd's side on a runtime of its own (2 workers, as hookd runs).
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let run = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::new(
-        Box::new(FakePlane::quiet()),
-        StateDir::open(run.path()).expect("state dir"),
-        true,
-    );
-    let view = daemon.view();
-    let daemon = Arc::new(tokio::sync::Mutex::new(daemon));
-    let socket = run.path().join("hook.sock");
-    let _server = server_rt
-        .block_on(hookd::api::serve(
-            zbus::connection::Builder::address(address.as_str()),
-            daemon,
-            view,
-            Readers::Everyone,
-            None,
-            &socket,
-        ))
-        .expect("hookd's service on the bus and the hook socket");
+    let served = ServedDaemon::start();
+    let (address, socket) = (served.bus.address.clone(), served.socket.clone());
 
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -201,18 +128,22 @@ fn main() {
         .build()
         .expect("runtime");
     for i in 0..DOMAINS {
-        hooks.block_on(hook_call(
-            Channel::Socket,
-            &address,
-            &socket,
-            &format!("vm{i}"),
-            "start",
-            &domain_xml(i),
-        ));
+        hooks
+            .block_on(hook_call(
+                Channel::Socket,
+                &address,
+                &socket,
+                &format!("vm{i}"),
+                "start",
+                &domain_xml(i),
+            ))
+            .expect("domain started");
     }
     let hook_xml = domain_xml(DOMAINS);
     let mut quiet = [Vec::new(), Vec::new()];
     let mut flooded = [Vec::new(), Vec::new()];
+    let mut hostile = [Vec::new(), Vec::new()];
+    let mut rss = Vec::new();
     let mut rates = Vec::new();
     let channels = [Channel::Socket, Channel::Bus];
     for _ in 0..ROUNDS {
@@ -236,9 +167,20 @@ fn main() {
         for t in tasks {
             let _ = clients.block_on(t);
         }
+
+        // Clients that flood and never read what comes back.
+        let (before, _) = rss_kib();
+        reset_peak_rss();
+        let crowd = Crowd::start(&address, &[], &UIDS, PER_UID);
+        for (i, ch) in channels.iter().enumerate() {
+            hostile[i].extend(hooks.block_on(hook_round(*ch, &address, &socket, &hook_xml)));
+        }
+        let (_, peak) = rss_kib();
+        crowd.stop();
+        rss.push((before, peak, rss_kib().0));
     }
     hooks.block_on(async {
-        for v in quiet.iter_mut().chain(flooded.iter_mut()) {
+        for v in quiet.iter_mut().chain(&mut flooded).chain(&mut hostile) {
             v.sort();
         }
         rates.sort_by(f64::total_cmp);
@@ -262,12 +204,15 @@ fn main() {
         for (i, name) in ["hook socket", "system bus"].iter().enumerate() {
             row(&format!("{name}, quiet"), &quiet[i]);
             row(&format!("{name}, flood"), &flooded[i]);
-            println!(
-                "{:<26} {:>9.2}x {:>9.2}x",
-                format!("{name}, flood / quiet"),
-                ratio(&flooded[i], &quiet[i], 0.5),
-                ratio(&flooded[i], &quiet[i], 0.99)
-            );
+            row(&format!("{name}, hostile"), &hostile[i]);
+            for (what, v) in [("flood", &flooded[i]), ("hostile", &hostile[i])] {
+                println!(
+                    "{:<26} {:>9.2}x {:>9.2}x",
+                    format!("{name}, {what} / quiet"),
+                    ratio(v, &quiet[i], 0.5),
+                    ratio(v, &quiet[i], 0.99)
+                );
+            }
         }
         println!(
             "under flood, hook socket p99 is {:.2}x the system bus's",
@@ -277,6 +222,17 @@ fn main() {
             "management calls answered during the flood: median {:.0}/s",
             rates[rates.len() / 2]
         );
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        for (round, (before, peak, after)) in rss.iter().enumerate() {
+            println!(
+                "round {}, {} hostile connections: hookd resident {:.1} MiB before, peak {:.1} MiB, {:.1} MiB after",
+                round + 1,
+                UIDS.len() * PER_UID,
+                mib(*before),
+                mib(*peak),
+                mib(*after)
+            );
+        }
 
         // Clients that disconnect with calls in flight.
         for _ in 0..DROPPED_CLIENTS {
@@ -285,7 +241,9 @@ fn main() {
             tokio::task::yield_now().await;
             call.abort();
         }
-        let t = hook_call(Channel::Socket, &address, &socket, "hookvm", "start", &hook_xml).await;
+        let t = hook_call(Channel::Socket, &address, &socket, "hookvm", "start", &hook_xml)
+            .await
+            .expect("hook call answered");
         let listed = proxy(&address)
             .await
             .list_domains()

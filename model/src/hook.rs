@@ -97,7 +97,37 @@ pub struct HookArgs {
 )]
 pub struct HookArgsError(pub usize);
 
+/// The longest name or word hookd takes as an argument (a domain or network
+/// name, a hook's operation): far above what libvirt passes, and short
+/// enough to log and to echo in an error.
+pub const MAX_ARG_BYTES: usize = 4096;
+
+/// An argument longer than [`MAX_ARG_BYTES`], refused before it is logged,
+/// looked up or kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {len} bytes, more than the {MAX_ARG_BYTES}-byte limit")]
+pub struct TooLong {
+    pub what: &'static str,
+    pub len: usize,
+}
+
+/// Refuses `value` (described as `what`) if it is longer than [`MAX_ARG_BYTES`].
+pub fn check_length(what: &'static str, value: &str) -> Result<(), TooLong> {
+    match value.len() {
+        len if len > MAX_ARG_BYTES => Err(TooLong { what, len }),
+        _ => Ok(()),
+    }
+}
+
 impl HookArgs {
+    /// Refuses arguments longer than any libvirt passes.
+    pub fn check_lengths(&self) -> Result<(), TooLong> {
+        check_length("the domain argument", &self.domain)?;
+        check_length("the operation", &self.operation)?;
+        check_length("the sub-operation", &self.sub_operation)?;
+        check_length("the extra argument", &self.extra)
+    }
+
     /// From the arguments after the program name.
     pub fn from_args(args: &[String]) -> Result<HookArgs, HookArgsError> {
         match args {
@@ -192,8 +222,18 @@ mod tests {
     }
 
     #[test]
-    fn argument_count_is_checked() {
+    fn argument_count_and_lengths_are_checked() {
         assert_eq!(HookArgs::from_args(&["a".into()]), Err(HookArgsError(1)));
+        let mut long = args("start");
+        assert_eq!(long.check_lengths(), Ok(()));
+        long.extra = "x".repeat(MAX_ARG_BYTES);
+        assert_eq!(long.check_lengths(), Ok(()));
+        long.extra.push('x');
+        let e = long.check_lengths().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the extra argument is 4097 bytes, more than the 4096-byte limit"
+        );
         assert!(HookArgs::from_args(&[]).is_err());
         assert_eq!(args("start").op(), Operation::Start);
         assert_eq!(args("bogus").op(), Operation::Other);

@@ -5,12 +5,14 @@
 //!   descriptor, the build's binaries);
 //! - [`frames`]: frame builders and a seeded random generator;
 //! - [`private_bus`]: a private dbus-daemon;
+//! - [`hostile`]: bus clients that flood hookd and never read;
 //! - [`plane`]: the one stand-in for the kernel's data plane;
 //! - [`xml`]: the one domain XML builder;
 //! - [`stats`]: median, spread and percentiles for benchmarks;
 //! - [`vm`]: the VM as the privileged tests play it.
 
 pub mod frames;
+pub mod hostile;
 pub mod net;
 pub mod plane;
 pub mod private_bus;

@@ -89,3 +89,93 @@ impl Drop for PrivateBus {
         let _ = self.child.wait();
     }
 }
+
+/// How a hook call reaches hookd.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Channel {
+    /// hookd's own socket, as the hook does when hookd listens there.
+    Socket,
+    /// The system bus, the hook's fallback.
+    Bus,
+}
+
+/// One hook call (`op` `begin` for domain `name`) as the hook makes it:
+/// connect, call, disconnect. Returns how long it took, or what failed.
+pub async fn hook_call(
+    ch: Channel,
+    address: &str,
+    socket: &std::path::Path,
+    name: &str,
+    op: &str,
+    xml: &str,
+) -> Result<Duration, String> {
+    let t = Instant::now();
+    let conn = match ch {
+        Channel::Bus => zbus::connection::Builder::address(address),
+        Channel::Socket => zbus::connection::Builder::unix_stream(
+            std::os::unix::net::UnixStream::connect(socket)
+                .map_err(|e| format!("{}: {e}", socket.display()))?,
+        )
+        .p2p(),
+    }
+    .build()
+    .await
+    .map_err(|e| format!("connecting: {e}"))?;
+    let p = hookd_dbus::ManagerProxy::new(&conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    p.hook_event(name, op, "begin", "-", xml)
+        .await
+        .map_err(|e| format!("{op} of {name}: {e}"))?;
+    Ok(t.elapsed())
+}
+
+/// hookd's D-Bus service as the daemon serves it (its core, a temporary
+/// state directory, anybody may read) over the quiet stand-in data plane,
+/// on a private bus and on its hook socket, served on a runtime of its own
+/// with 2 workers, as hookd runs. Stopped on drop.
+pub struct ServedDaemon {
+    pub bus: PrivateBus,
+    /// The hook socket.
+    pub socket: std::path::PathBuf,
+    _server: hookd::api::Served,
+    _run: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl ServedDaemon {
+    pub fn start() -> ServedDaemon {
+        let bus = PrivateBus::start(false);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let run = tempfile::tempdir().expect("tempdir");
+        let daemon = hookd::core::Daemon::new(
+            Box::new(crate::plane::FakePlane::quiet()),
+            hookd::core::records::StateDir::open(run.path()).expect("state dir"),
+            true,
+        );
+        let view = daemon.view();
+        let daemon = std::sync::Arc::new(tokio::sync::Mutex::new(daemon));
+        let socket = run.path().join("hook.sock");
+        let server = rt
+            .block_on(hookd::api::serve(
+                zbus::connection::Builder::address(bus.address.as_str()),
+                daemon,
+                view,
+                hookd::api::Readers::Everyone,
+                None,
+                &socket,
+            ))
+            .expect("hookd's service on the bus and the hook socket");
+        ServedDaemon {
+            bus,
+            socket,
+            _server: server,
+            _run: run,
+            _rt: rt,
+        }
+    }
+}

@@ -62,6 +62,33 @@ pub fn policy(interfaces: &str) -> String {
     format!("<hookd:policy xmlns:hookd='urn:hookd:policy:1'>{interfaces}</hookd:policy>")
 }
 
+/// The `i`th domain of a crowd (name `vm{i}`): one ethernet NIC (tap
+/// `vnet{i}`, MAC from `i`) with an address and a default-deny ingress of
+/// `rules` TCP rules, as the benchmarks and load tests start them.
+pub fn numbered_domain(i: usize, rules: usize) -> String {
+    let rules: String = (0..rules)
+        .map(|r| {
+            format!(
+                "<hookd:rule action='allow' protocol='tcp' ports='{}' remote='198.51.100.{}/32'/>",
+                1000 + r,
+                r % 250 + 1
+            )
+        })
+        .collect();
+    let mac = format!("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256);
+    DomainXml::new(
+        &format!("vm{i}"),
+        &format!("00000000-0000-4000-8000-{i:012}"),
+    )
+    .metadata(&policy(&format!(
+        "<hookd:interface mac='{mac}'><hookd:address prefix='192.0.2.{}/32'/>\
+             <hookd:ingress default='deny'>{rules}</hookd:ingress></hookd:interface>",
+        i % 250 + 1
+    )))
+    .nic("ethernet", &mac, Some(&format!("vnet{i}")))
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

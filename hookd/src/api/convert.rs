@@ -30,6 +30,11 @@ impl From<DaemonError> for Error {
     }
 }
 
+/// An over-long argument, as the D-Bus contract spells it.
+pub fn too_long(e: hookd_model::hook::TooLong) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
 pub fn migration(e: &MigrationEvent) -> hookd_dbus::MigrationInfo {
     hookd_dbus::MigrationInfo {
         domain: e.domain.clone(),

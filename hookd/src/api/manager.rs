@@ -3,14 +3,14 @@
 //! [`change::apply`] and announces what it changed.
 
 use crate::api::access::{Readers, require_reader, require_root};
-use crate::api::convert;
+use crate::api::convert::{self, too_long};
 use crate::api::signals::SignalSink;
 use crate::core::change::{self, Change, SharedDaemon};
 use crate::core::trace::{self, TraceQuery};
 use crate::core::{DaemonError, View};
 use crate::libvirt::Libvirt;
 use hookd_dbus::{DomainDetail, DomainSummary, Error, NetworkDetail, NetworkSummary};
-use hookd_model::hook::{HookArgs, Operation};
+use hookd_model::hook::{HookArgs, Operation, check_length};
 use hookd_model::xml_tree::MAX_XML_BYTES;
 use tokio::sync::mpsc::UnboundedSender;
 use zbus::Connection;
@@ -161,6 +161,7 @@ impl Manager {
             sub_operation,
             extra,
         };
+        args.check_lengths().map_err(too_long)?;
         let via = if hdr.sender().is_some() {
             "system bus"
         } else {
@@ -262,6 +263,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<DomainDetail, Error> {
         require_reader(self.readers, &hdr, conn, "GetDomain").await?;
+        check_length("the domain", &domain).map_err(too_long)?;
         let r = self
             .view
             .find(&domain)
@@ -316,6 +318,15 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, u32, String), Error> {
         require_reader(self.readers, &hdr, conn, "Trace").await?;
+        for (what, v) in [
+            ("the domain", &domain),
+            ("the MAC", &mac),
+            ("the direction", &direction),
+            ("the remote address", &remote),
+            ("the protocol", &protocol),
+        ] {
+            check_length(what, v).map_err(too_long)?;
+        }
         let q = TraceQuery::parse(
             &mac, &direction, &remote, &protocol, port, icmp_type, icmp_code,
         )?;
@@ -338,6 +349,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<hookd_dbus::LoggedPacket>, Error> {
         require_reader(self.readers, &hdr, conn, "RecentEvents").await?;
+        check_length("the domain", &domain).map_err(too_long)?;
         Ok(self.view.recent_events(&domain))
     }
 
@@ -350,6 +362,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
         require_reader(self.readers, &hdr, conn, "GetPolicy").await?;
+        check_length("the domain", &domain).map_err(too_long)?;
         let (_, text) = self.view.policy(&domain)?;
         Ok(text.unwrap_or_default())
     }
@@ -371,6 +384,7 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(u64, String), Error> {
         require_root(&hdr, conn, "SetPolicy").await?;
+        check_length("the domain", &domain).map_err(too_long)?;
         if policy.len() > MAX_XML_BYTES {
             return Err(Error::InvalidPolicy(format!(
                 "policy is {} bytes, more than the {MAX_XML_BYTES}-byte limit",
@@ -494,6 +508,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
         require_root(&hdr, conn, "UndefineNetwork").await?;
+        check_length("the network name", &name).map_err(too_long)?;
         let (result, _) = change::apply(&self.daemon, "network-undefine", move |d| {
             d.undefine_network(&name)
         })
@@ -524,6 +539,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<NetworkDetail, Error> {
         require_reader(self.readers, &hdr, conn, "GetNetwork").await?;
+        check_length("the network name", &name).map_err(too_long)?;
         let d = self.view.network(&name)?;
         Ok(convert::network_detail(&d, &self.view))
     }
