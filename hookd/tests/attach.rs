@@ -100,6 +100,11 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
         assert!(s.from_vm_packets >= 1 && s.to_vm_packets >= 1, "{s:?}");
 
         // The daemon goes away: links stay pinned, enforcement continues.
+        let program_ids = |dp: &Datapath| {
+            [hookd_bpf::PROG_FROM_VM, hookd_bpf::PROG_TO_VM]
+                .map(|n| dp.program(n).unwrap().info().unwrap().id())
+        };
+        let ids = program_ids(&dp);
         drop(dp);
         assert_eq!(
             ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 5),
@@ -113,6 +118,9 @@ fn tap_enforcement(mode: AttachMode, expect: Attachment) {
             dp.stats(ifindex).unwrap().drops[DropReason::IpSpoof as usize],
             2
         );
+        // The same build: it uses the programs the taps run, and holds no
+        // second copy of them.
+        assert_eq!(program_ids(&dp), ids, "the pinned programs kept");
 
         // Detach: nothing of the NIC is left, and traffic is no longer filtered.
         let rec = hookd::core::records::NicRecord {

@@ -152,6 +152,9 @@ impl Datapath {
         &mut self,
         name: &str,
     ) -> Result<&mut SchedClassifier, DatapathError> {
+        if let Some(p) = self.adopted.get_mut(name) {
+            return Ok(p);
+        }
         self.ebpf
             .program_mut(name)
             .ok_or_else(|| DatapathError::Missing(name.to_string()))?

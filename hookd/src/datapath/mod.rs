@@ -117,6 +117,11 @@ const LOADED: [&str; 3] = [
 
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
+    /// Programs a previous daemon pinned that are identical to this
+    /// daemon's (the same code and maps), used instead of its own: the taps
+    /// keep running them, and the kernel holds one copy, not one more per
+    /// restart.
+    pub(crate) adopted: std::collections::HashMap<&'static str, SchedClassifier>,
     pub(crate) nics: HashMap<MapData, u32, NicConfig>,
     pub(crate) addrs: LpmTrie<MapData, AddrData, u32>,
     pub(crate) stats: PerCpuHashMap<MapData, u32, NicStats>,
@@ -153,6 +158,17 @@ pub struct Datapath {
     pub(crate) placements: Vec<versions::Placement>,
     /// Earlier map versions not yet retired.
     pub(crate) retired: Vec<versions::Retired>,
+}
+
+/// Is the pinned program `pinned` the same as this daemon's `ours`: the
+/// same code and maps, and its full name (the kernel keeps 15 bytes of it,
+/// and a netlink filter is told the program's name)?
+fn same_program(pinned: &ProgramInfo, ours: &ProgramInfo, name: &str) -> bool {
+    let identical = matches!(
+        (upgrade::identity(pinned, name), upgrade::identity(ours, name)),
+        (Ok(a), Ok(b)) if a == b
+    );
+    identical && pinned.name_as_str() == Some(name)
 }
 
 impl Datapath {
@@ -216,20 +232,33 @@ impl Datapath {
             .iter()
             .any(|p| p.carry == versions::Carry::Policy && p.created && !p.older.is_empty());
         let mut other_build_before = false;
+        let mut adopted = std::collections::HashMap::new();
         for name in LOADED {
             let pin = progs_dir.join(name);
-            let previous = ProgramInfo::from_pin(&pin).ok().map(|p| p.tag());
+            let previous = ProgramInfo::from_pin(&pin).ok();
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| DatapathError::Missing(name.to_string()))?
                 .try_into()
                 .map_err(prog_err(name))?;
             prog.load().map_err(prog_err(format!("loading {name}")))?;
+            let ours = prog.info().map_err(prog_err(format!("info of {name}")))?;
+            other_build_before |= previous.as_ref().map(|p| p.tag()) != Some(ours.tag());
+            if let Some(pinned) = previous.filter(|p| same_program(p, &ours, name)) {
+                // Keep the previous daemon's: it is this one's to the
+                // instruction and map, and the running taps use it.
+                let id = pinned.id();
+                let theirs = SchedClassifier::from_pin(&pin)
+                    .map_err(prog_err(format!("opening {}", pin.display())))?;
+                prog.unload()
+                    .map_err(prog_err(format!("unloading {name}")))?;
+                tracing::debug!(program = name, id, "kept the identical pinned program");
+                adopted.insert(name, theirs);
+                continue;
+            }
             // Replace the pin of a previous daemon: links keep their own
             // reference to the program they were attached with, until
             // `refresh_programs` swaps this one in (see `upgrade`).
-            let ours = prog.info().map_err(prog_err(format!("info of {name}")))?;
-            other_build_before |= previous != Some(ours.tag());
             let _ = std::fs::remove_file(&pin);
             prog.pin(&pin).map_err(|source| DatapathError::Pin {
                 what: format!("pinning {}", pin.display()),
@@ -290,6 +319,7 @@ impl Datapath {
             counters,
             owned,
             ebpf,
+            adopted,
             nics,
             addrs,
             stats,
@@ -336,7 +366,10 @@ impl Datapath {
 
     /// The loaded program `name`, for BPF_PROG_TEST_RUN in tests and benchmarks.
     pub fn program(&self, name: &str) -> Option<&SchedClassifier> {
-        self.ebpf.program(name).and_then(|p| p.try_into().ok())
+        match self.adopted.get(name) {
+            Some(p) => Some(p),
+            None => self.ebpf.program(name).and_then(|p| p.try_into().ok()),
+        }
     }
 
     fn link_pin(&self, uuid: &str, tap: &str, suffix: &str) -> PathBuf {

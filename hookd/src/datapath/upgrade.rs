@@ -31,12 +31,12 @@ pub struct Replaced {
 
 /// What tells two loads of a program apart: the code and the maps it uses.
 #[derive(Debug, PartialEq, Eq)]
-struct Identity {
+pub(crate) struct Identity {
     tag: u64,
     maps: Vec<u32>,
 }
 
-fn identity(info: &ProgramInfo, what: &str) -> Result<Identity, DatapathError> {
+pub(crate) fn identity(info: &ProgramInfo, what: &str) -> Result<Identity, DatapathError> {
     let mut maps = info
         .map_ids()
         .map_err(prog_err(format!("map ids of {what}")))?
