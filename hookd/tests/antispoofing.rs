@@ -347,6 +347,43 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
             Some(DropReason::NdSpoof),
         ),
         (
+            // Found by the differential test: the trie holds IPv4 prefixes
+            // in this form, so the target matched 192.0.2.10/32.
+            "NA for the IPv4-mapped form of the NIC's IPv4 address",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("ff02::1"),
+                    58,
+                    &icmpv6_nd(136, v6("::ffff:192.0.2.10")),
+                ),
+            ),
+            TC_ACT_SHOT,
+            Some(DropReason::NdSpoof),
+        ),
+        (
+            // Found by the differential test: the walk read this later
+            // fragment's data (zeros: Hop-by-Hop headers) as headers, 4
+            // of them, and dropped it as malformed.
+            "a later fragment whose Fragment header names Hop-by-Hop",
+            eth(
+                h,
+                m,
+                0x86dd,
+                &ipv6(
+                    v6("2001:db8::10"),
+                    v6("2001:db8::1"),
+                    44,
+                    &[&[0u8, 0, 0, 8, 0, 0, 0, 1][..], &[0u8; 40][..]].concat(),
+                ),
+            ),
+            TC_ACT_UNSPEC,
+            None,
+        ),
+        (
             "router advertisement",
             eth(
                 h,

@@ -8,7 +8,9 @@
 //! - compilers: [`firewall`] (rules -> LPM tables), [`plan`] (what to do
 //!   with each NIC, anti-spoofing included), [`explain`] (the same, told
 //!   to an operator);
-//! - the libvirt hook's contract: [`hook`].
+//! - the libvirt hook's contract: [`hook`];
+//! - the per-packet decision as the docs state it, for differential tests
+//!   of the programs: [`reference`].
 //!
 //! The daemon, `hookctl` and the hook binary all build on this crate; it
 //! links no aya, no libvirt and no bus server.
@@ -22,6 +24,7 @@ pub mod metadata;
 pub mod network;
 pub mod plan;
 pub mod policy;
+pub mod reference;
 pub mod route;
 pub mod vmstate;
 pub mod xml_tree;

@@ -115,10 +115,7 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 
 	if (!ip6) /* parse_frame checked it */
 		return DROP_MALFORMED;
-	/* IPv4-mapped sources never appear on the wire (RFC 4291 2.5.5.2); the
-	 * address trie stores IPv4 prefixes in that form, so refuse them here. */
-	if (ip6->saddr.in6_u.u6_addr32[0] == 0 && ip6->saddr.in6_u.u6_addr32[1] == 0 &&
-	    ip6->saddr.in6_u.u6_addr32[2] == bpf_htonl(0xffff))
+	if (is_v4_mapped((const __u8 *)&ip6->saddr))
 		return DROP_IP_SPOOF;
 	unspec_src = !(ip6->saddr.in6_u.u6_addr32[0] | ip6->saddr.in6_u.u6_addr32[1] |
 		       ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]);
@@ -157,7 +154,7 @@ static __always_inline int check_ipv6(struct __sk_buff *skb, const struct nic_co
 			target = pkt_ptr(skb, f->l4 + 8, 16);
 			if (!target)
 				return DROP_MALFORMED;
-			if (!addr_allowed(skb->ifindex, target))
+			if (is_v4_mapped(target) || !addr_allowed(skb->ifindex, target))
 				return DROP_ND_SPOOF;
 		}
 		return VERDICT_PASS;

@@ -26,7 +26,8 @@ static __always_inline int is_ipv6_ext(__u8 nh)
 
 /* Walks up to IPV6_MAX_EXT_HDRS extension headers from off and nh; leaves the
  * upper-layer offset and protocol there. Returns -1 for a truncated or
- * longer chain. Clears *first_frag for a non-first fragment; sets *frag_hdr
+ * longer chain. Clears *first_frag for a non-first fragment, whose chain
+ * ends at its Fragment header; sets *frag_hdr
  * to the fragment header's offset from l3 when the packet is a fragment
  * (not an atomic one: offset 0 without more fragments is whole). */
 static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 l3, __u32 *off, __u8 *nh,
@@ -42,12 +43,17 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 l3, __u32 
 		if (!ext)
 			return -1;
 		if (*nh == IPPROTO_FRAGMENT) {
-			/* offset field != 0: a later fragment, no L4 header in it */
-			if ((ext[2] << 5 | ext[3] >> 3) != 0)
-				*first_frag = 0;
 			if ((ext[2] << 5 | ext[3] >> 3) != 0 || (ext[3] & 1))
 				*frag_hdr = *off - l3 < 256 ? *off - l3 : 0;
 			*off += 8;
+			if ((ext[2] << 5 | ext[3] >> 3) != 0) {
+				/* offset field != 0: a later fragment. What follows
+				 * is the middle of its datagram, not headers: the
+				 * chain ends here, at the next header it names. */
+				*first_frag = 0;
+				*nh = ext[0];
+				return 0;
+			}
 		} else if (*nh == IPPROTO_AH) {
 			*off += (ext[1] + 2) * 4; /* RFC 4302: 4-octet units, minus 2 */
 		} else {
@@ -91,6 +97,19 @@ struct flow {
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
+
+/* IPv4-mapped IPv6 (::ffff:0:0/96): the maps' form of IPv4 addresses, never
+ * an address on the wire (RFC 4291 2.5.5.2). An IPv6 source, ND target or
+ * destination of that form would match IPv4 entries: the stages refuse it. */
+static __always_inline int is_v4_mapped(const __u8 *a)
+{
+	__u32 w0, w1, w2;
+
+	__builtin_memcpy(&w0, a, 4);
+	__builtin_memcpy(&w1, a + 4, 4);
+	__builtin_memcpy(&w2, a + 8, 4);
+	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff);
+}
 
 static __always_inline void map4(__u8 *dst, __be32 a)
 {

@@ -53,13 +53,6 @@ static __always_inline int net_member(__u32 ifindex, __u32 net_id, __u32 tenant_
 	return n && (!net_id || n->net_id == net_id) && (!tenant_id || n->tenant_id == tenant_id);
 }
 
-/* IPv4-mapped IPv6 (::ffff:0:0/96): the maps' form of IPv4 addresses,
- * never an IPv6 destination of its own. */
-static __always_inline int is_v4_mapped(const __u8 *a)
-{
-	return !(*(const __u64 *)a) && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff;
-}
-
 /* Sends the answer the frame was turned into back to the VM, marked as the
  * network's own (see hookd_to_vm), counted as COUNTER. */
 static __always_inline int net_answer(struct __sk_buff *skb, __u32 ifindex, int counter)
