@@ -53,6 +53,7 @@ sandbox_enter "$0" "$@"
 sandbox_binaries "$(realpath "${1:-$REPO/target/debug}")"
 echo "# hookd $HOOKD_BIN, hook $HOOKD_HOOK_BIN, hookctl $HOOKCTL"
 source "$HERE/lib/check.sh"
+source "$HERE/lib/probe.sh"
 summary() {
     echo "migration-tests: $PASS passed, $FAIL failed"
     if [ "$FAIL" -ne 0 ] && [ -n "${SB:-}" ]; then
@@ -147,14 +148,10 @@ sandbox_define_vm vm2 52:54:00:00:00:4b 192.0.2.41/24 192.0.2.1 mig
 UUID1=$(va domuuid vm1)
 
 echo "# vm1 (policy: ingress deny by default) on host A, its peer streaming to it"
-python3 "$HERE/lib/migprobe.py" serve 192.0.2.1 192.0.2.40 > "$SB/probe.json" 2>"$SB/probe.err" &
-PROBE=$!
-sb_record_pid probe "$PROBE"
+probe_start 192.0.2.1 192.0.2.40
 check "virsh start vm1 on host A" sandbox_start_vm vm1
 check "vm1's guest is up" sandbox_wait_console vm1 'GUEST DONE' 120
-probe_flows() { ss -Htn state established "( sport = :7000 )" | wc -l; }
-for _ in $(seq 100); do [ "$(probe_flows)" -ge 4 ] && break; sleep 0.2; done
-check "the guest opened its 4 TCP connections to the peer" test "$(probe_flows)" -eq 4
+probe_check_flows
 log_has() { plain_log "$1" | grep -q "$2"; } # log_has FILE PATTERN
 check "QEMU got hookd's dbus-vmstate object" log_has "$SB/hookd.log" 'dbus-vmstate object added'
 sleep 2
@@ -234,8 +231,7 @@ sleep 2
 
 # Before the peer stops (its connections then end, and the guest says so).
 check "the guest saw none of its connections end" sh -c "! grep -q 'CLOSED' $SB/vm1.console"
-kill -TERM "$PROBE"
-wait "$PROBE" || true
+probe_stop
 echo "# what hookd tells of its migrations"
 ha migrations | tail -n 2 | sed 's/^/#   A: /'
 hb migrations | tail -n 2 | sed 's/^/#   B: /'

@@ -16,12 +16,7 @@ sandbox_enter "$0" "$@"
 sandbox_binaries "${1:-$REPO/target/debug}"
 echo "# hookd $HOOKD_BIN, hook $HOOKD_HOOK_BIN, hookctl $HOOKCTL, bus policy ${HOOKD_DBUS_POLICY:-installed}"
 source "$HERE/lib/check.sh"
-summary() {
-    echo "vm-tests: $PASS passed, $FAIL failed"
-    if [ "$FAIL" -ne 0 ] && [ -n "${SB:-}" ]; then
-        echo "--- hookd.log (tail)"; tail -n 40 "$SB/hookd.log" || true
-    fi
-}
+summary() { check_summary vm-tests; }
 trap 'rc=$?; summary; sandbox_cleanup $rc' EXIT
 
 sandbox_setup

@@ -181,8 +181,11 @@ class Probe:
                 self.denied.setdefault("answers", []).append([round(time.monotonic() - self.t0, 2), r])
             if n % 4 == 0:
                 self.allowed["tries"] += 1
-                if self.connect(ALLOWED, b"allowed\n") == "ok":
+                r = self.connect(ALLOWED, b"allowed\n")
+                if r == "ok":
                     self.allowed["ok"] += 1
+                else:
+                    self.allowed.setdefault("failures", []).append([round(time.monotonic() - self.t0, 2), r])
             n += 1
             time.sleep(0.25)
 
