@@ -2,6 +2,10 @@
 //! src/lib.rs embeds them, and generates the Rust side of their kernel
 //! interface (OUT_DIR/abi.rs, included by src/layout.rs) from the BTF of
 //! c/abi.c.
+//!
+//! `HOOKD_BPF_CFLAGS` adds clang flags to the programs (not to abi.c), e.g.
+//! `-mcpu=v3`: the package test builds its "next version" that way, a build
+//! whose programs differ to the kernel while the source is the same.
 
 #[path = "build/abi.rs"]
 mod abi;
@@ -30,6 +34,8 @@ fn main() {
     println!("cargo:rerun-if-changed=c");
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-env-changed=HOOKD_CLANG");
+    println!("cargo:rerun-if-env-changed=HOOKD_BPF_CFLAGS");
+    let extra = std::env::var("HOOKD_BPF_CFLAGS").unwrap_or_default();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let Some(clang) = find_clang() else {
         panic!(
@@ -41,14 +47,15 @@ fn main() {
     let multiarch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
     let objects = PROGRAMS
         .iter()
-        .map(|p| (format!("{p}.bpf.c"), format!("{p}.bpf.o")))
-        .chain([("abi.c".to_string(), "abi.o".to_string())]);
-    for (input, output) in objects {
+        .map(|p| (format!("{p}.bpf.c"), format!("{p}.bpf.o"), extra.as_str()))
+        .chain([("abi.c".to_string(), "abi.o".to_string(), "")]);
+    for (input, output, flags) in objects {
         let (input, output) = (src.join(input), out.join(output));
         let status = Command::new(&clang)
             .args([
                 "-g", "-O2", "-target", "bpf", "-Wall", "-Werror", &multiarch, "-c",
             ])
+            .args(flags.split_whitespace())
             .arg(&input)
             .arg("-o")
             .arg(&output)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the .deb and the .rpm and checks both; installs the .deb, upgrades
-# it, runs the VM tests against the installed system paths, removes the
-# package and shows that VMs still start, then purges it. Run as root:
+# it, runs the VM tests against the installed system paths, installs the
+# next version (a build whose programs differ) while a guest exchanges
+# traffic, removes the package and shows that VMs still start, then purges
+# it. Run as root:
 #   bash scripts/test-packages.sh
 #
 # The machine is never changed. Everything after the build runs in a
@@ -55,7 +57,10 @@ if [ -z "${HOOKD_PKG_ROOT:-}" ]; then
     echo "== build"
     DEB=$(bash packaging/deb/build-deb.sh)
     RPM=$(bash packaging/rpm/build-rpm.sh)
-    echo "built $DEB and $RPM"
+    # The next version: the same source, its programs built for another
+    # instruction set, so that to the kernel they are new programs.
+    NEXT_DEB=$(HOOKD_BPF_CFLAGS=-mcpu=v3 HOOKD_DEB_REVISION=2 bash packaging/deb/build-deb.sh)
+    echo "built $DEB, $RPM and the next version $NEXT_DEB"
     work=$(mktemp -d /tmp/hookd-pkgtest.XXXXXX)
     trap 'rm -rf "$work"' EXIT
     mkdir "$work/root"
@@ -63,7 +68,7 @@ if [ -z "${HOOKD_PKG_ROOT:-}" ]; then
     echo "== the machine before: $(state_summary "$work/before")"
     # --pid --fork --kill-child: every process of the test dies with it.
     rc=0
-    HOOKD_PKG_ROOT=$work/root DEB=$DEB RPM=$RPM unshare --mount --propagation private \
+    HOOKD_PKG_ROOT=$work/root DEB=$DEB RPM=$RPM NEXT_DEB=$NEXT_DEB unshare --mount --propagation private \
         --pid --fork --kill-child --mount-proc -- bash "$0" || rc=$?
     machine_state > "$work/after"
     echo "== the machine after:  $(state_summary "$work/after")"
@@ -149,6 +154,10 @@ echo "== VM tests against the installed system"
 check "vm-tests pass with the installed hookd" \
     env HOOKD_BIN=/usr/sbin/hookd HOOKCTL=/usr/bin/hookctl HOOKD_HOOK_BIN="$hook_copy" HOOKD_DBUS_POLICY= \
     bash vm-tests/run-vm-tests.sh
+echo "== the next version, installed under traffic"
+check "dpkg -i of the next version under traffic: new programs on the tap, nothing lost, nothing let through" \
+    env HOOKD_BIN=/usr/sbin/hookd HOOKCTL=/usr/bin/hookctl HOOKD_HOOK_BIN="$hook_copy" HOOKD_DBUS_POLICY= \
+    bash vm-tests/run-deb-upgrade.sh "$NEXT_DEB"
 
 echo "== remove"
 dpkg -r hookd

@@ -131,17 +131,7 @@ nothing_left() { # nothing_left a|b UUID: no pins, links or state files of the d
     "${run[@]}" sh -c "test ! -e /sys/fs/bpf/hookd/links/$2 && test ! -e /run/hookd/domains/$2.json"
 }
 
-cat > "$SB/vm1.policy" <<'P'
-    <hookd:policy xmlns:hookd="urn:hookd:policy:1">
-      <hookd:interface mac="52:54:00:00:00:4a">
-        <hookd:address prefix="192.0.2.40/32"/>
-        <hookd:ingress default="deny">
-          <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
-          <hookd:rule action="allow" protocol="udp" ports="10000-60000" remote="192.0.2.1/32"/>
-        </hookd:ingress>
-      </hookd:interface>
-    </hookd:policy>
-P
+probe_policy "" > "$SB/vm1.policy"
 sandbox_define_vm vm1 52:54:00:00:00:4a 192.0.2.40/24 192.0.2.1 mig "$SB/vm1.policy"
 # vm2 runs what vm1 runs, without hookd policy: the downtime baseline.
 sandbox_define_vm vm2 52:54:00:00:00:4b 192.0.2.41/24 192.0.2.1 mig

@@ -101,24 +101,10 @@ rules() { # rules N SEED: N filler rules that match none of the probe's traffic
             $((20000 + (i + $2) % 20000)) $((i % 250 + 1))
     done
 }
-vm1_policy() { # vm1_policy FILLER_RULES SEED
-    cat <<P
-    <hookd:policy xmlns:hookd="urn:hookd:policy:1">
-      <hookd:interface mac="52:54:00:00:00:4a">
-        <hookd:address prefix="192.0.2.40/32"/>
-        <hookd:ingress default="deny">
-          <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
-          <hookd:rule action="allow" protocol="udp" ports="10000-60000" remote="192.0.2.1/32"/>
-$(rules "$1" "$2")
-        </hookd:ingress>
-      </hookd:interface>
-    </hookd:policy>
-P
-}
-vm1_policy 0 0 > "$SB/vm1.policy"
+probe_policy "" > "$SB/vm1.policy"
 sandbox_define_vm vm1 52:54:00:00:00:4a 192.0.2.40/24 192.0.2.1 mig "$SB/vm1.policy"
 for seed in 1 2; do
-    { echo '<?xml version="1.0"?>'; vm1_policy 998 "$seed"; } > "$SB/vm1-$seed.policy"
+    { echo '<?xml version="1.0"?>'; probe_policy "$(rules 998 "$seed")"; } > "$SB/vm1-$seed.policy"
 done
 # vm2: started and destroyed; vm3: its second NIC plugged and unplugged.
 simple_policy() { # simple_policy MAC PREFIX [MAC2 PREFIX2]
@@ -191,10 +177,4 @@ check "all $HOTPLUGS plugs attached and unplugs detached ($plugged)" test "$plug
 phase_report "hot-plug cycles" "$before" $((SECONDS - t0))
 
 probe_stop
-echo "# the peer's figures: $(jq -c '{tcp_connections, udp_lost, denied_port, allowed_port}' "$SB/probe.json")"
-jq -r '.tcp[], .udp | "#   \(.name): sent \(.sent), echoed \(.echoed), longest silence \(.max_gap_ms) ms, ended: \(.ended // "no")"' "$SB/probe.json"
-check "vm1's 4 TCP connections lasted, none lost or reordered a line" \
-    test "$(jq '[.tcp_connections, (.tcp | map(select(.ended != null)) | length), ([.tcp[].out_of_order] | add)] == [4, 0, 0]' "$SB/probe.json")" = true
-check "no datagram of the UDP flow was lost" test "$(jq '.udp.ended == null and .udp.echoed > 0 and .udp_lost == 0' "$SB/probe.json")" = true
-check "the denied port never answered" test "$(jq '.denied_port.reached == 0 and .denied_port.tries > 0' "$SB/probe.json")" = true
-check "the allowed port answered every new connection" test "$(jq '.allowed_port.ok == .allowed_port.tries and .allowed_port.ok > 0' "$SB/probe.json")" = true
+probe_check_figures

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds dist/hookd_VERSION-1_amd64.deb from the install layout of
 # packaging/install.sh. Run from anywhere: bash packaging/deb/build-deb.sh
+# HOOKD_DEB_REVISION (default 1) sets the Debian revision: the package test
+# builds the next version with 2 (and HOOKD_BPF_CFLAGS, see bpf/build.rs).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/packaging/deb
 VERSION=$(cd "$REPO" && "${CARGO:-cargo}" metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "hookd") | .version')
-DEBVER=$VERSION-1
+DEBVER=$VERSION-${HOOKD_DEB_REVISION:-1}
 (cd "$REPO" && "${CARGO:-cargo}" build --release --workspace --quiet)
 stage=$(mktemp -d)
 chmod 0755 "$stage"

@@ -18,3 +18,31 @@ probe_stop() { # stops the peer; its figures are then in $SB/probe.json
     kill -TERM "$PROBE"
     wait "$PROBE" || true
 }
+probe_policy() { # probe_policy RULES: the guest's policy (MAC ...:4a,
+    # 192.0.2.40): ingress denied but for the probe's allowed port and the
+    # UDP flow's echoes, then RULES (more <hookd:rule> lines, or "").
+    cat <<P
+    <hookd:policy xmlns:hookd="urn:hookd:policy:1">
+      <hookd:interface mac="52:54:00:00:00:4a">
+        <hookd:address prefix="192.0.2.40/32"/>
+        <hookd:ingress default="deny">
+          <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
+          <hookd:rule action="allow" protocol="udp" ports="10000-60000" remote="192.0.2.1/32"/>
+${1:-}
+        </hookd:ingress>
+      </hookd:interface>
+    </hookd:policy>
+P
+}
+probe_report() { # prints the peer's figures (after probe_stop)
+    echo "# the peer's figures: $(jq -c '{tcp_connections, udp_lost, denied_port, allowed_port}' "$SB/probe.json")"
+    jq -r '.tcp[], .udp | "#   \(.name): sent \(.sent), echoed \(.echoed), longest silence \(.max_gap_ms) ms, ended: \(.ended // "no")"' "$SB/probe.json"
+}
+probe_check_figures() { # nothing allowed lost, nothing denied through (after probe_stop)
+    probe_report
+    check "the guest's 4 TCP connections lasted, none lost or reordered a line" \
+        test "$(jq '[.tcp_connections, (.tcp | map(select(.ended != null)) | length), ([.tcp[].out_of_order] | add)] == [4, 0, 0]' "$SB/probe.json")" = true
+    check "no datagram of the UDP flow was lost" test "$(jq '.udp.ended == null and .udp.echoed > 0 and .udp_lost == 0' "$SB/probe.json")" = true
+    check "the denied port never answered" test "$(jq '.denied_port.reached == 0 and .denied_port.tries > 0' "$SB/probe.json")" = true
+    check "the allowed port answered every new connection" test "$(jq '.allowed_port.ok == .allowed_port.tries and .allowed_port.ok > 0' "$SB/probe.json")" = true
+}
