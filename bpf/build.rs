@@ -45,10 +45,20 @@ fn main() {
         );
     };
     let multiarch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    // The tracing build of hookd's programs (c/lib/trace.h): it writes no
+    // shared map, for hookctl trace --live.
+    let tracing = format!("-DHOOKD_TRACE {extra}");
     let objects = PROGRAMS
         .iter()
         .map(|p| (format!("{p}.bpf.c"), format!("{p}.bpf.o"), extra.as_str()))
-        .chain([("abi.c".to_string(), "abi.o".to_string(), "")]);
+        .chain([
+            (
+                "hookd.bpf.c".into(),
+                "hookd-trace.bpf.o".into(),
+                tracing.as_str(),
+            ),
+            ("abi.c".to_string(), "abi.o".to_string(), ""),
+        ]);
     for (input, output, flags) in objects {
         let (input, output) = (src.join(input), out.join(output));
         let status = Command::new(&clang)

@@ -198,6 +198,17 @@ check "fw: the deny rule's hits are counted" test "$("$HOOKCTL" show fw --json |
 check "fw: log=\"true\" packets reported (hookctl events)" test "$("$HOOKCTL" events fw --json | jq '[.[] | select(.action == "deny" and .destination_port == 9999 and .source == "192.0.2.20")] | length')" -gt 0
 "$HOOKCTL" events fw | head -3
 "$HOOKCTL" show fw | sed -n '/allowed sources/,$p'
+echo "# hookctl trace --live: packets through fw's attached programs, nothing written"
+fwtrace() { "$HOOKCTL" trace fw --live --mac 52:54:00:00:00:2a "$@" 2>&1 || true; }
+out=$(fwtrace --direction ingress --remote 192.0.2.1 --protocol tcp --port 8080)
+while IFS= read -r line; do echo "#   $line"; done <<<"$out"
+check "trace --live: tcp 8080 from 192.0.2.1 passes fw's programs by its rule, as the rules say" \
+    grep -qz 'live:  allow: passed: ingress rule at line [0-9]*: allow tcp.*rules: allow' <<<"$out"
+out=$(fwtrace --direction ingress --remote 192.0.2.1 --protocol udp --port 7000)
+check "trace --live: udp 7000 is dropped by the firewall's default" \
+    grep -q '^live:  deny: dropped by firewall: fw_default' <<<"$out"
+out=$(fwtrace --direction egress --remote 192.0.2.1 --protocol tcp --port 9999)
+check "trace --live: tcp 9999 out is dropped by the deny rule" grep -q '^live:  deny: dropped by firewall: fw_rule' <<<"$out"
 
 echo "# live policy changes on the running fw guest"
 wait_policy() { # wait_policy DOMAIN PATTERN: until hookd enforces a policy matching PATTERN

@@ -26,6 +26,7 @@ const ENUMS: &[(&str, &str)] = &[
     ("net_counter", "usize"),
     ("ra_flag", "u8"),
     ("ra_sizes", "usize"),
+    ("trace_how", "u8"),
 ];
 
 /// The Rust mirror of each C struct. LPM keys are mirrored by their data
@@ -37,6 +38,7 @@ const STRUCTS: &[(&str, &str, bool)] = &[
     ("fw_class_key", "FwClassData", true),
     ("fw_rule_key", "FwRuleData", true),
     ("fw_verdict", "FwVerdict", false),
+    ("trace_note", "TraceNote", false),
     ("fw_hit_key", "FwHitKey", false),
     ("fw_event", "FwEvent", false),
     ("log_window", "LogWindow", false),
@@ -341,7 +343,7 @@ fn drop_reason(header: &str, values: &[(String, i64)]) -> String {
          /// the index into [`NicStats::drops`].\n\
          #[derive(Debug, Clone, Copy, PartialEq, Eq)]\n#[repr(usize)]\npub enum DropReason {\n",
     );
-    let (mut all, mut names) = (String::new(), String::new());
+    let (mut all, mut names, mut abouts) = (String::new(), String::new(), String::new());
     for (name, v) in values {
         let short = name
             .strip_prefix("DROP_")
@@ -350,6 +352,7 @@ fn drop_reason(header: &str, values: &[(String, i64)]) -> String {
         let doc = comment(header, name).unwrap_or_else(|| format!("`{name}`"));
         writeln!(out, "    /// {doc}\n    {variant} = {v},").unwrap();
         writeln!(all, "        Self::{variant},").unwrap();
+        writeln!(abouts, "            Self::{variant} => {doc:?},").unwrap();
         writeln!(
             names,
             "            Self::{variant} => \"{}\",",
@@ -363,7 +366,9 @@ fn drop_reason(header: &str, values: &[(String, i64)]) -> String {
          pub const ALL: [DropReason; {n}] = [\n{all}    ];\n\n    \
          /// Stable name used in `hookctl` output, JSON and D-Bus: the C name\n    \
          /// without `DROP_`, in lower case.\n    \
-         pub fn name(self) -> &'static str {{\n        match self {{\n{names}        }}\n    }}\n}}\n\n\
+         pub fn name(self) -> &'static str {{\n        match self {{\n{names}        }}\n    }}\n\n    \
+         /// What it means, from types.h.\n    \
+         pub fn about(self) -> &'static str {{\n        match self {{\n{abouts}        }}\n    }}\n}}\n\n\
          const _: () = assert!({max} < DROP_REASONS, \"a drop reason beyond nic_stats.drops\");\n",
         n = values.len(),
         max = values.iter().map(|v| v.1).max().unwrap_or(0),

@@ -28,6 +28,8 @@ ANCHOR(struct fw_class_key, fw_class_key);
 ANCHOR(struct fw_rule_key, fw_rule_key);
 ANCHOR(struct fw_verdict, fw_verdict);
 ANCHOR(struct fw_hit_key, fw_hit_key);
+ANCHOR(struct trace_note, trace_note);
+ANCHOR(enum trace_how, trace_how);
 ANCHOR(struct fw_event, fw_event);
 ANCHOR(struct log_window, log_window);
 ANCHOR(struct ct_key, ct_key);

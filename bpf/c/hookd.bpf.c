@@ -20,7 +20,8 @@
 
 static __always_inline void count_drop(struct nic_stats *st, int reason)
 {
-	if (st && reason >= 0 && reason < DROP_REASONS)
+	trace_drop(reason);
+	if (HOOKD_WRITES && st && reason >= 0 && reason < DROP_REASONS)
 		__sync_fetch_and_add(&st->drops[reason], 1);
 }
 
@@ -66,8 +67,10 @@ int hookd_from_vm(struct __sk_buff *skb)
 		if (verdict == VERDICT_PASS) {
 			if (parse_frame(skb, &f) == FLOW_BAD_L3)
 				verdict = DROP_MALFORMED;
-			else if (!(cfg->flags & NIC_F_NETWORK) && fw_fast_egress(skb, cfg, &f))
+			else if (!(cfg->flags & NIC_F_NETWORK) && fw_fast_egress(skb, cfg, &f)) {
+				trace_note(DIR_EGRESS, TRACE_ESTABLISHED, 0);
 				goto pass; /* an established connection: lib/firewall.h */
+			}
 			else
 				verdict = antispoof(skb, cfg, &f);
 		}
@@ -96,7 +99,7 @@ int hookd_from_vm(struct __sk_buff *skb)
 		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK))
 			verdict = net_stage(skb, ifindex, &f);
 		if (verdict == VERDICT_REDIRECT) {
-			if (st) {
+			if (HOOKD_WRITES && st) {
 				st->from_vm_packets++;
 				st->from_vm_bytes += skb->len;
 			}
@@ -108,7 +111,7 @@ int hookd_from_vm(struct __sk_buff *skb)
 		}
 	}
 pass:
-	if (st) {
+	if (HOOKD_WRITES && st) {
 		st->from_vm_packets++;
 		st->from_vm_bytes += skb->len;
 	}
@@ -143,7 +146,7 @@ int hookd_to_vm(struct __sk_buff *skb)
 			}
 		}
 	}
-	if (st) {
+	if (HOOKD_WRITES && st) {
 		st->to_vm_packets++;
 		st->to_vm_bytes += skb->len;
 	}

@@ -267,6 +267,17 @@ pub struct FwVerdict {
     pub rule: u16,
 }
 
+/// `struct trace_note`: how each direction's firewall passed a packet run
+/// through the tracing build (`TRACE_*`), indexed by direction.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TraceNote {
+    pub how: [u8; 2],
+    pub rule: [u16; 2],
+    pub dropped: u8,
+    pub reason: u8,
+}
+
 /// The part of `struct addr_key` after `prefixlen`; aya's
 /// [`aya::maps::lpm_trie::Key`] adds the prefix length in front.
 #[repr(C)]
@@ -330,6 +341,7 @@ pod!(
     FwClassData,
     FwRuleData,
     FwVerdict,
+    TraceNote,
     CtKey,
     FwHitKey,
     CtEntry,

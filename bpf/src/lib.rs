@@ -6,6 +6,12 @@ pub mod layout;
 /// The object holding hookd's tap programs and maps.
 pub static HOOKD_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hookd.bpf.o"));
 
+/// The tracing build of [`HOOKD_OBJ`] (`c/lib/trace.h`): the same programs
+/// on the same maps, which write none of them but notes in their own
+/// `hookd_trace`, for `hookctl trace --live`.
+pub static HOOKD_TRACE_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hookd-trace.bpf.o"));
+
 /// A classifier that does nothing, for side-by-side measurements.
 pub static EMPTY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/empty.bpf.o"));
 
@@ -54,6 +60,8 @@ pub const MAP_ROUTES: &str = "hookd_routes";
 pub const MAP_DHCP: &str = "hookd_dhcp";
 /// Per-NIC counters of the network stage (per CPU).
 pub const MAP_NET_STATS: &str = "hookd_net_stats";
+/// Map of the tracing build only: its [`layout::TraceNote`].
+pub const MAP_TRACE: &str = "hookd_trace";
 /// Map: per-CPU room for answers too large for a program's stack.
 pub const MAP_SCRATCH: &str = "hookd_scratch";
 /// What router advertisements tell each network NIC -> [`layout::RaInfo`].

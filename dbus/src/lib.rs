@@ -250,6 +250,23 @@ pub trait Manager {
         icmp_code: u8,
     ) -> Result<(String, u32, String), Error>;
 
+    /// The described packet through the NIC's attached programs (their
+    /// tracing build, on the live maps, by BPF_PROG_TEST_RUN; nothing is
+    /// written): (action, the stage that decided and why, then `trace`'s
+    /// action, rule line and explanation, and the NIC's address used).
+    #[allow(clippy::too_many_arguments)]
+    fn trace_live(
+        &self,
+        domain: &str,
+        mac: &str,
+        direction: &str,
+        remote: &str,
+        protocol: &str,
+        port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+    ) -> Result<(String, String, String, u32, String, String), Error>;
+
     /// The most recent packets logged by `log="true"` rules (rate-limited
     /// to 100 per NIC and second), oldest first; domain "" for all.
     fn recent_events(&self, domain: &str) -> Result<Vec<LoggedPacket>, Error>;

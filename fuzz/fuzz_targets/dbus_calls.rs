@@ -111,6 +111,8 @@ enum Call {
         port: u16,
         icmp_type: u8,
         icmp_code: u8,
+        /// TraceLive instead (with a fake data plane: refused, changing nothing).
+        live: bool,
     },
     RecentEvents(Name),
     GetPolicy(Name),
@@ -190,8 +192,32 @@ async fn call(p: &ManagerProxy<'_>, c: &Call) -> Result<(), hookd_dbus::Error> {
             port,
             icmp_type,
             icmp_code,
+            live: false,
         } => p
             .trace(
+                domain.text(),
+                mac,
+                direction,
+                remote,
+                protocol,
+                *port,
+                *icmp_type,
+                *icmp_code,
+            )
+            .await
+            .map(drop),
+        Call::Trace {
+            domain,
+            mac,
+            direction,
+            remote,
+            protocol,
+            port,
+            icmp_type,
+            icmp_code,
+            live: true,
+        } => p
+            .trace_live(
                 domain.text(),
                 mac,
                 direction,

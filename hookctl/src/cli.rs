@@ -34,7 +34,10 @@ pub enum Command {
     #[command(subcommand)]
     Network(NetworkCommand),
     /// The verdict a domain NIC's live rules give a described packet, and
-    /// the rule that decides it. Touches no connection tracking.
+    /// the rule that decides it. Touches no connection tracking. With
+    /// --live, the packet also goes through the NIC's attached programs
+    /// themselves (BPF_PROG_TEST_RUN on the live maps, writing nothing),
+    /// so connection state, anti-spoofing and the network stage count too.
     Trace {
         /// Domain name or UUID.
         domain: String,
@@ -59,6 +62,14 @@ pub enum Command {
         /// ICMP code (icmp, icmpv6).
         #[arg(long, default_value_t = 0)]
         icmp_code: u8,
+        /// Also run the packet (a TCP SYN, a UDP datagram, an ICMP message
+        /// or a bare IP header, from or to the NIC's address of the
+        /// remote's family) through the NIC's attached programs on the live
+        /// maps, and show their verdict and the stage that decided beside
+        /// the rules'. Nothing is written: no conntrack entry, counter or
+        /// rule hit.
+        #[arg(long)]
+        live: bool,
     },
     /// The latest live migrations this host took part in (up to 64), and
     /// what became of each VM's firewall state: carried (how many

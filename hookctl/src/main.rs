@@ -47,6 +47,7 @@ async fn run(cli: Hookctl) -> Outcome {
             port,
             icmp_type,
             icmp_code,
+            live,
         } => {
             let t = policy::TraceArgs {
                 domain: &domain,
@@ -58,7 +59,11 @@ async fn run(cli: Hookctl) -> Outcome {
                 icmp_type,
                 icmp_code,
             };
-            policy::trace(t, json).await
+            if live {
+                policy::trace_live(t, json).await
+            } else {
+                policy::trace(t, json).await
+            }
         }
         Command::Explain { file, networks } => policy::explain(&file, &networks, json).await,
     }

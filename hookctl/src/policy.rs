@@ -68,6 +68,43 @@ pub async fn trace(t: TraceArgs<'_>, as_json: bool) -> Outcome {
     }
 }
 
+pub async fn trace_live(t: TraceArgs<'_>, as_json: bool) -> Outcome {
+    let (action, stage, rules_action, line, why, vm) = proxy()
+        .await?
+        .trace_live(
+            t.domain,
+            t.mac,
+            t.direction,
+            t.remote,
+            t.protocol,
+            t.port,
+            t.icmp_type,
+            t.icmp_code,
+        )
+        .await
+        .map_err(call_failed)?;
+    if as_json {
+        json(&serde_json::json!({
+            "live": { "action": action, "stage": stage, "vm_address": vm },
+            "rules": { "action": rules_action, "rule_line": line, "explanation": why },
+        }))
+    } else {
+        let differ = if action == rules_action {
+            ""
+        } else {
+            "\n(the live programs and the rules differ: connection state, anti-spoofing or the network stage decided)"
+        };
+        Ok(format!(
+            "live:  {action}: {stage} (the NIC's programs, {} {vm})\nrules: {rules_action}: {why}{differ}",
+            if t.direction == "ingress" {
+                "to"
+            } else {
+                "from"
+            }
+        ))
+    }
+}
+
 pub async fn explain(file: &str, network_files: &[String], as_json: bool) -> Outcome {
     let xml = read_input(file)?;
     let mut networks = Vec::new();

@@ -198,6 +198,10 @@ fn a_thousand_clients_that_never_read_block_no_call_and_change_nothing() {
                 "Trace",
                 refused("", root.trace(b, b, b, b, b, 1, 0, 0)).await,
             ),
+            (
+                "TraceLive",
+                refused("", root.trace_live(b, b, b, b, b, 1, 0, 0)).await,
+            ),
             ("RecentEvents", refused("", root.recent_events(b)).await),
             ("GetPolicy", refused("", root.get_policy(b)).await),
             (

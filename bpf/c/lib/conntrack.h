@@ -107,6 +107,8 @@ static __always_inline int ct_continue_entry(void *ct, struct ct_key *k, struct 
 {
 	if (ct_expired(now, e->last_seen, ct_timeout(e, f->proto)))
 		return 0;
+	if (!HOOKD_WRITES)
+		return 1;
 	if (f->proto == IPPROTO_TCP) {
 		if (f->tcp_flags & TCP_RST) {
 			bpf_map_delete_elem(ct, k);
@@ -129,7 +131,7 @@ static __always_inline int ct_continue_entry(void *ct, struct ct_key *k, struct 
  * GENERATION: later ones with that key may skip it (fw_fast_egress). */
 static __always_inline void ct_vm_checked(struct ct_entry *e, __u64 generation)
 {
-	if (!e->vm_checked || e->vm_gen != (__u32)generation) {
+	if (HOOKD_WRITES && (!e->vm_checked || e->vm_gen != (__u32)generation)) {
 		e->vm_gen = (__u32)generation;
 		e->vm_checked = 1;
 	}
@@ -143,7 +145,8 @@ static __always_inline void ct_open(void *ct, struct ct_key *k, __u8 dir, __u64 
 	struct ct_entry fresh = { .last_seen = now, .state = CT_NEW, .origin = dir,
 				  .vm_checked = dir == DIR_EGRESS, .vm_gen = (__u32)generation };
 
-	bpf_map_update_elem(ct, k, &fresh, BPF_ANY);
+	if (HOOKD_WRITES)
+		bpf_map_update_elem(ct, k, &fresh, BPF_ANY);
 }
 
 #endif

@@ -38,10 +38,14 @@ static __always_inline int fw_connection(struct __sk_buff *skb, void *ct, struct
 		      f->proto == IPPROTO_SCTP || is_icmp_echo(f);
 	int verdict;
 
-	if (fw_infrastructure(f, dir))
+	if (fw_infrastructure(f, dir)) {
+		trace_note(dir, TRACE_INFRASTRUCTURE, 0);
 		return VERDICT_PASS;
-	if (is_icmp_error(f) && ct_icmp_error_tracked(skb, ct, ifindex, dir, f))
+	}
+	if (is_icmp_error(f) && ct_icmp_error_tracked(skb, ct, ifindex, dir, f)) {
+		trace_note(dir, TRACE_RELATED, 0);
 		return VERDICT_PASS;
+	}
 	if (tracked) {
 		struct ct_entry *e;
 
@@ -51,6 +55,7 @@ static __always_inline int fw_connection(struct __sk_buff *skb, void *ct, struct
 			/* egress: from_vm's anti-spoofing has passed it */
 			if (dir == DIR_EGRESS)
 				ct_vm_checked(e, cfg->generation);
+			trace_note(dir, TRACE_ESTABLISHED, 0);
 			return VERDICT_PASS;
 		}
 	}
@@ -86,14 +91,18 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 		/* hookd creates the NIC's table before turning its firewall
 		 * on; without one, fail closed. */
 		return DROP_CT_INVALID;
-	if (mode == FW_OFF && f->later_frag)
+	if (mode == FW_OFF && f->later_frag) {
+		trace_note(dir, TRACE_FW_OFF, 0);
 		return VERDICT_PASS;
+	}
 	if (mode != FW_OFF && (f->frag_hdr || f->later_frag)) {
 		/* lib/fragment.h: later fragments take their first's verdict. */
 		if (!frag_check(skb, ct, &k, ifindex, dir, f, now, &id))
 			return DROP_FRAGMENT;
-		if (f->later_frag)
+		if (f->later_frag) {
+			trace_note(dir, TRACE_FRAGMENT, 0);
 			return VERDICT_PASS;
+		}
 		verdict = fw_connection(skb, ct, &k, ifindex, cfg, dir, mode, f, now);
 		if (verdict == VERDICT_PASS)
 			frag_remember(ct, &k, ifindex, dir, f, id, now);

@@ -98,7 +98,8 @@ static __always_inline int frag_check(struct __sk_buff *skb, void *ct, struct ct
 	e = bpf_map_lookup_elem(ct, k);
 	if (!e || ct_expired(now, e->last_seen, FRAG_TIMEOUT * NS_PER_SEC))
 		return 0;
-	e->last_seen = now;
+	if (HOOKD_WRITES)
+		e->last_seen = now;
 	return 1;
 }
 
@@ -109,7 +110,8 @@ static __always_inline void frag_remember(void *ct, struct ct_key *k, __u32 ifin
 	struct ct_entry fresh = { .last_seen = now, .state = CT_NEW, .origin = dir };
 
 	frag_key(k, ifindex, dir, f, id);
-	bpf_map_update_elem(ct, k, &fresh, BPF_ANY);
+	if (HOOKD_WRITES)
+		bpf_map_update_elem(ct, k, &fresh, BPF_ANY);
 }
 
 #endif

@@ -18,6 +18,8 @@ static __always_inline void fw_log(__u32 ifindex, __u8 dir, const struct fw_verd
 	__u64 now = bpf_ktime_get_ns();
 	struct fw_event *ev;
 
+	if (!HOOKD_WRITES)
+		return;
 	if (!w) {
 		struct log_window fresh = { .start = now };
 

@@ -43,6 +43,8 @@ static __always_inline void fw_count_hit(__u32 ifindex, __u8 dir, __u8 half, __u
 	struct fw_hit_key k = { .ifindex = ifindex, .dir = dir, .half = half, .rule = rule };
 	__u64 one = 1, *n;
 
+	if (!HOOKD_WRITES)
+		return;
 	n = bpf_map_lookup_elem(&hookd_fw_hits, &k);
 	if (n)
 		*n += 1; /* per-CPU value: no atomics needed */
@@ -65,8 +67,10 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 	__u8 kinds, kinds0;
 	__u16 port = flow_port(f);
 
-	if (mode == FW_OFF)
+	if (mode == FW_OFF) {
+		trace_note(dir, TRACE_FW_OFF, 0);
 		return VERDICT_PASS;
+	}
 	__builtin_memcpy(ck.addr, dir == DIR_INGRESS ? f->saddr : f->daddr, 16);
 	c = bpf_map_lookup_elem(&hookd_fw_classes, &ck);
 	if (c)
@@ -91,9 +95,15 @@ static __always_inline int fw_rules(__u32 ifindex, const struct nic_config *cfg,
 		fw_count_hit(ifindex, dir, cfg->fw_gen, best.rule);
 		if (best.log)
 			fw_log(ifindex, dir, &best, f);
-		return best.deny ? DROP_FW_RULE : VERDICT_PASS;
+		if (best.deny)
+			return DROP_FW_RULE;
+		trace_note(dir, TRACE_RULE, best.rule);
+		return VERDICT_PASS;
 	}
-	return mode == FW_ALLOW ? VERDICT_PASS : DROP_FW_DEFAULT;
+	if (mode != FW_ALLOW)
+		return DROP_FW_DEFAULT;
+	trace_note(dir, TRACE_DEFAULT, 0);
+	return VERDICT_PASS;
 }
 
 #endif

@@ -38,7 +38,7 @@ static __always_inline void net_count(__u32 ifindex, int counter)
 {
 	struct net_stats *st = bpf_map_lookup_elem(&hookd_net_stats, &ifindex);
 
-	if (st && counter >= 0 && counter < NET_COUNTERS)
+	if (HOOKD_WRITES && st && counter >= 0 && counter < NET_COUNTERS)
 		st->count[counter]++;
 }
 
@@ -90,19 +90,19 @@ static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net
 			self = 1;
 		if (to == ifindex || !net_member(to, id, 0))
 			continue;
-		if (last && bpf_clone_redirect(skb, last, 0) == 0)
+		if (HOOKD_WRITES && last && bpf_clone_redirect(skb, last, 0) == 0)
 			sent++;
 		last = to;
 	}
 	/* m->count is every NIC of the network on this host; only the first
 	 * MAX_FLOOD are in m->ifindex. The others' copies are counted. */
-	ns = m->count > MAX_FLOOD ? bpf_map_lookup_elem(&hookd_stats, &ifindex) : NULL;
+	ns = HOOKD_WRITES && m->count > MAX_FLOOD ? bpf_map_lookup_elem(&hookd_stats, &ifindex) : NULL;
 	if (ns)
 		__sync_fetch_and_add(&ns->drops[DROP_FLOOD_BOUND], m->count - MAX_FLOOD - !self);
 	if (!last)
 		return DROP_NOT_FORWARDED;
 	st = bpf_map_lookup_elem(&hookd_net_stats, &ifindex);
-	if (st)
+	if (HOOKD_WRITES && st)
 		st->count[NET_FLOODED] += sent + 1;
 	bpf_redirect(last, 0);
 	return VERDICT_REDIRECT;

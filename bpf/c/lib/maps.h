@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "types.h"
+#include "trace.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -243,6 +243,27 @@ struct fw_verdict {
 	__u16 rule;      /* index of the deciding rule in its direction */
 };
 
+/* How the firewall of a direction passed a packet: what the tracing build
+ * of the programs (lib/trace.h) notes for hookctl trace --live. */
+enum trace_how {
+	TRACE_NOT_REACHED    = 0, /* that direction's firewall did not judge it */
+	TRACE_FW_OFF         = 1, /* no element for the direction: allowed */
+	TRACE_INFRASTRUCTURE = 2, /* ND, MLD, DHCP: not the security groups' */
+	TRACE_RELATED        = 3, /* an ICMP error about a tracked connection */
+	TRACE_ESTABLISHED    = 4, /* a packet of a tracked connection */
+	TRACE_RULE           = 5, /* an allow rule: trace_note.rule */
+	TRACE_DEFAULT        = 6, /* no rule matched; the default allows */
+	TRACE_FRAGMENT       = 7, /* a later fragment of an allowed datagram */
+};
+
+/* The value of the tracing build's hookd_trace. */
+struct trace_note {
+	__u8 how[2];     /* enum trace_how, per enum direction */
+	__u16 rule[2];   /* the deciding rule's index, for TRACE_RULE */
+	__u8 dropped;    /* 1: dropped, for the reason below */
+	__u8 reason;     /* enum drop_reason */
+};
+
 /* Key of hookd_fw_hits: how often each rule decided a packet. */
 struct fw_hit_key {
 	__u32 ifindex;

@@ -102,6 +102,20 @@ impl Manager {
         Ok(summary)
     }
 
+    /// `Trace`'s answer: the rules' verdict for `q` from the recorded
+    /// policy, and where the network stage sends it.
+    fn trace_rules(&self, domain: &str, q: &TraceQuery) -> Result<trace::TraceAnswer, Error> {
+        let rec = self.view.find(domain);
+        let rec = rec.ok_or_else(|| Error::from(DaemonError::NotFound(domain.to_string())))?;
+        let (records, networks) = (self.view.records(), self.view.networks());
+        let ctx = trace::RouteContext {
+            records: &records,
+            networks: &networks,
+            namespaces: self.view.tenant_namespaces(),
+        };
+        Ok(trace::trace_routed(&rec, q, &ctx)?)
+    }
+
     /// Once a domain with hookd policy runs (`started` answered): gives
     /// its QEMU the dbus-vmstate object that carries the firewall state
     /// when it migrates, in the background, since libvirt finishes the
@@ -318,28 +332,61 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, u32, String), Error> {
         require_reader(self.readers, &hdr, conn, "Trace").await?;
-        for (what, v) in [
-            ("the domain", &domain),
-            ("the MAC", &mac),
-            ("the direction", &direction),
-            ("the remote address", &remote),
-            ("the protocol", &protocol),
-        ] {
-            check_length(what, v).map_err(too_long)?;
-        }
-        let q = TraceQuery::parse(
-            &mac, &direction, &remote, &protocol, port, icmp_type, icmp_code,
+        let q = trace_query(
+            [&domain, &mac, &direction, &remote, &protocol],
+            port,
+            icmp_type,
+            icmp_code,
         )?;
-        let rec = self.view.find(&domain);
-        let rec = rec.ok_or_else(|| Error::from(DaemonError::NotFound(domain.clone())))?;
-        let (records, networks) = (self.view.records(), self.view.networks());
-        let ctx = trace::RouteContext {
-            records: &records,
-            networks: &networks,
-            namespaces: self.view.tenant_namespaces(),
-        };
-        let a = trace::trace_routed(&rec, &q, &ctx)?;
+        let a = self.trace_rules(&domain, &q)?;
         Ok((a.action.to_string(), a.rule_line, a.explanation))
+    }
+
+    /// The described packet through the NIC's attached programs: their
+    /// tracing build, run by BPF_PROG_TEST_RUN on the live maps, which
+    /// writes nothing (no conntrack entry, counter or rule hit) and sees
+    /// what the rules alone cannot: connection state, anti-spoofing, the
+    /// network stage. Returns the live action, the stage that decided and
+    /// why, then what `Trace` answers, and the NIC's address it used.
+    #[allow(clippy::too_many_arguments)] // one argument per packet field
+    #[zbus(out_args(
+        "action",
+        "stage",
+        "rules_action",
+        "rules_line",
+        "rules_explanation",
+        "vm_address"
+    ))]
+    async fn trace_live(
+        &self,
+        domain: String,
+        mac: String,
+        direction: String,
+        remote: String,
+        protocol: String,
+        port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String, String, u32, String, String), Error> {
+        require_reader(self.readers, &hdr, conn, "TraceLive").await?;
+        let q = trace_query(
+            [&domain, &mac, &direction, &remote, &protocol],
+            port,
+            icmp_type,
+            icmp_code,
+        )?;
+        let rules = self.trace_rules(&domain, &q)?;
+        let live = self.daemon.lock().await.trace_live(&domain, &q)?;
+        Ok((
+            live.action.to_string(),
+            live.stage,
+            rules.action.to_string(),
+            rules.rule_line,
+            rules.explanation,
+            live.vm_address.to_string(),
+        ))
     }
 
     async fn recent_events(
@@ -548,4 +595,29 @@ impl Manager {
     async fn version(&self) -> String {
         crate::VERSION.to_string()
     }
+}
+
+/// The packet of `Trace` and `TraceLive` from their arguments (domain,
+/// MAC, direction, remote, protocol; then port, ICMP type and code), each
+/// checked, with an error that names it.
+fn trace_query(
+    text: [&str; 5],
+    port: u16,
+    icmp_type: u8,
+    icmp_code: u8,
+) -> Result<TraceQuery, Error> {
+    let names = [
+        "the domain",
+        "the MAC",
+        "the direction",
+        "the remote address",
+        "the protocol",
+    ];
+    for (what, v) in names.into_iter().zip(text) {
+        check_length(what, v).map_err(too_long)?;
+    }
+    let [_, mac, direction, remote, protocol] = text;
+    Ok(TraceQuery::parse(
+        mac, direction, remote, protocol, port, icmp_type, icmp_code,
+    )?)
 }

@@ -3,6 +3,7 @@
 //! recording fake.
 
 use crate::core::records::NicRecord;
+use crate::datapath::trace::LiveVerdict;
 use crate::datapath::{Attachment, DatapathError};
 use hookd_bpf::layout::{CtEntry, CtKey, NetStats, NicStats};
 use hookd_model::plan::NicMode;
@@ -55,6 +56,19 @@ pub trait DataPlane: Send {
     }
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
+    /// Runs `frame` through the tracing build of the programs on the tap
+    /// `ifindex` (its to_vm program when `to_vm`), changing nothing
+    /// (`datapath::trace`). A data plane that runs no programs says so.
+    fn trace_live(
+        &mut self,
+        _ifindex: u32,
+        _to_vm: bool,
+        _frame: &[u8],
+    ) -> Result<LiveVerdict, DatapathError> {
+        Err(DatapathError::Missing(
+            "programs to trace: this data plane runs none (a test's fake)".into(),
+        ))
+    }
     /// Sends each network NIC with IPv6 an unsolicited router
     /// advertisement; how many were sent.
     fn advertise_routers(&self) -> usize {

@@ -2,6 +2,7 @@
 
 use crate::core::dataplane::{CounterSource, DataPlane};
 use crate::core::records::NicRecord;
+use crate::datapath::trace::LiveVerdict;
 use crate::datapath::{Attachment, Counters, Datapath, DatapathError, netdev};
 use hookd_bpf::layout::{CtEntry, CtKey, NetStats, NicStats};
 use hookd_model::plan::NicMode;
@@ -123,5 +124,14 @@ impl DataPlane for Datapath {
 
     fn counters(&self) -> Arc<dyn CounterSource> {
         Datapath::counters(self)
+    }
+
+    fn trace_live(
+        &mut self,
+        ifindex: u32,
+        to_vm: bool,
+        frame: &[u8],
+    ) -> Result<LiveVerdict, DatapathError> {
+        Datapath::trace_live(self, ifindex, to_vm, frame)
     }
 }

@@ -8,7 +8,8 @@
 //!   real one);
 //! - [`view`]: what readers see without the daemon's lock;
 //! - [`change`]: operations and the changes they made;
-//! - [`trace`], [`events`]: tracing packets, logged packets.
+//! - [`trace`], [`trace_live`], [`events`]: tracing packets (by the
+//!   rules, and through the live programs), logged packets.
 
 pub mod change;
 pub mod dataplane;
@@ -19,6 +20,7 @@ pub mod migration;
 pub mod networks;
 pub mod records;
 pub mod trace;
+pub mod trace_live;
 pub mod view;
 
 pub use change::{Change, Notices, SharedDaemon};

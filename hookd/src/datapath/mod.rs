@@ -21,6 +21,7 @@
 //! - [`upgrade`]: running taps get this daemon's programs (restart, upgrade);
 //! - `versions`: a pinned map in another layout gets a new version beside
 //!   it, its entries carried;
+//! - [`trace`]: a described packet through the programs' tracing build;
 //! - `owned`, `bpffs`, [`netdev`]: bookkeeping and the kernel's names.
 
 mod attach;
@@ -39,6 +40,7 @@ mod owned;
 pub mod ra;
 mod tcfilter;
 pub mod tenant;
+pub mod trace;
 pub mod upgrade;
 mod versions;
 
@@ -158,6 +160,8 @@ pub struct Datapath {
     pub(crate) placements: Vec<versions::Placement>,
     /// Earlier map versions not yet retired.
     pub(crate) retired: Vec<versions::Retired>,
+    /// The tracing build, once a trace has asked for it.
+    pub(crate) tracer: Option<trace::Tracer>,
 }
 
 /// Is the pinned program `pinned` the same as this daemon's `ours`: the
@@ -347,6 +351,7 @@ impl Datapath {
             other_build_before: other_build_before || policy_moved,
             placements,
             retired,
+            tracer: None,
         };
         // Before any tap runs this build's programs, which fail closed on
         // a NIC with rules and no table.
