@@ -1123,3 +1123,58 @@ fn the_egress_fast_path_skips_no_check_it_owes() {
     let failures = run(&dp, &mut after);
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Found by the differential test (hookd/tests/differential.rs): frames
+/// from the VM that `fw_fast_egress` (the egress fast path of established
+/// connections) let through although the full path drops them. Each is
+/// sent after packets that put their connection's key in the table with
+/// `vm_checked`, so that the fast path looks at it.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn the_egress_fast_path_drops_what_the_full_path_drops() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    program_policy(&mut dp, "<hookd:egress default='allow'/>", 1);
+    let from = hookd_bpf::PROG_FROM_VM;
+    let out4 = |proto, l4: &[u8]| from_vm4("203.0.113.9", proto, l4);
+    let cut = |mut f: Vec<u8>, len: usize| {
+        f.truncate(len);
+        f
+    };
+    let mapped = |a: &str| v4(a).to_ipv6_mapped();
+    let out6_mapped = |l4: &[u8]| {
+        eth(
+            mac(HOST_MAC),
+            mac(VM_MAC),
+            0x86dd,
+            &ipv6(mapped(VM4), mapped("203.0.113.9"), 17, l4),
+        )
+    };
+    let l4_at = 14 + 20;
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Vec<u8>, Option<DropReason>)> = vec![
+        ("the VM's UDP datagram opens a connection", out4(17, &udp(5000, 53, &[1; 8])), None),
+        ("its next one takes the fast path", out4(17, &udp(5000, 53, &[2; 8])), None),
+        // The fast path read the 4 bytes of ports and passed it; anti-
+        // spoofing wants the whole 8-byte UDP header.
+        ("the next with 4 bytes of UDP header", cut(out4(17, &udp(5000, 53, &[])), l4_at + 4),
+         Some(DropReason::Malformed)),
+        // The IPv4-mapped IPv6 source has the IPv4 connection's key: the
+        // fast path passed what anti-spoofing drops whether or not the
+        // interface has addresses.
+        ("the same ports as IPv6 between IPv4-mapped addresses", out6_mapped(&udp(5000, 53, &[3; 8])),
+         Some(DropReason::IpSpoof)),
+        // The fast path's failed read of a truncated L4 header marked it
+        // read: the firewall then took it as all zeros (an ICMP echo
+        // reply, a TCP segment without flags) instead of malformed.
+        ("ICMP with 4 bytes of header", cut(out4(1, &icmp(8, 0, 7, &[])), l4_at + 4),
+         Some(DropReason::Malformed)),
+        ("TCP with 10 bytes of header", cut(out4(6, &tcp(40000, 443, SYN)), l4_at + 10),
+         Some(DropReason::Malformed)),
+    ];
+    let failures: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(name, frame, want)| verdict_failure(&dp, name, from, &frame, want))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}

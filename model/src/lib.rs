@@ -9,8 +9,9 @@
 //!   with each NIC, anti-spoofing included), [`explain`] (the same, told
 //!   to an operator);
 //! - the libvirt hook's contract: [`hook`];
-//! - the per-packet decision as the docs state it, for differential tests
-//!   of the programs: [`reference`].
+//! - the per-packet decision as the docs state it (anti-spoofing, the
+//!   stateful security groups), for differential tests of the programs:
+//!   [`reference`].
 //!
 //! The daemon, `hookctl` and the hook binary all build on this crate; it
 //! links no aya, no libvirt and no bus server.

@@ -145,6 +145,14 @@ __attribute__((noinline)) int fw_fast_egress(struct __sk_buff *skb, const struct
 		return 0;
 	if (flow_addrs(skb, f) < 0 || flow_l4(skb, f) < 0)
 		return 0;
+	/* An IPv4-mapped IPv6 source has the key of an IPv4 connection, but
+	 * anti-spoofing drops it (ip_spoof): the key does not decide that. */
+	if (f->ip == 6 && is_v4_mapped(f->saddr))
+		return 0;
+	/* parse_l4 reads the 4 bytes of ports; anti-spoofing needs the whole
+	 * 8-byte UDP header (else malformed), in the linear data as it reads it. */
+	if (f->proto == IPPROTO_UDP && !pkt_ptr(skb, f->l4, sizeof(struct udphdr)))
+		return 0;
 	if (!(f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP || f->proto == IPPROTO_SCTP ||
 	      is_icmp_echo(f)) ||
 	    fw_infrastructure(f, DIR_EGRESS))

@@ -119,9 +119,12 @@ static __always_inline void map4(__u8 *dst, __be32 a)
 	__builtin_memcpy(dst + 12, &a, 4);
 }
 
-/* Reads the L4 ports / ICMP fields at f->l4. Returns -1 when truncated.
- * bpf_skb_load_bytes copies into the stack, which keeps the verifier's
- * packet-bounds tracking out of it. */
+/* Reads the L4 ports / ICMP fields at f->l4. Returns -1 when truncated,
+ * leaving l4_read clear: a later stage that reads again finds the header
+ * truncated too (fw_fast_egress reads first, and a truncated header must
+ * still be malformed for the firewall after it). bpf_skb_load_bytes
+ * copies into the stack, which keeps the verifier's packet-bounds
+ * tracking out of it. */
 static __always_inline int parse_l4(struct __sk_buff *skb, struct flow *f)
 {
 	__u8 l4[14];
@@ -132,18 +135,18 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct flow *f)
 	switch (f->proto) {
 	case IPPROTO_TCP:
 		if (bpf_skb_load_bytes(skb, f->l4, l4, 14) < 0)
-			return -1;
+			goto truncated;
 		f->tcp_flags = l4[13];
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
 		if (bpf_skb_load_bytes(skb, f->l4, l4, 4) < 0)
-			return -1;
+			goto truncated;
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
 		if (bpf_skb_load_bytes(skb, f->l4, l4, 8) < 0)
-			return -1;
+			goto truncated;
 		f->icmp_type = l4[0];
 		f->icmp_code = l4[1];
 		/* echo request/reply: the identifier pairs them */
@@ -155,6 +158,9 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct flow *f)
 	f->sport = (__u16)l4[0] << 8 | l4[1];
 	f->dport = (__u16)l4[2] << 8 | l4[3];
 	return 0;
+truncated:
+	f->l4_read = 0;
+	return -1;
 }
 
 /* The L4 fields of an IP flow, read once: -1 when truncated. */

@@ -1,108 +1,14 @@
-//! The reference model of hookd's per-packet decision, written from the
-//! rules that docs/datapath.md states, not from the C programs. The
-//! differential tests (hookd/tests/differential.rs) run random and mutated
-//! frames through the kernel's programs and through this model and compare
-//! verdict, drop reason and counters.
-//!
-//! What it covers today: anti-spoofing of frames from the VM
-//! ("Anti-spoofing, frame by frame"), on a NIC with no security groups and
-//! on no network. Every byte it reads is at an offset those rules name; a
-//! read past the frame's end is a truncated header.
+//! Anti-spoofing of frames from the VM, as docs/datapath.md's
+//! "Anti-spoofing, frame by frame" states it, on a NIC on no network.
 
-use crate::plan::AntiSpoofing;
-use ipnet::IpNet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-/// Why a frame is dropped, by the names of docs/datapath.md's table of drop
-/// reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    MacSpoof,
-    IpSpoof,
-    ArpSpoof,
-    NdSpoof,
-    DhcpServer,
-    RouterAdvert,
-    Vlan,
-    Ethertype,
-    Malformed,
-}
-
-impl Reason {
-    /// The reason's index in the `drops` counters (the table's first column).
-    pub fn index(self) -> usize {
-        match self {
-            Reason::MacSpoof => 0,
-            Reason::IpSpoof => 1,
-            Reason::ArpSpoof => 2,
-            Reason::NdSpoof => 3,
-            Reason::DhcpServer => 4,
-            Reason::RouterAdvert => 5,
-            Reason::Vlan => 6,
-            Reason::Ethertype => 7,
-            Reason::Malformed => 8,
-        }
-    }
-}
-
-/// What happens to a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Drop(Reason),
-}
-
-use Reason::*;
-use Verdict::*;
-
-const ETH_LEN: usize = 14;
-const ICMPV6: u8 = 58;
-const UDP: u8 = 17;
-/// IPv6 extension headers the chain walk knows, and the most it walks.
-const HOP_BY_HOP: u8 = 0;
-const ROUTING: u8 = 43;
-const FRAGMENT: u8 = 44;
-const AH: u8 = 51;
-const DEST_OPTS: u8 = 60;
-const MAX_EXT: usize = 4;
-
-/// A NIC with anti-spoofing: its MAC and the plan's settings.
-pub struct Nic<'a> {
-    pub mac: [u8; 6],
-    pub anti_spoofing: &'a AntiSpoofing,
-}
-
-impl Nic<'_> {
-    fn inside(&self, a: IpAddr) -> bool {
-        self.anti_spoofing.prefixes.iter().any(|p| match (p, a) {
-            (IpNet::V4(n), IpAddr::V4(a)) => n.contains(&a),
-            (IpNet::V6(n), IpAddr::V6(a)) => n.contains(&a),
-            _ => false,
-        })
-    }
-
-    fn checks_ip(&self) -> bool {
-        self.anti_spoofing.checks_ip()
-    }
-}
-
-fn byte(f: &[u8], at: usize) -> Option<u8> {
-    f.get(at).copied()
-}
-
-fn be16(f: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([byte(f, at)?, byte(f, at + 1)?]))
-}
-
-fn v4(f: &[u8], at: usize) -> Option<Ipv4Addr> {
-    let b: [u8; 4] = f.get(at..at + 4)?.try_into().ok()?;
-    Some(Ipv4Addr::from(b))
-}
-
-fn v6(f: &[u8], at: usize) -> Option<Ipv6Addr> {
-    let b: [u8; 16] = f.get(at..at + 16)?.try_into().ok()?;
-    Some(Ipv6Addr::from(b))
-}
+use super::{
+    AH, DEST_OPTS, ETH_LEN, FRAGMENT, HOP_BY_HOP, ICMPV6, MAX_EXT, Nic, ROUTING,
+    Reason::*,
+    UDP,
+    Verdict::{self, *},
+    be16, byte, v4, v6,
+};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The verdict of anti-spoofing on `frame`, sent by the VM on `nic`.
 pub fn from_vm(frame: &[u8], nic: &Nic) -> Verdict {
@@ -247,6 +153,7 @@ fn ipv6(f: &[u8], nic: &Nic) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::AntiSpoofing;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0a];
 
