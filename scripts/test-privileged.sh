@@ -5,10 +5,13 @@
 # descriptor (tcx and netlink attach, daemon restart, cleanup); who may call
 # what on a private bus with the shipped bus policy. One test at a time.
 # They fail, never skip, when they cannot run (not root, no BTF, no tcx).
+# The differential test runs 1,000,000 frames a test here (about a minute;
+# HOOKD_DIFF_FRAMES and HOOKD_DIFF_SEED choose another run).
 #   bash scripts/test-privileged.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_root test-privileged
 echo "== tier 2: privileged tests"
+export HOOKD_DIFF_FRAMES=${HOOKD_DIFF_FRAMES:-1000000}
 cargo_test privileged --workspace --exclude hookd-vm-tests -- --ignored --test-threads=1

@@ -1178,3 +1178,64 @@ fn the_egress_fast_path_drops_what_the_full_path_drops() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Found by the differential test: the rules keep IPv4 prefixes
+/// IPv4-mapped, so an IPv6 packet from `::ffff:198.51.100.7` matched an
+/// IPv4 allow rule on a NIC whose IPv6 traffic the default denies.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn ipv6_packets_with_ipv4_mapped_addresses_meet_no_ipv4_rule() {
+    let fs = Bpffs::new();
+    let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).unwrap();
+    program_policy(
+        &mut dp,
+        "<hookd:ingress default='deny'>\
+         <hookd:rule action='allow' protocol='tcp' ports='22' remote='198.51.100.0/24'/>\
+         </hookd:ingress><hookd:egress default='allow'/>",
+        1,
+    );
+    let mapped = |a: &str| v4(a).to_ipv6_mapped();
+    let in6 = |src, dst| {
+        eth(
+            mac(VM_MAC),
+            mac(HOST_MAC),
+            0x86dd,
+            &ipv6(src, dst, 6, &tcp(40000, 22, SYN)),
+        )
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Vec<u8>, Option<DropReason>)> = vec![
+        ("control: IPv4 ssh from the allowed prefix", to_vm4("198.51.100.7", 6, &tcp(40000, 22, SYN)), None),
+        ("IPv6 ssh from the mapped form of that prefix", in6(mapped("198.51.100.7"), v6("2001:db8::10")),
+         Some(DropReason::Malformed)),
+        ("IPv6 ssh to the mapped form of the VM's address", in6(v6("2001:db8::7"), mapped(VM4)),
+         Some(DropReason::Malformed)),
+    ];
+    let failures: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(name, frame, want)| {
+            verdict_failure(&dp, name, hookd_bpf::PROG_TO_VM, &frame, want)
+        })
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Egress: an IPv6 packet from the VM to a mapped address.
+    let out = eth(
+        mac(HOST_MAC),
+        mac(VM_MAC),
+        0x86dd,
+        &ipv6(
+            v6("2001:db8::10"),
+            mapped("203.0.113.9"),
+            17,
+            &udp(5000, 53, b"q"),
+        ),
+    );
+    let failure = verdict_failure(
+        &dp,
+        "IPv6 from the VM to a mapped address",
+        hookd_bpf::PROG_FROM_VM,
+        &out,
+        Some(DropReason::Malformed),
+    );
+    assert!(failure.is_none(), "{failure:?}");
+}

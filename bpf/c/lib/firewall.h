@@ -178,6 +178,11 @@ static __always_inline int firewall(struct __sk_buff *skb, const struct nic_conf
 		return VERDICT_PASS; /* ARP and the like: anti-spoofing's business */
 	if (flow_addrs(skb, f) < 0 || flow_l4(skb, f) < 0)
 		return DROP_MALFORMED;
+	/* The rules and conntrack keep IPv4 addresses IPv4-mapped: an IPv6
+	 * packet from or to ::ffff:a.b.c.d would be judged by IPv4 rules and
+	 * connections. Such addresses never belong on a link (RFC 4291 2.5.5.2). */
+	if (f->ip == 6 && (is_v4_mapped(f->saddr) || is_v4_mapped(f->daddr)))
+		return DROP_MALFORMED;
 	return fw_stateful(skb, skb->ifindex, cfg, dir, f);
 }
 

@@ -324,6 +324,10 @@ pub(super) fn stage(f: &[u8], dir: Direction, policy: &Policy, ct: &mut Conntrac
     if read_l4(f, &mut flow).is_none() {
         return Drop(Malformed);
     }
+    // IPv4-mapped addresses in an IPv6 header would meet IPv4 rules.
+    if ipv6 && (flow.src.to_ipv4_mapped().is_some() || flow.dst.to_ipv4_mapped().is_some()) {
+        return Drop(Malformed);
+    }
     let rules = policy.rules(dir);
     // Step 1: fragments.
     if rules.is_none() && flow.later_frag {
