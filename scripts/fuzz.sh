@@ -68,7 +68,9 @@ for t in "${targets[@]}"; do
     else
         status=1
         echo "fuzz: $t FAILED; its log:" >&2
-        grep -vE '^(#[0-9]+|INFO:)' "$log" | tail -40 >&2
+        # The panic's message first (it can be long), then how libFuzzer ended.
+        sed -n '/panicked at/,/^stack backtrace:/p' "$log" | head -40 >&2
+        grep -vE '^(#[0-9]+|INFO:|  +at |  +[0-9]+: )' "$log" | tail -15 >&2
         echo "fuzz: the input is in $out/artifacts/$t/" >&2
     fi
 done

@@ -179,8 +179,12 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
             max: MAX_XML_BYTES,
         });
     }
-    let mut reader = NsReader::from_str(text);
+    // quick-xml skips a byte-order mark without counting it in its
+    // positions; skip it here so spans index `text` itself.
+    let base = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let mut reader = NsReader::from_str(&text[base..]);
     reader.config_mut().check_end_names = true;
+    let pos = |r: &NsReader<&[u8]>| base + r.buffer_position() as usize;
     let mut lines = Lines {
         text: text.as_bytes(),
         pos: 0,
@@ -190,10 +194,10 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     let mut count = 0usize;
     loop {
-        let start = reader.buffer_position() as usize;
+        let start = pos(&reader);
         let line = lines.at(start);
         let event = reader.read_event().map_err(|e| {
-            let line = lines.at(reader.error_position() as usize);
+            let line = lines.at(base + reader.error_position() as usize);
             malformed(line, e)
         })?;
         // Whitespace before '<' belongs to the previous text event, so the
@@ -212,7 +216,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                     return Err(malformed(tag_line, "content after the root element"));
                 }
                 let mut el = element(&reader, e, tag_line)?;
-                el.span = start..reader.buffer_position() as usize;
+                el.span = start..pos(&reader);
                 el.content_end = el.span.end;
                 if matches!(event, Event::Start(_)) {
                     stack.push(el);
@@ -223,7 +227,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
             Event::End(_) => {
                 if let Some(mut el) = stack.pop() {
                     el.content_end = start;
-                    el.span.end = reader.buffer_position() as usize;
+                    el.span.end = pos(&reader);
                     attach(&mut stack, &mut root, el);
                 }
             }
@@ -294,6 +298,16 @@ mod tests {
         assert!(xml[meta.span.clone()].starts_with("<metadata>"));
         assert!(xml[meta.content_end..].starts_with("</metadata>"));
         assert!(xml[meta.span.clone()].ends_with("</metadata>"));
+    }
+
+    #[test]
+    fn spans_index_the_text_after_a_byte_order_mark() {
+        let xml = "\u{feff}<domain>\n<metadata><m/></metadata></domain>";
+        let root = parse(xml).unwrap();
+        let meta = root.child("metadata").unwrap();
+        assert_eq!(meta.line, 2);
+        assert_eq!(&xml[meta.span.clone()], "<metadata><m/></metadata>");
+        assert!(xml[meta.content_end..].starts_with("</metadata>"));
     }
 
     #[test]
