@@ -5,7 +5,7 @@
 # descriptor (tcx and netlink attach, daemon restart, cleanup); who may call
 # what on a private bus with the shipped bus policy. One test at a time.
 # They fail, never skip, when they cannot run (not root, no BTF, no tcx).
-# The differential test runs 1,000,000 frames a test here (about a minute;
+# The differential tests run 1,000,000 frames a test here (about 2 minutes;
 # HOOKD_DIFF_FRAMES and HOOKD_DIFF_SEED choose another run).
 #   bash scripts/test-privileged.sh
 set -euo pipefail

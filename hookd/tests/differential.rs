@@ -23,8 +23,9 @@
 //!   one with the connections kept. After each policy the NIC's conntrack
 //!   table (keys, state, origin) and the rule hits are compared as well.
 //!
-//! Not covered: the network stage, conntrack timeouts (no run waits for
-//! one), table capacity (a policy's flows make a few dozen entries).
+//! Not covered: conntrack timeouts (no run waits for one), table capacity
+//! (a policy's flows make a few dozen entries). The network stage has its
+//! own differential test, differential_network.rs.
 //!
 //! `HOOKD_DIFF_FRAMES` (default 200,000 for the first, 100,000 for the
 //! second) and `HOOKD_DIFF_SEED` set the run (the generator is seeded with
@@ -35,6 +36,7 @@ use aya::programs::TestRun as _;
 use hookd::config::AttachMode;
 use hookd::datapath::Datapath;
 use hookd_model::reference::{self, Reason, Verdict};
+use hookd_testkit::differential::*;
 use hookd_testkit::vm::{TC_ACT_SHOT, TC_ACT_UNSPEC, TEST_IFINDEX};
 use hookd_testkit::xml::{DomainXml, policy};
 use hookd_testkit::*;
@@ -61,14 +63,6 @@ const SOURCES4: [[u8; 4]; 6] = [
     [0, 0, 0, 0],
     [203, 0, 113, 255],
 ];
-
-fn pick<'a, T>(rng: &mut Rng, v: &'a [T]) -> &'a T {
-    &v[rng.below(v.len() as u64) as usize]
-}
-
-fn chance(rng: &mut Rng, percent: u64) -> bool {
-    rng.below(100) < percent
-}
 
 fn source6(rng: &mut Rng) -> [u8; 16] {
     let mut a = [0u8; 16];
@@ -244,31 +238,11 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
     f
 }
 
-/// An IPv4 or IPv6 EtherType without a whole IP header behind it.
-fn short_ip(f: &[u8]) -> bool {
-    match (f.get(12), f.get(13)) {
-        (Some(0x08), Some(0x00)) => f.len() < 14 + 20,
-        (Some(0x86), Some(0xdd)) => f.len() < 14 + 40,
-        _ => false,
-    }
-}
-
-fn hex(f: &[u8]) -> String {
-    f.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn the_programs_agree_with_the_reference_model() {
     hookd_testkit::require_root();
-    let frames: usize = std::env::var("HOOKD_DIFF_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let seed: u64 = std::env::var("HOOKD_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_d1ff);
+    let (frames, seed) = run_size(200_000, 0x5eed_d1ff);
     let fs = Bpffs::new();
     let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).expect("hookd's programs");
     let mut rng = Rng(seed | 1);
@@ -398,55 +372,8 @@ const REMOTES4: [&str; 4] = [
 const REMOTES6: [&str; 3] = ["2001:db8:100::7", "2001:db8:ff::1", "2001:db8:9::9"];
 const ROUTER4: &str = "203.0.113.254";
 const ROUTER6: &str = "2001:db8:ff::fe";
-/// Rule `remote`s, `ports`, and the ports flows use (some inside them).
-const RULE_REMOTES: [&str; 8] = [
-    "198.51.100.0/24",
-    "198.51.100.64/26",
-    "203.0.113.0/24",
-    "203.0.113.9/32",
-    "0.0.0.0/0",
-    "2001:db8:100::/48",
-    "2001:db8:ff::/48",
-    "2000::/3",
-];
-const RULE_PORTS: [&str; 8] = [
-    "22",
-    "53",
-    "80,443",
-    "8000-8080",
-    "1-1024",
-    "5353",
-    "40000-65535",
-    "123,5000-5100",
-];
 const SERVICE_PORTS: [u16; 8] = [22, 53, 80, 443, 8080, 5353, 123, 5050];
 const CLIENT_PORTS: [u16; 6] = [40000, 40001, 5000, 33333, 1024, 65535];
-const ICMP_TYPES: [u8; 8] = [8, 0, 3, 11, 128, 129, 1, 13];
-
-/// A rule of `protocol` with random ports, ICMP type/code and remote.
-fn random_rule(rng: &mut Rng) -> String {
-    let action = if chance(rng, 65) { "allow" } else { "deny" };
-    let protocol = *pick(rng, &["tcp", "udp", "icmp", "icmpv6", "any", "sctp"]);
-    let mut r = format!("<hookd:rule action='{action}' protocol='{protocol}'");
-    if matches!(protocol, "tcp" | "udp" | "sctp") && chance(rng, 70) {
-        let _ = write!(r, " ports='{}'", pick(rng, &RULE_PORTS));
-    }
-    if matches!(protocol, "icmp" | "icmpv6") && chance(rng, 50) {
-        let _ = write!(r, " icmp-type='{}'", pick(rng, &ICMP_TYPES));
-        if chance(rng, 30) {
-            let _ = write!(r, " icmp-code='{}'", rng.below(2));
-        }
-    }
-    if chance(rng, 60) {
-        let _ = write!(r, " remote='{}'", pick(rng, &RULE_REMOTES));
-    }
-    if chance(rng, 10) {
-        r.push_str(" log='true'"); // reported, and judged the same
-    }
-    r.push_str("/>");
-    r
-}
-
 /// A random interface policy with security groups: mostly the VM's own
 /// addresses, each direction absent or with a default and 0-6 rules.
 fn random_fw_policy(rng: &mut Rng) -> String {
@@ -841,14 +768,7 @@ fn kernel_ct(dp: &Datapath) -> Vec<(reference::CtKey, reference::conntrack::CtEn
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn the_firewall_and_conntrack_agree_with_the_reference_model() {
     hookd_testkit::require_root();
-    let frames: usize = std::env::var("HOOKD_DIFF_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let seed: u64 = std::env::var("HOOKD_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_f1e1);
+    let (frames, seed) = run_size(100_000, 0x5eed_f1e1);
     let fs = Bpffs::new();
     let mut dp = Datapath::open(&fs.pin_dir(), AttachMode::Auto).expect("hookd's programs");
     let mut rng = Rng(seed | 1);

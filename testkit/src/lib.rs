@@ -4,6 +4,7 @@
 //!   that restores the thread's namespace, taps driven from their file
 //!   descriptor, the build's binaries);
 //! - [`frames`]: frame builders and a seeded random generator;
+//! - [`differential`]: what the differential tests share;
 //! - [`private_bus`]: a private dbus-daemon;
 //! - [`hostile`]: bus clients that flood hookd and never read;
 //! - [`plane`]: the one stand-in for the kernel's data plane;
@@ -11,6 +12,7 @@
 //! - [`stats`]: median, spread and percentiles for benchmarks;
 //! - [`vm`]: the VM as the privileged tests play it.
 
+pub mod differential;
 pub mod frames;
 pub mod hostile;
 pub mod net;

@@ -148,6 +148,17 @@ static __always_inline int net_arp(struct __sk_buff *skb, const struct nic_net *
 	return net_answer(skb, ifindex, NET_ANSWERED_ARP);
 }
 
+/* RFC 1624 eqn. 3: checksum HC (host order) once the 16-bit word M of
+ * what it covers is M_NEW. The echo answers use it for the type byte. */
+static __always_inline __u16 csum_word_update(__u16 hc, __u16 m, __u16 m_new)
+{
+	__u32 sum = (__u16)~hc + (__u16)~m + (__u32)m_new;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 /* An ICMP echo request to the gateway becomes its reply, in place: the
  * addresses and MACs swap, the type goes 8 -> 0, and the checksum is
  * adjusted for that one change (RFC 1624). */
@@ -156,21 +167,27 @@ static __always_inline int net_echo4(struct __sk_buff *skb, const struct nic_net
 {
 	struct ethhdr *eth = pkt_ptr(skb, 0, ETH_HLEN);
 	struct iphdr *ip = pkt_ptr(skb, f->l3, sizeof(*ip));
-	struct icmp_head *icmp = pkt_ptr(skb, f->l4, sizeof(*icmp));
+	struct icmp_head *icmp;
 	__be32 a;
-	__u32 sum;
 
-	if (!eth || !ip || !icmp)
+	if (!eth || !ip)
 		return DROP_MALFORMED;
-	if (ip->protocol != IPPROTO_ICMP || f->later_frag || icmp->type != ICMP_ECHO_REQUEST_TYPE ||
-	    !mac_eq(eth->h_dest, net->gw_mac))
+	/* As for IPv6 and in the model: what is not ICMP is no echo, however
+	 * short; a truncated ICMP header is malformed. */
+	if (ip->protocol != IPPROTO_ICMP || f->later_frag)
+		return DROP_NO_ROUTE;
+	icmp = pkt_ptr(skb, f->l4, sizeof(*icmp));
+	if (!icmp)
+		return DROP_MALFORMED;
+	if (icmp->type != ICMP_ECHO_REQUEST_TYPE || !mac_eq(eth->h_dest, net->gw_mac))
 		return DROP_NO_ROUTE;
 	a = ip->saddr;
 	ip->saddr = ip->daddr;
 	ip->daddr = a;
 	icmp->type = ICMP_ECHO_REPLY_TYPE;
-	sum = (__u32)icmp->checksum + bpf_htons(ICMP_ECHO_REQUEST_TYPE << 8);
-	icmp->checksum = (__u16)((sum & 0xffff) + (sum >> 16));
+	icmp->checksum = bpf_htons(csum_word_update(bpf_ntohs(icmp->checksum),
+						    ICMP_ECHO_REQUEST_TYPE << 8,
+						    ICMP_ECHO_REPLY_TYPE << 8));
 	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, net->gw_mac, 6);
 	return net_answer(skb, ifindex, NET_ANSWERED_ECHO);
@@ -454,12 +471,8 @@ static __always_inline int net_echo6(struct __sk_buff *skb, const struct nic_net
 	if (icmp[0] != ICMPV6_ECHO_REQUEST || !mac_eq(eth, net->gw_mac))
 		return DROP_NO_ROUTE;
 	icmp[0] = ICMPV6_ECHO_REPLY;
-	sum = (__u16)~((__u16)icmp[2] << 8 | icmp[3]);
-	sum += (__u16)~(ICMPV6_ECHO_REQUEST << 8);
-	sum += ICMPV6_ECHO_REPLY << 8;
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (__u16)~sum;
+	sum = csum_word_update((__u16)icmp[2] << 8 | icmp[3], ICMPV6_ECHO_REQUEST << 8,
+			       ICMPV6_ECHO_REPLY << 8);
 	icmp[2] = sum >> 8;
 	icmp[3] = sum & 0xff;
 	__builtin_memcpy(eth, &eth[6], 6);

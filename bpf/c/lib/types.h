@@ -41,7 +41,7 @@ enum drop_reason {
 	DROP_FW_DEFAULT    = 10, /* no rule matched and the default is deny */
 	DROP_CT_INVALID    = 11, /* TCP segment of no tracked connection, not a SYN */
 	DROP_FRAGMENT      = 12, /* non-first fragment where rules need ports */
-	DROP_NO_ROUTE      = 13, /* network NIC: to the gateway or beyond it (not routed yet) */
+	DROP_NO_ROUTE      = 13, /* network NIC: to the gateway, or beyond it with no route */
 	DROP_UNKNOWN_UNICAST = 14, /* network NIC: no NIC of the network has that MAC and address */
 	DROP_NOT_FORWARDED = 15, /* network NIC: broadcast, multicast, unanswered ARP, IPv6 */
 	DROP_TTL           = 16, /* network NIC: routed packet whose TTL ran out */

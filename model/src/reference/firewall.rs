@@ -203,6 +203,43 @@ fn parse_ip(f: &[u8], l3: usize, ipv6: bool) -> Option<Flow> {
     Some(flow)
 }
 
+/// What the network stage reads of an IP frame: the family, the L4
+/// protocol and offset, the destination, whether it is a later fragment.
+pub(super) struct IpInfo {
+    pub ipv6: bool,
+    pub proto: u8,
+    pub dst: Ipv6Addr,
+    pub later_frag: bool,
+    pub l4: usize,
+}
+
+impl IpInfo {
+    /// Whether the L4 header is there to read, as the firewall reads it
+    /// (a later fragment has none).
+    pub fn l4_readable(&self, f: &[u8]) -> bool {
+        let mut flow = parse_ip(f, ETH_LEN, self.ipv6);
+        !self.later_frag && flow.as_mut().is_some_and(|fl| read_l4(f, fl).is_some())
+    }
+}
+
+/// The IP header of an IPv4 or IPv6 frame; None for other EtherTypes and
+/// headers that do not parse.
+pub(super) fn parse_ip_of(f: &[u8]) -> Option<IpInfo> {
+    let ipv6 = match be16(f, 12)? {
+        0x0800 => false,
+        0x86dd => true,
+        _ => return None,
+    };
+    let flow = parse_ip(f, ETH_LEN, ipv6)?;
+    Some(IpInfo {
+        ipv6,
+        proto: flow.proto,
+        dst: flow.dst,
+        later_frag: flow.later_frag,
+        l4: flow.l4,
+    })
+}
+
 /// Reads the L4 fields; None when the header is shorter than the firewall
 /// reads (TCP 14 bytes, UDP and SCTP 4, ICMP 8). Later fragments have none.
 fn read_l4(f: &[u8], flow: &mut Flow) -> Option<()> {

@@ -8,14 +8,19 @@
 //! What it covers: anti-spoofing of frames from the VM ([`antispoof`]), and
 //! the stateful security-group firewall in both directions ([`firewall`]:
 //! rules, fragments, ICMP errors; [`conntrack`]: the table the model keeps
-//! of its own), on a NIC on no network. Conntrack timeouts are left out: a
-//! caller that never waits 30 s sees no entry expire. Every byte it reads
+//! of its own), and for a NIC on one of hookd's networks the network
+//! stage ([`network`]: answers, switching, routing, flooding) and the
+//! network's servers ([`answers`]: DHCPv4, router advertisements, DHCPv6).
+//! Conntrack timeouts are left out: a caller that never waits 30 s sees
+//! no entry expire. Every byte it reads
 //! is at an offset those rules name; a read past the frame's end is a
 //! truncated header.
 
+pub mod answers;
 pub mod antispoof;
 pub mod conntrack;
 pub mod firewall;
+pub mod network;
 
 use crate::plan::AntiSpoofing;
 use crate::policy::{Direction, DirectionRules};
@@ -42,10 +47,16 @@ pub enum Reason {
     FwDefault,
     CtInvalid,
     Fragment,
+    NoRoute,
+    UnknownUnicast,
+    NotForwarded,
+    Ttl,
+    TenantMismatch,
+    FloodBound,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 19] = [
         Reason::MacSpoof,
         Reason::IpSpoof,
         Reason::ArpSpoof,
@@ -59,6 +70,12 @@ impl Reason {
         Reason::FwDefault,
         Reason::CtInvalid,
         Reason::Fragment,
+        Reason::NoRoute,
+        Reason::UnknownUnicast,
+        Reason::NotForwarded,
+        Reason::Ttl,
+        Reason::TenantMismatch,
+        Reason::FloodBound,
     ];
 
     /// The reason's index in the `drops` counters (the table's first column).
