@@ -11,8 +11,11 @@
 //! gateway and beyond it with every TTL, broadcast and multicast, DHCPv4,
 //! router solicitations, DHCPv6, with forged MACs and addresses,
 //! truncated or with a bit flipped) go through `hookd_from_vm` and the
-//! model. Compared: the verdict, the frame the program sends on (byte for
-//! byte where the model builds it: every answer but DHCPv6's, every
+//! model; in rounds with namespaces, packets from a tenant's namespace
+//! (to its NICs, the other tenant's addresses, nowhere, with any TTL) go
+//! through `hookd_from_tenant` (on a twin of the veth) and the model's
+//! way back. Compared: the verdict, the frame the program sends on (byte
+//! for byte where the model builds it: every answer but DHCPv6's, every
 //! switched and routed frame), the NIC's counters (its packets and bytes,
 //! its drops by reason, its network counters). There must be no
 //! disagreement.
@@ -21,9 +24,8 @@
 //! loopback device is NIC A (the kernel's test runner runs programs
 //! there) and whose veth devices are the peers' taps, so that flooded
 //! copies are really sent. Not covered here: the receiving taps' to_vm
-//! (the same firewall the other differential test covers), frames from
-//! a tenant's namespace (hookd/tests/network.rs), and networks with more
-//! NICs than the flood bound (its example test).
+//! (the same firewall the other differential test covers) and networks
+//! with more NICs than the flood bound (its example test).
 //!
 //! `HOOKD_DIFF_FRAMES` (default 100,000) and `HOOKD_DIFF_SEED` set the run.
 //! Needs root; `#[ignore]`d in a plain `cargo test`, run by
@@ -549,16 +551,18 @@ fn diff(before: &[u64], after: &[u64]) -> Vec<(usize, u64)> {
         .collect()
 }
 
-fn run(dp: &Datapath, f: &[u8]) -> Option<Seen> {
-    let before = dp.stats(TEST_IFINDEX).unwrap_or_default();
-    let net_before = dp.counters().net_stats(TEST_IFINDEX).unwrap_or_default();
+/// Runs the program `prog` on `f` (with the `__sk_buff` `ctx`, if any):
+/// its return value and the frame it leaves; `None` when the test runner
+/// refuses a frame too short for it.
+fn test_run(dp: &Datapath, prog: &str, f: &[u8], ctx: Option<&[u8]>) -> Option<(u32, Vec<u8>)> {
     let mut out = vec![0u8; 2048];
     let r = match dp
-        .program(hookd_bpf::PROG_FROM_VM)
-        .expect("from_vm")
+        .program(prog)
+        .expect(prog)
         .test_run(aya::programs::TestRunOptions {
             data_in: Some(f),
             data_out: Some(&mut out),
+            ctx_in: ctx,
             ..Default::default()
         }) {
         Ok(r) => r,
@@ -570,16 +574,177 @@ fn run(dp: &Datapath, f: &[u8]) -> Option<Seen> {
         ),
     };
     out.truncate(r.data_size_out as usize);
+    Some((r.return_value, out))
+}
+
+/// Runs `hookd_from_vm` on `f` as NIC A's frame: what the kernel did.
+fn run(dp: &Datapath, f: &[u8]) -> Option<Seen> {
+    let before = dp.stats(TEST_IFINDEX).unwrap_or_default();
+    let net_before = dp.counters().net_stats(TEST_IFINDEX).unwrap_or_default();
+    let (ret, out) = test_run(dp, hookd_bpf::PROG_FROM_VM, f, None)?;
     let after = dp.stats(TEST_IFINDEX).unwrap_or_default();
     let net_after = dp.counters().net_stats(TEST_IFINDEX).unwrap_or_default();
     Some(Seen {
-        ret: r.return_value,
+        ret,
         out,
         packets: after.from_vm_packets - before.from_vm_packets,
         bytes: after.from_vm_bytes - before.from_vm_bytes,
         drops: diff(&before.drops, &after.drops),
         net: diff(&net_before.count, &net_after.count),
     })
+}
+
+/// A packet from a tenant's namespace, from the outside: to the tenant's
+/// NICs (and the other tenant's, with the same addresses), to addresses of
+/// the subnets no NIC holds, the gateways, the outside, IPv4-mapped; with
+/// any TTL; or ARP, VLAN-tagged, another EtherType. Mutated as A's are.
+fn tenant_frame(rng: &mut Rng) -> Vec<u8> {
+    let from = [0x02, 0x68, 0x6e, 0, 0, 1];
+    let to = [0x02, 0x68, 0x74, 0, 0, 1];
+    let f = match rng.below(20) {
+        0 => arp_frame(rng),
+        1 => eth(
+            to,
+            from,
+            *pick(rng, &[0x8100u16, 0x88a8, 0x8035, 0x1234]),
+            &[0u8; 46],
+        ),
+        2..=11 => {
+            let proto = *pick(rng, &[17u8, 6, 1]);
+            let payload = l4(rng, proto, false);
+            let dst = v4(pick(
+                rng,
+                &[
+                    "198.51.100.10",
+                    "198.51.100.11",
+                    "198.51.100.17",
+                    "198.51.100.20",
+                    "198.51.100.21",
+                    "203.0.113.30",
+                    "198.51.100.1",
+                    "198.51.100.99",
+                    "192.0.2.9",
+                ],
+            ));
+            let mut p = ipv4(v4("192.0.2.77"), dst, proto, &payload);
+            p[8] = ttl(rng);
+            let c = checksum(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            eth(to, from, 0x0800, &p)
+        }
+        _ => {
+            let proto = *pick(rng, &[17u8, 6, 58]);
+            let payload = l4(rng, proto, true);
+            let dst = v6(pick(
+                rng,
+                &[
+                    "2001:db8:100::10",
+                    "2001:db8:100::5054:ff:fe00:a",
+                    "2001:db8:100::20",
+                    "2001:db8:200::30",
+                    "2001:db8:100::1",
+                    "2001:db8:100::99",
+                    "2001:db8:ff::9",
+                    "::ffff:198.51.100.20",
+                ],
+            ));
+            let mut p = ipv6(v6("2001:db8:ff::77"), dst, proto, &payload);
+            p[7] = ttl(rng);
+            eth(to, from, 0x86dd, &p)
+        }
+    };
+    mutate(rng, f)
+}
+
+/// What the kernel did with a packet from a namespace: the return value,
+/// the frame out, the veth's counters, and the network counters of the
+/// NICs that changed.
+#[derive(Debug)]
+struct SeenBack {
+    ret: u32,
+    out: Vec<u8>,
+    packets: u64,
+    bytes: u64,
+    drops: Vec<(usize, u64)>,
+    net: Vec<(u32, usize, u64)>,
+}
+
+/// The device the frames from tenant namespaces come in on (see
+/// [`twin_uplink`]).
+const TWIN: &str = "dtwin";
+
+/// Makes the device `twin` (down, so it sends nothing) a twin of the
+/// tenant veth `uplink` in the maps: the veth's own counters also count
+/// what the namespace's kernel sends by itself (its MLD reports, dropped
+/// as no route), which would race with the frame under test.
+fn twin_uplink(pin_dir: &std::path::Path, uplink: u32, twin: u32) -> u32 {
+    use aya::maps::{Map, MapData, PerCpuValues};
+    let open =
+        |name: &str| MapData::from_pin(pin_dir.join("maps").join(name)).expect("a pinned map");
+    let mut ups = aya::maps::HashMap::<_, u32, hookd_bpf::layout::Uplink>::try_from(Map::HashMap(
+        open(hookd_bpf::MAP_UPLINKS),
+    ))
+    .expect("hookd_uplinks");
+    let u = ups.get(&uplink, 0).expect("the veth's uplink entry");
+    ups.insert(twin, u, 0).expect("the twin's uplink entry");
+    let mut stats = aya::maps::PerCpuHashMap::<_, u32, hookd_bpf::layout::NicStats>::try_from(
+        Map::PerCpuHashMap(open(hookd_bpf::MAP_STATS)),
+    )
+    .expect("hookd_stats");
+    let cpus = aya::util::nr_cpus().expect("the CPU count");
+    let zero = PerCpuValues::try_from(vec![hookd_bpf::layout::NicStats::default(); cpus])
+        .expect("per-CPU counters");
+    stats.insert(twin, zero, 0).expect("the twin's counters");
+    twin
+}
+
+/// Runs `hookd_from_tenant` on `f` as if it came in on the veth `uplink`
+/// (the test runner's context names the device).
+fn run_back(dp: &Datapath, uplink: u32, ports: &[Port], f: &[u8]) -> Option<SeenBack> {
+    let net_of = |i: u32| dp.counters().net_stats(i).unwrap_or_default().count;
+    let before = dp.stats(uplink).unwrap_or_default();
+    let nets_before: Vec<_> = ports.iter().map(|p| net_of(p.ifindex)).collect();
+    let mut ctx = [0u8; 44]; // struct __sk_buff up to ifindex
+    ctx[40..].copy_from_slice(&uplink.to_ne_bytes());
+    let (ret, out) = test_run(dp, hookd_bpf::PROG_FROM_TENANT, f, Some(&ctx))?;
+    let after = dp.stats(uplink).unwrap_or_default();
+    let mut net = Vec::new();
+    for (p, b) in ports.iter().zip(&nets_before) {
+        for (i, d) in diff(b, &net_of(p.ifindex)) {
+            net.push((p.ifindex, i, d));
+        }
+    }
+    Some(SeenBack {
+        ret,
+        out,
+        packets: after.from_vm_packets - before.from_vm_packets,
+        bytes: after.from_vm_bytes - before.from_vm_bytes,
+        drops: diff(&before.drops, &after.drops),
+        net,
+    })
+}
+
+/// Whether the kernel's `seen` is the model's outcome of a packet from a
+/// namespace: the veth counts each packet that came in (its length as it
+/// came), and its drops; the receiving NIC counts `from_tenant_ns`.
+fn agrees_back(outcome: &Outcome, to: Option<u32>, f: &[u8], seen: &SeenBack) -> bool {
+    let came_in = seen.packets == 1 && seen.bytes == f.len() as u64;
+    match (outcome, to) {
+        (Outcome::Drop(r), _) => {
+            came_in
+                && seen.ret == TC_ACT_SHOT
+                && seen.drops == [(r.index(), 1)]
+                && seen.net.is_empty()
+        }
+        (Outcome::Sent { counter, frame, .. }, Some(nic)) => {
+            came_in
+                && seen.ret == TC_ACT_REDIRECT
+                && seen.drops.is_empty()
+                && seen.net == [(nic, counter.index(), 1)]
+                && frame.as_ref().is_none_or(|f| *f == seen.out)
+        }
+        (Outcome::Sent { .. }, None) => false,
+    }
 }
 
 /// Whether the kernel's `seen` is the model's `outcome`.
@@ -703,7 +868,9 @@ fn the_network_stage_agrees_with_the_reference_model() {
                 d = p.dev
             ));
         }
+        sh(&format!("ip link add {TWIN} type veth peer name {TWIN}x"));
         let index = |dev: &str| hookd::datapath::netdev::ifindex(dev).expect("a peer device");
+        let twin = index(TWIN);
         let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).expect("hookd's programs");
         let mut rng = Rng(seed | 1);
         let (mut tried, mut refused, mut rounds) = (0usize, 0usize, 0u64);
@@ -730,6 +897,35 @@ fn the_network_stage_agrees_with_the_reference_model() {
             };
             let mut ct = reference::Conntrack::default();
             for _ in 0..FRAMES_PER_ROUND.min(frames - tried) {
+                if !round.fabric.uplinks.is_empty() && chance(&mut rng, 15) {
+                    let up = pick(&mut rng, &round.fabric.uplinks).clone();
+                    let f = tenant_frame(&mut rng);
+                    let twin = twin_uplink(&pin_dir, up.ifindex, twin);
+                    let Some(k) = run_back(&dp, twin, &round.fabric.ports, &f) else {
+                        refused += 1;
+                        continue;
+                    };
+                    tried += 1;
+                    let (m, to) = reference::network::frame_from_tenant(&f, &round.fabric, &up.tenant);
+                    let label = match &m {
+                        Outcome::Drop(r) => format!("back: drop {r:?}"),
+                        Outcome::Sent { counter, .. } => format!("back: {counter:?}"),
+                    };
+                    *seen.entry(label).or_default() += 1;
+                    if !agrees_back(&m, to, &f, &k) {
+                        disagreements.push(format!(
+                            "from {}'s namespace: model {m:?} to {to:?}\n  kernel: {k:?}\n  \
+                             peers: {:?}\n  A: {}\n  frame ({} bytes): {}",
+                            up.tenant,
+                            round.fabric.ports.iter().map(|p| (&p.network, p.ifindex)).collect::<Vec<_>>(),
+                            round.policy_xml,
+                            f.len(),
+                            hex(&f)
+                        ));
+                        break;
+                    }
+                    continue;
+                }
                 let f = random_frame(&mut rng);
                 let Some(k) = run(&dp, &f) else {
                     refused += 1;

@@ -494,9 +494,7 @@ fn route(f: &[u8], nic: &Sender, dst: IpAddr, ip: &super::firewall::IpInfo) -> O
         Ok(r) => r,
         Err(reason) => return Outcome::Drop(reason),
     };
-    let l3 = ETH_LEN;
-    let ttl_at = if ip.ipv6 { l3 + 7 } else { l3 + 8 };
-    let ttl = f[ttl_at];
+    let ttl = f[ETH_LEN + if ip.ipv6 { 7 } else { 8 }];
     if ttl <= 1 {
         return if ip.ipv6 {
             time_exceeded6(f, ip, nic.gw_mac, nic.ra)
@@ -504,9 +502,21 @@ fn route(f: &[u8], nic: &Sender, dst: IpAddr, ip: &super::firewall::IpInfo) -> O
             time_exceeded4(f, nic.gw_mac, nic.lease)
         };
     }
+    let (dst_mac, src_mac, counter) = match to {
+        Route::Nic(p, pn) => (p.mac, gateway_mac(pn.vni).0, Counter::Routed),
+        Route::Namespace => (NS_END_MAC, HOST_END_MAC, Counter::ToTenantNs),
+    };
+    Outcome::sent(counter, hop(f, ip.ipv6, dst_mac, src_mac))
+}
+
+/// `f` one routing hop on, whose TTL or hop limit is over 1: decremented,
+/// and the MACs now `src` to `dst`.
+fn hop(f: &[u8], ipv6: bool, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let l3 = ETH_LEN;
+    let ttl_at = if ipv6 { l3 + 7 } else { l3 + 8 };
     let mut r = f.to_vec();
-    r[ttl_at] = ttl - 1;
-    if !ip.ipv6 {
+    r[ttl_at] -= 1;
+    if !ipv6 {
         // As Linux's ip_decrease_ttl: the TTL is the high byte of its
         // 16-bit word, so the checksum grows by 0x0100 (end-around carry),
         // computed on the word as it lies in memory.
@@ -514,13 +524,56 @@ fn route(f: &[u8], nic: &Sender, dst: IpAddr, ip: &super::firewall::IpInfo) -> O
         let c = (c + u32::from(c >= 0xffff)) as u16;
         r[l3 + 10..l3 + 12].copy_from_slice(&c.to_le_bytes());
     }
-    let (dst_mac, src_mac, counter) = match to {
-        Route::Nic(p, pn) => (p.mac, gateway_mac(pn.vni).0, Counter::Routed),
-        Route::Namespace => (NS_END_MAC, HOST_END_MAC, Counter::ToTenantNs),
+    r[0..6].copy_from_slice(&dst);
+    r[6..12].copy_from_slice(&src);
+    r
+}
+
+/// A packet tenant `tenant`'s namespace sends out of its veth
+/// (docs/networks.md "The outside", the way back): to the tenant's NIC
+/// that holds its destination as a host address, one hop (TTL or hop
+/// limit checked, decremented; no ICMP error), from that NIC's network's
+/// gateway MAC to the NIC's, counted `from_tenant_ns` on the NIC.
+/// Anything else is dropped, counted on the veth. Returns the outcome and
+/// the NIC it goes to.
+pub fn frame_from_tenant(f: &[u8], fabric: &Fabric, tenant: &str) -> (Outcome, Option<u32>) {
+    let drop = |r| (Outcome::Drop(r), None);
+    let (ipv6, dst, ttl_at) = match be16(f, 12) {
+        Some(0x0800) => {
+            if f.len() < ETH_LEN + 20 || f[ETH_LEN] >> 4 != 4 {
+                return drop(Reason::Malformed);
+            }
+            let d = v4(f, ETH_LEN + 16).unwrap_or(Ipv4Addr::UNSPECIFIED);
+            (false, IpAddr::V4(d), ETH_LEN + 8)
+        }
+        Some(0x86dd) => {
+            if f.len() < ETH_LEN + 40 || f[ETH_LEN] >> 4 != 6 {
+                return drop(Reason::Malformed);
+            }
+            let d = v6(f, ETH_LEN + 24).unwrap_or(Ipv6Addr::UNSPECIFIED);
+            if is_v4_mapped(d) {
+                return drop(Reason::NoRoute);
+            }
+            (true, IpAddr::V6(d), ETH_LEN + 7)
+        }
+        None => return drop(Reason::Malformed),
+        Some(_) => return drop(Reason::NotForwarded),
     };
-    r[0..6].copy_from_slice(&dst_mac);
-    r[6..12].copy_from_slice(&src_mac);
-    Outcome::sent(counter, r)
+    let to = fabric.ports.iter().find_map(|p| {
+        let net = fabric.network(&p.network)?;
+        (net.tenant == tenant && p.hosts().any(|h| h == dst)).then_some((p, net))
+    });
+    let Some((port, net)) = to else {
+        return drop(Reason::NoRoute);
+    };
+    if f[ttl_at] <= 1 {
+        return drop(Reason::Ttl);
+    }
+    let out = hop(f, ipv6, port.mac, gateway_mac(net.vni).0);
+    (
+        Outcome::sent(Counter::FromTenantNs, out),
+        Some(port.ifindex),
+    )
 }
 
 /// An IPv4 time exceeded from the sender's subnet's gateway (its DHCP
