@@ -130,6 +130,7 @@ cat > "$SB/fw.policy" <<'P'
         <hookd:address prefix="2001:db8::20/128"/>
         <hookd:ingress default="deny">
           <hookd:rule action="allow" protocol="tcp" ports="8080" remote="192.0.2.0/24"/>
+          <hookd:rule action="allow" protocol="udp" ports="7010" remote="192.0.2.0/24"/>
         </hookd:ingress>
         <hookd:egress default="allow">
           <hookd:rule action="deny" protocol="tcp" ports="9999" remote="192.0.2.1/32" log="true"/>
@@ -148,7 +149,7 @@ import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("192.0.2.1", 5353))
 while True:
-    data, peer = s.recvfrom(2048)
+    data, peer = s.recvfrom(65535)
     s.sendto(data, peer)
 ' </dev/null >/dev/null 2>&1 &
 sb_record_pid udp5353 $!
@@ -171,6 +172,24 @@ frag_before=$(counter fw drop_fragment)
 busybox ping -c 1 -s 3000 -W 2 192.0.2.20 >/dev/null 2>&1 && icmp_rc=0 || icmp_rc=$?
 check "host -> guest ping of 3000 bytes (no rule) gets no reply" test "$icmp_rc" -eq 1
 check "... its first fragment denied, its later fragment dropped and counted" test "$(counter fw drop_fragment)" -gt "$frag_before"
+check "guest -> host UDP of 3000 bytes: its fragments go out, the fragmented echo passes the deny-by-default ingress" console_has fw "RESULT udp_out_fragmented=ok"
+# Host -> guest UDP of 3000 bytes, in fragments: to 7010 (allowed) it
+# arrives whole; to 7011 (no rule) nothing of it does, and its later
+# fragments are dropped as fragments of a denied datagram.
+frag_before=$(counter fw drop_fragment)
+python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.0.2.1", 0))
+for _ in range(3):
+    for port in (7010, 7011):
+        s.sendto(b"u" * 3000, ("192.0.2.20", port))
+    time.sleep(0.3)
+'
+sleep 1
+check "host -> guest UDP 7010 (allowed) of 3000 bytes: all fragments arrive, reassembled" console_has fw "UDPSINK port=7010 len=3000"
+check "host -> guest UDP 7011 (no rule) of 3000 bytes: nothing arrives" sh -c "! grep -q 'UDPSINK port=7011' '$SB/fw.console'"
+check "... its later fragments dropped and counted" test "$(counter fw drop_fragment)" -ge "$((frag_before + 3))"
 check "guest -> host tcp 9998 (egress default allow) connects" console_has fw "RESULT tcp_out_allowed=ok"
 check "guest -> host tcp 9999 (egress deny rule) does not" console_has fw "RESULT tcp_out_denied=fail"
 check "guest -> host UDP: the echo comes back through the deny-by-default ingress (conntrack)" console_has fw "RESULT udp_out_reply=ok"

@@ -12,7 +12,10 @@
  * port: exit 0 when one came back (the frame got through), 1 when none did,
  * 2 on errors. Mode udp uses an ordinary UDP socket instead: it sends one
  * datagram from SRC_IP to DST_IP:DST_PORT and waits 2 s for any reply
- * (exit 0) or none (exit 1). Mode udpecho opens a UDP flow to
+ * (exit 0) or none (exit 1). Mode udpbig does the same with a datagram
+ * of 3000 bytes (sent and answered in fragments) and wants all of it back.
+ * Mode udpsink listens on DST_PORT and prints "UDPSINK port=P len=N" for
+ * every datagram that arrives, forever. Mode udpecho opens a UDP flow to
  * DST_IP:DST_PORT, says "hello" and echoes every datagram back until an
  * error (exit 1). Test traffic only: 192.0.2.0/24. */
 #include <arpa/inet.h>
@@ -203,6 +206,42 @@ int main(int argc, char **argv)
 				break;
 		perror("udpecho");
 		return 1;
+	}
+	if (!strcmp(mode, "udpsink")) {
+		struct sockaddr_in at = { .sin_family = AF_INET, .sin_port = htons(dport) };
+		char buf[65536];
+		ssize_t n;
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (u < 0 || bind(u, (struct sockaddr *)&at, sizeof(at)) < 0) {
+			perror("udpsink");
+			return 2;
+		}
+		while ((n = recv(u, buf, sizeof(buf), 0)) >= 0) {
+			printf("UDPSINK port=%u len=%zd\n", dport, n);
+			fflush(stdout);
+		}
+		perror("udpsink");
+		return 1;
+	}
+	if (!strcmp(mode, "udpbig")) {
+		/* 3000 bytes: more than the MTU, so the kernels on both
+		 * sides fragment the datagram and its echo. */
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport), .sin_addr = dst };
+		struct timeval tv = { .tv_sec = 2 };
+		static char big[3000], back[65536];
+		ssize_t n;
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+
+		memset(big, 'h', sizeof(big));
+		if (u < 0 || setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+		    sendto(u, big, sizeof(big), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+			perror("udpbig");
+			return 2;
+		}
+		n = recv(u, back, sizeof(back), 0);
+		printf("%zd bytes back\n", n);
+		return n == (ssize_t)sizeof(big) && !memcmp(big, back, sizeof(big)) ? 0 : 1;
 	}
 	if (!strcmp(mode, "udp")) {
 		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport), .sin_addr = dst };

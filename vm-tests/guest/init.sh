@@ -175,6 +175,10 @@ scenario_fw() {
     mkdir -p /www && echo hookd > /www/index.html
     httpd -p 8080 -h /www
     nc -ll -p 9000 -e /bin/cat &
+    # UDP 7010 is allowed in, 7011 is not: the host sends each a datagram
+    # of 3000 bytes, in fragments, and reads what arrived here.
+    hookd-craft eth0 udpsink 00:00:00:00:00:00 0.0.0.0 0.0.0.0 7010 &
+    hookd-craft eth0 udpsink 00:00:00:00:00:00 0.0.0.0 0.0.0.0 7011 &
     log "GUEST READY at $(cut -d' ' -f1 /proc/uptime)s"
     ping_ok 3 -c 2 -W 2 "$PEER"; result ping_out $?
     # 3000 bytes: the request and its reply go in fragments; the reply's
@@ -185,6 +189,8 @@ scenario_fw() {
     # UDP: the host echoes on 5353; its reply passes the deny-by-default
     # ingress because the guest's datagram opened the flow.
     run hookd-craft eth0 udp 00:00:00:00:00:00 "${IP%/*}" "$PEER" 5353; result udp_out_reply $?
+    # The same with 3000 bytes: the datagram and its echo go in fragments.
+    run hookd-craft eth0 udpbig 00:00:00:00:00:00 "${IP%/*}" "$PEER" 5353; result udp_out_fragmented $?
     # Bypass attempts with hand-made frames (hookd-craft): a SYN-ACK back
     # means the frame got through.
     peer_mac=$(ip neigh show "$PEER" | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p' | head -n 1)
