@@ -669,33 +669,59 @@ struct SeenBack {
     net: Vec<(u32, usize, u64)>,
 }
 
-/// The device the frames from tenant namespaces come in on (see
-/// [`twin_uplink`]).
+/// The device the frames from tenant namespaces come in on (see [`Twin`]).
 const TWIN: &str = "dtwin";
 
-/// Makes the device `twin` (down, so it sends nothing) a twin of the
-/// tenant veth `uplink` in the maps: the veth's own counters also count
-/// what the namespace's kernel sends by itself (its MLD reports, dropped
-/// as no route), which would race with the frame under test.
-fn twin_uplink(pin_dir: &std::path::Path, uplink: u32, twin: u32) -> u32 {
-    use aya::maps::{Map, MapData, PerCpuValues};
-    let open =
-        |name: &str| MapData::from_pin(pin_dir.join("maps").join(name)).expect("a pinned map");
-    let mut ups = aya::maps::HashMap::<_, u32, hookd_bpf::layout::Uplink>::try_from(Map::HashMap(
-        open(hookd_bpf::MAP_UPLINKS),
-    ))
-    .expect("hookd_uplinks");
-    let u = ups.get(&uplink, 0).expect("the veth's uplink entry");
-    ups.insert(twin, u, 0).expect("the twin's uplink entry");
-    let mut stats = aya::maps::PerCpuHashMap::<_, u32, hookd_bpf::layout::NicStats>::try_from(
-        Map::PerCpuHashMap(open(hookd_bpf::MAP_STATS)),
-    )
-    .expect("hookd_stats");
-    let cpus = aya::util::nr_cpus().expect("the CPU count");
-    let zero = PerCpuValues::try_from(vec![hookd_bpf::layout::NicStats::default(); cpus])
+/// The device [`TWIN`] (down, so it sends nothing) in the maps as a twin
+/// of a tenant veth: the veth's own counters also count what the
+/// namespace's kernel sends by itself (its MLD reports, dropped as no
+/// route), which would race with the frame under test.
+struct Twin {
+    ifindex: u32,
+    uplinks: aya::maps::HashMap<aya::maps::MapData, u32, hookd_bpf::layout::Uplink>,
+    stats: aya::maps::PerCpuHashMap<aya::maps::MapData, u32, hookd_bpf::layout::NicStats>,
+    cpus: usize,
+}
+
+impl Twin {
+    /// Opens the pinned maps, once.
+    fn new(pin_dir: &std::path::Path, ifindex: u32) -> Twin {
+        use aya::maps::{Map, MapData};
+        let open =
+            |name: &str| MapData::from_pin(pin_dir.join("maps").join(name)).expect("a pinned map");
+        Twin {
+            ifindex,
+            uplinks: aya::maps::HashMap::try_from(Map::HashMap(open(hookd_bpf::MAP_UPLINKS)))
+                .expect("hookd_uplinks"),
+            stats: aya::maps::PerCpuHashMap::try_from(Map::PerCpuHashMap(open(
+                hookd_bpf::MAP_STATS,
+            )))
+            .expect("hookd_stats"),
+            cpus: aya::util::nr_cpus().expect("the CPU count"),
+        }
+    }
+
+    /// Makes the twin lead where the veth `uplink` does, with counters
+    /// again each time (the clean-up between rounds removes them);
+    /// its ifindex.
+    fn of(&mut self, uplink: u32) -> u32 {
+        let u = self
+            .uplinks
+            .get(&uplink, 0)
+            .expect("the veth's uplink entry");
+        self.uplinks
+            .insert(self.ifindex, u, 0)
+            .expect("the twin's uplink entry");
+        let zero = aya::maps::PerCpuValues::try_from(vec![
+            hookd_bpf::layout::NicStats::default();
+            self.cpus
+        ])
         .expect("per-CPU counters");
-    stats.insert(twin, zero, 0).expect("the twin's counters");
-    twin
+        self.stats
+            .insert(self.ifindex, zero, 0)
+            .expect("the twin's counters");
+        self.ifindex
+    }
 }
 
 /// Runs `hookd_from_tenant` on `f` as if it came in on the veth `uplink`
@@ -870,8 +896,9 @@ fn the_network_stage_agrees_with_the_reference_model() {
         }
         sh(&format!("ip link add {TWIN} type veth peer name {TWIN}x"));
         let index = |dev: &str| hookd::datapath::netdev::ifindex(dev).expect("a peer device");
-        let twin = index(TWIN);
+        let twin_ifindex = index(TWIN);
         let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).expect("hookd's programs");
+        let mut twin = Twin::new(&pin_dir, twin_ifindex);
         let mut rng = Rng(seed | 1);
         let (mut tried, mut refused, mut rounds) = (0usize, 0usize, 0u64);
         let mut seen = std::collections::BTreeMap::<String, usize>::new();
@@ -900,8 +927,8 @@ fn the_network_stage_agrees_with_the_reference_model() {
                 if !round.fabric.uplinks.is_empty() && chance(&mut rng, 15) {
                     let up = pick(&mut rng, &round.fabric.uplinks).clone();
                     let f = tenant_frame(&mut rng);
-                    let twin = twin_uplink(&pin_dir, up.ifindex, twin);
-                    let Some(k) = run_back(&dp, twin, &round.fabric.ports, &f) else {
+                    let via = twin.of(up.ifindex);
+                    let Some(k) = run_back(&dp, via, &round.fabric.ports, &f) else {
                         refused += 1;
                         continue;
                     };
