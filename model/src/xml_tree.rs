@@ -182,6 +182,14 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     // quick-xml skips a byte-order mark without counting it in its
     // positions; skip it here so spans index `text` itself.
     let base = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    // It would skip a second one too, and the spans would be off by it; a
+    // mark anywhere but the very start is not XML anyway.
+    if text[base..].starts_with('\u{feff}') {
+        return Err(malformed(
+            1,
+            "a byte-order mark after the start of the document",
+        ));
+    }
     let mut reader = NsReader::from_str(&text[base..]);
     reader.config_mut().check_end_names = true;
     let pos = |r: &NsReader<&[u8]>| base + r.buffer_position() as usize;
@@ -298,6 +306,13 @@ mod tests {
         assert!(xml[meta.span.clone()].starts_with("<metadata>"));
         assert!(xml[meta.content_end..].starts_with("</metadata>"));
         assert!(xml[meta.span.clone()].ends_with("</metadata>"));
+    }
+
+    #[test]
+    fn a_second_byte_order_mark_is_refused() {
+        let xml = "\u{feff}\u{feff}<domain><metadata/></domain>";
+        let err = parse(xml).unwrap_err().to_string();
+        assert!(err.contains("byte-order mark"), "{err}");
     }
 
     #[test]
