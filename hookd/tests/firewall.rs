@@ -832,40 +832,13 @@ fn a_policy_sizes_its_nics_conntrack_table_within_the_hosts_bound() {
     assert_eq!(dp.ct_capacity(TEST_IFINDEX), Some(too_big));
 }
 
-/// An IPv4 fragment: `payload` at byte `offset` of datagram `id`, with
-/// more fragments to come or not.
-fn frag4(
-    src: &str,
-    dst: &str,
-    proto: u8,
-    id: u16,
-    offset: u16,
-    more: bool,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut ip = ipv4(v4(src), v4(dst), proto, payload);
-    ip[4..6].copy_from_slice(&id.to_be_bytes());
-    let field = (offset / 8) | if more { 0x2000 } else { 0 };
-    ip[6..8].copy_from_slice(&field.to_be_bytes());
-    ip
+/// [`ipv4_fragment`] and [`ipv6_fragment`] between addresses written out.
+fn frag4(src: &str, dst: &str, proto: u8, id: u16, offset: u16, more: bool, l4: &[u8]) -> Vec<u8> {
+    ipv4_fragment(v4(src), v4(dst), proto, id, offset, more, l4)
 }
 
-/// An IPv6 fragment (a fragment header, then `payload`).
-fn frag6(
-    src: &str,
-    dst: &str,
-    proto: u8,
-    id: u32,
-    offset: u16,
-    more: bool,
-    payload: &[u8],
-) -> Vec<u8> {
-    let field = ((offset / 8) << 3) | u16::from(more);
-    let mut ext = vec![proto, 0];
-    ext.extend_from_slice(&field.to_be_bytes());
-    ext.extend_from_slice(&id.to_be_bytes());
-    ext.extend_from_slice(payload);
-    ipv6(v6(src), v6(dst), 44, &ext)
+fn frag6(src: &str, dst: &str, proto: u8, id: u32, offset: u16, more: bool, l4: &[u8]) -> Vec<u8> {
+    ipv6_fragment(v6(src), v6(dst), proto, id, offset, more, l4)
 }
 
 #[test]

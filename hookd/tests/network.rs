@@ -507,6 +507,34 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
         let sa = d.view().stats(ifa).unwrap();
         assert!(sa.from_vm_packets >= u64::from(2 * N), "{sa:?}");
 
+        // Fragmented datagrams, switched: those of the allowed port reach B
+        // whole, those of the denied one not at all (their later fragment
+        // counted as `fragment`).
+        let fragments_at_b = |tb: &mut Tap, ta: &mut Tap, dst, to, first_id: u16| {
+            for (id, port) in [(first_id, 5000u16), (first_id + 1, 5001)] {
+                let from_a = |off, more, l4: &[u8]| {
+                    let from = ip("198.51.100.10");
+                    eth(dst, a, 0x0800, &ipv4_fragment(from, to, 17, id, off, more, l4))
+                };
+                ta.send(&from_a(0, true, &udp(4000, port, &[7; 64])));
+                ta.send(&from_a(72, false, &[9; 40]));
+            }
+            let got = tb.recv_for(Duration::from_millis(300));
+            let of = |id: u16| {
+                let ipv4_with_id = |f: &&Vec<u8>| {
+                    f.len() >= 34 && f[12..14] == [8, 0] && f[18..20] == id.to_be_bytes()
+                };
+                got.iter().filter(ipv4_with_id).count()
+            };
+            (of(first_id), of(first_id + 1))
+        };
+        let before = d.view().stats(ifb).unwrap().drops[DropReason::Fragment as usize];
+        let (allowed, denied) = fragments_at_b(&mut tb, &mut ta, b, ip("198.51.100.20"), 77);
+        let why = "both fragments of the allowed datagram, none of the denied";
+        assert_eq!((allowed, denied), (2, 0), "switched: {why}");
+        let after = d.view().stats(ifb).unwrap().drops[DropReason::Fragment as usize];
+        assert_eq!(after - before, 1, "the denied datagram's later fragment is a fragment drop");
+
         // A broadcasts: B gets a copy, through its ingress rules.
         tb.drain();
         for port in [5000u16, 5001] {
@@ -558,7 +586,9 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
         let moved = format!(
             "<policy xmlns='urn:hookd:policy:1'><interface mac='{A_MAC}'><network name='blue'/>\
              <address prefix='198.51.100.10/32'/></interface><interface mac='{B_MAC}'>\
-             <network name='green'/><address prefix='203.0.113.20/32'/></interface></policy>"
+             <network name='green'/><address prefix='203.0.113.20/32'/>\
+             <ingress default='deny'><rule action='allow' protocol='udp' ports='5000'/></ingress>\
+             </interface></policy>"
         );
         d.set_policy("pair", Some(&moved)).unwrap();
         tb.drain();
@@ -588,6 +618,9 @@ fn two_vms_on_a_network_reach_each_other_through_their_taps() {
             .filter(|f| f.len() >= 34 && f[6..12] == gw_green && f[22] == 63)
             .count();
         assert_eq!(routed, 20, "routed to green, TTL 63, from green's gateway");
+        // Fragmented datagrams, routed: the same verdicts by B's ingress.
+        let (allowed, denied) = fragments_at_b(&mut tb, &mut ta, gw, ip("203.0.113.20"), 79);
+        assert_eq!((allowed, denied), (2, 0), "routed: {why}");
 
         d.hook_event(&args("release"), &xml).unwrap();
         assert!(d.records().is_empty());

@@ -90,6 +90,46 @@ pub fn ipv4_with_options(
     h
 }
 
+/// An IPv4 fragment of datagram `id`: `payload` at byte `offset` of the
+/// datagram's payload, with more fragments to come or not.
+pub fn ipv4_fragment(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    id: u16,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut ip = ipv4(src, dst, proto, payload);
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    let field = (offset / 8) | if more { 0x2000 } else { 0 };
+    ip[6..8].copy_from_slice(&field.to_be_bytes());
+    ip[10..12].fill(0);
+    let c = checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip
+}
+
+/// An IPv6 fragment: a Fragment header of datagram `id`, then `payload`
+/// at byte `offset` of the fragmentable part.
+pub fn ipv6_fragment(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: u8,
+    id: u32,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let field = ((offset / 8) << 3) | u16::from(more);
+    let mut ext = vec![proto, 0];
+    ext.extend_from_slice(&field.to_be_bytes());
+    ext.extend_from_slice(&id.to_be_bytes());
+    ext.extend_from_slice(payload);
+    ipv6(src, dst, 44, &ext)
+}
+
 pub fn icmp_echo(seq: u16) -> Vec<u8> {
     let mut m = vec![8, 0, 0, 0, 0x12, 0x34, (seq >> 8) as u8, seq as u8];
     m.extend_from_slice(b"hookd-test-payload");
