@@ -56,7 +56,8 @@ SB_VM_IFACE_EXTRA="
     sandbox_define_vm nwfilter 52:54:00:00:00:2d 192.0.2.50/24 192.0.2.1 idle
 cp /etc/libvirt/hooks/qemu.d/50-hookd "$SB/50-hookd.saved"
 printf '#!/bin/sh\ncat >/dev/null\n' > "$SB/50-empty"
-if [ -f /etc/hookd/hookd.toml ]; then cp /etc/hookd/hookd.toml "$SB/hookd.toml.saved"; fi
+cat /etc/hookd/hookd.toml > "$SB/hookd.toml.saved" 2>/dev/null || : > "$SB/hookd.toml.saved"
+{ cat "$SB/hookd.toml.saved"; echo 'attach = "netlink"'; } > "$SB/hookd-netlink.toml"
 
 LVLOG=/var/log/libvirt/libvirtd.log
 # hook_ms OPS: from libvirt's log of one start (stdin), the time libvirt
@@ -87,9 +88,15 @@ start_ms() {
 # warm NAME: a start that is not counted, so that no counted start is the
 # first after a restart of libvirtd or hookd.
 warm() { start_ms "$1" warmup; }
-with_hook() {
+# libvirtd_with HOOK: restart libvirtd (it reads its hooks when it starts)
+# with HOOK as hookd's hook, or none for "", then one start not counted.
+libvirtd_with() {
     sandbox_stop_libvirtd
-    install -m 0755 "$SB/50-hookd.saved" /etc/libvirt/hooks/qemu.d/50-hookd
+    if [ -n "$1" ]; then
+        install -m 0755 "$1" /etc/libvirt/hooks/qemu.d/50-hookd
+    else
+        rm -f /etc/libvirt/hooks/qemu.d/50-hookd
+    fi
     sandbox_start_libvirtd
     warm plain
 }
@@ -99,43 +106,33 @@ expedited() {
     "$@"
     echo "$RCU_SAVED" > "$RCU_EXPEDITED"
 }
-without_hook() {
-    sandbox_stop_libvirtd
-    rm -f /etc/libvirt/hooks/qemu.d/50-hookd
-    sandbox_start_libvirtd
-    warm plain
+# hookd_with TOML: restart hookd with TOML as its hookd.toml.
+hookd_with() {
+    cp "$1" /etc/hookd/hookd.toml
+    sandbox_stop_hookd TERM
+    sandbox_start_hookd
 }
-empty_hook() {
-    sandbox_stop_libvirtd
-    install -m 0755 "$SB/50-empty" /etc/libvirt/hooks/qemu.d/50-hookd
-    sandbox_start_libvirtd
-    warm plain
-}
-# netlink CMD...: CMD with hookd restarted on `attach = "netlink"`, then
-# hookd restarted on the configuration it had.
+# netlink CMD...: CMD with hookd on `attach = "netlink"`, then hookd back on
+# the configuration it had.
 netlink() {
-    { cat "$SB/hookd.toml.saved" 2>/dev/null || true; echo 'attach = "netlink"'; } > /etc/hookd/hookd.toml
-    sandbox_stop_hookd TERM
-    sandbox_start_hookd
-    warm managed
+    hookd_with "$SB/hookd-netlink.toml"
+    # The start not counted, which also checks that the setting took.
+    sb_virsh start managed >/dev/null || sb_die "virsh start managed failed"
+    [ "$("$HOOKCTL" show managed --json | jq -r '.nics[0].attach')" = netlink ] \
+        || sb_die "hookd did not attach by netlink with $SB/hookd-netlink.toml"
+    sb_virsh destroy managed >/dev/null
     "$@"
-    if [ -f "$SB/hookd.toml.saved" ]; then
-        cp "$SB/hookd.toml.saved" /etc/hookd/hookd.toml
-    else
-        rm -f /etc/hookd/hookd.toml
-    fi
-    sandbox_stop_hookd TERM
-    sandbox_start_hookd
+    hookd_with "$SB/hookd.toml.saved"
 }
 
 for r in $(seq "$ROUNDS"); do
-    without_hook
+    libvirtd_with ""
     start_ms plain nohook
     start_ms nwfilter nwfilter
     expedited start_ms plain nohook-exp
-    empty_hook
+    libvirtd_with "$SB/50-empty"
     start_ms plain empty-hook
-    with_hook
+    libvirtd_with "$SB/50-hookd.saved"
     start_ms plain hook-plain
     start_ms managed hook-policy
     expedited start_ms managed hook-policy-exp
@@ -145,6 +142,8 @@ done
 
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.
 pct() { sort -n "$SB/$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(p * (NR - 1) + 0.5) + 1; print v[i] }'; }
+# verdict MS: the goal, under 20 ms, met or short.
+verdict() { if [ "$1" -lt 20 ]; then echo pass; else echo "short: $1 ms"; fi; }
 # base VARIANT P: the baseline percentile it is compared with (expedited
 # grace periods speed up libvirt's own start as well).
 base() { case $1 in *-exp) pct nohook-exp "$2" ;; *) pct nohook "$2" ;; esac; }
@@ -172,16 +171,14 @@ base() { case $1 in *-exp) pct nohook-exp "$2" ;; *) pct nohook "$2" ;; esac; }
     echo
     for v in hook-policy hook-policy-nl hook-policy-exp; do
         added=$(awk -v b="$(pct "$v" 0.99)" -v d="$(base "$v" 0.99)" 'BEGIN { printf "%.0f", b - d }')
-        if [ "$added" -lt 20 ]; then verdict=pass; else verdict="short: ${added} ms"; fi
         case $v in
             hook-policy) what="VM with policy" ;;
             hook-policy-nl) what="VM with policy, \`attach = \"netlink\"\`" ;;
             *) what="VM with policy, host's \`rcu_expedited\` = 1" ;;
         esac
-        echo "- Goal: hook-added \`virsh start\` latency p99 under 20 ms ($what): **$verdict** ($ROUNDS starts per variant, interleaved)."
+        echo "- Goal: hook-added \`virsh start\` latency p99 under 20 ms ($what): **$(verdict "$added")** ($ROUNDS starts per variant, interleaved)."
         hooks=$(pct "$v.hooks" 0.99)
-        if [ "$hooks" -lt 20 ]; then verdict=pass; else verdict="short: ${hooks} ms"; fi
-        echo "  - The same goal on the time libvirt spent in hooks, p99: **$verdict** (${hooks} ms)."
+        echo "  - The same goal on the time libvirt spent in hooks, p99: **$(verdict "$hooks")** (${hooks} ms)."
     done
     echo
     echo "Time in each hook, p50 / p99 (ms):"
