@@ -42,6 +42,13 @@ static __always_inline void count_drop(struct nic_stats *st, int reason)
  *
  * A stage that sends the frame on itself returns VERDICT_REDIRECT. */
 
+/* A packet passed: on to the tap's next tc program (libvirt's bandwidth
+ * filters), unless the NIC is moving to tcx (NIC_F_PASS_FINAL). */
+static __always_inline int pass_verdict(const struct nic_config *cfg)
+{
+	return (cfg->flags & NIC_F_PASS_FINAL) ? TC_ACT_OK : TC_ACT_UNSPEC;
+}
+
 static __always_inline void linearize(struct __sk_buff *skb)
 {
 	__u32 want = skb->len < PULL_LEN ? skb->len : PULL_LEN;
@@ -115,7 +122,7 @@ pass:
 		st->from_vm_packets++;
 		st->from_vm_bytes += skb->len;
 	}
-	return TC_ACT_UNSPEC;
+	return pass_verdict(cfg);
 }
 
 SEC("classifier")
@@ -150,7 +157,7 @@ int hookd_to_vm(struct __sk_buff *skb)
 		st->to_vm_packets++;
 		st->to_vm_bytes += skb->len;
 	}
-	return TC_ACT_UNSPEC;
+	return cfg ? pass_verdict(cfg) : TC_ACT_UNSPEC;
 }
 
 /* At tc ingress of the host end of a tenant namespace's veth: packets

@@ -14,6 +14,11 @@ pub enum AttachMode {
     Auto,
     Tcx,
     Netlink,
+    /// A clsact qdisc at `start` (no RCU grace period: 1,000 taps in
+    /// seconds), each NIC moved to tcx in the background once its domain
+    /// runs (`datapath/promote.rs`); tcx at once where the tap already has
+    /// qdiscs of its own (libvirt's `<bandwidth>`).
+    Staged,
 }
 
 /// What a destination does with carried firewall state it cannot load.
@@ -31,7 +36,7 @@ pub enum StateErrors {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// How to attach: auto, tcx or netlink.
+    /// How to attach: auto, tcx, netlink or staged.
     pub attach: AttachMode,
     /// Count the traffic of domains without hookd policy (never filtered).
     pub count_unmanaged: bool,
@@ -181,6 +186,10 @@ mod tests {
         let c = Config::parse("attach = \"netlink\"\ncount_unmanaged = false\n").unwrap();
         assert_eq!(c.attach, AttachMode::Netlink);
         assert!(!c.count_unmanaged);
+        assert_eq!(
+            Config::parse("attach = \"staged\"").unwrap().attach,
+            AttachMode::Staged
+        );
         assert_eq!(
             Config::parse("conntrack_entries = 200000")
                 .unwrap()

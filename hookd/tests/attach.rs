@@ -302,3 +302,200 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
     .expect("daemon test thread");
     drop(ns);
 }
+
+fn tc_show(what: &str, tap: &str) -> String {
+    let out = std::process::Command::new("tc")
+        .args([what, "show", "dev", tap])
+        .args(if what == "filter" {
+            &["ingress"][..]
+        } else {
+            &[][..]
+        })
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `attach = "staged"`: the NIC is judged from `start` on by a clsact
+/// qdisc, then moves to tcx links under traffic. Every frame the "VM"
+/// sends during the move is judged exactly once (no spoofed frame passes,
+/// no passed frame is counted twice), and every frame to it too.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn staged_attach_moves_to_tcx_judging_every_frame_once() {
+    let fs = Bpffs::new();
+    let ns = Netns::new("staged");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let mut tap = Tap::create("vnet8");
+        host_side("vnet8", HOST_MAC, VM_MAC);
+        let run = tempfile::tempdir().unwrap();
+        let dp = Datapath::open(&pin_dir, AttachMode::Staged).unwrap();
+        let mut d = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
+        let xml = domain_xml("vnet8", true, true);
+        hook(&mut d, "start", &xml).unwrap();
+        let nic = d.records()[0].nics[0].clone();
+        assert_eq!(
+            nic.attach,
+            Some(Attachment::Netlink),
+            "on the qdisc at start"
+        );
+        assert!(tc_show("filter", "vnet8").contains("hookd_from_vm"));
+        assert_eq!(d.promotions_waiting(), 1);
+        // Judged from the first frame.
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1), 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2), 1);
+        // Not yet settled: nothing moves.
+        assert_eq!(
+            d.promote_next(Duration::from_secs(3600)),
+            hookd::core::Promotion::Waiting(1)
+        );
+
+        let view = d.view();
+        let before = view.stats(nic.ifindex).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut legit, mut spoofed, mut read) = (0u64, 0u64, 0u64);
+                let mut seq = 100u16;
+                // At least 200 of each, and on until the move is done.
+                while legit < 200 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seq = seq.wrapping_add(1);
+                    for (src, n) in [("192.0.2.10", &mut legit), ("192.0.2.99", &mut spoofed)] {
+                        let f = eth(
+                            mac(HOST_MAC),
+                            mac(VM_MAC),
+                            0x0800,
+                            &ipv4(v4(src), v4("192.0.2.1"), 1, &icmp_echo(seq)),
+                        );
+                        tap.send(&f);
+                        *n += 1;
+                    }
+                    read += tap.drain().len() as u64;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                read += tap.recv_for(Duration::from_millis(300)).len() as u64;
+                (tap, legit, spoofed, read)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let moved = d.promote_next(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(20));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut tap, legit, spoofed, read) = sender.join().unwrap();
+        assert!(
+            matches!(&moved, hookd::core::Promotion::Moved { left: 0, .. }),
+            "{moved:?}"
+        );
+        let after = view.stats(nic.ifindex).unwrap();
+        let spoof_drops =
+            after.drops[DropReason::IpSpoof as usize] - before.drops[DropReason::IpSpoof as usize];
+        assert_eq!(spoof_drops, spoofed, "every spoofed frame dropped, once");
+        assert_eq!(
+            after.from_vm_packets - before.from_vm_packets,
+            legit,
+            "every legitimate frame passed and counted once"
+        );
+        assert_eq!(
+            after.to_vm_packets - before.to_vm_packets,
+            read,
+            "every frame to the VM counted once, and none lost"
+        );
+        assert!(
+            read >= legit,
+            "the host answered: {read} frames for {legit} pings"
+        );
+
+        // On tcx now: pinned links, no filter or qdisc left, the flag off.
+        let rec = d.records()[0].clone();
+        assert_eq!(rec.nics[0].attach, Some(Attachment::Tcx));
+        assert_eq!(d.promotions_waiting(), 0);
+        assert_eq!(d.promote_next(Duration::ZERO), hookd::core::Promotion::Idle);
+        assert!(
+            pin_dir
+                .join("links")
+                .join(&rec.uuid)
+                .read_dir()
+                .unwrap()
+                .count()
+                == 2
+        );
+        assert!(
+            !tc_show("filter", "vnet8").contains("hookd"),
+            "a filter left"
+        );
+        // The qdisc stays, empty: deleting one deactivates the tap for a
+        // moment, dropping frames to the guest.
+        assert!(tc_show("qdisc", "vnet8").contains("clsact"));
+        let pinned = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
+        let nics: aya::maps::HashMap<MapData, u32, NicConfig> =
+            aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(pinned).unwrap()).unwrap();
+        let cfg = nics.get(&nic.ifindex, 0).unwrap();
+        assert_eq!(cfg.flags & hookd_bpf::layout::NIC_F_PASS_FINAL, 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 7), 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 8), 1);
+        // The record says tcx: a restarted daemon adopts it as such.
+        drop(d);
+        let dp = Datapath::open(&pin_dir, AttachMode::Staged).unwrap();
+        let mut d = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
+        assert_eq!(d.records()[0].nics[0].attach, Some(Attachment::Tcx));
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 9), 0);
+
+        // A tap with a qdisc of its own (libvirt's <bandwidth> puts an
+        // ingress qdisc there, and deletes it on changes): tcx at once.
+        let _tap2 = Tap::create("vnet9");
+        sh("ip link set vnet9 up && tc qdisc add dev vnet9 ingress");
+        let xml2 = DomainXml::new("vm2", "00000000-0000-4000-8000-0000000000b2")
+            .metadata(&xml::policy(
+                "<hookd:interface><hookd:address prefix='192.0.2.20/32'/></hookd:interface>",
+            ))
+            .nic("ethernet", "52:54:00:00:00:0b", Some("vnet9"))
+            .to_string();
+        hook(&mut d, "start", &xml2).unwrap();
+        let r2 = d.find("vm2").unwrap();
+        assert_eq!(r2.nics[0].attach, Some(Attachment::Tcx));
+        assert_eq!(d.promotions_waiting(), 0);
+        hook(&mut d, "stopped", &xml2).unwrap();
+
+        // Security groups: the NIC's conntrack table goes in with the
+        // queue's next batch, and `started` waits for it.
+        let _tap3 = Tap::create("vnet10");
+        sh("ip link set vnet10 up");
+        let xml3 = DomainXml::new("vm3", "00000000-0000-4000-8000-0000000000b3")
+            .metadata(&xml::policy(
+                "<hookd:interface><hookd:address prefix='192.0.2.30/32'/>\
+                 <hookd:egress default='deny'><hookd:rule action='allow' protocol='icmp'/></hookd:egress>\
+                 </hookd:interface>",
+            ))
+            .nic("ethernet", "52:54:00:00:00:0c", Some("vnet10"))
+            .to_string();
+        let if3 = hookd::datapath::netdev::ifindex("vnet10").unwrap();
+        let ct = || {
+            let m = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_CT)).unwrap();
+            aya::maps::HashOfMaps::<MapData, u32>::try_from(aya::maps::Map::from_map_data(m).unwrap())
+                .unwrap()
+        };
+        hook(&mut d, "start", &xml3).unwrap();
+        hook(&mut d, "started", &xml3).unwrap();
+        assert!(ct().get(&if3, 0).is_ok(), "started found the table in");
+        // Stopped right after start, before its table may have gone in:
+        // no table is left for the ifindex (its next NIC would inherit
+        // the connections).
+        for _ in 0..20 {
+            hook(&mut d, "stopped", &xml3).unwrap();
+            hook(&mut d, "start", &xml3).unwrap();
+        }
+        hook(&mut d, "stopped", &xml3).unwrap();
+        d.settle();
+        assert!(ct().get(&if3, 0).is_err(), "a table left behind its NIC");
+        hook(&mut d, "stopped", &xml).unwrap();
+        assert!(d.records().is_empty());
+        assert!(pin_dir.join("links").read_dir().unwrap().next().is_none());
+    })
+    .join()
+    .expect("staged test thread");
+    drop(ns);
+}

@@ -89,7 +89,8 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 
 	if (!ct)
 		/* hookd creates the NIC's table before turning its firewall
-		 * on; without one, fail closed. */
+		 * on, or queues it (attach = "staged", datapath/ct_queue.rs);
+		 * without one, fail closed. */
 		return DROP_CT_INVALID;
 	if (mode == FW_OFF && f->later_frag) {
 		trace_note(dir, TRACE_FW_OFF, 0);

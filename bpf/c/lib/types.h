@@ -22,6 +22,11 @@ enum nic_flag {
 	NIC_F_ALLOW_RA          = 1 << 3, /* may send IPv6 router advertisements */
 	NIC_F_NETWORK           = 1 << 4, /* on one of hookd's networks (hookd_nic_nets):
 					   * switched at the tap, never handed to the host */
+	NIC_F_PASS_FINAL        = 1 << 5, /* a pass ends the hook (TC_ACT_OK, not
+					   * TCX_NEXT): set while a NIC moves from
+					   * cls_bpf to tcx, so that the cls_bpf copy
+					   * behind the tcx one never judges or counts a
+					   * packet twice (datapath/promote.rs) */
 };
 
 /* Drop reasons: index into nic_stats.drops. The Rust DropReason is

@@ -4,15 +4,35 @@
 use clap::Parser;
 use hookd::api::Readers;
 use hookd::cli::DaemonArgs;
-use hookd::config::Config;
-use hookd::core::Daemon;
+use hookd::config::{AttachMode, Config};
 use hookd::core::networks::NetworkStore;
 use hookd::core::records::StateDir;
+use hookd::core::{Daemon, Promotion};
 use hookd::datapath::Datapath;
 use hookd::libvirt::Libvirt;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Mutex;
+
+/// `attach = "staged"`: NICs move from their clsact qdisc to tcx links
+/// once they have been attached a while (their domain runs by then), one
+/// NIC per turn of the daemon's lock (tokio's is fair, so a hook call
+/// waits for one NIC's move at most).
+async fn promote_staged(daemon: Arc<Mutex<Daemon>>) {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tick.tick().await;
+        loop {
+            let mut d = daemon.clone().lock_owned().await;
+            match tokio::task::spawn_blocking(move || d.promote_next(SETTLE)).await {
+                Ok(Promotion::Moved { .. } | Promotion::Failed { .. }) => continue,
+                _ => break,
+            }
+        }
+    }
+}
 
 async fn run(args: DaemonArgs) -> Result<(), String> {
     let explicit = args.config.as_os_str() != hookd::config::DEFAULT_PATH;
@@ -140,6 +160,9 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
                 tracing::debug!(sent, "router advertisements");
             }
         });
+    }
+    if cfg.attach == AttachMode::Staged {
+        tokio::spawn(promote_staged(daemon.clone()));
     }
     if let Some(listener) = metrics {
         tokio::spawn(hookd::metrics::serve(listener, view.clone()));

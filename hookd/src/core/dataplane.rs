@@ -54,6 +54,22 @@ pub trait DataPlane: Send {
     fn retire_old_maps(&mut self) -> usize {
         0
     }
+    /// Does the NIC wait to move from its clsact qdisc to tcx links
+    /// (`attach = "staged"`)?
+    fn awaits_promotion(&self, _nic: &NicRecord) -> bool {
+        false
+    }
+    /// Moves it there, never leaving the tap without a program
+    /// (`datapath/promote.rs`). On an error it stays as it was.
+    fn promote(&mut self, _uuid: &str, nic: &NicRecord) -> Result<Attachment, DatapathError> {
+        Err(DatapathError::Missing(format!(
+            "a way to move {} to tcx: this data plane has none",
+            nic.tap
+        )))
+    }
+    /// Waits until every NIC attached so far has all it was given (its
+    /// conntrack table, where those go in batches).
+    fn settle(&self) {}
     /// Readers of the data plane's counters, for use without the daemon.
     fn counters(&self) -> Arc<dyn CounterSource>;
     /// Runs `frame` through the tracing build of the programs on the tap

@@ -92,13 +92,30 @@ impl DataPlane for Datapath {
         Datapath::tidy(self)
     }
 
+    fn settle(&self) {
+        if let Some(q) = &self.ct_queue {
+            q.settle(None);
+        }
+    }
+
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool {
+        // Attached as recorded includes its conntrack table, where that
+        // is on its way (`started` waits for it here).
+        self.ct_settled(nic.ifindex);
         let same_dev = netdev::ifindex(&nic.tap).is_ok_and(|i| i == nic.ifindex);
         let linked = match nic.attach {
             Some(Attachment::Tcx) => self.links_pinned(uuid, &nic.tap),
             _ => true,
         };
         same_dev && linked
+    }
+
+    fn awaits_promotion(&self, nic: &NicRecord) -> bool {
+        Datapath::awaits_promotion(self, nic.attach)
+    }
+
+    fn promote(&mut self, uuid: &str, nic: &NicRecord) -> Result<Attachment, DatapathError> {
+        Datapath::promote(self, uuid, &nic.tap, nic.ifindex).map(|()| Attachment::Tcx)
     }
 
     fn other_build_before(&self) -> bool {

@@ -18,6 +18,7 @@ pub mod events;
 mod kernel;
 pub mod migration;
 pub mod networks;
+mod promote;
 pub mod records;
 pub mod trace;
 pub mod trace_live;
@@ -26,6 +27,7 @@ pub mod view;
 pub use change::{Change, Notices, SharedDaemon};
 pub use dataplane::{CounterSource, DataPlane};
 pub use error::DaemonError;
+pub use promote::Promotion;
 pub use view::{Health, Records, View};
 
 use crate::core::networks::{Definition, NetworkStore};
@@ -80,6 +82,8 @@ pub struct Daemon {
     /// The id-list of the migration helpers hookd serves (None: none):
     /// an incoming managed VM's QEMU is given a dbus-vmstate object for it.
     vmstate_ids: Option<String>,
+    /// NICs on their clsact qdisc waiting to move to tcx (`promote.rs`).
+    staged: promote::Staged,
 }
 
 fn mac_bytes(mac: &str) -> [u8; 6] {
@@ -132,6 +136,7 @@ impl Daemon {
             vmstate_ids: None,
             networks,
             publish_networks,
+            staged: Default::default(),
         };
         d.publish_networks();
         let upgrade = d.dp.other_build_before();

@@ -50,6 +50,16 @@ impl Datapath {
         let result = match self.mode {
             AttachMode::Netlink => self.attach_all_netlink(tap, ct_for),
             AttachMode::Tcx => self.attach_all_tcx(uuid, tap, ct_for),
+            // tcx comes later (`promote`), off the start path; a tap
+            // with qdiscs of its own (libvirt's `<bandwidth>`, whose
+            // changes delete the ingress qdisc) gets tcx now.
+            AttachMode::Staged => match tc::qdisc_add_clsact(tap) {
+                Ok(()) => self.attach_all_netlink(tap, ct_for),
+                Err(e) => {
+                    tracing::debug!(tap, error = %e, "the tap has a qdisc already: tcx at once");
+                    self.attach_all_tcx(uuid, tap, ct_for)
+                }
+            },
             AttachMode::Auto => self.attach_all_tcx(uuid, tap, ct_for).or_else(|e| {
                 tracing::warn!(tap, error = %e, "tcx attach failed; falling back to a clsact qdisc");
                 let _ = self.detach(uuid, tap, Some(Attachment::Tcx));
@@ -66,7 +76,7 @@ impl Datapath {
     /// Both programs with tcx, side by side with the conntrack table's
     /// insert: each waits for an RCU grace period in the kernel (about 10 ms
     /// here), and a VM start then waits for one instead of three.
-    fn attach_all_tcx(
+    pub(crate) fn attach_all_tcx(
         &mut self,
         uuid: &str,
         tap: &str,
@@ -78,16 +88,28 @@ impl Datapath {
             .iter()
             .map(|(name, _, suffix)| (*name, self.link_pin(uuid, tap, suffix)))
             .collect();
-        let Datapath { ebpf, ct, .. } = self;
-        let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier, &Path)> = Vec::new();
+        let Datapath {
+            ebpf, ct, adopted, ..
+        } = self;
+        // The programs the taps run: those adopted from a previous daemon
+        // (this daemon's own copies of them are unloaded), else its own.
+        let mut found: Vec<(&str, &mut SchedClassifier)> = Vec::new();
+        let taken: Vec<&str> = adopted.keys().copied().collect();
+        found.extend(adopted.iter_mut().map(|(n, p)| (*n, p)));
         for (name, prog) in ebpf.programs_mut() {
+            if PROGRAMS.iter().any(|(n, _, _)| *n == name) && !taken.contains(&name) {
+                found.push((name, prog.try_into().map_err(prog_err(name))?));
+            }
+        }
+        let mut progs: Vec<(&str, TcAttachType, &mut SchedClassifier, &Path)> = Vec::new();
+        for (name, prog) in found {
             if let Some((n, kind, _)) = PROGRAMS.iter().find(|(n, _, _)| *n == name) {
                 let pin = pins
                     .iter()
                     .find(|(p, _)| p == n)
                     .map(|(_, pin)| pin.as_path())
                     .ok_or_else(|| DatapathError::Missing(n.to_string()))?;
-                progs.push((n, *kind, prog.try_into().map_err(prog_err(*n))?, pin));
+                progs.push((n, *kind, prog, pin));
             }
         }
         let panicked = || DatapathError::Io {
@@ -121,7 +143,7 @@ impl Datapath {
         ct_for: Option<(u32, u32)>,
     ) -> Result<Attachment, DatapathError> {
         if let Some((ifindex, entries)) = ct_for {
-            self.ensure_ct_table(ifindex, entries)?;
+            self.queue_ct_table(ifindex, entries)?;
         }
         for (name, kind, _) in PROGRAMS {
             self.attach_netlink(tap, name, kind)?;

@@ -83,7 +83,34 @@ impl Datapath {
         ifindex: u32,
         entries: u32,
     ) -> Result<(), DatapathError> {
+        self.ct_settled(ifindex);
         ensure_ct_table(&mut self.ct, ifindex, entries)
+    }
+
+    /// [`Datapath::ensure_ct_table`] by way of the queue where there is
+    /// one (`attach = "staged"`): the table goes in with others, in one
+    /// grace period, and the NIC fails closed until then.
+    pub(crate) fn queue_ct_table(
+        &mut self,
+        ifindex: u32,
+        entries: u32,
+    ) -> Result<(), DatapathError> {
+        let Some(q) = &self.ct_queue else {
+            return self.ensure_ct_table(ifindex, entries);
+        };
+        if q.holds(ifindex) || self.ct.get(&ifindex, 0).is_ok() {
+            return Ok(());
+        }
+        q.push(ifindex, new_ct_table(entries)?);
+        Ok(())
+    }
+
+    /// Waits for a queued table of `ifindex` to be in (`ct_queue.rs`), so
+    /// that what reads, replaces or removes it finds it.
+    pub(crate) fn ct_settled(&self, ifindex: u32) {
+        if let Some(q) = &self.ct_queue {
+            q.settle(Some(ifindex));
+        }
     }
 
     /// How many connections the tables of NICs attached from now on hold
@@ -115,12 +142,14 @@ impl Datapath {
 
     /// The size of the NIC's conntrack table, if it has one.
     pub fn ct_capacity(&self, ifindex: u32) -> Option<u32> {
+        self.ct_settled(ifindex);
         let table = self.ct.get(&ifindex, 0).ok()?;
         table.info().ok().map(|i| i.max_entries())
     }
 
     /// Forgets the NIC's tracked connections with its table.
     pub(crate) fn clear_ct(&mut self, ifindex: u32) {
+        self.ct_settled(ifindex);
         let _ = self.ct.remove(&ifindex);
     }
 
@@ -133,6 +162,7 @@ impl Datapath {
 
     /// The NIC's conntrack table, read in batches (`datapath::batch`).
     pub fn ct_dump(&self, ifindex: u32) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+        self.ct_settled(ifindex);
         let table = self
             .ct
             .get(&ifindex, 0)
@@ -150,6 +180,7 @@ impl Datapath {
         ifindex: u32,
         entries: &[(CtKey, CtEntry)],
     ) -> Result<(), DatapathError> {
+        self.ct_settled(ifindex);
         let table = self
             .ct
             .get(&ifindex, 0)

@@ -29,6 +29,7 @@ mod batch;
 mod bpffs;
 mod conntrack;
 pub mod counters;
+mod ct_queue;
 pub use conntrack::{CT_ENTRIES_RANGE, DEFAULT_CT_ENTRIES_MAX, ct_clock_ns};
 pub mod error;
 pub mod events;
@@ -37,6 +38,7 @@ mod netns;
 mod network;
 mod nic;
 mod owned;
+mod promote;
 pub mod ra;
 mod tcfilter;
 pub mod tenant;
@@ -162,6 +164,9 @@ pub struct Datapath {
     pub(crate) retired: Vec<versions::Retired>,
     /// The tracing build, once a trace has asked for it.
     pub(crate) tracer: Option<trace::Tracer>,
+    /// `attach = "staged"`: new NICs' conntrack tables, inserted in
+    /// batches (`ct_queue.rs`).
+    pub(crate) ct_queue: Option<ct_queue::CtQueue>,
 }
 
 /// Is the pinned program `pinned` the same as this daemon's `ours`: the
@@ -283,8 +288,20 @@ impl Datapath {
             .map_err(map_err("hookd_fw_classes"))?;
         let fw_rules = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_RULES)?)
             .map_err(map_err("hookd_fw_rules"))?;
-        let ct = HashOfMaps::try_from(take(&mut ebpf, hookd_bpf::MAP_CT)?)
-            .map_err(map_err("hookd_ct"))?;
+        let ct_map = take(&mut ebpf, hookd_bpf::MAP_CT)?;
+        let ct_queue = match (&ct_map, mode) {
+            (aya::maps::Map::HashOfMaps(m), AttachMode::Staged) => {
+                let fd = std::os::fd::AsFd::as_fd(m.fd())
+                    .try_clone_to_owned()
+                    .map_err(io_err("hookd_ct"))?;
+                Some(
+                    ct_queue::CtQueue::start(fd)
+                        .map_err(io_err("starting the conntrack table thread"))?,
+                )
+            }
+            _ => None,
+        };
+        let ct = HashOfMaps::try_from(ct_map).map_err(map_err("hookd_ct"))?;
         let fw_hits = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_HITS)?)
             .map_err(map_err("hookd_fw_hits"))?;
         let log_rate = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_LOG_RATE)?)
@@ -352,6 +369,7 @@ impl Datapath {
             placements,
             retired,
             tracer: None,
+            ct_queue,
         };
         // Before any tap runs this build's programs, which fail closed on
         // a NIC with rules and no table.

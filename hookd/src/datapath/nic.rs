@@ -116,9 +116,11 @@ impl Datapath {
                 .and_then(|c| c.kinds().get(&0).copied())
                 .map_or(0, |k| k.bits())
         };
+        // A NIC on its way to tcx keeps saying so (`promote.rs`).
+        let moving = old.map_or(0, |c| c.flags & layout::NIC_F_PASS_FINAL);
         let cfg = NicConfig {
             mac,
-            flags,
+            flags: flags | moving,
             fw_ingress: fw_mode(&fw.ingress),
             fw_egress: fw_mode(&fw.egress),
             fw_gen: half,

@@ -1,0 +1,93 @@
+//! `attach = "staged"`: moving a NIC from the clsact qdisc it got at
+//! `start` to tcx links, in the background once its domain runs.
+//!
+//! Why: each tcx link waits for an RCU grace period under RTNL (about 12 ms
+//! here), so 1,000 taps take 24 s whatever hookd does; a cls_bpf filter
+//! waits for none. But a clsact qdisc is deleted by `tc qdisc del dev TAP
+//! ingress`, as libvirt's `<bandwidth>` changes do, and tcx links are not:
+//! a NIC should not stay on the qdisc.
+//!
+//! The tap is never without a program: the tcx links come first, then the
+//! filters go. While both are on the tap, the tcx copy runs first and the
+//! NIC's `NIC_F_PASS_FINAL` makes its pass final (`TC_ACT_OK`, not
+//! `TCX_NEXT`), so the cls_bpf copy behind it never sees the packet: each
+//! one is judged and counted once. Its drops and redirects end the hook
+//! anyway.
+
+use crate::config::AttachMode;
+use crate::datapath::error::{DatapathError, io_err, map_err};
+use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev};
+use aya::programs::tc;
+use hookd_bpf::layout;
+
+impl Datapath {
+    /// Is a NIC attached as `how` waiting to move to tcx?
+    pub fn awaits_promotion(&self, how: Option<Attachment>) -> bool {
+        self.mode == AttachMode::Staged && how == Some(Attachment::Netlink)
+    }
+
+    /// Moves the NIC on `tap` (`ifindex`) from its cls_bpf filters to
+    /// pinned tcx links. On an error before the links are in, the NIC
+    /// stays on its filters, as it was.
+    pub fn promote(&mut self, uuid: &str, tap: &str, ifindex: u32) -> Result<(), DatapathError> {
+        let now = netdev::ifindex(tap).map_err(|source| DatapathError::NoTap {
+            tap: tap.to_string(),
+            source,
+        })?;
+        if now != ifindex {
+            return Err(DatapathError::NoTap {
+                tap: tap.to_string(),
+                source: std::io::Error::other(format!(
+                    "ifindex {now}, not the {ifindex} attached to"
+                )),
+            });
+        }
+        self.set_pass_final(ifindex, true)?;
+        if let Err(e) = self.attach_all_tcx(uuid, tap, None) {
+            // Whatever link did attach goes; the filters still judge.
+            let _ = self.detach(uuid, tap, Some(Attachment::Tcx));
+            let _ = self.set_pass_final(ifindex, false);
+            return Err(e);
+        }
+        // The links judge now: a failure from here on leaves a filter
+        // behind them, which sees nothing while the flag is set.
+        let removed = remove_filters(tap);
+        match removed {
+            Ok(()) => self.set_pass_final(ifindex, false),
+            Err(e) => {
+                tracing::warn!(tap, error = %e, "on tcx now, but a cls_bpf filter is left behind the links (it passes what they pass)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets or clears `NIC_F_PASS_FINAL` in the NIC's config, the rest of
+    /// it unchanged (one map update: a packet sees the one or the other).
+    fn set_pass_final(&mut self, ifindex: u32, on: bool) -> Result<(), DatapathError> {
+        let mut cfg = self
+            .nics
+            .get(&ifindex, 0)
+            .map_err(map_err(format!("reading the config of ifindex {ifindex}")))?;
+        if on {
+            cfg.flags |= layout::NIC_F_PASS_FINAL;
+        } else {
+            cfg.flags &= !layout::NIC_F_PASS_FINAL;
+        }
+        self.nics
+            .insert(ifindex, cfg, 0)
+            .map_err(map_err("writing NIC config"))
+    }
+}
+
+/// Removes hookd's two filters from the tap. The clsact qdisc stays,
+/// empty: deleting a qdisc deactivates the device for a moment (the kernel's
+/// `dev_deactivate`), dropping frames on their way to the guest, and an
+/// empty one costs a packet nothing.
+fn remove_filters(tap: &str) -> Result<(), DatapathError> {
+    for (name, kind, _) in PROGRAMS {
+        tc::qdisc_detach_program(tap, kind, name).map_err(|e| {
+            io_err(format!("removing the filter {name} from {tap}"))(std::io::Error::other(e))
+        })?;
+    }
+    Ok(())
+}
