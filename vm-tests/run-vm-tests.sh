@@ -438,6 +438,47 @@ for n in blue green red; do
     check "hookctl network undefine $n" "$HOOKCTL" network undefine "$n"
 done
 
+echo "# attach = \"staged\": a clsact qdisc at start, tcx links a second later"
+cp /etc/hookd/hookd.toml "$SB/hookd.toml.unstaged" 2>/dev/null || : > "$SB/hookd.toml.unstaged"
+{ cat "$SB/hookd.toml.unstaged"; echo 'attach = "staged"'; } > /etc/hookd/hookd.toml
+sandbox_stop_hookd TERM
+sandbox_start_hookd
+policy "$SB/vm6.policy" 52:54:00:00:00:0f 192.0.2.15/32
+sandbox_define_vm vm6 52:54:00:00:00:0f 192.0.2.15/24 192.0.2.1 spoof "$SB/vm6.policy"
+links_before=$(hookd_tcx_links)
+check "staged: virsh start --paused vm6 (policy)" sandbox_start_vm vm6 --paused
+TAP6=$(sandbox_vm_tap vm6)
+on_qdisc() { # hookd's filters on vm6's tap, its policy in force, no tcx link yet
+    test "$("$HOOKCTL" show vm6 --json | jq -r '.nics[0] | "\(.attach) \(.mode)"')" = "netlink anti-spoofing" &&
+        tc filter show dev "$TAP6" ingress | grep -q hookd_from_vm &&
+        tc filter show dev "$TAP6" egress | grep -q hookd_to_vm
+}
+check "... its paused guest is enforced by hookd's filters on a clsact qdisc" on_qdisc
+on_tcx() { # vm6's NIC moved: its record says tcx, 2 more tcx links, no filter left
+    test "$("$HOOKCTL" show vm6 --json | jq -r '.nics[0].attach')" = tcx &&
+        test "$(hookd_tcx_links)" -eq "$((links_before + 2))" &&
+        ! tc filter show dev "$TAP6" ingress | grep -q hookd &&
+        ! tc filter show dev "$TAP6" egress | grep -q hookd
+}
+moved=1
+for _ in $(seq 25); do
+    if on_tcx; then moved=0; break; fi
+    sleep 0.2
+done
+check "... and within 5 s on 2 tcx links, its filters gone" test "$moved" -eq 0
+check "hookd's log says it moved" grep -q 'moved from the clsact qdisc to tcx links' "$SB/hookd.log"
+check "virsh resume vm6" sb_virsh resume vm6
+sandbox_wait_console vm6 'GUEST DONE' 150 || true
+check "vm6: its first frames, from a spoofed IP, were dropped" console_has vm6 "RESULT spoof_ip=fail"
+check "vm6: legitimate ping passes" console_has vm6 "RESULT legit=ok"
+check "vm6: ping from a changed MAC is dropped" console_has vm6 "RESULT spoof_mac=fail"
+check "vm6: legitimate again after restoring the MAC" console_has vm6 "RESULT legit_after=ok"
+sb_virsh destroy vm6 >/dev/null 2>&1 || true
+check "vm6 gone: its 2 tcx links with it" test "$(hookd_tcx_links)" -eq "$links_before"
+cp "$SB/hookd.toml.unstaged" /etc/hookd/hookd.toml
+sandbox_stop_hookd TERM
+sandbox_start_hookd
+
 echo "# bad policy, and hookd down"
 policy "$SB/vm3.policy" 52:54:00:00:00:0c 192.0.2.12/32 '
         <hookd:egress><hookd:rule action="deny" protocol="udp" ports="70000"/></hookd:egress>'
