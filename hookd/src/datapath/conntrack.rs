@@ -101,7 +101,13 @@ impl Datapath {
         if q.holds(ifindex) || self.ct.get(&ifindex, 0).is_ok() {
             return Ok(());
         }
-        q.push(ifindex, new_ct_table(entries)?);
+        if let Some(table) = q.push(ifindex, new_ct_table(entries)?) {
+            // The thread is gone: the table goes in here, waiting.
+            return self
+                .ct
+                .insert(ifindex, &table, 0)
+                .map_err(map_err("adding the NIC's conntrack table"));
+        }
         Ok(())
     }
 

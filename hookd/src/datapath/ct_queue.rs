@@ -26,11 +26,14 @@ struct State {
     /// The ifindexes of the batch being inserted.
     inflight: Vec<u32>,
     stop: bool,
+    /// The thread has ended: nothing queued will go in.
+    dead: bool,
 }
 
 impl State {
     fn holds(&self, ifindex: u32) -> bool {
-        self.inflight.contains(&ifindex) || self.queued.iter().any(|(i, _)| *i == ifindex)
+        !self.dead
+            && (self.inflight.contains(&ifindex) || self.queued.iter().any(|(i, _)| *i == ifindex))
     }
 }
 
@@ -71,10 +74,18 @@ impl CtQueue {
         })
     }
 
-    /// Queues `table` as the table of `ifindex`.
-    pub(crate) fn push(&self, ifindex: u32, table: MapData) {
-        self.shared.lock().queued.push((ifindex, table));
+    /// Queues `table` as the table of `ifindex`; hands it back when the
+    /// thread has ended (nothing queued would go in).
+    #[must_use]
+    pub(crate) fn push(&self, ifindex: u32, table: MapData) -> Option<MapData> {
+        let mut st = self.shared.lock();
+        if st.dead {
+            return Some(table);
+        }
+        st.queued.push((ifindex, table));
+        drop(st);
         self.shared.work.notify_one();
+        None
     }
 
     /// Is a table of `ifindex` queued or going in?
@@ -88,7 +99,7 @@ impl CtQueue {
         let mut st = self.shared.lock();
         while match ifindex {
             Some(i) => st.holds(i),
-            None => !st.queued.is_empty() || !st.inflight.is_empty(),
+            None => !st.dead && (!st.queued.is_empty() || !st.inflight.is_empty()),
         } {
             st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
@@ -105,7 +116,22 @@ impl Drop for CtQueue {
     }
 }
 
+/// Whatever ends the thread (a panic included) wakes those waiting, who
+/// then wait no more.
+struct Ended<'a>(&'a Shared);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.dead = true;
+        st.queued.clear();
+        st.inflight.clear();
+        self.0.done.notify_all();
+    }
+}
+
 fn run(shared: &Shared, outer: &OwnedFd) {
+    let _ended = Ended(shared);
     loop {
         let batch = {
             let mut st = shared.lock();

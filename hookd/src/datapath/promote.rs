@@ -49,16 +49,14 @@ impl Datapath {
             let _ = self.set_pass_final(ifindex, false);
             return Err(e);
         }
-        // The links judge now: a failure from here on leaves a filter
-        // behind them, which sees nothing while the flag is set.
-        let removed = remove_filters(tap);
-        match removed {
-            Ok(()) => self.set_pass_final(ifindex, false),
-            Err(e) => {
-                tracing::warn!(tap, error = %e, "on tcx now, but a cls_bpf filter is left behind the links (it passes what they pass)");
-                Ok(())
-            }
+        // The links judge now: from here on the NIC stays on tcx. A filter
+        // that could not be removed runs behind them and counts what they
+        // pass a second time (logged); the flag is cleared all the same, so
+        // that the tap's other tc filters (libvirt's policing) keep running.
+        if let Err(e) = remove_filters(tap) {
+            tracing::warn!(tap, error = %e, "on tcx now, but a cls_bpf filter is left behind the links: it counts what they pass a second time");
         }
+        self.set_pass_final(ifindex, false)
     }
 
     /// Sets or clears `NIC_F_PASS_FINAL` in the NIC's config, the rest of
@@ -79,15 +77,23 @@ impl Datapath {
     }
 }
 
-/// Removes hookd's two filters from the tap. The clsact qdisc stays,
-/// empty: deleting a qdisc deactivates the device for a moment (the kernel's
-/// `dev_deactivate`), dropping frames on their way to the guest, and an
-/// empty one costs a packet nothing.
+/// Removes hookd's two filters from the tap, each tried (one already
+/// gone, say after a restart mid-move, is no error). The clsact qdisc
+/// stays, empty: deleting a qdisc deactivates the device for a moment (the
+/// kernel's `dev_deactivate`), dropping frames on their way to the guest,
+/// and an empty one costs a packet nothing.
 fn remove_filters(tap: &str) -> Result<(), DatapathError> {
+    let mut first = Ok(());
     for (name, kind, _) in PROGRAMS {
-        tc::qdisc_detach_program(tap, kind, name).map_err(|e| {
-            io_err(format!("removing the filter {name} from {tap}"))(std::io::Error::other(e))
-        })?;
+        match tc::qdisc_detach_program(tap, kind, name) {
+            Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if first.is_ok() => {
+                first = Err(io_err(format!("removing the filter {name} from {tap}"))(
+                    std::io::Error::other(e),
+                ))
+            }
+            _ => {}
+        }
     }
-    Ok(())
+    first
 }
