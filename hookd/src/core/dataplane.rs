@@ -37,6 +37,24 @@ pub trait DataPlane: Send {
     fn forget_domain(&mut self, uuid: &str) -> Result<(), DatapathError>;
     /// Is the NIC still attached as recorded (tap present, links pinned)?
     fn still_attached(&self, uuid: &str, nic: &NicRecord) -> bool;
+    /// Has the NIC all its maps need: its conntrack table, where its
+    /// firewall tracks connections? A table that failed to go in
+    /// (`attach = "staged"`) leaves the NIC failing closed; `started` then
+    /// writes the NIC again instead of finding nothing to do.
+    fn complete(&self, _nic: &NicRecord) -> bool {
+        true
+    }
+    /// Ends a move to tcx that a previous daemon began and did not finish
+    /// (its record says netlink, yet links are pinned): the links judge,
+    /// so the filters go. Returns how the NIC is attached when that
+    /// changed. Done at adoption whatever this daemon's `attach` mode.
+    fn finish_move(
+        &mut self,
+        _uuid: &str,
+        _nic: &NicRecord,
+    ) -> Result<Option<Attachment>, DatapathError> {
+        Ok(None)
+    }
     /// Whether the maps may have been written by another build of hookd
     /// (its pinned programs differ from this daemon's, or are unknown):
     /// adopted NICs' maps are then rewritten before the programs swap.

@@ -110,6 +110,18 @@ impl DataPlane for Datapath {
         same_dev && linked
     }
 
+    fn complete(&self, nic: &NicRecord) -> bool {
+        Datapath::has_ct_table_if_needed(self, nic.ifindex)
+    }
+
+    fn finish_move(
+        &mut self,
+        uuid: &str,
+        nic: &NicRecord,
+    ) -> Result<Option<Attachment>, DatapathError> {
+        Datapath::finish_move(self, uuid, &nic.tap, nic.ifindex, nic.attach)
+    }
+
     fn awaits_promotion(&self, nic: &NicRecord) -> bool {
         Datapath::awaits_promotion(self, nic.attach)
     }

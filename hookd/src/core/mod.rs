@@ -152,6 +152,20 @@ impl Daemon {
             }
             t.log();
             rec.nics = alive;
+            let mut moved = false;
+            for nic in rec.nics.iter_mut().filter(|n| n.attached()) {
+                match d.dp.finish_move(&rec.uuid, nic) {
+                    Ok(Some(how)) => {
+                        tracing::info!(domain = %rec.name, tap = %nic.tap, "finished a move to tcx links that the previous hookd left half done");
+                        nic.attach = Some(how);
+                        moved = true;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(domain = %rec.name, tap = %nic.tap, error = %e, "finishing a move to tcx that the previous hookd left half done failed; the tap keeps the programs it has")
+                    }
+                }
+            }
             if rec.nics.iter().all(|n| !n.attached()) {
                 let mut t = Teardown::new(&rec.name, "forgetting a domain no longer running");
                 t.check("its pins", d.dp.forget_domain(&rec.uuid));
@@ -190,7 +204,7 @@ impl Daemon {
                     }
                 }
                 tracing::info!(domain = %rec.name, nics = rec.nics.len(), "adopted pinned data path");
-                if !gone.is_empty()
+                if (moved || !gone.is_empty())
                     && let Err(e) = d.state.save(&rec)
                 {
                     // The next restart cleans up what this one did again.
@@ -498,6 +512,7 @@ impl Daemon {
                     Some(&n.tap) == p.tap.as_ref()
                         && n.attached()
                         && self.dp.still_attached(&rec.uuid, n)
+                        && self.dp.complete(n)
                 })
             })
     }

@@ -84,6 +84,10 @@ impl Datapath {
     ) -> Result<Attachment, DatapathError> {
         // Each program with its own pin: `programs_mut` comes in hash
         // order, not in the order of PROGRAMS.
+        if let Some((ifindex, _)) = ct_for {
+            // A table queued for the ifindex goes in first (`ct_queue.rs`).
+            self.ct_settled(ifindex);
+        }
         let pins: Vec<(&str, PathBuf)> = PROGRAMS
             .iter()
             .map(|(name, _, suffix)| (*name, self.link_pin(uuid, tap, suffix)))

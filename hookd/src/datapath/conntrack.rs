@@ -5,7 +5,7 @@
 use crate::datapath::error::{DatapathError, io_err, map_err};
 use crate::datapath::{Datapath, batch};
 use aya::maps::{HashOfMaps, MapData};
-use hookd_bpf::layout::{CtEntry, CtKey};
+use hookd_bpf::layout::{self, CtEntry, CtKey};
 use hookd_model::plan::NicMode;
 
 /// The fewest and most connections a NIC's table may be configured for
@@ -47,7 +47,7 @@ fn lru_fill_limit(capacity: u32) -> usize {
 }
 
 /// A new, empty conntrack table of `entries`, not yet any NIC's.
-fn new_ct_table(entries: u32) -> Result<MapData, DatapathError> {
+pub(crate) fn new_ct_table(entries: u32) -> Result<MapData, DatapathError> {
     let def = aya_obj::Map::new_from_params(
         aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
         std::mem::size_of::<CtKey>() as u32,
@@ -116,6 +116,18 @@ impl Datapath {
     pub(crate) fn ct_settled(&self, ifindex: u32) {
         if let Some(q) = &self.ct_queue {
             q.settle(Some(ifindex));
+        }
+    }
+
+    /// Does the NIC have a conntrack table, or need none (its firewall
+    /// off both ways, or no config)? Waits for a queued table first.
+    pub(crate) fn has_ct_table_if_needed(&self, ifindex: u32) -> bool {
+        self.ct_settled(ifindex);
+        match self.nics.get(&ifindex, 0) {
+            Ok(c) if c.fw_ingress != layout::FW_OFF || c.fw_egress != layout::FW_OFF => {
+                self.ct.get(&ifindex, 0).is_ok()
+            }
+            _ => true,
         }
     }
 

@@ -15,7 +15,7 @@
 
 use crate::datapath::batch;
 use aya::maps::MapData;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -149,14 +149,78 @@ fn run(shared: &Shared, outer: &OwnedFd) {
             .iter()
             .map(|(i, t)| (*i, t.fd().as_fd().as_raw_fd() as u32))
             .collect();
-        if let Err(e) = batch::update_all(outer.as_fd(), &entries) {
-            // Those that did not go in fail closed until the NIC's next
-            // attach or re-apply gives them a table.
-            tracing::error!(error = %e, tables = entries.len(), "inserting conntrack tables: NICs without theirs drop what their firewall would judge");
-        }
+        insert_tables(outer.as_fd(), &entries);
         // The map of maps holds its own references: ours can go.
         drop(batch);
         shared.lock().inflight.clear();
         shared.done.notify_all();
+    }
+}
+
+/// Inserts `(ifindex, table fd)` entries into the map of maps `outer`: in
+/// one batch (one grace period), or, where the batch fails, one by one, as
+/// a batch stops at its first failure and would leave the rest out. Returns
+/// the ifindexes whose table did not go in, each logged: such a NIC fails
+/// closed until `started` or its next re-apply gives it a table
+/// (`DataPlane::complete`).
+fn insert_tables(outer: BorrowedFd<'_>, entries: &[(u32, u32)]) -> Vec<u32> {
+    let Err(e) = batch::update_all(outer, entries) else {
+        return Vec::new();
+    };
+    tracing::warn!(error = %e, tables = entries.len(), "inserting conntrack tables in one batch failed; inserting them one by one");
+    let mut failed = Vec::new();
+    for entry in entries {
+        if let Err(e) = batch::update_all(outer, std::slice::from_ref(entry)) {
+            tracing::error!(ifindex = entry.0, error = %e, "inserting the NIC's conntrack table failed: it drops what its firewall would judge until `started` or a re-apply gives it one");
+            failed.push(entry.0);
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AttachMode;
+    use crate::datapath::Datapath;
+    use aya_obj::generated::bpf_map_type;
+
+    fn map(kind: bpf_map_type) -> MapData {
+        let def = aya_obj::Map::new_from_params(
+            kind as u32,
+            if kind == bpf_map_type::BPF_MAP_TYPE_ARRAY {
+                4
+            } else {
+                8
+            },
+            8,
+            4,
+            0,
+        );
+        MapData::create(def, "hookd_test", None).unwrap()
+    }
+
+    /// A batch that fails at one table still puts in those after it, and
+    /// names the one that failed.
+    #[test]
+    #[ignore = "privileged: run by scripts/test-privileged.sh"]
+    fn a_failed_table_does_not_take_the_rest_of_its_batch_with_it() {
+        let fs = hookd_testkit::net::Bpffs::new();
+        let dp = Datapath::open(&fs.pin_dir(), AttachMode::Staged).unwrap();
+        let lru = crate::datapath::conntrack::new_ct_table(16).unwrap();
+        let lru2 = crate::datapath::conntrack::new_ct_table(16).unwrap();
+        // Not an LRU table of conntrack entries: the kernel refuses it.
+        let wrong = map(bpf_map_type::BPF_MAP_TYPE_ARRAY);
+        let fd = |m: &MapData| m.fd().as_fd().as_raw_fd() as u32;
+        let entries = [(1001, fd(&lru)), (1002, fd(&wrong)), (1003, fd(&lru2))];
+        let outer = MapData::from_pin(fs.pin_dir().join("maps").join(hookd_bpf::MAP_CT)).unwrap();
+        let failed = insert_tables(outer.fd().as_fd(), &entries);
+        assert_eq!(failed, vec![1002]);
+        assert!(dp.ct.get(&1001, 0).is_ok());
+        assert!(dp.ct.get(&1002, 0).is_err());
+        assert!(
+            dp.ct.get(&1003, 0).is_ok(),
+            "the table after the failed one went in"
+        );
     }
 }

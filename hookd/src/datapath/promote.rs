@@ -59,6 +59,40 @@ impl Datapath {
         self.set_pass_final(ifindex, false)
     }
 
+    /// Ends a move a previous daemon began (see [`DataPlane::finish_move`]
+    /// (crate::core::DataPlane::finish_move)): with the links pinned, the
+    /// filters go and the flag is cleared (returns tcx); without both of
+    /// them the NIC stays on its filters, a lone link removed and the flag
+    /// cleared (returns nothing).
+    pub fn finish_move(
+        &mut self,
+        uuid: &str,
+        tap: &str,
+        ifindex: u32,
+        how: Option<Attachment>,
+    ) -> Result<Option<Attachment>, DatapathError> {
+        if how != Some(Attachment::Netlink) {
+            return Ok(None);
+        }
+        let flagged = self
+            .nics
+            .get(&ifindex, 0)
+            .is_ok_and(|c| c.flags & layout::NIC_F_PASS_FINAL != 0);
+        if !self.links_pinned(uuid, tap) {
+            // One link of two at most: it goes, the filters judge alone.
+            self.detach(uuid, tap, Some(Attachment::Tcx))?;
+            if flagged {
+                self.set_pass_final(ifindex, false)?;
+            }
+            return Ok(None);
+        }
+        remove_filters(tap)?;
+        if flagged {
+            self.set_pass_final(ifindex, false)?;
+        }
+        Ok(Some(Attachment::Tcx))
+    }
+
     /// Sets or clears `NIC_F_PASS_FINAL` in the NIC's config, the rest of
     /// it unchanged (one map update: a packet sees the one or the other).
     fn set_pass_final(&mut self, ifindex: u32, on: bool) -> Result<(), DatapathError> {
