@@ -14,11 +14,23 @@ pub enum AttachMode {
     Auto,
     Tcx,
     Netlink,
-    /// A clsact qdisc at `start` (no RCU grace period: 1,000 taps in
-    /// seconds), each NIC moved to tcx in the background once its domain
-    /// runs (`datapath/promote.rs`); tcx at once where the tap already has
-    /// qdiscs of its own (libvirt's `<bandwidth>`).
+    /// The default. A clsact qdisc at `start` (no RCU grace period: 1,000
+    /// taps in seconds), each NIC moved to tcx in the background once its
+    /// domain runs (`datapath/promote.rs`); tcx at once where the tap
+    /// already has qdiscs of its own (libvirt's `<bandwidth>`).
     Staged,
+}
+
+impl AttachMode {
+    /// The mode hookd runs in on a kernel with or without tcx: `staged`
+    /// would move NICs to tcx links a kernel before 6.6 cannot make, so
+    /// there it is `netlink` (what `auto` falls back to as well).
+    pub fn on_kernel(self, has_tcx: bool) -> AttachMode {
+        match self {
+            AttachMode::Staged if !has_tcx => AttachMode::Netlink,
+            m => m,
+        }
+    }
 }
 
 /// What a destination does with carried firewall state it cannot load.
@@ -87,7 +99,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            attach: AttachMode::Auto,
+            attach: AttachMode::Staged,
             count_unmanaged: true,
             pin_dir: PathBuf::from("/sys/fs/bpf/hookd"),
             run_dir: PathBuf::from("/run/hookd"),
@@ -183,6 +195,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().attach, AttachMode::Staged);
         let c = Config::parse("attach = \"netlink\"\ncount_unmanaged = false\n").unwrap();
         assert_eq!(c.attach, AttachMode::Netlink);
         assert!(!c.count_unmanaged);
@@ -204,6 +217,11 @@ mod tests {
         let e = Config::parse("atach = \"tcx\"").unwrap_err().to_string();
         assert!(e.contains("atach"), "{e}");
         assert!(Config::parse("attach = \"xdp\"").is_err());
+        // Without tcx, staged cannot move a NIC: it is netlink from the start.
+        assert_eq!(AttachMode::Staged.on_kernel(false), AttachMode::Netlink);
+        assert_eq!(AttachMode::Staged.on_kernel(true), AttachMode::Staged);
+        assert_eq!(AttachMode::Tcx.on_kernel(false), AttachMode::Tcx);
+        assert_eq!(AttachMode::Auto.on_kernel(false), AttachMode::Auto);
         let c = Config::parse("metrics_listen = \"127.0.0.1:9469\"").unwrap();
         assert_eq!(c.metrics_listen.unwrap().port(), 9469);
         let e = Config::parse("metrics_listen = \"0.0.0.0:9469\"").unwrap_err();

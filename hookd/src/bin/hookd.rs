@@ -49,6 +49,15 @@ async fn run(args: DaemonArgs) -> Result<(), String> {
     if let Some(a) = args.attach {
         cfg.attach = a;
     }
+    let has_tcx = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+    let mode = cfg.attach.on_kernel(has_tcx);
+    if mode != cfg.attach {
+        tracing::info!(
+            "attach = \"staged\" moves NICs to tcx, which needs kernel 6.6 or newer: attaching through a clsact qdisc (netlink) instead"
+        );
+        cfg.attach = mode;
+    }
     let mut dp = Datapath::open(&cfg.pin_dir, cfg.attach).map_err(|e| e.to_string())?;
     let events = dp.take_events();
     dp.set_tenant_namespaces(cfg.tenant_namespaces.then(|| cfg.netns_dir.clone()));
