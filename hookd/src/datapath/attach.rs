@@ -51,8 +51,8 @@ impl Datapath {
             AttachMode::Netlink => self.attach_all_netlink(tap, ct_for),
             AttachMode::Tcx => self.attach_all_tcx(uuid, tap, ct_for),
             // tcx comes later (`promote`), off the start path; a tap
-            // with qdiscs of its own (libvirt's `<bandwidth>`, whose
-            // changes delete the ingress qdisc) gets tcx now.
+            // with an ingress qdisc of its own (libvirt's `<bandwidth>`
+            // outbound limit), beside which no clsact can go, gets tcx now.
             AttachMode::Staged => match tc::qdisc_add_clsact(tap) {
                 Ok(()) => self.attach_all_netlink(tap, ct_for),
                 Err(e) => {

@@ -3,9 +3,10 @@
 //!
 //! Why: each tcx link waits for an RCU grace period under RTNL (about 12 ms
 //! here), so 1,000 taps take 24 s whatever hookd does; a cls_bpf filter
-//! waits for none. But a clsact qdisc is deleted by `tc qdisc del dev TAP
-//! ingress`, as libvirt's `<bandwidth>` changes do, and tcx links are not:
-//! a NIC should not stay on the qdisc.
+//! waits for none. But filters go with their qdisc (`tc qdisc del dev TAP
+//! clsact`, by an operator or other software) and are not pinned, where
+//! tcx links stay until hookd removes their pins: a NIC should not stay on
+//! the qdisc.
 //!
 //! The tap is never without a program: the tcx links come first, then the
 //! filters go. While both are on the tap, the tcx copy runs first and the
