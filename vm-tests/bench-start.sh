@@ -5,10 +5,11 @@
 #   - libvirtd without hookd's hook (the baseline);
 #   - libvirtd with a hook that only reads its input (what any hook costs:
 #     libvirt runs it three times per start);
-#   - libvirtd with the hook: a guest without policy, and one with policy;
+#   - libvirtd with the hook: a guest without policy, and one with policy
+#     (hookd's default, `attach = "staged"`: a cls_bpf filter at start, no
+#     RCU grace period, and tcx links a second later);
 #   - the guest with policy again, hookd restarted with `attach = "netlink"`
-#     (a cls_bpf filter instead of a tcx link: no RCU grace period), and
-#     with `attach = "staged"` (netlink at start, tcx a second later);
+#     (filters only), and with `attach = "tcx"` (tcx links at start);
 #   - the baseline and the guest with policy again with the kernel's RCU
 #     grace periods expedited (/sys/kernel/rcu_expedited, restored after:
 #     tcx attaches wait for grace periods, and so does some of libvirt);
@@ -124,14 +125,9 @@ attached_by() {
     shift
     { cat "$SB/hookd.toml.saved"; echo "attach = \"$mode\""; } > "$SB/hookd-$mode.toml"
     hookd_with "$SB/hookd-$mode.toml"
-    # The start not counted, which also checks that the setting took (and,
-    # staged, that the NIC moves to tcx once the guest runs).
+    # The start not counted, which also checks that the setting took.
     sb_virsh start managed >/dev/null || sb_die "virsh start managed failed"
-    attach_is netlink
-    if [ "$mode" = staged ]; then
-        sleep 3
-        attach_is tcx
-    fi
+    attach_is "$mode"
     sb_virsh destroy managed >/dev/null
     "$@"
     hookd_with "$SB/hookd.toml.saved"
@@ -149,7 +145,7 @@ for r in $(seq "$ROUNDS"); do
     start_ms managed hook-policy
     expedited start_ms managed hook-policy-exp
     attached_by netlink start_ms managed hook-policy-nl
-    attached_by staged start_ms managed hook-policy-st
+    attached_by tcx start_ms managed hook-policy-tcx
     sb_log "round $r/$ROUNDS done"
 done
 
@@ -163,15 +159,15 @@ base() { case $1 in *-exp) pct nohook-exp "$2" ;; *) pct nohook "$2" ;; esac; }
 {
     echo "| variant | \`virsh start\` p50 | p99 | added at p50 | added at p99 | in hooks p50 | in hooks p99 |"
     echo "|---|---|---|---|---|---|---|"
-    for v in nohook empty-hook hook-plain hook-policy hook-policy-nl hook-policy-st nwfilter nohook-exp hook-policy-exp; do
+    for v in nohook empty-hook hook-plain hook-policy hook-policy-nl hook-policy-tcx nwfilter nohook-exp hook-policy-exp; do
         case $v in
             nohook) label="no hook (baseline)" ;;
             nohook-exp) label="no hook, host's \`rcu_expedited\` = 1 (baseline of the next row)" ;;
             empty-hook) label="a hook that only reads its input (libvirt's own cost of a hook)" ;;
             hook-policy-nl) label="hookd's hook, VM with policy, \`attach = \"netlink\"\`" ;;
-            hook-policy-st) label="hookd's hook, VM with policy, \`attach = \"staged\"\`" ;;
+            hook-policy-tcx) label="hookd's hook, VM with policy, \`attach = \"tcx\"\`" ;;
             hook-plain) label="hookd's hook, VM without policy" ;;
-            hook-policy) label="hookd's hook, VM with policy" ;;
+            hook-policy) label="hookd's hook, VM with policy (\`staged\`, the default)" ;;
             hook-policy-exp) label="hookd's hook, VM with policy, host's \`rcu_expedited\` = 1" ;;
             nwfilter) label="no hook, nwfilter clean-traffic" ;;
         esac
@@ -183,12 +179,12 @@ base() { case $1 in *-exp) pct nohook-exp "$2" ;; *) pct nohook "$2" ;; esac; }
                      if (i > 0) printf " %.0f ms | %.0f ms |\n", h, i; else print " - | - |" }'
     done
     echo
-    for v in hook-policy hook-policy-nl hook-policy-st hook-policy-exp; do
+    for v in hook-policy hook-policy-nl hook-policy-tcx hook-policy-exp; do
         added=$(awk -v b="$(pct "$v" 0.99)" -v d="$(base "$v" 0.99)" 'BEGIN { printf "%.0f", b - d }')
         case $v in
             hook-policy) what="VM with policy" ;;
             hook-policy-nl) what="VM with policy, \`attach = \"netlink\"\`" ;;
-            hook-policy-st) what="VM with policy, \`attach = \"staged\"\`" ;;
+            hook-policy-tcx) what="VM with policy, \`attach = \"tcx\"\`" ;;
             *) what="VM with policy, host's \`rcu_expedited\` = 1" ;;
         esac
         echo "- Goal: hook-added \`virsh start\` latency p99 under 20 ms ($what): **$(verdict "$added")** ($ROUNDS starts per variant, interleaved)."
@@ -200,7 +196,7 @@ base() { case $1 in *-exp) pct nohook-exp "$2" ;; *) pct nohook "$2" ;; esac; }
     echo
     echo "| variant | prepare | start | started |"
     echo "|---|---|---|---|"
-    for v in empty-hook hook-plain hook-policy hook-policy-nl hook-policy-st hook-policy-exp; do
+    for v in empty-hook hook-plain hook-policy hook-policy-nl hook-policy-tcx hook-policy-exp; do
         row="| $v |"
         for o in prepare start started; do
             awk -v o="$o" '$1 == o { print $2 }' "$SB/$v.ops" > "$SB/$v.$o"

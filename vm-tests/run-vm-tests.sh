@@ -53,16 +53,45 @@ policy "$SB/vm1.policy" 52:54:00:00:00:0a 192.0.2.10/32
 sandbox_define_vm vm1 52:54:00:00:00:0a 192.0.2.10/24 192.0.2.1 spoof "$SB/vm1.policy"
 sandbox_define_vm vm2 52:54:00:00:00:0b 192.0.2.11/24 192.0.2.1 spoof
 
-echo "# two guests: vm1 with hookd policy, vm2 without"
+# on_qdisc DOMAIN: hookd's two filters on the domain's tap, on a clsact qdisc
+on_qdisc() {
+    local tap
+    tap=$(sandbox_vm_tap "$1")
+    test "$("$HOOKCTL" show "$1" --json | jq -r '.nics[0].attach')" = netlink &&
+        tc filter show dev "$tap" ingress | grep -q hookd_from_vm &&
+        tc filter show dev "$tap" egress | grep -q hookd_to_vm
+}
+# on_tcx DOMAIN: the domain's NIC on tcx links (its record says so), no filter
+# or clsact qdisc left (libvirt may put its own ingress qdisc there)
+on_tcx() {
+    local tap
+    tap=$(sandbox_vm_tap "$1")
+    test "$("$HOOKCTL" show "$1" --json | jq -r '.nics[0].attach')" = tcx &&
+        ! tc filter show dev "$tap" ingress | grep -q hookd &&
+        ! tc filter show dev "$tap" egress | grep -q hookd &&
+        ! tc qdisc show dev "$tap" | grep -q clsact
+}
+# within5s CMD...: CMD succeeds within 5 s
+within5s() {
+    local _
+    for _ in $(seq 25); do
+        if "$@"; then return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+echo "# two guests: vm1 with hookd policy, vm2 without (attach = \"staged\", the default)"
 # hookd attaches while QEMU starts and libvirt's `started` hook waits for
 # it: with --paused the guest has run no instruction, and is already enforced.
 check "virsh start --paused vm1 (policy)" sandbox_start_vm vm1 --paused
 check "... vm1's vCPUs have not run" test "$(sb_virsh domstate vm1)" = paused
-enforced_paused() { # hookd's 2 tcx links on vm1's tap, and its policy in force
-    test "$(hookd_tcx_links)" -eq 2 &&
-        test "$("$HOOKCTL" show vm1 --json | jq -r '.nics[0].mode')" = anti-spoofing
+enforced_paused() { # hookd's programs on vm1's tap, and its policy in force: on
+    # the clsact qdisc it got at start, or already moved on (a second later)
+    test "$("$HOOKCTL" show vm1 --json | jq -r '.nics[0].mode')" = anti-spoofing &&
+        { on_qdisc vm1 || on_tcx vm1; }
 }
-check "... and its tap already carries hookd's 2 tcx links, with its policy" enforced_paused
+check "... and its tap already carries hookd's programs, with its policy" enforced_paused
 check "virsh resume vm1" sb_virsh resume vm1
 check "virsh start vm2 (no policy)" sandbox_start_vm vm2
 TAP1=$(sandbox_vm_tap vm1)
@@ -70,6 +99,10 @@ TAP2=$(sandbox_vm_tap vm2)
 UUID1=$(sb_virsh domuuid vm1)
 check "hookd attached to vm1 at 'start', before the guest ran" \
     test "$("$HOOKCTL" show vm1 --json | jq -r .attached_at)" = start
+check "vm1's NIC moved from its clsact qdisc to tcx links within 5 s" within5s on_tcx vm1
+check "... and vm2's too" within5s on_tcx vm2
+moved_logged() { grep 'moved from the clsact qdisc to tcx links' "$SB/hookd.log" | grep -q "$1"; }
+check "hookd's log says vm1's NIC moved" moved_logged "$TAP1"
 check "vm1's tap $TAP1 carries hookd's programs (tcx)" \
     test "$("$HOOKCTL" show vm1 --json | jq -r '.nics[0] | "\(.tap) \(.attach) \(.mode)"')" = "$TAP1 tcx anti-spoofing"
 check "the kernel holds 4 tcx links running hookd's programs (2 per VM)" test "$(hookd_tcx_links)" -eq 4
@@ -438,35 +471,20 @@ for n in blue green red; do
     check "hookctl network undefine $n" "$HOOKCTL" network undefine "$n"
 done
 
-echo "# attach = \"staged\": a clsact qdisc at start, tcx links a second later"
-cp /etc/hookd/hookd.toml "$SB/hookd.toml.unstaged" 2>/dev/null || : > "$SB/hookd.toml.unstaged"
-{ cat "$SB/hookd.toml.unstaged"; echo 'attach = "staged"'; } > /etc/hookd/hookd.toml
+echo "# attach = \"auto\": tcx links from the start"
+cp /etc/hookd/hookd.toml "$SB/hookd.toml.default" 2>/dev/null || : > "$SB/hookd.toml.default"
+{ cat "$SB/hookd.toml.default"; echo 'attach = "auto"'; } > /etc/hookd/hookd.toml
 sandbox_stop_hookd TERM
 sandbox_start_hookd
 policy "$SB/vm6.policy" 52:54:00:00:00:0f 192.0.2.15/32
 sandbox_define_vm vm6 52:54:00:00:00:0f 192.0.2.15/24 192.0.2.1 spoof "$SB/vm6.policy"
 links_before=$(hookd_tcx_links)
-check "staged: virsh start --paused vm6 (policy)" sandbox_start_vm vm6 --paused
-TAP6=$(sandbox_vm_tap vm6)
-on_qdisc() { # hookd's filters on vm6's tap, its policy in force, no tcx link yet
-    test "$("$HOOKCTL" show vm6 --json | jq -r '.nics[0] | "\(.attach) \(.mode)"')" = "netlink anti-spoofing" &&
-        tc filter show dev "$TAP6" ingress | grep -q hookd_from_vm &&
-        tc filter show dev "$TAP6" egress | grep -q hookd_to_vm
+check "auto: virsh start --paused vm6 (policy)" sandbox_start_vm vm6 --paused
+paused_on_tcx() { # vm6's 2 tcx links in, no filter, its policy in force
+    test "$(hookd_tcx_links)" -eq "$((links_before + 2))" && on_tcx vm6 &&
+        test "$("$HOOKCTL" show vm6 --json | jq -r '.nics[0].mode')" = anti-spoofing
 }
-check "... its paused guest is enforced by hookd's filters on a clsact qdisc" on_qdisc
-on_tcx() { # vm6's NIC moved: its record says tcx, 2 more tcx links, no filter left
-    test "$("$HOOKCTL" show vm6 --json | jq -r '.nics[0].attach')" = tcx &&
-        test "$(hookd_tcx_links)" -eq "$((links_before + 2))" &&
-        ! tc filter show dev "$TAP6" ingress | grep -q hookd &&
-        ! tc filter show dev "$TAP6" egress | grep -q hookd
-}
-moved=1
-for _ in $(seq 25); do
-    if on_tcx; then moved=0; break; fi
-    sleep 0.2
-done
-check "... and within 5 s on 2 tcx links, its filters gone" test "$moved" -eq 0
-check "hookd's log says it moved" grep -q 'moved from the clsact qdisc to tcx links' "$SB/hookd.log"
+check "... its paused guest is enforced by 2 tcx links already, no filter" paused_on_tcx
 check "virsh resume vm6" sb_virsh resume vm6
 sandbox_wait_console vm6 'GUEST DONE' 150 || true
 check "vm6: its first frames, from a spoofed IP, were dropped" console_has vm6 "RESULT spoof_ip=fail"
@@ -475,7 +493,7 @@ check "vm6: ping from a changed MAC is dropped" console_has vm6 "RESULT spoof_ma
 check "vm6: legitimate again after restoring the MAC" console_has vm6 "RESULT legit_after=ok"
 sb_virsh destroy vm6 >/dev/null 2>&1 || true
 check "vm6 gone: its 2 tcx links with it" test "$(hookd_tcx_links)" -eq "$links_before"
-cp "$SB/hookd.toml.unstaged" /etc/hookd/hookd.toml
+cp "$SB/hookd.toml.default" /etc/hookd/hookd.toml
 sandbox_stop_hookd TERM
 sandbox_start_hookd
 

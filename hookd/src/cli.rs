@@ -26,8 +26,8 @@ pub struct DaemonArgs {
     /// configuration.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Override how programs are attached: auto, tcx, netlink or staged
-    /// (clsact at start, moved to tcx a second later).
+    /// Override how programs are attached: staged (the default: clsact at
+    /// start, moved to tcx a second later), auto, tcx or netlink.
     #[arg(long, value_enum)]
     pub attach: Option<crate::config::AttachMode>,
 }

@@ -14,17 +14,17 @@ pub enum AttachMode {
     Auto,
     Tcx,
     Netlink,
-    /// A clsact qdisc at `start` (no RCU grace period: 1,000 taps in
-    /// seconds), each NIC moved to tcx in the background once its domain
-    /// runs (`datapath/promote.rs`); tcx at once where the tap already has
-    /// qdiscs of its own (libvirt's `<bandwidth>`).
+    /// The default. A clsact qdisc at `start` (no RCU grace period: 1,000
+    /// taps in seconds), each NIC moved to tcx in the background once its
+    /// domain runs (`datapath/promote.rs`); tcx at once where the tap
+    /// already has qdiscs of its own (libvirt's `<bandwidth>`).
     Staged,
 }
 
 impl AttachMode {
     /// The mode hookd runs in on a kernel with or without tcx: `staged`
-    /// would move NICs to tcx links a kernel before 6.6 cannot make (and
-    /// retry every 30 s), so there it is `netlink`.
+    /// would move NICs to tcx links a kernel before 6.6 cannot make, so
+    /// there it is `netlink` (what `auto` falls back to as well).
     pub fn on_kernel(self, has_tcx: bool) -> AttachMode {
         match self {
             AttachMode::Staged if !has_tcx => AttachMode::Netlink,
@@ -99,7 +99,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            attach: AttachMode::Auto,
+            attach: AttachMode::Staged,
             count_unmanaged: true,
             pin_dir: PathBuf::from("/sys/fs/bpf/hookd"),
             run_dir: PathBuf::from("/run/hookd"),
@@ -195,6 +195,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().attach, AttachMode::Staged);
         let c = Config::parse("attach = \"netlink\"\ncount_unmanaged = false\n").unwrap();
         assert_eq!(c.attach, AttachMode::Netlink);
         assert!(!c.count_unmanaged);

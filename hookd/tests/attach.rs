@@ -325,7 +325,8 @@ fn tc_show(what: &str, tap: &str) -> String {
 /// `attach = "staged"`: the NIC is judged from `start` on by a clsact
 /// qdisc, then moves to tcx links under traffic. Every frame the "VM"
 /// sends during the move is judged exactly once (no spoofed frame passes,
-/// no passed frame is counted twice), and every frame to it too.
+/// no passed frame is counted twice), and every frame to it too, though
+/// the delete of the emptied qdisc may drop one of those on its way.
 #[test]
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn staged_attach_moves_to_tcx_judging_every_frame_once() {
@@ -397,14 +398,16 @@ fn staged_attach_moves_to_tcx_judging_every_frame_once() {
             legit,
             "every legitimate frame passed and counted once"
         );
-        assert_eq!(
-            after.to_vm_packets - before.to_vm_packets,
-            read,
-            "every frame to the VM counted once, and none lost"
+        // Frames to the VM: each counted once; deleting the emptied qdisc
+        // may drop one on its way to the guest (counted, not read).
+        let to_vm = after.to_vm_packets - before.to_vm_packets;
+        assert!(
+            to_vm >= read && to_vm - read <= 2,
+            "{to_vm} frames to the VM counted, {read} arrived"
         );
         assert!(
-            read >= legit,
-            "the host answered: {read} frames for {legit} pings"
+            to_vm >= legit,
+            "the host answered: {to_vm} frames counted to the VM for {legit} pings ({read} arrived)"
         );
 
         // On tcx now: pinned links, no filter or qdisc left, the flag off.
@@ -425,9 +428,13 @@ fn staged_attach_moves_to_tcx_judging_every_frame_once() {
             !tc_show("filter", "vnet8").contains("hookd"),
             "a filter left"
         );
-        // The qdisc stays, empty: deleting one deactivates the tap for a
-        // moment, dropping frames to the guest.
-        assert!(tc_show("qdisc", "vnet8").contains("clsact"));
+        // The emptied qdisc is gone too: left there, it would keep libvirt
+        // from adding an ingress qdisc for an outbound bandwidth limit.
+        assert!(
+            !tc_show("qdisc", "vnet8").contains("clsact"),
+            "the qdisc left"
+        );
+        sh("tc qdisc add dev vnet8 handle ffff: ingress && tc qdisc del dev vnet8 ingress");
         let pinned = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
         let nics: aya::maps::HashMap<MapData, u32, NicConfig> =
             aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(pinned).unwrap()).unwrap();
@@ -441,21 +448,35 @@ fn staged_attach_moves_to_tcx_judging_every_frame_once() {
         assert_eq!(d.records()[0].nics[0].attach, Some(Attachment::Tcx));
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 9), 0);
 
-        // A tap with a qdisc of its own (libvirt's <bandwidth> puts an
-        // ingress qdisc there, and deletes it on changes): tcx at once.
+        // Taps with qdiscs of their own get tcx at once: beside libvirt's
+        // ingress qdisc (a `<bandwidth>` outbound limit) no clsact can go,
+        // and deleting hookd's after the move would drop what a configured
+        // root qdisc (an inbound limit, `htb 1:`) holds queued.
         let _tap2 = Tap::create("vnet9");
-        sh("ip link set vnet9 up && tc qdisc add dev vnet9 ingress");
-        let xml2 = DomainXml::new("vm2", "00000000-0000-4000-8000-0000000000b2")
-            .metadata(&xml::policy(
-                "<hookd:interface><hookd:address prefix='192.0.2.20/32'/></hookd:interface>",
-            ))
-            .nic("ethernet", "52:54:00:00:00:0b", Some("vnet9"))
+        let _tap4 = Tap::create("vnet11");
+        for (n, tap, qdisc) in [
+            (2, "vnet9", "ingress"),
+            (4, "vnet11", "root handle 1: htb default 1"),
+        ] {
+            sh(&format!(
+                "ip link set {tap} up && tc qdisc add dev {tap} {qdisc}"
+            ));
+            let xml = DomainXml::new(
+                &format!("vm{n}"),
+                &format!("00000000-0000-4000-8000-0000000000b{n}"),
+            )
+            .metadata(&xml::policy(&format!(
+                "<hookd:interface><hookd:address prefix='192.0.2.{n}0/32'/></hookd:interface>"
+            )))
+            .nic("ethernet", &format!("52:54:00:00:00:0{n}"), Some(tap))
             .to_string();
-        hook(&mut d, "start", &xml2).unwrap();
-        let r2 = d.find("vm2").unwrap();
-        assert_eq!(r2.nics[0].attach, Some(Attachment::Tcx));
-        assert_eq!(d.promotions_waiting(), 0);
-        hook(&mut d, "stopped", &xml2).unwrap();
+            hook(&mut d, "start", &xml).unwrap();
+            let r = d.find(&format!("vm{n}")).unwrap();
+            assert_eq!(r.nics[0].attach, Some(Attachment::Tcx), "{qdisc}");
+            assert_eq!(d.promotions_waiting(), 0);
+            assert!(!tc_show("qdisc", tap).contains("clsact"));
+            hook(&mut d, "stopped", &xml).unwrap();
+        }
 
         // Security groups: the NIC's conntrack table goes in with the
         // queue's next batch, and `started` waits for it.
@@ -546,6 +567,10 @@ fn a_move_to_tcx_left_half_done_is_finished_by_the_next_daemon() {
         assert!(
             !tc_show("filter", "vnet8").contains("hookd"),
             "the filters went"
+        );
+        assert!(
+            !tc_show("qdisc", "vnet8").contains("clsact"),
+            "the qdisc went"
         );
         let flags = nics().get(&ifindex, 0).unwrap().flags;
         assert_eq!(

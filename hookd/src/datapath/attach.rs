@@ -4,7 +4,7 @@
 use crate::config::AttachMode;
 use crate::datapath::conntrack::ensure_ct_table;
 use crate::datapath::error::{DatapathError, io_err, prog_err};
-use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev};
+use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev, qdisc};
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
 use std::path::{Path, PathBuf};
@@ -50,9 +50,14 @@ impl Datapath {
         let result = match self.mode {
             AttachMode::Netlink => self.attach_all_netlink(tap, ct_for),
             AttachMode::Tcx => self.attach_all_tcx(uuid, tap, ct_for),
-            // tcx comes later (`promote`), off the start path; a tap
-            // with an ingress qdisc of its own (libvirt's `<bandwidth>`
-            // outbound limit), beside which no clsact can go, gets tcx now.
+            // tcx comes later (`promote`), off the start path. A tap with
+            // qdiscs of its own gets tcx now: beside libvirt's ingress
+            // qdisc (a `<bandwidth>` outbound limit) no clsact can go, and
+            // deleting hookd's clsact after the move would drop what a
+            // configured root qdisc (an inbound limit) holds queued.
+            AttachMode::Staged if Self::tap_has_configured_root(tap) => {
+                self.attach_all_tcx(uuid, tap, ct_for)
+            }
             AttachMode::Staged => match tc::qdisc_add_clsact(tap) {
                 Ok(()) => self.attach_all_netlink(tap, ct_for),
                 Err(e) => {
@@ -71,6 +76,17 @@ impl Datapath {
             let _ = self.detach(uuid, tap, None);
         }
         result
+    }
+
+    /// Has `tap` a root qdisc someone configured? When that cannot be
+    /// read, it is taken to have one: tcx costs time, never protection.
+    fn tap_has_configured_root(tap: &str) -> bool {
+        netdev::ifindex(tap)
+            .and_then(qdisc::has_configured_root)
+            .unwrap_or_else(|e| {
+                tracing::debug!(tap, error = %e, "reading the tap's root qdisc: tcx at once");
+                true
+            })
     }
 
     /// Both programs with tcx, side by side with the conntrack table's

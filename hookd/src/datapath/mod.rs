@@ -39,6 +39,7 @@ mod network;
 mod nic;
 mod owned;
 mod promote;
+mod qdisc;
 pub mod ra;
 mod tcfilter;
 pub mod tenant;

@@ -150,6 +150,17 @@ impl Rtnl {
     /// Sends one request (with `flags` besides REQUEST and ACK) and waits
     /// for the kernel's answer: Ok on its ACK, its errno otherwise.
     pub(crate) fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.exchange(msg, flags).map(drop)
+    }
+
+    /// [`Rtnl::request`], returning the messages the kernel answered with
+    /// before its ACK (the object a `Get` asks for).
+    pub(crate) fn exchange(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut answers = Vec::new();
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -166,13 +177,17 @@ impl Rtnl {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                 let len = reply.header.length as usize;
-                if reply.header.sequence_number == self.seq
-                    && let NetlinkPayload::Error(e) = reply.payload
-                {
-                    return match e.code {
-                        None => Ok(()),
-                        Some(_) => Err(e.to_io()),
-                    };
+                if reply.header.sequence_number == self.seq {
+                    match reply.payload {
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(answers),
+                                Some(_) => Err(e.to_io()),
+                            };
+                        }
+                        NetlinkPayload::InnerMessage(m) => answers.push(m),
+                        _ => {}
+                    }
                 }
                 if len == 0 {
                     break;

@@ -17,8 +17,8 @@
 
 use crate::config::AttachMode;
 use crate::datapath::error::{DatapathError, io_err, map_err};
-use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev};
-use aya::programs::tc;
+use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev, qdisc, tcfilter};
+use aya::programs::tc::{self, TcAttachType};
 use hookd_bpf::layout;
 
 impl Datapath {
@@ -56,6 +56,8 @@ impl Datapath {
         // that the tap's other tc filters (libvirt's policing) keep running.
         if let Err(e) = remove_filters(tap) {
             tracing::warn!(tap, error = %e, "on tcx now, but a cls_bpf filter is left behind the links: it counts what they pass a second time");
+        } else {
+            drop_empty_clsact(tap, ifindex);
         }
         self.set_pass_final(ifindex, false)
     }
@@ -88,6 +90,7 @@ impl Datapath {
             return Ok(None);
         }
         remove_filters(tap)?;
+        drop_empty_clsact(tap, ifindex);
         if flagged {
             self.set_pass_final(ifindex, false)?;
         }
@@ -112,11 +115,34 @@ impl Datapath {
     }
 }
 
+/// Deletes the clsact qdisc that `staged` made for the NIC's filters, now
+/// that they are gone, unless it holds filters of others. Left on the tap,
+/// it would keep libvirt from adding the ingress qdisc of an outbound
+/// bandwidth limit set on the running VM (`virsh domiftune`: the kernel
+/// allows one of the two). The price: deleting a qdisc deactivates the
+/// tap for a moment (the kernel's `dev_deactivate`, about 60 µs here), and
+/// a frame on its way to the guest then may be dropped. A failure is
+/// logged; the NIC is on tcx either way.
+fn drop_empty_clsact(tap: &str, ifindex: u32) {
+    let others = [TcAttachType::Ingress, TcAttachType::Egress]
+        .into_iter()
+        .map(|kind| tcfilter::has_filters(ifindex, kind))
+        .collect::<std::io::Result<Vec<bool>>>();
+    let outcome = match others {
+        Ok(v) if v.contains(&true) => {
+            tracing::info!(tap, "the clsact qdisc holds filters of others: it stays");
+            Ok(())
+        }
+        Ok(_) => qdisc::delete_clsact(ifindex),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(tap, error = %e, "on tcx now, but the emptied clsact qdisc stays: libvirt cannot add an outbound bandwidth limit to this tap");
+    }
+}
+
 /// Removes hookd's two filters from the tap, each tried (one already
-/// gone, say after a restart mid-move, is no error). The clsact qdisc
-/// stays, empty: deleting a qdisc deactivates the device for a moment (the
-/// kernel's `dev_deactivate`), dropping frames on their way to the guest,
-/// and an empty one costs a packet nothing.
+/// gone, say after a restart mid-move, is no error).
 fn remove_filters(tap: &str) -> Result<(), DatapathError> {
     let mut first = Ok(());
     for (name, kind, _) in PROGRAMS {

@@ -90,6 +90,20 @@ fn parse_filter(body: &[u8]) -> Option<BpfFilter> {
 
 /// The `cls_bpf` filters on the clsact hook `kind` of `ifindex`.
 pub(crate) fn bpf_filters(ifindex: u32, kind: TcAttachType) -> io::Result<Vec<BpfFilter>> {
+    Ok(dump(ifindex, kind)?
+        .iter()
+        .filter_map(|body| parse_filter(body))
+        .collect())
+}
+
+/// Does the clsact hook `kind` of `ifindex` hold any filter, of any kind?
+pub(crate) fn has_filters(ifindex: u32, kind: TcAttachType) -> io::Result<bool> {
+    Ok(!dump(ifindex, kind)?.is_empty())
+}
+
+/// The bodies (tcmsg and attributes) of the `RTM_NEWTFILTER` messages of
+/// a dump of the clsact hook `kind` of `ifindex`.
+fn dump(ifindex: u32, kind: TcAttachType) -> io::Result<Vec<Vec<u8>>> {
     let parent = match kind {
         TcAttachType::Ingress => TC_H_INGRESS_PARENT,
         TcAttachType::Egress => TC_H_EGRESS_PARENT,
@@ -159,7 +173,7 @@ pub(crate) fn bpf_filters(ifindex: u32, kind: TcAttachType) -> io::Result<Vec<Bp
                         return Err(io::Error::from_raw_os_error(-err));
                     }
                 }
-                k if k == libc::RTM_NEWTFILTER => out.extend(parse_filter(body)),
+                k if k == libc::RTM_NEWTFILTER => out.push(body.to_vec()),
                 _ => {}
             }
             msgs = msgs.get(align4(len)..).unwrap_or_default();

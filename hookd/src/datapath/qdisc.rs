@@ -1,0 +1,48 @@
+//! The qdiscs of a tap that decide how hookd may attach to it, over
+//! rtnetlink: whether someone configured its root qdisc, and deleting the
+//! clsact qdisc hookd made for `attach = "staged"` once the NIC is on tcx.
+
+use crate::datapath::netns::Rtnl;
+use netlink_packet_core::NLM_F_ECHO;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
+use std::io;
+
+fn index(ifindex: u32) -> io::Result<i32> {
+    i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Does the device have a root qdisc that someone configured (libvirt's
+/// `<bandwidth>` inbound limit is `htb 1:`), rather than the kernel's
+/// default one, which has handle 0?
+pub(crate) fn has_configured_root(ifindex: u32) -> io::Result<bool> {
+    let index = index(ifindex)?;
+    let mut get = TcMessage::with_index(index);
+    get.header.parent = TcHandle::ROOT;
+    // The kernel answers a qdisc `Get` as a notification, which it sends
+    // back to the asker only with NLM_F_ECHO.
+    let answers =
+        Rtnl::open()?.exchange(RouteNetlinkMessage::GetQueueDiscipline(get), NLM_F_ECHO)?;
+    Ok(answers.iter().any(|m| {
+        matches!(m, RouteNetlinkMessage::NewQueueDiscipline(q)
+            if q.header.index == index && q.header.handle != TcHandle::UNSPEC)
+    }))
+}
+
+/// Deletes the device's clsact qdisc (`tc qdisc del dev TAP clsact`), with
+/// whatever filters it holds. None there is no error, and neither is an
+/// ingress qdisc in its place (another kind: the kernel refuses to delete
+/// it as a clsact, EINVAL, and it stays).
+pub(crate) fn delete_clsact(ifindex: u32) -> io::Result<()> {
+    let mut del = TcMessage::with_index(index(ifindex)?);
+    del.header.parent = TcHandle::CLSACT;
+    del.header.handle = TcHandle {
+        major: TcHandle::CLSACT.major,
+        minor: 0,
+    };
+    del.attributes.push(TcAttribute::Kind("clsact".into()));
+    match Rtnl::open()?.request(RouteNetlinkMessage::DelQueueDiscipline(del), 0) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(()),
+        r => r,
+    }
+}
