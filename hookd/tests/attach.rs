@@ -331,6 +331,9 @@ fn tc_show(what: &str, tap: &str) -> String {
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn staged_attach_moves_to_tcx_judging_every_frame_once() {
     on_vm_tap("staged", "vnet8", |mut tap, pin_dir| {
+        // As libvirt leaves a tap: a `noqueue` root qdisc (which gets a
+        // handle of the kernel's choosing), holding nothing.
+        sh("tc qdisc add dev vnet8 root handle 0: noqueue");
         let run = tempfile::tempdir().unwrap();
         let mut d = daemon(&pin_dir, run.path(), AttachMode::Staged);
         let xml = domain_xml("vnet8", true, true);

@@ -12,9 +12,10 @@ fn index(ifindex: u32) -> io::Result<i32> {
     i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// Does the device have a root qdisc that someone configured (libvirt's
-/// `<bandwidth>` inbound limit is `htb 1:`), rather than the kernel's
-/// default one, which has handle 0?
+/// Does the device have a root qdisc that someone configured to queue
+/// (libvirt's `<bandwidth>` inbound limit is `htb 1:`)? Not the kernel's
+/// default one, which has handle 0, nor the `noqueue` that libvirt gives
+/// every tap, which holds nothing.
 pub(crate) fn has_configured_root(ifindex: u32) -> io::Result<bool> {
     let index = index(ifindex)?;
     let mut get = TcMessage::with_index(index);
@@ -23,9 +24,16 @@ pub(crate) fn has_configured_root(ifindex: u32) -> io::Result<bool> {
     // back to the asker only with NLM_F_ECHO.
     let answers =
         Rtnl::open()?.exchange(RouteNetlinkMessage::GetQueueDiscipline(get), NLM_F_ECHO)?;
-    Ok(answers.iter().any(|m| {
-        matches!(m, RouteNetlinkMessage::NewQueueDiscipline(q)
-            if q.header.index == index && q.header.handle != TcHandle::UNSPEC)
+    Ok(answers.iter().any(|m| match m {
+        RouteNetlinkMessage::NewQueueDiscipline(q) => {
+            q.header.index == index
+                && q.header.handle != TcHandle::UNSPEC
+                && !q
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, TcAttribute::Kind(k) if k == "noqueue"))
+        }
+        _ => false,
     }))
 }
 
