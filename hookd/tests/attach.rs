@@ -322,6 +322,26 @@ fn tc_show(what: &str, tap: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The pinned `hookd_nics` map, as the programs read it.
+fn pinned_nics(pin_dir: &Path) -> aya::maps::HashMap<MapData, u32, NicConfig> {
+    let m = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
+    aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(m).unwrap()).unwrap()
+}
+
+/// After a move to tcx: none of hookd's filters is left on `tap`, nor the
+/// clsact qdisc that held them (left there, it would keep libvirt from
+/// adding an ingress qdisc for an outbound bandwidth limit).
+fn assert_off_the_qdisc(tap: &str) {
+    assert!(
+        !tc_show("filter", tap).contains("hookd"),
+        "a filter left on {tap}"
+    );
+    assert!(
+        !tc_show("qdisc", tap).contains("clsact"),
+        "the qdisc left on {tap}"
+    );
+}
+
 /// `attach = "staged"`: the NIC is judged from `start` on by a clsact
 /// qdisc, then moves to tcx links under traffic. Every frame the "VM"
 /// sends during the move is judged exactly once (no spoofed frame passes,
@@ -427,21 +447,9 @@ fn staged_attach_moves_to_tcx_judging_every_frame_once() {
                 .count()
                 == 2
         );
-        assert!(
-            !tc_show("filter", "vnet8").contains("hookd"),
-            "a filter left"
-        );
-        // The emptied qdisc is gone too: left there, it would keep libvirt
-        // from adding an ingress qdisc for an outbound bandwidth limit.
-        assert!(
-            !tc_show("qdisc", "vnet8").contains("clsact"),
-            "the qdisc left"
-        );
+        assert_off_the_qdisc("vnet8");
         sh("tc qdisc add dev vnet8 handle ffff: ingress && tc qdisc del dev vnet8 ingress");
-        let pinned = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
-        let nics: aya::maps::HashMap<MapData, u32, NicConfig> =
-            aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(pinned).unwrap()).unwrap();
-        let cfg = nics.get(&nic.ifindex, 0).unwrap();
+        let cfg = pinned_nics(&pin_dir).get(&nic.ifindex, 0).unwrap();
         assert_eq!(cfg.flags & hookd_bpf::layout::NIC_F_PASS_FINAL, 0);
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 7), 0);
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 8), 1);
@@ -553,13 +561,7 @@ fn a_move_to_tcx_left_half_done_is_finished_by_the_next_daemon() {
             let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
             dp.attach(&uuid, "vnet8", None).unwrap();
         }
-        let nics = || {
-            let m = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
-            aya::maps::HashMap::<MapData, u32, NicConfig>::try_from(
-                aya::maps::Map::from_map_data(m).unwrap(),
-            )
-            .unwrap()
-        };
+        let nics = || pinned_nics(&pin_dir);
         let mut cfg = nics().get(&ifindex, 0).unwrap();
         cfg.flags |= hookd_bpf::layout::NIC_F_PASS_FINAL;
         nics().insert(ifindex, cfg, 0).unwrap();
@@ -567,14 +569,7 @@ fn a_move_to_tcx_left_half_done_is_finished_by_the_next_daemon() {
 
         let d = daemon(&pin_dir, run.path(), AttachMode::Tcx);
         assert_eq!(d.records()[0].nics[0].attach, Some(Attachment::Tcx));
-        assert!(
-            !tc_show("filter", "vnet8").contains("hookd"),
-            "the filters went"
-        );
-        assert!(
-            !tc_show("qdisc", "vnet8").contains("clsact"),
-            "the qdisc went"
-        );
+        assert_off_the_qdisc("vnet8");
         let flags = nics().get(&ifindex, 0).unwrap().flags;
         assert_eq!(
             flags & hookd_bpf::layout::NIC_F_PASS_FINAL,
