@@ -154,7 +154,8 @@ impl Rtnl {
     }
 
     /// [`Rtnl::request`], returning the messages the kernel answered with
-    /// before its ACK (the object a `Get` asks for).
+    /// before its ACK (the object a `Get` asks for, or a dump's objects
+    /// with `NLM_F_DUMP`).
     pub(crate) fn exchange(
         &mut self,
         msg: RouteNetlinkMessage,
@@ -185,6 +186,8 @@ impl Rtnl {
                                 Some(_) => Err(e.to_io()),
                             };
                         }
+                        // A dump ends here (its ACK is this, not an Error).
+                        NetlinkPayload::Done(_) => return Ok(answers),
                         NetlinkPayload::InnerMessage(m) => answers.push(m),
                         _ => {}
                     }

@@ -1,11 +1,14 @@
-//! Reading a tap's `cls_bpf` filters over rtnetlink (a `RTM_GETTFILTER`
-//! dump), to find the priority and handle under which a netlink-attached
-//! program sits: replacing it in place needs both, and aya 0.14 has no
-//! public call that lists them.
+//! Reading a tap's tc filters over rtnetlink (a `RTM_GETTFILTER` dump),
+//! to find the priority and handle under which a netlink-attached program
+//! sits: replacing it in place needs both, and aya 0.14 has no public call
+//! that lists them.
 
+use crate::datapath::netns::Rtnl;
 use aya::programs::tc::TcAttachType;
+use netlink_packet_core::NLM_F_DUMP;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// One `cls_bpf` filter on a clsact hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,60 +21,19 @@ pub(crate) struct BpfFilter {
     pub(crate) prog_id: u32,
 }
 
-// From <linux/rtnetlink.h>, <linux/pkt_sched.h> and <linux/pkt_cls.h>.
-const TC_H_INGRESS_PARENT: u32 = 0xFFFF_FFF2; // TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
-const TC_H_EGRESS_PARENT: u32 = 0xFFFF_FFF3; // TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS)
-const TCA_KIND: u16 = 1;
-const TCA_OPTIONS: u16 = 2;
-const TCA_BPF_NAME: u16 = 7;
-const TCA_BPF_ID: u16 = 11;
-const NLA_TYPE_MASK: u16 = 0x3fff; // without NLA_F_NESTED / NLA_F_NET_BYTEORDER
-const NLMSG_HDRLEN: usize = 16;
-const TCMSG_LEN: usize = 20;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// The netlink attributes in `b`, as (type, payload).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = usize::from(u16_at(b, 0)?);
-        let kind = u16_at(b, 2)? & NLA_TYPE_MASK;
-        let payload = b.get(4..len)?;
-        b = b.get(align4(len)..).unwrap_or_default();
-        Some((kind, payload))
-    })
-}
-
-fn c_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-/// One `RTM_NEWTFILTER` message body (tcmsg and attributes): a filter if
-/// it is a `cls_bpf` one that names its program. The dump also lists each
-/// priority's chain head, which has no options; those are skipped.
-fn parse_filter(body: &[u8]) -> Option<BpfFilter> {
-    let handle = u32_at(body, 8)?;
-    let info = u32_at(body, 16)?;
-    let (mut kind, mut name, mut prog_id) = (None, None, None);
-    for (t, payload) in attrs(body.get(TCMSG_LEN..)?) {
-        match t {
-            TCA_KIND => kind = Some(c_string(payload)),
-            TCA_OPTIONS => {
-                for (t, p) in attrs(payload) {
-                    match t {
-                        TCA_BPF_NAME => name = Some(c_string(p)),
-                        TCA_BPF_ID => prog_id = u32_at(p, 0),
+/// A filter if it is a `cls_bpf` one that names its program. The dump
+/// also lists each priority's chain head, which has no options; those are
+/// skipped.
+fn bpf_filter(m: &TcMessage) -> Option<BpfFilter> {
+    let (mut bpf, mut name, mut prog_id) = (false, None, None);
+    for a in &m.attributes {
+        match a {
+            TcAttribute::Kind(k) => bpf = k == "bpf",
+            TcAttribute::Options(opts) => {
+                for o in opts {
+                    match o {
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
+                        TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(*id),
                         _ => {}
                     }
                 }
@@ -79,10 +41,10 @@ fn parse_filter(body: &[u8]) -> Option<BpfFilter> {
             _ => {}
         }
     }
-    (kind.as_deref() == Some("bpf")).then_some(())?;
+    bpf.then_some(())?;
     Some(BpfFilter {
-        priority: (info >> 16) as u16,
-        handle,
+        priority: (m.header.info >> 16) as u16,
+        handle: u32::from(m.header.handle),
         name: name?,
         prog_id: prog_id?,
     })
@@ -90,10 +52,7 @@ fn parse_filter(body: &[u8]) -> Option<BpfFilter> {
 
 /// The `cls_bpf` filters on the clsact hook `kind` of `ifindex`.
 pub(crate) fn bpf_filters(ifindex: u32, kind: TcAttachType) -> io::Result<Vec<BpfFilter>> {
-    Ok(dump(ifindex, kind)?
-        .iter()
-        .filter_map(|body| parse_filter(body))
-        .collect())
+    Ok(dump(ifindex, kind)?.iter().filter_map(bpf_filter).collect())
 }
 
 /// Does the clsact hook `kind` of `ifindex` hold any filter, of any kind?
@@ -101,116 +60,58 @@ pub(crate) fn has_filters(ifindex: u32, kind: TcAttachType) -> io::Result<bool> 
     Ok(!dump(ifindex, kind)?.is_empty())
 }
 
-/// The bodies (tcmsg and attributes) of the `RTM_NEWTFILTER` messages of
-/// a dump of the clsact hook `kind` of `ifindex`.
-fn dump(ifindex: u32, kind: TcAttachType) -> io::Result<Vec<Vec<u8>>> {
+/// The filters (and chain heads) a dump of the clsact hook `kind` of
+/// `ifindex` lists.
+fn dump(ifindex: u32, kind: TcAttachType) -> io::Result<Vec<TcMessage>> {
     let parent = match kind {
-        TcAttachType::Ingress => TC_H_INGRESS_PARENT,
-        TcAttachType::Egress => TC_H_EGRESS_PARENT,
-        TcAttachType::Custom(parent) => parent,
+        TcAttachType::Ingress => TcHandle {
+            major: TcHandle::CLSACT.major,
+            minor: TcHandle::MIN_INGRESS,
+        },
+        TcAttachType::Egress => TcHandle {
+            major: TcHandle::CLSACT.major,
+            minor: TcHandle::MIN_EGRESS,
+        },
+        TcAttachType::Custom(parent) => TcHandle::from(parent),
     };
-    // SAFETY: socket(2) with constant arguments; the fd it returns is owned
-    // by nobody else, so OwnedFd may close it.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-
-    // nlmsghdr (len, type, flags, seq, pid) then tcmsg (family, pad,
-    // ifindex, handle, parent, info), in host byte order.
-    let seq: u32 = 1;
-    let mut req = Vec::with_capacity(NLMSG_HDRLEN + TCMSG_LEN);
-    req.extend_from_slice(&((NLMSG_HDRLEN + TCMSG_LEN) as u32).to_ne_bytes());
-    req.extend_from_slice(&libc::RTM_GETTFILTER.to_ne_bytes());
-    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&seq.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-    req.extend_from_slice(&(ifindex as i32).to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&parent.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    // SAFETY: `req` is a valid buffer of `req.len()` bytes for the call; an
-    // unbound netlink socket sends to the kernel.
-    let sent = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        // SAFETY: `buf` is a valid, writable buffer of `buf.len()` bytes.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let mut msgs = &buf[..n as usize];
-        while msgs.len() >= NLMSG_HDRLEN {
-            let len = u32_at(msgs, 0).unwrap_or(0) as usize;
-            let kind = u16_at(msgs, 4).unwrap_or(0);
-            if len < NLMSG_HDRLEN || len > msgs.len() {
-                return Err(io::Error::other("truncated netlink message"));
-            }
-            let body = &msgs[NLMSG_HDRLEN..len];
-            match kind {
-                k if k == libc::NLMSG_DONE as u16 => return Ok(out),
-                k if k == libc::NLMSG_ERROR as u16 => {
-                    let err = u32_at(body, 0).unwrap_or(0) as i32;
-                    if err != 0 {
-                        return Err(io::Error::from_raw_os_error(-err));
-                    }
-                }
-                k if k == libc::RTM_NEWTFILTER => out.push(body.to_vec()),
-                _ => {}
-            }
-            msgs = msgs.get(align4(len)..).unwrap_or_default();
-        }
-    }
+    let index = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut get = TcMessage::with_index(index);
+    get.header.parent = parent;
+    let answers = Rtnl::open()?.exchange(RouteNetlinkMessage::GetTrafficFilter(get), NLM_F_DUMP)?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewTrafficFilter(f) if f.header.index == index => Some(f),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(payload);
-        a.resize(align4(a.len()), 0);
-        a
-    }
-
-    fn tcmsg(handle: u32, info: u32) -> Vec<u8> {
-        let mut t = vec![0u8; 8];
-        t.extend_from_slice(&handle.to_ne_bytes());
-        t.extend_from_slice(&TC_H_INGRESS_PARENT.to_ne_bytes());
-        t.extend_from_slice(&info.to_ne_bytes());
-        t
+    fn filter(handle: u32, info: u32, kind: &str, opts: Vec<TcOption>) -> TcMessage {
+        let mut m = TcMessage::with_index(7);
+        m.header.handle = TcHandle::from(handle);
+        m.header.info = info;
+        m.attributes.push(TcAttribute::Kind(kind.into()));
+        if !opts.is_empty() {
+            m.attributes.push(TcAttribute::Options(opts));
+        }
+        m
     }
 
     #[test]
-    fn parses_a_cls_bpf_filter_and_skips_chain_heads() {
-        let mut opts = attr(TCA_BPF_NAME, b"hookd_from_vm\0");
-        opts.extend(attr(TCA_BPF_ID, &42u32.to_ne_bytes()));
-        let mut body = tcmsg(1, (49152 << 16) | 0x0300);
-        body.extend(attr(TCA_KIND, b"bpf\0"));
-        body.extend(attr(TCA_OPTIONS | 0x8000, &opts));
+    fn reads_a_cls_bpf_filter_and_skips_chain_heads() {
+        let opts = || {
+            vec![
+                TcOption::Bpf(TcFilterBpfOption::ProgName("hookd_from_vm".into())),
+                TcOption::Bpf(TcFilterBpfOption::ProgId(42)),
+            ]
+        };
         assert_eq!(
-            parse_filter(&body),
+            bpf_filter(&filter(1, (49152 << 16) | 0x0300, "bpf", opts())),
             Some(BpfFilter {
                 priority: 49152,
                 handle: 1,
@@ -218,12 +119,64 @@ mod tests {
                 prog_id: 42,
             })
         );
-        let mut head = tcmsg(0, 49152 << 16);
-        head.extend(attr(TCA_KIND, b"bpf\0"));
-        assert_eq!(parse_filter(&head), None);
-        let mut u32f = tcmsg(1, 1 << 16);
-        u32f.extend(attr(TCA_KIND, b"u32\0"));
-        u32f.extend(attr(TCA_OPTIONS, &opts));
-        assert_eq!(parse_filter(&u32f), None);
+        assert_eq!(bpf_filter(&filter(0, 49152 << 16, "bpf", vec![])), None);
+        assert_eq!(bpf_filter(&filter(1, 1 << 16, "u32", opts())), None);
+    }
+
+    /// The dump over a real tap: hookd's cls_bpf filter is read with its
+    /// priority, handle, name and program id; a u32 filter of someone else
+    /// counts as a filter but not as hookd's; an empty hook has none.
+    #[test]
+    #[ignore = "privileged: run by scripts/test-privileged.sh"]
+    fn a_real_dump_finds_bpf_and_foreign_filters() {
+        use aya::programs::{Program, SchedClassifier};
+        use hookd_testkit::net::{Netns, sh};
+        let ns = Netns::new("tcf");
+        let _in = Netns::enter(&ns.name);
+        sh(
+            "ip tuntap add mode tap name tcf0 && ip link set tcf0 up && tc qdisc add dev tcf0 clsact",
+        );
+        let ifindex = crate::datapath::netdev::ifindex("tcf0").unwrap();
+        let none = |kind| has_filters(ifindex, kind).unwrap();
+        assert!(!none(TcAttachType::Ingress) && !none(TcAttachType::Egress));
+
+        let mut ebpf = aya::Ebpf::load(hookd_bpf::EMPTY_OBJ).unwrap();
+        let (name, prog) = ebpf.programs_mut().next().unwrap();
+        let name = name.to_string();
+        let Program::SchedClassifier(p) = prog else {
+            panic!("{name} is not a classifier")
+        };
+        let p: &mut SchedClassifier = p;
+        p.load().unwrap();
+        let id = p.info().unwrap().id();
+        let opts = aya::programs::tc::TcAttachOptions::Netlink(aya::programs::tc::NlOptions {
+            priority: 7,
+            handle: 3.into(),
+            ..Default::default()
+        });
+        p.attach_with_options("tcf0", TcAttachType::Egress, opts)
+            .unwrap();
+        assert_eq!(
+            bpf_filters(ifindex, TcAttachType::Egress).unwrap(),
+            vec![BpfFilter {
+                priority: 7,
+                handle: 3,
+                name: name.clone(),
+                prog_id: id
+            }]
+        );
+        assert!(
+            bpf_filters(ifindex, TcAttachType::Ingress)
+                .unwrap()
+                .is_empty()
+        );
+
+        sh("tc filter add dev tcf0 ingress pref 9 u32 match u32 0 0");
+        assert!(has_filters(ifindex, TcAttachType::Ingress).unwrap());
+        assert!(
+            bpf_filters(ifindex, TcAttachType::Ingress)
+                .unwrap()
+                .is_empty()
+        );
     }
 }
