@@ -542,6 +542,114 @@ fn staged_attach_moves_to_tcx_judging_every_frame_once() {
 /// netlink) is followed by one in another `attach` mode: it finishes the
 /// move at adoption, so each frame is judged and counted once and the
 /// record says tcx.
+/// A move that an earlier try left with its links pinned (its flag could
+/// not be cleared, say) is finished by the next try without a second
+/// attach: the pinned links, which judge the frames, stay as they are.
+/// A tcx attach over pinned links of another program puts hookd's in
+/// before it drops those.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn a_retried_move_keeps_the_links_an_earlier_try_pinned() {
+    use std::os::unix::fs::MetadataExt;
+    on_vm_tap("retrymove", "vnet8", |mut tap, pin_dir| {
+        let run = tempfile::tempdir().unwrap();
+        let xml = domain_xml("vnet8", true, true);
+        let mut d = daemon(&pin_dir, run.path(), AttachMode::Staged);
+        hook(&mut d, "start", &xml).unwrap();
+        let rec = d.records()[0].clone();
+        assert_eq!(rec.nics[0].attach, Some(Attachment::Netlink));
+        // The earlier try: links in and pinned, flag set, filters there.
+        {
+            let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+            dp.attach(&rec.uuid, "vnet8", None).unwrap();
+        }
+        let nics = || pinned_nics(&pin_dir);
+        let ifindex = rec.nics[0].ifindex;
+        let mut cfg = nics().get(&ifindex, 0).unwrap();
+        cfg.flags |= hookd_bpf::layout::NIC_F_PASS_FINAL;
+        nics().insert(ifindex, cfg, 0).unwrap();
+        let links = pin_dir.join("links").join(&rec.uuid);
+        let inodes = || {
+            let mut v: Vec<(String, u64)> = links
+                .read_dir()
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().unwrap().ino(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let before = inodes();
+        assert_eq!(before.len(), 2, "{before:?}");
+
+        let moved = d.promote_next(Duration::ZERO);
+        assert!(
+            matches!(&moved, hookd::core::Promotion::Moved { left: 0, .. }),
+            "{moved:?}"
+        );
+        assert_eq!(inodes(), before, "the same two links, not replaced");
+        assert_eq!(d.records()[0].nics[0].attach, Some(Attachment::Tcx));
+        assert_off_the_qdisc("vnet8");
+        assert_eq!(
+            nics().get(&ifindex, 0).unwrap().flags & hookd_bpf::layout::NIC_F_PASS_FINAL,
+            0,
+            "the flag is off"
+        );
+        // Still judged: the spoofed ping dropped, the other answered.
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 1), 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 2), 1);
+        // A tcx attach of the same programs over their pinned links keeps
+        // them (the kernel attaches a program once per hook).
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+        dp.attach(&rec.uuid, "vnet8", None).unwrap();
+        assert_eq!(inodes(), before, "the links kept");
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 3), 0);
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 4), 1);
+
+        // Links of another program pinned there (an empty one, which
+        // passes everything and ends the hook): the attach puts hookd's in
+        // first, then drops those with their pins.
+        dp.detach(&rec.uuid, "vnet8", Some(Attachment::Tcx))
+            .unwrap();
+        let mut empty = aya::Ebpf::load(hookd_bpf::EMPTY_OBJ).unwrap();
+        let (_, prog) = empty.programs_mut().next().unwrap();
+        let aya::programs::Program::SchedClassifier(prog) = prog else {
+            panic!("not a classifier")
+        };
+        prog.load().unwrap();
+        for (file, kind) in [
+            ("vnet8-from_vm", aya::programs::tc::TcAttachType::Ingress),
+            ("vnet8-to_vm", aya::programs::tc::TcAttachType::Egress),
+        ] {
+            let id = prog.attach("vnet8", kind).unwrap();
+            let link: aya::programs::links::FdLink =
+                prog.take_link(id).unwrap().try_into().unwrap();
+            link.pin(links.join(file)).unwrap();
+        }
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 5),
+            1,
+            "the empty links pass it"
+        );
+        dp.attach(&rec.uuid, "vnet8", None).unwrap();
+        drop(dp);
+        assert_eq!(inodes().len(), 2);
+        assert_eq!(
+            ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 6),
+            0,
+            "judged by hookd's links alone"
+        );
+        assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.10", 7), 1);
+        hook(&mut d, "stopped", &xml).unwrap();
+        assert!(d.records().is_empty());
+    });
+}
+
 #[test]
 #[ignore = "privileged: run by scripts/test-privileged.sh"]
 fn a_move_to_tcx_left_half_done_is_finished_by_the_next_daemon() {

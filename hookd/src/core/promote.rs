@@ -123,7 +123,7 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                tracing::warn!(domain = %rec.name, tap = %tap, error = %e, "could not move to tcx: stays on its clsact qdisc, tried again in {}s", RETRY.as_secs());
+                tracing::warn!(domain = %rec.name, tap = %tap, ifindex = nic.ifindex, error = %e, "could not move to tcx: stays on its clsact qdisc, tried again in {}s", RETRY.as_secs());
                 self.staged.failed.insert((uuid, tap.clone()), now);
                 Promotion::Failed {
                     domain: rec.name,

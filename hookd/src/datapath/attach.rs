@@ -9,7 +9,11 @@ use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
 use std::path::{Path, PathBuf};
 
-/// Attaches one program to `tap` with tcx and pins its link at `pin`.
+/// Attaches one program to `tap` with tcx and pins its link at `pin`. A
+/// link pinned there already goes only once the new one is attached, so
+/// that the tap is never without a program; when the program is attached
+/// to the hook already (the kernel allows it once) and its link is pinned,
+/// that link stays.
 pub(crate) fn attach_tcx_one(
     prog: &mut SchedClassifier,
     tap: &str,
@@ -17,15 +21,26 @@ pub(crate) fn attach_tcx_one(
     kind: TcAttachType,
     pin: &Path,
 ) -> Result<(), DatapathError> {
-    let _ = std::fs::remove_file(pin);
-    let id = prog
-        .attach_with_options(tap, kind, TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .map_err(prog_err(format!("tcx attach of {name} to {tap}")))?;
+    let id = match prog.attach_with_options(
+        tap,
+        kind,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    ) {
+        Err(aya::programs::ProgramError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::EEXIST) && pin.exists() =>
+        {
+            return Ok(());
+        }
+        r => r.map_err(prog_err(format!("tcx attach of {name} to {tap}")))?,
+    };
     let link = prog.take_link(id).map_err(prog_err("taking link"))?;
     let fd: FdLink = link.try_into().map_err(|e| DatapathError::Io {
         what: format!("link of {name}: {e}"),
         source: std::io::Error::other("not an fd link"),
     })?;
+    // The old link (its tap gone, or an older program's) is dropped with
+    // its pin; the new one, held here, judges already.
+    let _ = std::fs::remove_file(pin);
     fd.pin(pin).map_err(|source| DatapathError::Pin {
         what: format!("pinning {}", pin.display()),
         source,
@@ -56,12 +71,19 @@ impl Datapath {
             // deleting hookd's clsact after the move would drop what a
             // configured root qdisc (an inbound limit) holds queued.
             AttachMode::Staged if Self::tap_has_configured_root(tap) => {
+                tracing::info!(tap, "the tap has a configured root qdisc: attached with tcx at once");
                 self.attach_all_tcx(uuid, tap, ct_for)
             }
             AttachMode::Staged => match tc::qdisc_add_clsact(tap) {
-                Ok(()) => self.attach_all_netlink(tap, ct_for),
+                Ok(()) => self.attach_all_netlink(tap, ct_for).inspect_err(|_| {
+                    // The qdisc hookd made goes with what did attach, or
+                    // it would keep libvirt's ingress qdisc off the tap.
+                    if let Ok(ifindex) = netdev::ifindex(tap) {
+                        let _ = qdisc::delete_clsact(ifindex);
+                    }
+                }),
                 Err(e) => {
-                    tracing::debug!(tap, error = %e, "the tap has a qdisc already: tcx at once");
+                    tracing::info!(tap, error = %e, "the tap has a clsact or ingress qdisc already: attached with tcx at once");
                     self.attach_all_tcx(uuid, tap, ct_for)
                 }
             },
@@ -229,6 +251,14 @@ impl Datapath {
             if how != Some(Attachment::Tcx) && netdev::ifindex(tap).is_ok() {
                 let _ = tc::qdisc_detach_program(tap, kind, name);
             }
+        }
+        // A NIC known to be on filters, on a tap that stays (its VM runs
+        // on without hookd's programs): the emptied qdisc goes too.
+        if how == Some(Attachment::Netlink)
+            && let Ok(ifindex) = netdev::ifindex(tap)
+            && let Err(e) = super::promote::drop_empty_clsact(ifindex)
+        {
+            tracing::warn!(tap, ifindex, error = %e, "detached, but the emptied clsact qdisc stays: libvirt cannot add an outbound bandwidth limit to this tap");
         }
         Ok(())
     }

@@ -9,7 +9,7 @@
 //! ends with the task: no other thread ever runs in a tenant's namespace.
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -133,6 +133,9 @@ pub(crate) fn is_bound(path: &Path) -> bool {
     rc == 0 && buf.f_type as i64 == NSFS_MAGIC
 }
 
+/// How long a request waits for the kernel's answer.
+const RECV_TIMEOUT_S: libc::time_t = 5;
+
 /// An rtnetlink socket in the namespace of the thread that opened it.
 pub(crate) struct Rtnl {
     socket: Socket,
@@ -144,6 +147,23 @@ impl Rtnl {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        // The kernel answers at once; a bound wait keeps a thread that
+        // holds the daemon from waiting for ever on an answer lost.
+        let timeout = libc::timeval {
+            tv_sec: RECV_TIMEOUT_S,
+            tv_usec: 0,
+        };
+        // SAFETY: the socket's fd is open for the call; `timeout` is a
+        // valid timeval of the size passed.
+        check(unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })?;
         Ok(Rtnl { socket, seq: 0 })
     }
 
@@ -172,13 +192,31 @@ impl Rtnl {
         packet.serialize(&mut buf);
         self.socket.send(&buf, 0)?;
         loop {
-            let (data, _) = self.socket.recv_from_full()?;
+            let data = match self.socket.recv_from_full() {
+                Ok((data, _)) => data,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no rtnetlink answer in {RECV_TIMEOUT_S} s"),
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
             let mut at = 0;
             while at < data.len() {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                 let len = reply.header.length as usize;
                 if reply.header.sequence_number == self.seq {
+                    // A dump the kernel could not keep consistent (the
+                    // objects changed under it) is not an answer.
+                    if reply.header.flags & NLM_F_DUMP_INTR != 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "rtnetlink dump interrupted by a change; ask again",
+                        ));
+                    }
                     match reply.payload {
                         NetlinkPayload::Error(e) => {
                             return match e.code {
@@ -186,7 +224,11 @@ impl Rtnl {
                                 Some(_) => Err(e.to_io()),
                             };
                         }
-                        // A dump ends here (its ACK is this, not an Error).
+                        // A dump ends here (its ACK is this, not an Error),
+                        // with the dump's error, if any, as its code.
+                        NetlinkPayload::Done(d) if d.code < 0 => {
+                            return Err(io::Error::from_raw_os_error(-d.code));
+                        }
                         NetlinkPayload::Done(_) => return Ok(answers),
                         NetlinkPayload::InnerMessage(m) => answers.push(m),
                         _ => {}

@@ -29,7 +29,10 @@ impl Datapath {
 
     /// Moves the NIC on `tap` (`ifindex`) from its cls_bpf filters to
     /// pinned tcx links. On an error before the links are in, the NIC
-    /// stays on its filters, as it was.
+    /// stays on its filters, as it was. Once they are in, it is on tcx:
+    /// what is left undone is logged, and a NIC whose links an earlier try
+    /// pinned only has the move finished (never a second attach, which
+    /// would replace the links that judge its frames).
     pub fn promote(&mut self, uuid: &str, tap: &str, ifindex: u32) -> Result<(), DatapathError> {
         let now = netdev::ifindex(tap).map_err(|source| DatapathError::NoTap {
             tap: tap.to_string(),
@@ -43,6 +46,10 @@ impl Datapath {
                 )),
             });
         }
+        if self.links_pinned(uuid, tap) {
+            self.finish_move(uuid, tap, ifindex, Some(Attachment::Netlink))?;
+            return Ok(());
+        }
         self.set_pass_final(ifindex, true)?;
         if let Err(e) = self.attach_all_tcx(uuid, tap, None) {
             // Whatever link did attach goes; the filters still judge.
@@ -55,11 +62,17 @@ impl Datapath {
         // pass a second time (logged); the flag is cleared all the same, so
         // that the tap's other tc filters (libvirt's policing) keep running.
         if let Err(e) = remove_filters(tap) {
-            tracing::warn!(tap, error = %e, "on tcx now, but a cls_bpf filter is left behind the links: it counts what they pass a second time");
+            tracing::warn!(tap, ifindex, error = %e, "on tcx now, but a cls_bpf filter is left behind the links: it counts what they pass a second time");
         } else {
-            drop_empty_clsact(tap, ifindex);
+            drop_moved_clsact(tap, ifindex);
         }
-        self.set_pass_final(ifindex, false)
+        if let Err(e) = self.set_pass_final(ifindex, false) {
+            // Judged by the links all the same; tc filters of others behind
+            // them (libvirt's policing) are skipped until a restart's
+            // adoption clears the flag.
+            tracing::warn!(tap, ifindex, error = %e, "on tcx now, but its move flag stays set: other tc filters on the tap are skipped");
+        }
+        Ok(())
     }
 
     /// Ends a move a previous daemon began (see [`DataPlane::finish_move`]
@@ -90,7 +103,7 @@ impl Datapath {
             return Ok(None);
         }
         remove_filters(tap)?;
-        drop_empty_clsact(tap, ifindex);
+        drop_moved_clsact(tap, ifindex);
         if flagged {
             self.set_pass_final(ifindex, false)?;
         }
@@ -115,29 +128,42 @@ impl Datapath {
     }
 }
 
-/// Deletes the clsact qdisc that `staged` made for the NIC's filters, now
-/// that they are gone, unless it holds filters of others. Left on the tap,
-/// it would keep libvirt from adding the ingress qdisc of an outbound
-/// bandwidth limit set on the running VM (`virsh domiftune`: the kernel
-/// allows one of the two). The price: deleting a qdisc deactivates the
-/// tap for a moment (the kernel's `dev_deactivate`, about 60 µs here), and
-/// a frame on its way to the guest then may be dropped. A failure is
-/// logged; the NIC is on tcx either way.
-fn drop_empty_clsact(tap: &str, ifindex: u32) {
-    let others = [TcAttachType::Ingress, TcAttachType::Egress]
-        .into_iter()
-        .map(|kind| tcfilter::has_filters(ifindex, kind))
-        .collect::<std::io::Result<Vec<bool>>>();
-    let outcome = match others {
-        Ok(v) if v.contains(&true) => {
-            tracing::info!(tap, "the clsact qdisc holds filters of others: it stays");
-            Ok(())
+/// Deletes the clsact qdisc that hookd made for the NIC's filters, now
+/// that they are gone, unless it holds filters of others (there is a
+/// moment between the two, in which a filter another tool adds goes with
+/// the qdisc). Left on the tap, it would keep libvirt from adding the
+/// ingress qdisc of an outbound bandwidth limit set on the running VM
+/// (`virsh domiftune`: the kernel allows one of the two). The price:
+/// deleting a qdisc deactivates the tap for a moment (the kernel's
+/// `dev_deactivate`, about 60 µs here), and a frame on its way to the
+/// guest then may be dropped. Returns whether it went.
+pub(crate) fn drop_empty_clsact(ifindex: u32) -> std::io::Result<bool> {
+    for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let others = tcfilter::has_filters(ifindex, kind)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("listing its tc filters: {e}")))?;
+        if others {
+            return Ok(false);
         }
-        Ok(_) => qdisc::delete_clsact(ifindex),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = outcome {
-        tracing::warn!(tap, error = %e, "on tcx now, but the emptied clsact qdisc stays: libvirt cannot add an outbound bandwidth limit to this tap");
+    }
+    qdisc::delete_clsact(ifindex)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("deleting it: {e}")))?;
+    Ok(true)
+}
+
+/// [`drop_empty_clsact`] after a move to tcx, logged.
+fn drop_moved_clsact(tap: &str, ifindex: u32) {
+    match drop_empty_clsact(ifindex) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(
+                tap,
+                ifindex,
+                "the clsact qdisc holds filters of others: it stays"
+            )
+        }
+        Err(e) => {
+            tracing::warn!(tap, ifindex, error = %e, "on tcx now, but the emptied clsact qdisc stays: libvirt cannot add an outbound bandwidth limit to this tap")
+        }
     }
 }
 
