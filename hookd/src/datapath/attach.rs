@@ -256,7 +256,7 @@ impl Datapath {
         // on without hookd's programs): the emptied qdisc goes too.
         if how == Some(Attachment::Netlink)
             && let Ok(ifindex) = netdev::ifindex(tap)
-            && let Err(e) = super::promote::drop_empty_clsact(ifindex)
+            && let Err(e) = super::qdisc::drop_empty_clsact(ifindex)
         {
             tracing::warn!(tap, ifindex, error = %e, "detached, but the emptied clsact qdisc stays: libvirt cannot add an outbound bandwidth limit to this tap");
         }

@@ -17,8 +17,8 @@
 
 use crate::config::AttachMode;
 use crate::datapath::error::{DatapathError, io_err, map_err};
-use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev, qdisc, tcfilter};
-use aya::programs::tc::{self, TcAttachType};
+use crate::datapath::{Attachment, Datapath, PROGRAMS, netdev, qdisc};
+use aya::programs::tc;
 use hookd_bpf::layout;
 
 impl Datapath {
@@ -128,31 +128,9 @@ impl Datapath {
     }
 }
 
-/// Deletes the clsact qdisc that hookd made for the NIC's filters, now
-/// that they are gone, unless it holds filters of others (there is a
-/// moment between the two, in which a filter another tool adds goes with
-/// the qdisc). Left on the tap, it would keep libvirt from adding the
-/// ingress qdisc of an outbound bandwidth limit set on the running VM
-/// (`virsh domiftune`: the kernel allows one of the two). The price:
-/// deleting a qdisc deactivates the tap for a moment (the kernel's
-/// `dev_deactivate`, about 60 µs here), and a frame on its way to the
-/// guest then may be dropped. Returns whether it went.
-pub(crate) fn drop_empty_clsact(ifindex: u32) -> std::io::Result<bool> {
-    for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
-        let others = tcfilter::has_filters(ifindex, kind)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("listing its tc filters: {e}")))?;
-        if others {
-            return Ok(false);
-        }
-    }
-    qdisc::delete_clsact(ifindex)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("deleting it: {e}")))?;
-    Ok(true)
-}
-
-/// [`drop_empty_clsact`] after a move to tcx, logged.
+/// [`qdisc::drop_empty_clsact`] after a move to tcx, logged.
 fn drop_moved_clsact(tap: &str, ifindex: u32) {
-    match drop_empty_clsact(ifindex) {
+    match qdisc::drop_empty_clsact(ifindex) {
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(

@@ -1,8 +1,11 @@
 //! The qdiscs of a tap that decide how hookd may attach to it, over
 //! rtnetlink: whether someone configured its root qdisc, and deleting the
-//! clsact qdisc hookd made for `attach = "staged"` once the NIC is on tcx.
+//! clsact qdisc hookd made for `attach = "staged"` once the NIC is on tcx
+//! (or off filters), when it holds no filters of others.
 
 use crate::datapath::netns::Rtnl;
+use crate::datapath::tcfilter;
+use aya::programs::tc::TcAttachType;
 use netlink_packet_core::NLM_F_ECHO;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
@@ -53,4 +56,25 @@ pub(crate) fn delete_clsact(ifindex: u32) -> io::Result<()> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(()),
         r => r,
     }
+}
+
+/// Deletes the clsact qdisc that hookd made for the NIC's filters, now
+/// that they are gone, unless it holds filters of others (there is a
+/// moment between the two, in which a filter another tool adds goes with
+/// the qdisc). Left on the tap, it would keep libvirt from adding the
+/// ingress qdisc of an outbound bandwidth limit set on the running VM
+/// (`virsh domiftune`: the kernel allows one of the two). The price:
+/// deleting a qdisc deactivates the tap for a moment (the kernel's
+/// `dev_deactivate`, about 60 µs here), and a frame on its way to the
+/// guest then may be dropped. Returns whether it went.
+pub(crate) fn drop_empty_clsact(ifindex: u32) -> io::Result<bool> {
+    for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let others = tcfilter::has_filters(ifindex, kind)
+            .map_err(|e| io::Error::new(e.kind(), format!("listing its tc filters: {e}")))?;
+        if others {
+            return Ok(false);
+        }
+    }
+    delete_clsact(ifindex).map_err(|e| io::Error::new(e.kind(), format!("deleting it: {e}")))?;
+    Ok(true)
 }
