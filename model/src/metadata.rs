@@ -42,20 +42,21 @@ pub fn parse_policy_document(text: &str) -> Result<PolicyDocument, DomainError> 
 
 /// The text of the domain's hookd policy element, if it has one.
 pub fn policy_text(domain_xml: &str) -> Result<Option<String>, DomainError> {
-    let root = xml_tree::parse(domain_xml)?;
+    let root = xml_tree::parse_opaque(domain_xml, policy::NAMESPACE)?;
     Ok(domain::policy_element(&root)?.map(|el| domain_xml[el.span.clone()].to_string()))
 }
 
 /// `domain_xml` with its hookd policy replaced by `doc` (`None` removes
 /// it), everything else kept byte for byte; and the domain the new XML
-/// describes. The old XML is parsed once and the checked policy not again
-/// (line numbers are moved to where things now sit), which keeps XML work
-/// off a large policy change's latency.
+/// describes. The old XML is parsed once, its old policy only read past
+/// (it is cut out), and the checked policy not again (line numbers are
+/// moved to where things now sit), which keeps XML work off a large policy
+/// change's latency.
 pub fn with_policy_document(
     domain_xml: &str,
     doc: Option<&PolicyDocument>,
 ) -> Result<(String, domain::Domain), DomainError> {
-    let root = xml_tree::parse(domain_xml)?;
+    let root = xml_tree::parse_opaque(domain_xml, policy::NAMESPACE)?;
     let mut dom = domain::from_tree(&root)?;
     let existing = domain::policy_element(&root)?;
     // What is cut out of the old XML and what goes in its place: the new

@@ -173,6 +173,19 @@ fn resolve_ref(name: &str, line: u32) -> Result<String, XmlError> {
 
 /// Parses `text` into its root element.
 pub fn parse(text: &str) -> Result<Element, XmlError> {
+    parse_with(text, None)
+}
+
+/// Parses `text`, keeping elements of namespace `opaque` without their
+/// content (no children, no text; their spans as usual): for callers that
+/// only cut such an element out or copy its text, so that a large policy
+/// is not built into a tree only to be thrown away. Their content is still
+/// read to its end tag, so the document stays checked for nesting.
+pub fn parse_opaque(text: &str, opaque: &str) -> Result<Element, XmlError> {
+    parse_with(text, Some(opaque))
+}
+
+fn parse_with(text: &str, opaque: Option<&str>) -> Result<Element, XmlError> {
     if text.len() > MAX_XML_BYTES {
         return Err(XmlError::TooLarge {
             size: text.len(),
@@ -226,7 +239,16 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 let mut el = element(&reader, e, tag_line)?;
                 el.span = start..pos(&reader);
                 el.content_end = el.span.end;
-                if matches!(event, Event::Start(_)) {
+                let skip = opaque.is_some() && el.ns.as_deref() == opaque;
+                if matches!(event, Event::Start(_)) && skip {
+                    let content = reader.read_to_end(e.name()).map_err(|err| {
+                        let line = lines.at(base + reader.error_position() as usize);
+                        malformed(line, err)
+                    })?;
+                    el.content_end = base + content.end as usize;
+                    el.span.end = pos(&reader);
+                    attach(&mut stack, &mut root, el);
+                } else if matches!(event, Event::Start(_)) {
                     stack.push(el);
                 } else {
                     attach(&mut stack, &mut root, el);
@@ -306,6 +328,32 @@ mod tests {
         assert!(xml[meta.span.clone()].starts_with("<metadata>"));
         assert!(xml[meta.content_end..].starts_with("</metadata>"));
         assert!(xml[meta.span.clone()].ends_with("</metadata>"));
+    }
+
+    #[test]
+    fn opaque_elements_keep_their_spans_but_not_their_content() {
+        let xml = "\u{feff}<domain>\n <metadata>\n  <h:policy xmlns:h=\"urn:h\">\n   <h:policy><h:x/></h:policy>\n   <h:rule a=\"1\">t</h:rule>\n  </h:policy>\n </metadata>\n <devices><interface/></devices>\n</domain>";
+        let full = parse(xml).unwrap();
+        let root = parse_opaque(xml, "urn:h").unwrap();
+        let (p, q) = (
+            &root.child("metadata").unwrap().children[0],
+            &full.child("metadata").unwrap().children[0],
+        );
+        assert!(p.children.is_empty() && p.text.is_empty());
+        assert_eq!(q.children.len(), 2);
+        // The same spans and lines as a full parse, inner element of the
+        // same name included, and what follows is parsed as before.
+        assert_eq!(
+            (&p.span, p.content_end, p.line),
+            (&q.span, q.content_end, 3)
+        );
+        assert!(xml[p.content_end..].starts_with("</h:policy>\n </metadata>"));
+        assert_eq!(root.child("devices"), full.child("devices"));
+        assert_eq!(root.child("devices").unwrap().line, 8);
+        // Content that does not nest is still refused, with its line.
+        let bad = "<domain><metadata>\n<h:policy xmlns:h=\"urn:h\">\n<h:a></h:b></h:policy></metadata></domain>";
+        let err = parse_opaque(bad, "urn:h").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
