@@ -82,6 +82,8 @@ pub struct Shared {
     saves: Mutex<HashMap<u32, Saving>>,
     /// Destination side, by caller pid: the pieces come so far.
     loads: Mutex<HashMap<u32, (Instant, Assembly)>>,
+    /// Callers' pids by (bus GUID, unique name), as the bus told them.
+    pids: Mutex<HashMap<(String, String), (Instant, u32)>>,
 }
 
 struct Saving {
@@ -102,6 +104,7 @@ impl Shared {
             snapshots: settings.snapshots,
             saves: Mutex::default(),
             loads: Mutex::default(),
+            pids: Mutex::default(),
         })
     }
 
@@ -178,15 +181,28 @@ fn failed(e: impl std::fmt::Display) -> fdo::Error {
     fdo::Error::Failed(e.to_string())
 }
 
-/// The pid of the caller, as the bus daemon knows it.
-async fn caller_pid(hdr: &Header<'_>, conn: &Connection) -> fdo::Result<u32> {
+/// The pid of the caller, as the bus daemon knows it. QEMU calls every
+/// helper in turn while the guest is stopped, from one connection: the
+/// bus is asked once and the answer kept for the other helpers, which
+/// takes a round trip per helper out of the downtime. That is the bus's
+/// own answer again: a bus never gives a unique name twice, and its GUID
+/// tells a restarted bus apart (whose names start over).
+async fn caller_pid(shared: &Shared, hdr: &Header<'_>, conn: &Connection) -> fdo::Result<u32> {
     let sender = hdr
         .sender()
         .ok_or_else(|| fdo::Error::AccessDenied("no sender".into()))?;
-    fdo::DBusProxy::new(conn)
+    let key = (conn.server_guid().to_string(), sender.to_string());
+    if let Some((_, pid)) = shared.pids.lock().map_err(failed)?.get(&key) {
+        return Ok(*pid);
+    }
+    let pid = fdo::DBusProxy::new(conn)
         .await?
         .get_connection_unix_process_id(sender.clone().into())
-        .await
+        .await?;
+    let mut pids = shared.pids.lock().map_err(failed)?;
+    pids.retain(|_, (at, _)| at.elapsed() < PENDING);
+    pids.insert(key, (Instant::now(), pid));
+    Ok(pid)
 }
 
 /// The (name, uuid) of the domain whose QEMU is process `pid`.
@@ -230,7 +246,7 @@ impl Helper {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> fdo::Result<ByteBuf> {
-        let pid = caller_pid(&hdr, conn).await?;
+        let pid = caller_pid(&self.shared, &hdr, conn).await?;
         let (name, uuid) = domain_of(&self.shared, pid).await?;
         let (i, count) = (usize::from(self.index), usize::from(self.shared.count));
         let fresh = {
@@ -306,7 +322,7 @@ impl Helper {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> fdo::Result<()> {
-        let pid = caller_pid(&hdr, conn).await?;
+        let pid = caller_pid(&self.shared, &hdr, conn).await?;
         let (name, uuid) = domain_of(&self.shared, pid).await?;
         let whole = {
             let mut loads = self.shared.loads.lock().map_err(failed)?;
