@@ -239,8 +239,8 @@ fn parse_with(text: &str, opaque: Option<&str>) -> Result<Element, XmlError> {
                 let mut el = element(&reader, e, tag_line)?;
                 el.span = start..pos(&reader);
                 el.content_end = el.span.end;
-                let skip = opaque.is_some() && el.ns.as_deref() == opaque;
-                if matches!(event, Event::Start(_)) && skip {
+                let open = matches!(event, Event::Start(_));
+                if open && opaque.is_some() && el.ns.as_deref() == opaque {
                     let content = reader.read_to_end(e.name()).map_err(|err| {
                         let line = lines.at(base + reader.error_position() as usize);
                         malformed(line, err)
@@ -248,7 +248,7 @@ fn parse_with(text: &str, opaque: Option<&str>) -> Result<Element, XmlError> {
                     el.content_end = base + content.end as usize;
                     el.span.end = pos(&reader);
                     attach(&mut stack, &mut root, el);
-                } else if matches!(event, Event::Start(_)) {
+                } else if open {
                     stack.push(el);
                 } else {
                     attach(&mut stack, &mut root, el);

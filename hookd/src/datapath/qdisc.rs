@@ -1,7 +1,8 @@
 //! The qdiscs of a tap that decide how hookd may attach to it, over
 //! rtnetlink: whether someone configured its root qdisc, and deleting the
-//! clsact qdisc hookd made for `attach = "staged"` once the NIC is on tcx
-//! (or off filters), when it holds no filters of others.
+//! clsact qdisc hookd made for its filters once they are gone (the NIC
+//! moved to tcx, or detached from a tap that stays), unless it holds
+//! filters of others.
 
 use crate::datapath::netns::Rtnl;
 use crate::datapath::tcfilter;
