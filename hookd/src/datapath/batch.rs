@@ -143,3 +143,24 @@ fn update_part<K: Pod, V: Pod>(fd: BorrowedFd<'_>, entries: &[(K, V)]) -> io::Re
     }
     Ok(())
 }
+
+/// Removes `keys` from the map `fd`, a batch command per chunk. A key
+/// already gone is skipped (the kernel's batch stops at it; the rest is
+/// sent again), so this serves callers that tidy what they own.
+pub(crate) fn delete_all<K: Pod>(fd: impl AsFd, keys: &[K]) {
+    let fd = fd.as_fd().as_raw_fd() as u32;
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let part = &rest[..rest.len().min(CHUNK)];
+        let mut attr = zeroed_attr();
+        attr.batch.keys = part.as_ptr() as u64;
+        attr.batch.count = part.len() as u32;
+        attr.batch.map_fd = fd;
+        let res = sys_bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr);
+        // SAFETY: the kernel wrote how many it deleted.
+        let done = unsafe { attr.batch.count } as usize;
+        // On an error, key `done` is the one refused: step over it.
+        let next = if res.is_ok() { part.len() } else { done + 1 };
+        rest = &rest[next.min(rest.len())..];
+    }
+}
