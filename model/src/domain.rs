@@ -144,7 +144,7 @@ pub(crate) fn policy_element(root: &Element) -> Result<Option<&Element>, DomainE
     match first {
         Some(el) if el.name != "policy" => Err(PolicyError {
             line: el.line,
-            element: el.qname.clone(),
+            element: el.qname.to_string(),
             attribute: None,
             message: "unknown element: hookd's metadata element is <policy>".into(),
         }
@@ -169,7 +169,7 @@ pub fn from_tree(root: &Element) -> Result<Domain, DomainError> {
     if root.name != "domain" || root.ns.is_some() {
         return Err(DomainError::NotADomain {
             line: root.line,
-            found: root.qname.clone(),
+            found: root.qname.to_string(),
         });
     }
     let text = |name: &'static str| {

@@ -24,7 +24,7 @@ pub fn parse_policy_document(text: &str) -> Result<PolicyDocument, DomainError> 
     if root.ns.as_deref() != Some(policy::NAMESPACE) || root.name != "policy" {
         return Err(PolicyError {
             line: root.line,
-            element: root.qname.clone(),
+            element: root.qname.to_string(),
             attribute: None,
             message: format!(
                 "a policy document's root element is <policy> in namespace {}",

@@ -5,6 +5,7 @@
 use quick_xml::NsReader;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
+use smol_str::SmolStr;
 
 /// Largest document accepted. libvirt's own domain XML is far smaller; the
 /// cap keeps a hostile caller from making hookd allocate without bound.
@@ -16,19 +17,21 @@ pub const MAX_ELEMENTS: usize = 200_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
-    pub ns: Option<String>,
-    pub name: String,
-    pub value: String,
+    pub ns: Option<SmolStr>,
+    pub name: SmolStr,
+    pub value: SmolStr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    /// Namespace URI, None when unqualified.
-    pub ns: Option<String>,
+    /// Namespace URI, None when unqualified. Names and values are short
+    /// strings held inline (`SmolStr`): a 1,000-rule policy is some 10,000
+    /// of them, and an allocation each was most of the time to parse it.
+    pub ns: Option<SmolStr>,
     /// Local name.
-    pub name: String,
+    pub name: SmolStr,
     /// Prefixed name as written, for messages (`hookd:rule`).
-    pub qname: String,
+    pub qname: SmolStr,
     pub attrs: Vec<Attr>,
     pub children: Vec<Element>,
     pub text: String,
@@ -99,9 +102,9 @@ impl Lines<'_> {
     }
 }
 
-fn ns_of(r: ResolveResult<'_>, line: u32) -> Result<Option<String>, XmlError> {
+fn ns_of(r: ResolveResult<'_>, line: u32) -> Result<Option<SmolStr>, XmlError> {
     match r {
-        ResolveResult::Bound(ns) => Ok(Some(ns.as_ref().to_string())),
+        ResolveResult::Bound(ns) => Ok(Some(SmolStr::new(ns.as_ref()))),
         ResolveResult::Unbound => Ok(None),
         ResolveResult::Unknown(prefix) => Err(XmlError::UnknownPrefix { line, prefix }),
     }
@@ -118,8 +121,8 @@ fn element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, line: u32) -> Result<El
     let (ns, local) = reader.resolver().resolve_element(e.name());
     let mut el = Element {
         ns: ns_of(ns, line)?,
-        name: local.as_ref().to_string(),
-        qname: e.name().as_ref().to_string(),
+        name: SmolStr::new(local.as_ref()),
+        qname: SmolStr::new(e.name().as_ref()),
         attrs: Vec::new(),
         children: Vec::new(),
         text: String::new(),
@@ -139,8 +142,8 @@ fn element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, line: u32) -> Result<El
             .map_err(|err| malformed(line, err))?;
         el.attrs.push(Attr {
             ns: ns_of(ns, line)?,
-            name: local.as_ref().to_string(),
-            value: value.into_owned(),
+            name: SmolStr::new(local.as_ref()),
+            value: SmolStr::new(value),
         });
     }
     Ok(el)

@@ -20,7 +20,7 @@ impl PolicyError {
     pub(crate) fn new(el: &Element, attribute: Option<&str>, message: impl Into<String>) -> Self {
         PolicyError {
             line: el.line,
-            element: el.qname.clone(),
+            element: el.qname.to_string(),
             attribute: attribute.map(str::to_string),
             message: message.into(),
         }
