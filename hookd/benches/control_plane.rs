@@ -123,7 +123,9 @@ fn main() {
     let _ = std::fs::remove_file(&path);
 
     let pins = Bpffs::new();
-    let run = tempfile::tempdir().expect("run dir");
+    // hookd's run_dir is on a tmpfs (/run; docs/configuration.md), so the
+    // records are written to one here too, not to a disk's file system.
+    let run = tempfile::tempdir_in("/dev/shm").expect("a run dir on the /dev/shm tmpfs");
     let rss_empty = rss_kib().0;
     let dp = Datapath::open(&pins.pin_dir(), AttachMode::Auto).expect("loading hookd's programs");
     let mut d = Daemon::new(
