@@ -22,11 +22,12 @@ pub struct Attr {
     pub value: SmolStr,
 }
 
+/// An element of the tree. Names and values are short strings held
+/// inline (`SmolStr`): a 1,000-rule policy is some 10,000 of them, and an
+/// allocation each was most of the time to parse it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    /// Namespace URI, None when unqualified. Names and values are short
-    /// strings held inline (`SmolStr`): a 1,000-rule policy is some 10,000
-    /// of them, and an allocation each was most of the time to parse it.
+    /// Namespace URI, None when unqualified.
     pub ns: Option<SmolStr>,
     /// Local name.
     pub name: SmolStr,

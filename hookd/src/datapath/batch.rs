@@ -39,6 +39,24 @@ fn zeroed_attr() -> bpf_attr {
     unsafe { MaybeUninit::<bpf_attr>::zeroed().assume_init() }
 }
 
+/// The attributes of a batch command on map `fd`: `count` entries, keys
+/// and values (null where the command takes none) at the pointers given.
+fn batch_attr(fd: u32, keys: u64, values: u64, count: usize) -> bpf_attr {
+    let mut attr = zeroed_attr();
+    attr.batch.map_fd = fd;
+    attr.batch.keys = keys;
+    attr.batch.values = values;
+    attr.batch.count = count as u32;
+    attr
+}
+
+/// How many entries a batch command processed (the kernel writes it back,
+/// on an error too).
+fn batch_count(attr: &bpf_attr) -> usize {
+    // SAFETY: every batch command's attributes are the `batch` member.
+    unsafe { attr.batch.count as usize }
+}
+
 /// Every entry of the hash or LRU hash map `fd` (keys `K`, values `V`).
 /// Entries changed while it runs may be seen or not, as with any map walk.
 pub(crate) fn lookup_all<K: Pod, V: Pod>(fd: impl AsFd) -> io::Result<Vec<(K, V)>> {
@@ -52,20 +70,21 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(fd: impl AsFd) -> io::Result<Vec<(K, V)
     loop {
         let mut keys: Vec<MaybeUninit<K>> = vec![MaybeUninit::uninit(); chunk];
         let mut values: Vec<MaybeUninit<V>> = vec![MaybeUninit::uninit(); chunk];
-        let mut attr = zeroed_attr();
+        let mut attr = batch_attr(
+            fd,
+            keys.as_mut_ptr() as u64,
+            values.as_mut_ptr() as u64,
+            chunk,
+        );
         attr.batch.in_batch = if first {
             0
         } else {
             &mut token_in as *mut u64 as u64
         };
         attr.batch.out_batch = &mut token_out as *mut u64 as u64;
-        attr.batch.keys = keys.as_mut_ptr() as u64;
-        attr.batch.values = values.as_mut_ptr() as u64;
-        attr.batch.count = chunk as u32;
-        attr.batch.map_fd = fd;
         let res = sys_bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
-        // SAFETY: the kernel wrote `count` (also when it ends with ENOENT).
-        let got = unsafe { attr.batch.count } as usize;
+        // The kernel wrote `count` also when it ends with ENOENT.
+        let got = batch_count(&attr);
         let done = match res {
             Ok(()) => false,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
@@ -126,14 +145,9 @@ fn update_part<K: Pod, V: Pod>(fd: BorrowedFd<'_>, entries: &[(K, V)]) -> io::Re
     for part in entries.chunks(CHUNK) {
         let keys: Vec<K> = part.iter().map(|(k, _)| *k).collect();
         let values: Vec<V> = part.iter().map(|(_, v)| *v).collect();
-        let mut attr = zeroed_attr();
-        attr.batch.keys = keys.as_ptr() as u64;
-        attr.batch.values = values.as_ptr() as u64;
-        attr.batch.count = part.len() as u32;
-        attr.batch.map_fd = fd;
+        let mut attr = batch_attr(fd, keys.as_ptr() as u64, values.as_ptr() as u64, part.len());
         if let Err(e) = sys_bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) {
-            // SAFETY: the kernel wrote how many it processed.
-            let done = unsafe { attr.batch.count } as usize;
+            let done = batch_count(&attr);
             return Err(io::Error::new(
                 e.kind(),
                 format!("{e} after {} of {} entries", written + done, entries.len()),
@@ -145,22 +159,73 @@ fn update_part<K: Pod, V: Pod>(fd: BorrowedFd<'_>, entries: &[(K, V)]) -> io::Re
 }
 
 /// Removes `keys` from the map `fd`, a batch command per chunk. A key
-/// already gone is skipped (the kernel's batch stops at it; the rest is
-/// sent again), so this serves callers that tidy what they own.
-pub(crate) fn delete_all<K: Pod>(fd: impl AsFd, keys: &[K]) {
+/// already gone is skipped (the kernel's batch stops at it with ENOENT;
+/// the rest is sent again), so this serves callers that tidy what they
+/// own. Any other refusal (a kernel without batch deletes for the map's
+/// type) falls back to deleting key by key; the first error other than
+/// "already gone" is returned once every key was tried.
+pub(crate) fn delete_all<K: Pod>(fd: impl AsFd, keys: &[K]) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd() as u32;
     let mut rest = keys;
     while !rest.is_empty() {
         let part = &rest[..rest.len().min(CHUNK)];
-        let mut attr = zeroed_attr();
-        attr.batch.keys = part.as_ptr() as u64;
-        attr.batch.count = part.len() as u32;
-        attr.batch.map_fd = fd;
-        let res = sys_bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr);
-        // SAFETY: the kernel wrote how many it deleted.
-        let done = unsafe { attr.batch.count } as usize;
-        // On an error, key `done` is the one refused: step over it.
-        let next = if res.is_ok() { part.len() } else { done + 1 };
+        let mut attr = batch_attr(fd, part.as_ptr() as u64, 0, part.len());
+        let next = match sys_bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(()) => part.len(),
+            // Key `count` is the one not found: step over it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => batch_count(&attr) + 1,
+            // Not all refusals write `count` back (ENOTSUPP does not): try
+            // every key left, those already removed being gone.
+            Err(_) => return delete_each(fd, rest),
+        };
         rest = &rest[next.min(rest.len())..];
+    }
+    Ok(())
+}
+
+/// `BPF_MAP_DELETE_ELEM` for each of `keys`, skipping those already gone.
+fn delete_each<K: Pod>(fd: u32, keys: &[K]) -> io::Result<()> {
+    let mut first_err = None;
+    for key in keys {
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_2.map_fd = fd;
+        attr.__bindgen_anon_2.key = key as *const K as u64;
+        match sys_bpf(bpf_cmd::BPF_MAP_DELETE_ELEM, &mut attr) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                first_err.get_or_insert(e);
+            }
+            _ => {}
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya::maps::MapData;
+    use aya_obj::generated::bpf_map_type;
+
+    fn map(kind: bpf_map_type) -> MapData {
+        let def = aya_obj::Map::new_from_params(kind as u32, 4, 8, 64, 0);
+        MapData::create(def, "hookd_test", None).unwrap()
+    }
+
+    /// Keys already gone are stepped over, the rest all removed; a map
+    /// that refuses deletes altogether (an array) is an error, not silence.
+    #[test]
+    #[ignore = "privileged: run by scripts/test-privileged.sh"]
+    fn delete_all_skips_keys_already_gone_and_reports_refusals() {
+        let hash = map(bpf_map_type::BPF_MAP_TYPE_HASH);
+        let entries: Vec<(u32, u64)> = (1..=10).map(|k| (k, u64::from(k) * 7)).collect();
+        update_all(hash.fd(), &entries).unwrap();
+        assert_eq!(lookup_all::<u32, u64>(hash.fd()).unwrap().len(), 10);
+        let keys = [1, 2, 99, 3, 98, 4, 5, 6, 7, 8, 9, 10, 97];
+        delete_all(hash.fd(), &keys).unwrap();
+        assert!(lookup_all::<u32, u64>(hash.fd()).unwrap().is_empty());
+
+        let array = map(bpf_map_type::BPF_MAP_TYPE_ARRAY);
+        let err = delete_all(array.fd(), &[0u32, 1]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
     }
 }

@@ -227,9 +227,14 @@ impl Datapath {
             .filter(|h| half.is_none_or(|x| x == *h))
         {
             let classes = self.owned.classes.remove(&(ifindex, h)).unwrap_or_default();
-            batch::delete_all(self.fw_classes.map().fd(), &classes);
             let rules = self.owned.rules.remove(&(ifindex, h)).unwrap_or_default();
-            batch::delete_all(self.fw_rules.map().fd(), &rules);
+            let res = batch::delete_all(self.fw_classes.map().fd(), &classes)
+                .and(batch::delete_all(self.fw_rules.map().fd(), &rules));
+            if let Err(e) = res {
+                // Entries no program reads any more (the NIC's other half
+                // or none is live), left taking room in the shared tables.
+                tracing::warn!(ifindex, half = h, "removing old firewall entries: {e}");
+            }
         }
     }
 
