@@ -62,12 +62,13 @@ int hookd_from_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
-	struct nic_stats *st = bpf_map_lookup_elem(&hookd_stats, &ifindex);
+	struct nic_stats *st;
 	struct flow f = {};
 	int verdict;
 
 	if (!cfg)
 		return TC_ACT_UNSPEC; /* not a NIC hookd knows: not ours to judge */
+	st = nic_counters(cfg);
 	if (cfg->flags & NIC_F_MANAGED) {
 		linearize(skb);
 		verdict = antispoof_l2(skb, cfg);
@@ -130,7 +131,7 @@ int hookd_to_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
-	struct nic_stats *st = bpf_map_lookup_elem(&hookd_stats, &ifindex);
+	struct nic_stats *st = cfg ? nic_counters(cfg) : NULL;
 	struct flow f = {};
 	int verdict;
 

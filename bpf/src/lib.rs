@@ -36,7 +36,11 @@ pub const PROG_FROM_TENANT: &str = "hookd_from_tenant";
 pub const MAP_NICS: &str = "hookd_nics";
 /// Map: LPM [`layout::AddrKey`] -> u32, the NIC's allowed source prefixes.
 pub const MAP_ADDRS: &str = "hookd_addrs";
-/// Map: tap ifindex -> per-CPU [`layout::NicStats`].
+/// Map: a NIC's slot ([`layout::NicConfig::slot`]) -> per-CPU
+/// [`layout::NicStats`].
+pub const MAP_COUNTERS: &str = "hookd_counters";
+/// Map: ifindex -> per-CPU [`layout::NicStats`]: the tenant namespaces'
+/// veths, and NICs' counts from a hookd before slots.
 pub const MAP_STATS: &str = "hookd_stats";
 /// Map: LPM remote prefix -> firewall class.
 pub const MAP_FW_CLASSES: &str = "hookd_fw_classes";

@@ -479,7 +479,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
         let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
         start(&mut a);
         let plain = map_pins(&pin_dir);
-        assert_eq!(plain.len(), 18, "{plain:?}");
+        assert_eq!(plain.len(), 19, "{plain:?}");
 
         let stop = Arc::new(AtomicBool::new(false));
         let upgrader = {
@@ -702,4 +702,111 @@ fn counters_of_the_earlier_layout_are_converted() {
         info.value_size() as usize,
         std::mem::size_of::<hookd_bpf::layout::NicStats>()
     );
+}
+
+/// NICs in a `hookd_nics` of a build before counter slots, whose configs
+/// have padding where this build keeps the slot: each gets a slot of its
+/// own (the padding is not taken for one), the rest of its config kept,
+/// and its earlier counts, kept by ifindex, are still its counts; the
+/// programs then count at the slot, and a restart keeps slots and counts.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn nics_of_a_build_before_counter_slots_get_slots_and_keep_their_counts() {
+    use aya::programs::{TestRun, TestRunOptions};
+    // The loopback: BPF_PROG_TEST_RUN needs a device of that ifindex.
+    const LO: u32 = 1;
+    const OTHER: u32 = 4000;
+    let fs = Bpffs::new();
+    let pin_dir = fs.pin_dir();
+    let maps = pin_dir.join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    let stats_value = std::mem::size_of::<hookd_bpf::layout::NicStats>();
+    sh(&format!(
+        "bpftool map create {} type percpu_hash key 4 value {stats_value} entries {} name hookd_stats",
+        maps.join(hookd_bpf::MAP_STATS).display(),
+        hookd_bpf::layout::MAX_NICS,
+    ));
+    let mut counts = vec![0u8; stats_value];
+    counts[0] = 3; // to_vm_packets, on every CPU
+    sh(&format!(
+        "bpftool map update pinned {} key hex {} value hex {}",
+        maps.join(hookd_bpf::MAP_STATS).display(),
+        hex(&LO.to_ne_bytes()),
+        hex(&counts)
+    ));
+    let nics = maps.join(hookd_bpf::MAP_NICS);
+    sh(&format!(
+        "bpftool map create {} type hash key 4 value {} entries {} name hookd_nics",
+        nics.display(),
+        std::mem::size_of::<hookd_bpf::layout::NicConfig>(),
+        hookd_bpf::layout::MAX_NICS,
+    ));
+    // MAC, flags 0 (counted only), modes, half, kinds; padding (bytes 12
+    // to 15) as an earlier build left it; generation 9.
+    let config = |pad: [u8; 4]| {
+        let mut c = vec![0x52, 0x54, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0, 0];
+        c.extend(pad);
+        c.extend(9u64.to_ne_bytes());
+        c
+    };
+    for (ifindex, pad) in [(LO, [0xff; 4]), (OTHER, 7u32.to_ne_bytes())] {
+        sh(&format!(
+            "bpftool map update pinned {} key hex {} value hex {}",
+            nics.display(),
+            hex(&ifindex.to_ne_bytes()),
+            hex(&config(pad))
+        ));
+    }
+    let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    let slot = |dp: &Datapath, i: u32| dp.nic_config(i).unwrap().slot;
+    let mut slots = [slot(&dp, LO), slot(&dp, OTHER)];
+    slots.sort_unstable();
+    assert_eq!(slots, [1, 2], "slots of their own, not the padding");
+    let cfg = dp.nic_config(LO).unwrap();
+    assert_eq!((cfg.mac[5], cfg.flags, cfg.generation), (0x0a, 0, 9));
+    assert_eq!(
+        dp.retire_old_maps(),
+        1,
+        "hookd_stats, now allocated per entry"
+    );
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    assert_eq!(dp.stats(LO).unwrap().to_vm_packets, 3 * cpus);
+    assert_eq!(dp.stats(OTHER).unwrap().to_vm_packets, 0);
+
+    let frame = eth(
+        mac("52:54:00:00:00:0a"),
+        mac("02:00:00:00:00:01"),
+        0x0800,
+        &ipv4(
+            v4("198.51.100.1"),
+            v4("192.0.2.10"),
+            6,
+            &tcp(1024, 22, 0x10),
+        ),
+    );
+    let mut ctx = [0u8; 44];
+    ctx[40..].copy_from_slice(&LO.to_ne_bytes());
+    let to_vm = dp.program(hookd_bpf::PROG_TO_VM).unwrap();
+    for _ in 0..5 {
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
+        to_vm.test_run(opts).expect("BPF_PROG_TEST_RUN");
+    }
+    let s = dp.stats(LO).unwrap();
+    assert_eq!(s.to_vm_packets, 3 * cpus + 5, "counted at the slot: {s:?}");
+    assert_eq!(s.to_vm_bytes, 5 * frame.len() as u64);
+    assert_eq!(
+        dp.stats(OTHER).unwrap().to_vm_packets,
+        0,
+        "not another NIC's"
+    );
+
+    let lo_slot = slot(&dp, LO);
+    drop(dp);
+    let dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    assert_eq!(slot(&dp, LO), lo_slot, "a restart keeps the slot");
+    assert_eq!(dp.stats(LO).unwrap().to_vm_packets, 3 * cpus + 5);
 }

@@ -75,7 +75,7 @@ static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net
 	__u32 id = net->net_id;
 	struct net_members *m = bpf_map_lookup_elem(&hookd_net_members, &id);
 	struct net_stats *st;
-	struct nic_stats *ns;
+	struct nic_stats *ns = NULL;
 	__u32 last = 0, sent = 0, self = 0, i;
 
 	if (!m)
@@ -96,7 +96,11 @@ static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net
 	}
 	/* m->count is every NIC of the network on this host; only the first
 	 * MAX_FLOOD are in m->ifindex. The others' copies are counted. */
-	ns = HOOKD_WRITES && m->count > MAX_FLOOD ? bpf_map_lookup_elem(&hookd_stats, &ifindex) : NULL;
+	if (HOOKD_WRITES && m->count > MAX_FLOOD) {
+		struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
+
+		ns = cfg ? nic_counters(cfg) : NULL;
+	}
 	if (ns)
 		__sync_fetch_and_add(&ns->drops[DROP_FLOOD_BOUND], m->count - MAX_FLOOD - !self);
 	if (!last)

@@ -3,7 +3,7 @@
 
 use crate::datapath::PROGRAMS;
 use crate::datapath::error::{DatapathError, map_err};
-use aya::maps::{HashMap, MapData, PerCpuHashMap};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use hookd_bpf::layout::{FwHitKey, NetStats, NicConfig, NicStats};
 use hookd_model::policy::Direction;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ pub struct Counters {
     pins: std::sync::RwLock<Vec<(String, PathBuf)>>,
     nics: HashMap<MapData, u32, NicConfig>,
     stats: PerCpuHashMap<MapData, u32, NicStats>,
+    nic_counters: PerCpuArray<MapData, NicStats>,
     fw_hits: PerCpuHashMap<MapData, FwHitKey, u64>,
     net_stats: PerCpuHashMap<MapData, u32, NetStats>,
 }
@@ -44,6 +45,8 @@ impl Counters {
             nics: HashMap::try_from(pinned(hookd_bpf::MAP_NICS)?).map_err(map_err("hookd_nics"))?,
             stats: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_STATS)?)
                 .map_err(map_err("hookd_stats"))?,
+            nic_counters: PerCpuArray::try_from(pinned(hookd_bpf::MAP_COUNTERS)?)
+                .map_err(map_err("hookd_counters"))?,
             fw_hits: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_FW_HITS)?)
                 .map_err(map_err("hookd_fw_hits"))?,
             net_stats: PerCpuHashMap::try_from(pinned(hookd_bpf::MAP_NET_STATS)?)
@@ -51,11 +54,27 @@ impl Counters {
         })
     }
 
-    /// A NIC's counters, summed over CPUs.
+    /// A NIC's counters (or a tenant veth's), summed over CPUs: those at
+    /// its config's slot, plus any a hookd before slots kept by ifindex.
     pub fn stats(&self, ifindex: u32) -> Option<NicStats> {
-        let per_cpu = self.stats.get(&ifindex, 0).ok()?;
+        let slot = self
+            .nics
+            .get(&ifindex, 0)
+            .ok()
+            .map(|c| c.slot)
+            .filter(|s| *s != 0);
+        let parts: Vec<PerCpuValues<NicStats>> = [
+            slot.and_then(|s| self.nic_counters.get(&s, 0).ok()),
+            self.stats.get(&ifindex, 0).ok(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            return None;
+        }
         let mut total = NicStats::default();
-        for s in per_cpu.iter() {
+        for s in parts.iter().flat_map(|p| p.iter()) {
             total.add(s);
         }
         Some(total)

@@ -16,7 +16,8 @@
 //! - `tenant`: each tenant's namespace, its veth and routes (`netns`:
 //!   namespaces and rtnetlink);
 //! - [`conntrack`]: per-NIC connection-tracking tables;
-//! - [`counters`]: counter readers for any thread;
+//! - [`counters`]: counter readers for any thread; `slots`: which NIC
+//!   counts where in `hookd_counters`;
 //! - [`events`]: the ring buffer of logged packets;
 //! - [`upgrade`]: running taps get this daemon's programs (restart, upgrade);
 //! - `versions`: a pinned map in another layout gets a new version beside
@@ -41,6 +42,7 @@ mod owned;
 mod promote;
 mod qdisc;
 pub mod ra;
+mod slots;
 mod tcfilter;
 pub mod tenant;
 pub mod trace;
@@ -54,7 +56,7 @@ pub use upgrade::Replaced;
 use crate::config::AttachMode;
 use crate::datapath::error::{io_err, map_err, prog_err};
 use crate::datapath::owned::Owned;
-use aya::maps::{HashMap, HashOfMaps, LpmTrie, MapData, PerCpuHashMap, RingBuf};
+use aya::maps::{HashMap, HashOfMaps, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::ProgramInfo;
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -129,7 +131,14 @@ pub struct Datapath {
     pub(crate) adopted: std::collections::HashMap<&'static str, SchedClassifier>,
     pub(crate) nics: HashMap<MapData, u32, NicConfig>,
     pub(crate) addrs: LpmTrie<MapData, AddrData, u32>,
+    /// The tenant veths' counters, and NICs' from before slots.
     pub(crate) stats: PerCpuHashMap<MapData, u32, NicStats>,
+    /// The NICs' counters, by their configs' slots.
+    pub(crate) nic_counters: PerCpuArray<MapData, NicStats>,
+    pub(crate) slots: slots::Slots,
+    /// Slots NICs had in an earlier version of `hookd_nics`, for their
+    /// configs written again (`adopt_slots`).
+    pub(crate) carried_slots: std::collections::HashMap<u32, u32>,
     pub(crate) fw_classes: LpmTrie<MapData, FwClassData, u32>,
     pub(crate) fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
     pub(crate) ct: HashOfMaps<MapData, u32>,
@@ -285,6 +294,8 @@ impl Datapath {
             .map_err(map_err("hookd_addrs"))?;
         let stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_STATS)?)
             .map_err(map_err("hookd_stats"))?;
+        let nic_counters = PerCpuArray::try_from(take(&mut ebpf, hookd_bpf::MAP_COUNTERS)?)
+            .map_err(map_err("hookd_counters"))?;
         let fw_classes = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_CLASSES)?)
             .map_err(map_err("hookd_fw_classes"))?;
         let fw_rules = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_RULES)?)
@@ -345,6 +356,9 @@ impl Datapath {
             nics,
             addrs,
             stats,
+            nic_counters,
+            slots: slots::Slots::new(layout::MAX_NICS),
+            carried_slots: std::collections::HashMap::new(),
             fw_classes,
             fw_rules,
             ct,
@@ -372,6 +386,15 @@ impl Datapath {
             tracer: None,
             ct_queue,
         };
+        // Before any tap runs this build's programs, which count at the
+        // slot a NIC's config names.
+        let placed = |name: &str| dp.placements.iter().find(|p| p.name == name);
+        let trusted = placed(hookd_bpf::MAP_COUNTERS).is_some_and(|p| !p.created);
+        let earlier_nics = placed(hookd_bpf::MAP_NICS)
+            .filter(|p| p.created)
+            .and_then(|p| p.older.first())
+            .and_then(|f| MapData::from_pin(maps_dir.join(f)).ok());
+        dp.adopt_slots(trusted, earlier_nics);
         // Before any tap runs this build's programs, which fail closed on
         // a NIC with rules and no table.
         dp.carry_tables();

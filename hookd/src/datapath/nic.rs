@@ -5,7 +5,7 @@
 use crate::datapath::error::{DatapathError, io_err, map_err};
 use crate::datapath::{Datapath, batch, dir_value};
 use aya::maps::lpm_trie::Key;
-use aya::maps::{IterableMap, MapData, PerCpuValues, RingBuf};
+use aya::maps::{HashMap, IterableMap, MapData, PerCpuValues, RingBuf};
 use hookd_bpf::layout::{
     self, AddrKey, FwClassData, FwHitKey, FwRuleData, FwVerdict, NicConfig, NicStats,
 };
@@ -79,13 +79,6 @@ impl Datapath {
                 .map_err(map_err("removing a stale prefix"))?;
         }
         self.owned.addrs.insert(ifindex, keys.clone());
-        let zero = PerCpuValues::try_from(vec![NicStats::default(); self.ncpus])
-            .map_err(io_err("per-CPU stats"))?;
-        if self.stats.get(&ifindex, 0).is_err() {
-            self.stats
-                .insert(ifindex, zero, 0)
-                .map_err(map_err("creating counters"))?;
-        }
         // Security groups: write the idle half of the tables, then switch
         // halves with the one nic_config update below, so a packet sees the
         // old rules or the new ones, never a mix; then drop the old half.
@@ -118,6 +111,7 @@ impl Datapath {
         };
         // A NIC on its way to tcx keeps saying so (`promote.rs`).
         let moving = old.map_or(0, |c| c.flags & layout::NIC_F_PASS_FINAL);
+        let (slot, new_slot) = self.slot_for(ifindex, old.as_ref())?;
         let cfg = NicConfig {
             mac,
             flags: flags | moving,
@@ -125,11 +119,15 @@ impl Datapath {
             fw_egress: fw_mode(&fw.egress),
             fw_gen: half,
             fw_kinds: kinds0(&fw.ingress) | kinds0(&fw.egress) << 2,
+            slot,
             generation,
         };
-        self.nics
-            .insert(ifindex, cfg, 0)
-            .map_err(map_err("writing NIC config"))?;
+        if let Err(e) = self.nics.insert(ifindex, cfg, 0) {
+            if new_slot {
+                self.slots.release(slot);
+            }
+            return Err(map_err("writing NIC config")(e));
+        }
         if network.is_none() {
             self.clear_network(ifindex);
         }
@@ -256,7 +254,13 @@ impl Datapath {
     /// Removes every map entry of `ifindex`. Entries already gone (pins
     /// cleared under hookd) are no error.
     pub fn forget_nic(&mut self, ifindex: u32) {
+        let slot = self.nics.get(&ifindex, 0).map(|c| c.slot);
         let _ = self.nics.remove(&ifindex);
+        if let Ok(slot) = slot
+            && self.slots.owns(slot)
+        {
+            self.slots.release(slot);
+        }
         let _ = self.stats.remove(&ifindex);
         self.clear_fw(ifindex, None);
         self.owned.retired.retain(|(i, _)| *i != ifindex);
@@ -291,6 +295,87 @@ impl Datapath {
     /// (direction, rule index) -> hits, summed over CPUs.
     pub fn rule_hits(&self, ifindex: u32) -> Vec<((Direction, u16), u64)> {
         self.counters.rule_hits(ifindex)
+    }
+
+    /// The counter slot for `ifindex`'s config: the one its config `old`
+    /// has, else the one an earlier map version gave it (see
+    /// [`Datapath::adopt_slots`]), else a free one, its counters zeroed.
+    /// The flag says the slot is newly taken (to give back if the config
+    /// is not written).
+    fn slot_for(
+        &mut self,
+        ifindex: u32,
+        old: Option<&NicConfig>,
+    ) -> Result<(u32, bool), DatapathError> {
+        if let Some(c) = old.filter(|c| self.slots.owns(c.slot)) {
+            return Ok((c.slot, false));
+        }
+        if let Some(slot) = self.carried_slots.remove(&ifindex)
+            && self.slots.adopt(slot)
+        {
+            return Ok((slot, true));
+        }
+        Ok((self.new_slot()?, true))
+    }
+
+    /// A free counter slot, its counters zeroed (a NIC gone before left
+    /// its counts there).
+    fn new_slot(&mut self) -> Result<u32, DatapathError> {
+        let slot = self.slots.take().ok_or_else(|| DatapathError::Io {
+            what: format!(
+                "giving the NIC counters: all {} slots are taken",
+                layout::MAX_NICS
+            ),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        })?;
+        let zero = PerCpuValues::try_from(vec![NicStats::default(); self.ncpus])
+            .map_err(io_err("per-CPU counters"))?;
+        if let Err(e) = self.nic_counters.set(slot, zero, 0) {
+            self.slots.release(slot);
+            return Err(map_err(format!("zeroing counter slot {slot}"))(e));
+        }
+        Ok(slot)
+    }
+
+    /// Gives the NICs of the pinned `hookd_nics` their counter slots when
+    /// this daemon opens the maps. `trusted`: the slots in those configs
+    /// are a slot-aware build's, in the pinned `hookd_counters` (not one
+    /// just created); an earlier build's padding is never trusted. A
+    /// config without a valid slot of its own is rewritten with a new one
+    /// before any tap runs this build's programs.
+    pub(crate) fn adopt_slots(&mut self, trusted: bool, earlier_nics: Option<MapData>) {
+        let configs: Vec<(u32, NicConfig)> = self.nics.iter().filter_map(Result::ok).collect();
+        for (ifindex, mut cfg) in configs {
+            if trusted && self.slots.adopt(cfg.slot) {
+                continue;
+            }
+            let written = self.new_slot().and_then(|slot| {
+                cfg.slot = slot;
+                self.nics.insert(ifindex, cfg, 0).map_err(|e| {
+                    self.slots.release(slot);
+                    map_err("writing the NIC's config")(e)
+                })
+            });
+            if let Err(e) = written {
+                tracing::warn!(ifindex, error = %e, "no counter slot for an adopted NIC: its packets go uncounted until its policy is written again");
+            }
+        }
+        // hookd_nics in a new version (its configs are written again from
+        // the records): each NIC keeps the slot, and so the counts, it had.
+        let Some(old) = earlier_nics.filter(|_| trusted) else {
+            return;
+        };
+        let Ok(old) = HashMap::<_, u32, NicConfig>::try_from(aya::maps::Map::HashMap(old)) else {
+            tracing::warn!(
+                "the earlier hookd_nics cannot be read: NICs' counters start again at zero"
+            );
+            return;
+        };
+        for (ifindex, cfg) in old.iter().filter_map(Result::ok) {
+            if cfg.slot != 0 && !self.slots.owns(cfg.slot) {
+                self.carried_slots.insert(ifindex, cfg.slot);
+            }
+        }
     }
 }
 

@@ -18,7 +18,9 @@
 
 use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, io_err, map_err};
-use aya::maps::{HashMap, HashOfMaps, Map, MapData, MapInfo, PerCpuHashMap, PerCpuValues};
+use aya::maps::{
+    HashMap, HashOfMaps, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
 use aya::programs::loaded_programs;
 use hookd_bpf::layout::{CtEntry, CtKey, FwHitKey, NetStats, NicStats};
 use std::collections::HashSet;
@@ -45,7 +47,7 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 18] = [
+pub(crate) const CARRY: [(&str, Carry); 19] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
@@ -57,6 +59,7 @@ pub(crate) const CARRY: [(&str, Carry); 18] = [
     (hookd_bpf::MAP_UPLINKS, Carry::Policy),
     (hookd_bpf::MAP_NET_MEMBERS, Carry::Policy),
     (hookd_bpf::MAP_RA, Carry::Policy),
+    (hookd_bpf::MAP_COUNTERS, Carry::Counters),
     (hookd_bpf::MAP_STATS, Carry::Counters),
     (hookd_bpf::MAP_FW_HITS, Carry::Counters),
     (hookd_bpf::MAP_NET_STATS, Carry::Counters),
@@ -508,6 +511,33 @@ impl Datapath {
         match carry {
             Carry::Policy | Carry::Fresh => Ok(0),
             Carry::Counters => match name {
+                hookd_bpf::MAP_COUNTERS => {
+                    // The same slots: the NICs' configs kept theirs.
+                    let old = PerCpuArray::<_, NicStats>::try_from(Map::PerCpuArray(map))
+                        .map_err(map_err("old hookd_counters"))?;
+                    let slots = old.len().min(self.nic_counters.len());
+                    for slot in 1..slots {
+                        let (Ok(a), Ok(b)) = (old.get(&slot, 0), self.nic_counters.get(&slot, 0))
+                        else {
+                            continue;
+                        };
+                        let sum: Vec<NicStats> = b
+                            .iter()
+                            .zip(a.iter())
+                            .map(|(b, a)| {
+                                let mut s = *b;
+                                s.add(a);
+                                s
+                            })
+                            .collect();
+                        let sum =
+                            PerCpuValues::try_from(sum).map_err(io_err("per-CPU counters"))?;
+                        self.nic_counters
+                            .set(slot, sum, 0)
+                            .map_err(map_err("writing carried counters"))?;
+                    }
+                    Ok(slots.saturating_sub(1) as usize)
+                }
                 hookd_bpf::MAP_STATS if value_size(&map) == std::mem::size_of::<NicStats16>() => {
                     let old = PerCpuHashMap::try_from(Map::PerCpuHashMap(map))
                         .map_err(map_err("old hookd_stats (16 drop reasons)"))?;
