@@ -514,11 +514,46 @@ fn antispoofing_verdicts_through_bpf_prog_test_run() {
             "unmanaged NIC filtered {name}"
         );
     }
+    let slot = dp.nic_config(TEST_IFINDEX).unwrap().slot;
+    assert!(dp.stats(TEST_IFINDEX).unwrap().from_vm_packets > 0);
     dp.forget_nic(TEST_IFINDEX);
     assert!(dp.stats(TEST_IFINDEX).is_none() && dp.nic_config(TEST_IFINDEX).is_none());
     assert_eq!(dp.prefix_count(TEST_IFINDEX), 0);
     // Unknown NIC: not ours to judge.
     assert_eq!(run(&dp, &cases[1].1), TC_ACT_UNSPEC);
+
+    // Counter slots are given in turn: the NIC programmed again gets the
+    // next one, not the one it left, and starts at zero even where the
+    // slot holds counts (as one a NIC long gone left behind).
+    let counters = aya::maps::MapData::from_pin(fs.pin_dir().join("maps/hookd_counters")).unwrap();
+    let mut counters = aya::maps::PerCpuArray::<_, hookd_bpf::layout::NicStats>::try_from(
+        aya::maps::Map::PerCpuArray(counters),
+    )
+    .unwrap();
+    let stale = hookd_bpf::layout::NicStats {
+        to_vm_packets: 99,
+        from_vm_packets: 99,
+        ..Default::default()
+    };
+    let cpus = aya::util::nr_cpus().unwrap();
+    counters
+        .set(
+            slot + 1,
+            aya::maps::PerCpuValues::try_from(vec![stale; cpus]).unwrap(),
+            0,
+        )
+        .unwrap();
+    dp.program_nic(TEST_IFINDEX, m, &NicMode::CountersOnly, 4)
+        .unwrap();
+    assert_eq!(dp.nic_config(TEST_IFINDEX).unwrap().slot, slot + 1);
+    assert_eq!(
+        dp.stats(TEST_IFINDEX).unwrap(),
+        hookd_bpf::layout::NicStats::default(),
+        "a new NIC's counters start at zero"
+    );
+    run(&dp, &cases[1].1);
+    assert_eq!(dp.stats(TEST_IFINDEX).unwrap().from_vm_packets, 1);
+    dp.forget_nic(TEST_IFINDEX);
 }
 
 /// A RARP request as QEMU's announce sends it after a migration (opcode 3,
