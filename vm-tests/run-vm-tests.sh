@@ -42,11 +42,16 @@ hookd_tcx_links() { # tcx links (bpf link type 11) whose program is one of hookd
     bpftool -j link list | jq --argjson ids "$ids" '[.[] | select((.type == 11 or .type == "tcx") and (.prog_id as $p | $ids | index($p)))] | length'
 }
 pinned_drops() { # pinned_drops IFINDEX REASON: a drop counter (enum drop_reason) straight from
-    # the pinned map, for when hookd is down: its 8-byte per-CPU values, summed,
-    # through the map's BTF (bpftool's "formatted" dump), not by byte offset
-    bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_stats \
-        | jq --argjson k "$1" --argjson r "$2" \
-            '[.[] | .formatted | select(.key == $k) | .values[].value.drops[$r]] | add // 0'
+    # the pinned maps, for when hookd is down: the NIC's slot in its config, then
+    # the slot's per-CPU values in hookd_counters, summed, through the maps' BTF
+    # (bpftool's "formatted" output), not by byte offset (docs/datapath.md)
+    local slot
+    slot=$(bpftool -j map dump pinned /sys/fs/bpf/hookd/maps/hookd_nics \
+        | jq --argjson k "$1" '[.[] | .formatted | select(.key == $k) | .value.slot][0] // 0')
+    # shellcheck disable=SC2046 # the key's four bytes, little-endian
+    bpftool -j map lookup pinned /sys/fs/bpf/hookd/maps/hookd_counters \
+        key $(printf '%d %d %d %d' $((slot & 255)) $((slot >> 8 & 255)) $((slot >> 16 & 255)) $((slot >> 24))) \
+        | jq --argjson r "$2" '[.formatted.values[].value.drops[$r]] | add // 0'
 }
 
 policy "$SB/vm1.policy" 52:54:00:00:00:0a 192.0.2.10/32
