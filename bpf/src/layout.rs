@@ -26,8 +26,9 @@ pub struct NicConfig {
     /// `FW_KIND*`: class 0's lookups per direction, and whether class ids
     /// carry their own (see types.h).
     pub fw_kinds: u8,
-    /// The NIC's counters: `hookd_counters[slot]` (0: none), given out
-    /// by the daemon (`datapath::slots`).
+    /// The NIC's counters, `hookd_counters[slot]`, and conntrack table,
+    /// `hookd_ct[slot]` (0: none), given out by the daemon
+    /// (`datapath::slots`).
     pub slot: u32,
     pub generation: u64,
 }

@@ -11,7 +11,7 @@ use hookd::config::AttachMode;
 use hookd::core::records::StateDir;
 use hookd::core::{Daemon, DataPlane};
 use hookd::datapath::{Attachment, Datapath};
-use hookd_bpf::layout::{DropReason, NicConfig};
+use hookd_bpf::layout::{self, DropReason, NicConfig};
 use hookd_model::hook::HookArgs;
 use hookd_testkit::vm::*;
 use hookd_testkit::xml::{self, DomainXml};
@@ -502,35 +502,66 @@ fn staged_attach_moves_to_tcx_judging_every_frame_once() {
             .nic("ethernet", "52:54:00:00:00:0c", Some("vnet10"))
             .to_string();
         let if3 = hookd::datapath::netdev::ifindex("vnet10").unwrap();
+        let maps = pin_dir.join("maps");
         let ct = || {
-            let m = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_CT)).unwrap();
-            aya::maps::HashOfMaps::<MapData, u32>::try_from(
+            let m = MapData::from_pin(maps.join(hookd_bpf::MAP_CT)).unwrap();
+            aya::maps::ArrayOfMaps::<MapData>::try_from(aya::maps::Map::from_map_data(m).unwrap())
+                .unwrap()
+        };
+        let configs = || {
+            let m = MapData::from_pin(maps.join(hookd_bpf::MAP_NICS)).unwrap();
+            let m = aya::maps::HashMap::<_, u32, NicConfig>::try_from(
                 aya::maps::Map::from_map_data(m).unwrap(),
             )
-            .unwrap()
+            .unwrap();
+            m.iter().map(Result::unwrap).collect::<Vec<_>>()
+        };
+        // Where the programs look for the NIC's table: its config's slot.
+        let slot = || {
+            configs()
+                .into_iter()
+                .find(|(i, _)| *i == if3)
+                .map(|(_, c)| c.slot)
+                .expect("vm3's NIC has a config")
         };
         hook(&mut d, "start", &xml3).unwrap();
         hook(&mut d, "started", &xml3).unwrap();
-        assert!(ct().get(&if3, 0).is_ok(), "started found the table in");
+        assert!(ct().get(&slot(), 0).is_ok(), "started found the table in");
         // A table that did not go in (a failed batch; here removed behind
         // hookd's back): `started` finds the NIC incomplete and writes it
         // again, instead of finding nothing to do.
-        ct().remove(&if3).unwrap();
+        sh(&format!(
+            "bpftool map delete pinned {} key {}",
+            maps.join(hookd_bpf::MAP_CT).display(),
+            slot().to_ne_bytes().map(|b| b.to_string()).join(" ")
+        ));
+        assert!(ct().get(&slot(), 0).is_err());
         hook(&mut d, "started", &xml3).unwrap();
         assert!(
-            ct().get(&if3, 0).is_ok(),
+            ct().get(&slot(), 0).is_ok(),
             "started gave the NIC its table back"
         );
         // Stopped right after start, before its table may have gone in:
-        // no table is left for the ifindex (its next NIC would inherit
-        // the connections).
+        // no table is left behind (the next NIC at its slot would inherit
+        // the connections): tables are only at the slots of NICs with
+        // security groups.
         for _ in 0..20 {
             hook(&mut d, "stopped", &xml3).unwrap();
             hook(&mut d, "start", &xml3).unwrap();
         }
         hook(&mut d, "stopped", &xml3).unwrap();
         d.settle();
-        assert!(ct().get(&if3, 0).is_err(), "a table left behind its NIC");
+        let tables = ct();
+        let with_tables: Vec<u32> = (1..=hookd_bpf::layout::MAX_NICS)
+            .filter(|s| tables.get(s, 0).is_ok())
+            .collect();
+        let mut with_fw: Vec<u32> = configs()
+            .into_iter()
+            .filter(|(_, c)| c.fw_ingress != layout::FW_OFF || c.fw_egress != layout::FW_OFF)
+            .map(|(_, c)| c.slot)
+            .collect();
+        with_fw.sort_unstable();
+        assert_eq!(with_tables, with_fw, "a table left behind its NIC");
         hook(&mut d, "stopped", &xml).unwrap();
         assert!(d.records().is_empty());
         assert!(pin_dir.join("links").read_dir().unwrap().next().is_none());

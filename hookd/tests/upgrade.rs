@@ -572,22 +572,46 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// An earlier `hookd_ct` whose tables the kernel will not take into this
-/// build's map of maps (another LRU flavour, `BPF_F_NO_COMMON_LRU`, and
-/// another size), made with bpftool as an earlier build would have left
-/// it: its tracked connections are copied into new tables, the old map
-/// retired, and the new one takes the plain name.
-#[test]
-#[ignore = "privileged: run by scripts/test-all.sh"]
-fn conntrack_tables_of_another_kind_are_copied() {
+/// A `nic_config` as a build before slots wrote it: MAC 52:54:00:00:00:0a,
+/// flags 0, firewall mode `fw` both ways, half and kinds 0, the 4 bytes
+/// where slots are now (`pad`), and `generation`.
+fn earlier_config(fw: u8, pad: [u8; 4], generation: u64) -> Vec<u8> {
+    let mut c = vec![0x52, 0x54, 0, 0, 0, 0x0a, 0, 0, fw, fw, 0, 0];
+    c.extend(pad);
+    c.extend(generation.to_ne_bytes());
+    c
+}
+
+/// Pins `hookd_nics` under `maps`, made with bpftool, holding `configs`.
+fn earlier_nics(maps: &Path, configs: &[(u32, Vec<u8>)]) {
+    let nics = maps.join(hookd_bpf::MAP_NICS);
+    sh(&format!(
+        "bpftool map create {} type hash key 4 value {} entries {} name hookd_nics",
+        nics.display(),
+        std::mem::size_of::<hookd_bpf::layout::NicConfig>(),
+        hookd_bpf::layout::MAX_NICS,
+    ));
+    for (ifindex, config) in configs {
+        sh(&format!(
+            "bpftool map update pinned {} key hex {} value hex {}",
+            nics.display(),
+            hex(&ifindex.to_ne_bytes()),
+            hex(config)
+        ));
+    }
+}
+
+/// Pins under `pin_dir` a `hookd_ct` as a build before slots left it: a
+/// hash of maps by ifindex, holding for IFINDEX an LRU table of `entries`
+/// with map flags `flags` and three connections; and that NIC's config
+/// in `hookd_nics`, with no slot. Returns the table's map id.
+fn earlier_ct_by_ifindex(pin_dir: &Path, flags: u32, entries: u32) -> u32 {
     use hookd_bpf::layout::{CtEntry, CtKey};
-    let fs = Bpffs::new();
-    let pin_dir = fs.pin_dir();
     let maps = pin_dir.join("maps");
     std::fs::create_dir_all(&maps).unwrap();
     let (table, outer) = (maps.join("old_table"), maps.join(hookd_bpf::MAP_CT));
     sh(&format!(
-        "bpftool map create {} type lru_hash key {} value {} entries 512 flags 2 name old_ct_nic",
+        "bpftool map create {} type lru_hash key {} value {} entries {entries} flags {flags} name old_ct_nic",
         table.display(),
         std::mem::size_of::<CtKey>(),
         std::mem::size_of::<CtEntry>(),
@@ -598,7 +622,6 @@ fn conntrack_tables_of_another_kind_are_copied() {
         table.display(),
         hookd_bpf::layout::MAX_NICS,
     ));
-    const IFINDEX: u32 = 77;
     for port in [1000u16, 1001, 1002] {
         let mut key = vec![0u8; std::mem::size_of::<CtKey>()];
         key[..4].copy_from_slice(&IFINDEX.to_ne_bytes());
@@ -620,9 +643,34 @@ fn conntrack_tables_of_another_kind_are_copied() {
         hex(&IFINDEX.to_ne_bytes()),
         table.display()
     ));
+    let id = aya::maps::MapInfo::from_pin(&table).unwrap().id();
     std::fs::remove_file(&table).unwrap();
+    // The NIC's config, as that build left it (no slot: a build before
+    // slots keyed the tables by ifindex), its firewall on both ways.
+    earlier_nics(&maps, &[(IFINDEX, earlier_config(1, [0; 4], 1))]);
+    id
+}
 
+/// The NIC of [`earlier_ct_by_ifindex`].
+const IFINDEX: u32 = 77;
+
+/// An earlier `hookd_ct` (a hash of maps by ifindex, as builds before
+/// slots had) whose tables the kernel will not take into this build's map
+/// of maps (another LRU flavour, `BPF_F_NO_COMMON_LRU`, and another size),
+/// made with bpftool as an earlier build would have left it: its tracked
+/// connections are copied into new tables at the NIC's slot, the old map
+/// retired, and the new one takes the plain name.
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn conntrack_tables_of_another_kind_are_copied() {
+    let fs = Bpffs::new();
+    let pin_dir = fs.pin_dir();
+    let maps = pin_dir.join("maps");
+    let outer = maps.join(hookd_bpf::MAP_CT);
+    earlier_ct_by_ifindex(&pin_dir, 2, 512);
     let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    let slot = dp.nic_config(IFINDEX).unwrap().slot;
+    assert_ne!(slot, 0, "the NIC got a slot for its table");
     assert!(
         maps.join("hookd_ct-v2").exists(),
         "{:?}",
@@ -641,16 +689,41 @@ fn conntrack_tables_of_another_kind_are_copied() {
         "the plain pin is ours now"
     );
     assert_eq!(ours.ct_count(IFINDEX), 3);
-    assert_eq!(info.max_entries(), hookd_bpf::layout::MAX_NICS);
-    // A table of this build's kind holds them, not the old one.
+    assert_eq!(info.max_entries(), hookd_bpf::layout::MAX_NICS + 1);
+    // A table of this build's kind holds them, not the old one, at the
+    // slot of the NIC's config.
     let outer = aya::maps::MapData::from_pin(&outer).unwrap();
-    let outer =
-        aya::maps::HashOfMaps::<_, u32>::try_from(aya::maps::Map::HashOfMaps(outer)).unwrap();
-    let t = outer.get(&IFINDEX, 0).unwrap().info().unwrap();
+    let outer = aya::maps::ArrayOfMaps::<_>::try_from(aya::maps::Map::ArrayOfMaps(outer)).unwrap();
+    let t = outer.get(&slot, 0).unwrap().info().unwrap();
     assert_eq!(
         (t.map_flags(), t.max_entries()),
         (0, hookd_bpf::layout::CT_PER_NIC)
     );
+}
+
+/// The same earlier `hookd_ct` holding a table of this build's kind (as
+/// the last build before slots made them): the table itself moves to the
+/// NIC's slot, so programs of both builds share its connections while the
+/// taps swap.
+#[test]
+#[ignore = "privileged: run by scripts/test-all.sh"]
+fn conntrack_tables_by_ifindex_are_shared_at_the_nics_slot() {
+    let fs = Bpffs::new();
+    let pin_dir = fs.pin_dir();
+    let id = earlier_ct_by_ifindex(&pin_dir, 0, hookd_bpf::layout::CT_PER_NIC);
+    let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
+    let slot = dp.nic_config(IFINDEX).unwrap().slot;
+    assert_ne!(slot, 0);
+    assert_eq!(dp.ct_count(IFINDEX), 3);
+    let outer = aya::maps::MapData::from_pin(pin_dir.join("maps/hookd_ct-v2")).unwrap();
+    let outer = aya::maps::ArrayOfMaps::<_>::try_from(aya::maps::Map::ArrayOfMaps(outer)).unwrap();
+    let table = outer.get(&slot, 0).unwrap().info().unwrap();
+    assert_eq!(table.id(), id, "the earlier table itself, shared");
+    assert_eq!(dp.retire_old_maps(), 1);
+    assert_eq!(dp.ct_count(IFINDEX), 3, "nothing copied twice or lost");
+    // The NIC goes: its table with it, and the slot holds none.
+    dp.forget_nic(IFINDEX);
+    assert!(outer.get(&slot, 0).is_err(), "the table went with its NIC");
 }
 
 /// An earlier `hookd_stats` in the layout of 16 drop reasons (this build
@@ -734,29 +807,14 @@ fn nics_of_a_build_before_counter_slots_get_slots_and_keep_their_counts() {
         hex(&LO.to_ne_bytes()),
         hex(&counts)
     ));
-    let nics = maps.join(hookd_bpf::MAP_NICS);
-    sh(&format!(
-        "bpftool map create {} type hash key 4 value {} entries {} name hookd_nics",
-        nics.display(),
-        std::mem::size_of::<hookd_bpf::layout::NicConfig>(),
-        hookd_bpf::layout::MAX_NICS,
-    ));
-    // MAC, flags 0 (counted only), modes, half, kinds; padding (bytes 12
-    // to 15) as an earlier build left it; generation 9.
-    let config = |pad: [u8; 4]| {
-        let mut c = vec![0x52, 0x54, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0, 0];
-        c.extend(pad);
-        c.extend(9u64.to_ne_bytes());
-        c
-    };
-    for (ifindex, pad) in [(LO, [0xff; 4]), (OTHER, 7u32.to_ne_bytes())] {
-        sh(&format!(
-            "bpftool map update pinned {} key hex {} value hex {}",
-            nics.display(),
-            hex(&ifindex.to_ne_bytes()),
-            hex(&config(pad))
-        ));
-    }
+    // Counted only; padding (bytes 12 to 15) as an earlier build left it.
+    earlier_nics(
+        &maps,
+        &[
+            (LO, earlier_config(0, [0xff; 4], 9)),
+            (OTHER, earlier_config(0, 7u32.to_ne_bytes(), 9)),
+        ],
+    );
     let mut dp = Datapath::open(&pin_dir, AttachMode::Tcx).unwrap();
     let slot = |dp: &Datapath, i: u32| dp.nic_config(i).unwrap().slot;
     let mut slots = [slot(&dp, LO), slot(&dp, OTHER)];

@@ -85,7 +85,7 @@ static __always_inline int fw_stateful(struct __sk_buff *skb, __u32 ifindex,
 	struct ct_key k;
 	__u32 id = 0;
 	int verdict;
-	void *ct = bpf_map_lookup_elem(&hookd_ct, &ifindex);
+	void *ct = nic_ct(cfg);
 
 	if (!ct)
 		/* hookd creates the NIC's table before turning its firewall
@@ -158,7 +158,7 @@ __attribute__((noinline)) int fw_fast_egress(struct __sk_buff *skb, const struct
 	      is_icmp_echo(f)) ||
 	    fw_infrastructure(f, DIR_EGRESS))
 		return 0;
-	ct = bpf_map_lookup_elem(&hookd_ct, &ifindex);
+	ct = nic_ct(cfg);
 	if (!ct)
 		return 0;
 	ct_key_of(&k, ifindex, DIR_EGRESS, f);

@@ -106,8 +106,8 @@ enum ct_timeout_s {
 
 /* Map sizes (maps.h). */
 enum map_size {
-	MAX_NICS       = 4096,    /* hookd_nics, hookd_counters (slots 1..MAX_NICS), hookd_stats,
-				   * hookd_ct, hookd_log_rate */
+	MAX_NICS       = 4096,    /* hookd_nics, hookd_counters and hookd_ct (slots
+				   * 1..MAX_NICS), hookd_stats, hookd_log_rate */
 	MAX_ADDRS      = 65536,   /* hookd_addrs */
 	MAX_FW_CLASSES = 262144,  /* hookd_fw_classes */
 	MAX_FW_RULES   = 1048576, /* hookd_fw_rules */
@@ -215,7 +215,7 @@ struct nic_config {
 	__u8 fw_egress;   /* enum fw_mode */
 	__u8 fw_gen;      /* which half (0/1) of the firewall tables is live */
 	__u8 fw_kinds;    /* enum fw_kind */
-	__u32 slot;       /* the NIC's counters: hookd_counters[slot]; 0 none */
+	__u32 slot;       /* hookd_counters[slot], hookd_ct[slot]; 0 none */
 	__u64 generation; /* policy generation, for hookctl show */
 };
 

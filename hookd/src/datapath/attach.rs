@@ -122,9 +122,14 @@ impl Datapath {
     ) -> Result<Attachment, DatapathError> {
         // Each program with its own pin: `programs_mut` comes in hash
         // order, not in the order of PROGRAMS.
-        if let Some((ifindex, _)) = ct_for {
-            // A table queued for the ifindex goes in first (`ct_queue.rs`).
-            self.ct_settled(ifindex);
+        // The table goes at the slot of the NIC's config, written before.
+        let ct_for = match ct_for {
+            Some((ifindex, entries)) => Some((self.ct_slot_of(ifindex)?, entries)),
+            None => None,
+        };
+        if let Some((slot, _)) = ct_for {
+            // A table queued for the slot goes in first (`ct_queue.rs`).
+            self.ct_settled_slot(slot);
         }
         let pins: Vec<(&str, PathBuf)> = PROGRAMS
             .iter()
@@ -159,8 +164,8 @@ impl Datapath {
             source: std::io::Error::other("attach thread panicked"),
         };
         std::thread::scope(|s| {
-            let ct_job = ct_for
-                .map(|(ifindex, entries)| s.spawn(move || ensure_ct_table(ct, ifindex, entries)));
+            let ct_job =
+                ct_for.map(|(slot, entries)| s.spawn(move || ensure_ct_table(ct, slot, entries)));
             let jobs: Vec<_> = progs
                 .into_iter()
                 .map(|(name, kind, prog, pin)| {
@@ -185,7 +190,7 @@ impl Datapath {
         ct_for: Option<(u32, u32)>,
     ) -> Result<Attachment, DatapathError> {
         if let Some((ifindex, entries)) = ct_for {
-            self.queue_ct_table(ifindex, entries)?;
+            self.queue_ct_table(self.ct_slot_of(ifindex)?, entries)?;
         }
         for (name, kind, _) in PROGRAMS {
             self.attach_netlink(tap, name, kind)?;

@@ -1,12 +1,15 @@
 //! Per-NIC connection tracking: each NIC with security groups has its own
 //! LRU table inside the `hookd_ct` map of maps, so a VM that opens too
-//! many connections evicts only its own.
+//! many connections evicts only its own. The table sits at the slot of the
+//! NIC's config (`slots.rs`), as its counters do; callers name the NIC by
+//! ifindex.
 
 use crate::datapath::error::{DatapathError, io_err, map_err};
 use crate::datapath::{Datapath, batch};
-use aya::maps::{HashOfMaps, MapData};
+use aya::maps::{ArrayOfMaps, MapData};
 use hookd_bpf::layout::{self, CtEntry, CtKey};
 use hookd_model::plan::NicMode;
+use std::os::fd::AsFd;
 
 /// The fewest and most connections a NIC's table may be configured for
 /// (in hookd.toml, and by a policy's `conntrack-entries`).
@@ -58,54 +61,66 @@ pub(crate) fn new_ct_table(entries: u32) -> Result<MapData, DatapathError> {
     MapData::create(def, "hookd_ct_nic", None).map_err(map_err("creating a conntrack table"))
 }
 
-/// Gives the NIC its own connection-tracking table of `entries`, once (a
-/// NIC that has one keeps it, whatever its size). Inserting into a map of
-/// maps waits for an RCU grace period in the kernel. The kernel accepts
-/// LRU tables of any size in `hookd_ct`: hash maps' inner maps are not
-/// compared by size.
+/// Gives the NIC at `slot` its own connection-tracking table of
+/// `entries`, once (a NIC that has one keeps it, whatever its size).
+/// Inserting into a map of maps waits for an RCU grace period in the
+/// kernel. The kernel accepts LRU tables of any size in `hookd_ct`: inner
+/// maps other than arrays are not compared by size.
 pub(crate) fn ensure_ct_table(
-    ct: &mut HashOfMaps<MapData, u32>,
-    ifindex: u32,
+    ct: &mut ArrayOfMaps<MapData>,
+    slot: u32,
     entries: u32,
 ) -> Result<(), DatapathError> {
-    if ct.get(&ifindex, 0).is_ok() {
+    if ct.get(&slot, 0).is_ok() {
         return Ok(());
     }
     let table = new_ct_table(entries)?;
-    ct.insert(ifindex, &table, 0)
+    ct.set(slot, &table, 0)
         .map_err(map_err("adding the NIC's conntrack table"))
 }
 
 impl Datapath {
-    /// Gives the NIC its own connection-tracking table of `entries`, once.
-    pub(crate) fn ensure_ct_table(
-        &mut self,
-        ifindex: u32,
-        entries: u32,
-    ) -> Result<(), DatapathError> {
-        self.ct_settled(ifindex);
-        ensure_ct_table(&mut self.ct, ifindex, entries)
+    /// The slot of `ifindex`'s config, where the programs find its
+    /// conntrack table (`nic_ct` in bpf/c/lib/maps.h), if it has one.
+    pub(crate) fn ct_slot(&self, ifindex: u32) -> Option<u32> {
+        self.nics
+            .get(&ifindex, 0)
+            .ok()
+            .map(|c| c.slot)
+            .filter(|s| self.slots.owns(*s))
+    }
+
+    /// [`Datapath::ct_slot`], for a NIC that must have a config.
+    pub(crate) fn ct_slot_of(&self, ifindex: u32) -> Result<u32, DatapathError> {
+        self.ct_slot(ifindex).ok_or_else(|| {
+            DatapathError::Missing(format!(
+                "the config (and conntrack slot) of ifindex {ifindex}"
+            ))
+        })
+    }
+
+    /// Gives the NIC at `slot` its own connection-tracking table of
+    /// `entries`, once.
+    pub(crate) fn ensure_ct_table(&mut self, slot: u32, entries: u32) -> Result<(), DatapathError> {
+        self.ct_settled_slot(slot);
+        ensure_ct_table(&mut self.ct, slot, entries)
     }
 
     /// [`Datapath::ensure_ct_table`] by way of the queue where there is
     /// one (`attach = "staged"`): the table goes in with others, in one
     /// grace period, and the NIC fails closed until then.
-    pub(crate) fn queue_ct_table(
-        &mut self,
-        ifindex: u32,
-        entries: u32,
-    ) -> Result<(), DatapathError> {
+    pub(crate) fn queue_ct_table(&mut self, slot: u32, entries: u32) -> Result<(), DatapathError> {
         let Some(q) = &self.ct_queue else {
-            return self.ensure_ct_table(ifindex, entries);
+            return self.ensure_ct_table(slot, entries);
         };
-        if q.holds(ifindex) || self.ct.get(&ifindex, 0).is_ok() {
+        if q.holds(slot) || self.ct.get(&slot, 0).is_ok() {
             return Ok(());
         }
-        if let Some(table) = q.push(ifindex, new_ct_table(entries)?) {
+        if let Some(table) = q.push(slot, new_ct_table(entries)?) {
             // The thread is gone: the table goes in here, waiting.
             return self
                 .ct
-                .insert(ifindex, &table, 0)
+                .set(slot, &table, 0)
                 .map_err(map_err("adding the NIC's conntrack table"));
         }
         Ok(())
@@ -114,18 +129,32 @@ impl Datapath {
     /// Waits for a queued table of `ifindex` to be in (`ct_queue.rs`), so
     /// that what reads, replaces or removes it finds it.
     pub(crate) fn ct_settled(&self, ifindex: u32) {
-        if let Some(q) = &self.ct_queue {
-            q.settle(Some(ifindex));
+        if let Some(slot) = self.ct_slot(ifindex) {
+            self.ct_settled_slot(slot);
         }
+    }
+
+    pub(crate) fn ct_settled_slot(&self, slot: u32) {
+        if let Some(q) = &self.ct_queue {
+            q.settle(Some(slot));
+        }
+    }
+
+    /// The NIC's conntrack table, once any queued one is in.
+    fn ct_table_of(&self, ifindex: u32) -> Result<MapData, DatapathError> {
+        let slot = self.ct_slot_of(ifindex)?;
+        self.ct_settled_slot(slot);
+        self.ct
+            .get(&slot, 0)
+            .map_err(map_err(format!("the conntrack table of ifindex {ifindex}")))
     }
 
     /// Does the NIC have a conntrack table, or need none (its firewall
     /// off both ways, or no config)? Waits for a queued table first.
     pub(crate) fn has_ct_table_if_needed(&self, ifindex: u32) -> bool {
-        self.ct_settled(ifindex);
         match self.nics.get(&ifindex, 0) {
             Ok(c) if c.fw_ingress != layout::FW_OFF || c.fw_egress != layout::FW_OFF => {
-                self.ct.get(&ifindex, 0).is_ok()
+                self.ct_table_of(ifindex).is_ok()
             }
             _ => true,
         }
@@ -160,15 +189,17 @@ impl Datapath {
 
     /// The size of the NIC's conntrack table, if it has one.
     pub fn ct_capacity(&self, ifindex: u32) -> Option<u32> {
-        self.ct_settled(ifindex);
-        let table = self.ct.get(&ifindex, 0).ok()?;
+        let table = self.ct_table_of(ifindex).ok()?;
         table.info().ok().map(|i| i.max_entries())
     }
 
-    /// Forgets the NIC's tracked connections with its table.
-    pub(crate) fn clear_ct(&mut self, ifindex: u32) {
-        self.ct_settled(ifindex);
-        let _ = self.ct.remove(&ifindex);
+    /// Removes the conntrack table at `slot` (the NIC's connections go
+    /// with it). None there is no error.
+    pub(crate) fn clear_ct_slot(&mut self, slot: u32) {
+        self.ct_settled_slot(slot);
+        if let Err(e) = batch::delete_all(self.ct_fd.as_fd(), &[slot]) {
+            tracing::warn!(slot, error = %e, "removing a NIC's conntrack table");
+        }
     }
 
     /// The NIC's conntrack table as the kernel holds it: connections and
@@ -180,11 +211,7 @@ impl Datapath {
 
     /// The NIC's conntrack table, read in batches (`datapath::batch`).
     pub fn ct_dump(&self, ifindex: u32) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
-        self.ct_settled(ifindex);
-        let table = self
-            .ct
-            .get(&ifindex, 0)
-            .map_err(map_err(format!("the conntrack table of ifindex {ifindex}")))?;
+        let table = self.ct_table_of(ifindex)?;
         batch::lookup_all(table.fd()).map_err(io_err(format!(
             "reading the conntrack table of ifindex {ifindex}"
         )))
@@ -198,11 +225,7 @@ impl Datapath {
         ifindex: u32,
         entries: &[(CtKey, CtEntry)],
     ) -> Result<(), DatapathError> {
-        self.ct_settled(ifindex);
-        let table = self
-            .ct
-            .get(&ifindex, 0)
-            .map_err(map_err(format!("the conntrack table of ifindex {ifindex}")))?;
+        let table = self.ct_table_of(ifindex)?;
         batch::update_all(table.fd(), entries).map_err(io_err(format!(
             "writing the conntrack table of ifindex {ifindex}"
         )))
@@ -263,7 +286,8 @@ impl Datapath {
                 "filling a conntrack table for ifindex {ifindex}"
             )))?;
         }
-        self.ct.insert(ifindex, &table, 0).map_err(map_err(format!(
+        let slot = self.ct_slot_of(ifindex)?;
+        self.ct.set(slot, &table, 0).map_err(map_err(format!(
             "swapping the conntrack table of ifindex {ifindex}"
         )))?;
         Ok(size)

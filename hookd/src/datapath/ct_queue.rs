@@ -1,6 +1,6 @@
-//! `attach = "staged"`: NICs' conntrack tables go into `hookd_ct` in
-//! batches, from a thread of their own, instead of one by one on the
-//! attach path.
+//! `attach = "staged"`: NICs' conntrack tables go into `hookd_ct` (at
+//! their configs' slots) in batches, from a thread of their own, instead
+//! of one by one on the attach path.
 //!
 //! Why: every update of a map of maps waits for an RCU grace period in the
 //! kernel (`maybe_wait_bpf_programs`, 5-20 ms here), while one
@@ -10,8 +10,8 @@
 //!
 //! Whoever needs a NIC's table (its removal, a migration's load, a re-apply,
 //! `started`) waits for it to be in first ([`CtQueue::settle`]), so a table
-//! is never inserted after its NIC was detached (an ifindex is reused: the
-//! next NIC on it would inherit the connections).
+//! is never inserted after its NIC was detached (a slot is reused: the
+//! next NIC at it would inherit the connections).
 
 use crate::datapath::batch;
 use aya::maps::MapData;
@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 struct State {
     /// Tables made, not yet taken by the thread.
     queued: Vec<(u32, MapData)>,
-    /// The ifindexes of the batch being inserted.
+    /// The slots of the batch being inserted.
     inflight: Vec<u32>,
     stop: bool,
     /// The thread has ended: nothing queued will go in.
@@ -31,9 +31,8 @@ struct State {
 }
 
 impl State {
-    fn holds(&self, ifindex: u32) -> bool {
-        !self.dead
-            && (self.inflight.contains(&ifindex) || self.queued.iter().any(|(i, _)| *i == ifindex))
+    fn holds(&self, slot: u32) -> bool {
+        !self.dead && (self.inflight.contains(&slot) || self.queued.iter().any(|(i, _)| *i == slot))
     }
 }
 
@@ -74,30 +73,30 @@ impl CtQueue {
         })
     }
 
-    /// Queues `table` as the table of `ifindex`; hands it back when the
+    /// Queues `table` as the table of `slot`; hands it back when the
     /// thread has ended (nothing queued would go in).
     #[must_use]
-    pub(crate) fn push(&self, ifindex: u32, table: MapData) -> Option<MapData> {
+    pub(crate) fn push(&self, slot: u32, table: MapData) -> Option<MapData> {
         let mut st = self.shared.lock();
         if st.dead {
             return Some(table);
         }
-        st.queued.push((ifindex, table));
+        st.queued.push((slot, table));
         drop(st);
         self.shared.work.notify_one();
         None
     }
 
-    /// Is a table of `ifindex` queued or going in?
-    pub(crate) fn holds(&self, ifindex: u32) -> bool {
-        self.shared.lock().holds(ifindex)
+    /// Is a table of `slot` queued or going in?
+    pub(crate) fn holds(&self, slot: u32) -> bool {
+        self.shared.lock().holds(slot)
     }
 
-    /// Waits until no table of `ifindex` is queued or going in (None: of
+    /// Waits until no table of `slot` is queued or going in (None: of
     /// any NIC).
-    pub(crate) fn settle(&self, ifindex: Option<u32>) {
+    pub(crate) fn settle(&self, slot: Option<u32>) {
         let mut st = self.shared.lock();
-        while match ifindex {
+        while match slot {
             Some(i) => st.holds(i),
             None => !st.dead && (!st.queued.is_empty() || !st.inflight.is_empty()),
         } {
@@ -157,10 +156,10 @@ fn run(shared: &Shared, outer: &OwnedFd) {
     }
 }
 
-/// Inserts `(ifindex, table fd)` entries into the map of maps `outer`: in
+/// Inserts `(slot, table fd)` entries into the map of maps `outer`: in
 /// one batch (one grace period), or, where the batch fails, one by one, as
 /// a batch stops at its first failure and would leave the rest out. Returns
-/// the ifindexes whose table did not go in, each logged: such a NIC fails
+/// the slots whose table did not go in, each logged: such a NIC fails
 /// closed until `started` or its next re-apply gives it a table
 /// (`DataPlane::complete`).
 fn insert_tables(outer: BorrowedFd<'_>, entries: &[(u32, u32)]) -> Vec<u32> {
@@ -171,7 +170,7 @@ fn insert_tables(outer: BorrowedFd<'_>, entries: &[(u32, u32)]) -> Vec<u32> {
     let mut failed = Vec::new();
     for entry in entries {
         if let Err(e) = batch::update_all(outer, std::slice::from_ref(entry)) {
-            tracing::error!(ifindex = entry.0, error = %e, "inserting the NIC's conntrack table failed: it drops what its firewall would judge until `started` or a re-apply gives it one");
+            tracing::error!(slot = entry.0, error = %e, "inserting the NIC's conntrack table failed: it drops what its firewall would judge until `started` or a re-apply gives it one");
             failed.push(entry.0);
         }
     }

@@ -56,7 +56,7 @@ pub use upgrade::Replaced;
 use crate::config::AttachMode;
 use crate::datapath::error::{io_err, map_err, prog_err};
 use crate::datapath::owned::Owned;
-use aya::maps::{HashMap, HashOfMaps, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{ArrayOfMaps, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::ProgramInfo;
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -141,7 +141,10 @@ pub struct Datapath {
     pub(crate) carried_slots: std::collections::HashMap<u32, u32>,
     pub(crate) fw_classes: LpmTrie<MapData, FwClassData, u32>,
     pub(crate) fw_rules: LpmTrie<MapData, FwRuleData, FwVerdict>,
-    pub(crate) ct: HashOfMaps<MapData, u32>,
+    /// The NICs' conntrack tables, by their configs' slots.
+    pub(crate) ct: ArrayOfMaps<MapData>,
+    /// `ct`'s descriptor, for removals (aya has none for arrays of maps).
+    pub(crate) ct_fd: std::os::fd::OwnedFd,
     /// Connections in the table of each NIC attached from now on.
     pub(crate) ct_entries: u32,
     /// The most a policy's `conntrack-entries` may ask for.
@@ -301,19 +304,24 @@ impl Datapath {
         let fw_rules = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_RULES)?)
             .map_err(map_err("hookd_fw_rules"))?;
         let ct_map = take(&mut ebpf, hookd_bpf::MAP_CT)?;
-        let ct_queue = match (&ct_map, mode) {
-            (aya::maps::Map::HashOfMaps(m), AttachMode::Staged) => {
-                let fd = std::os::fd::AsFd::as_fd(m.fd())
-                    .try_clone_to_owned()
-                    .map_err(io_err("hookd_ct"))?;
-                Some(
-                    ct_queue::CtQueue::start(fd)
-                        .map_err(io_err("starting the conntrack table thread"))?,
-                )
+        let ct_fd = match &ct_map {
+            aya::maps::Map::ArrayOfMaps(m) => std::os::fd::AsFd::as_fd(m.fd())
+                .try_clone_to_owned()
+                .map_err(io_err("hookd_ct"))?,
+            _ => {
+                return Err(DatapathError::Missing(
+                    "hookd_ct as an array of maps".into(),
+                ));
             }
+        };
+        let ct_queue = match mode {
+            AttachMode::Staged => Some(
+                ct_queue::CtQueue::start(ct_fd.try_clone().map_err(io_err("hookd_ct"))?)
+                    .map_err(io_err("starting the conntrack table thread"))?,
+            ),
             _ => None,
         };
-        let ct = HashOfMaps::try_from(ct_map).map_err(map_err("hookd_ct"))?;
+        let ct = ArrayOfMaps::try_from(ct_map).map_err(map_err("hookd_ct"))?;
         let fw_hits = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_FW_HITS)?)
             .map_err(map_err("hookd_fw_hits"))?;
         let log_rate = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_LOG_RATE)?)
@@ -362,6 +370,7 @@ impl Datapath {
             fw_classes,
             fw_rules,
             ct,
+            ct_fd,
             ct_entries: layout::CT_PER_NIC,
             ct_entries_max: DEFAULT_CT_ENTRIES_MAX,
             fw_hits,

@@ -82,10 +82,23 @@ impl Datapath {
         // Security groups: write the idle half of the tables, then switch
         // halves with the one nic_config update below, so a packet sees the
         // old rules or the new ones, never a mix; then drop the old half.
-        if with_ct && (fw.ingress.is_some() || fw.egress.is_some()) {
-            self.ensure_ct_table(ifindex, ct_size)?;
-        }
         let old = self.nics.get(&ifindex, 0).ok();
+        let (slot, new_slot) = self.slot_for(ifindex, old.as_ref())?;
+        // A slot taken here goes back, with any table given at it, when the
+        // config is not written.
+        let undo = |dp: &mut Datapath| {
+            if new_slot {
+                dp.clear_ct_slot(slot);
+                dp.slots.release(slot);
+            }
+        };
+        if with_ct
+            && (fw.ingress.is_some() || fw.egress.is_some())
+            && let Err(e) = self.ensure_ct_table(slot, ct_size)
+        {
+            undo(self);
+            return Err(e);
+        }
         let half = old.map(|c| c.fw_gen ^ 1).unwrap_or(0);
         // The idle half is empty once tidied. If not, empty it now, with its
         // hit counters (made by the programs, so finding a NIC's means
@@ -96,6 +109,7 @@ impl Datapath {
         self.clear_fw(ifindex, Some(half));
         if let Err(e) = self.write_fw(ifindex, half, fw) {
             self.clear_fw(ifindex, Some(half));
+            undo(self);
             return Err(e);
         }
         let fw_mode = |c: &Option<Compiled>| match c {
@@ -111,7 +125,6 @@ impl Datapath {
         };
         // A NIC on its way to tcx keeps saying so (`promote.rs`).
         let moving = old.map_or(0, |c| c.flags & layout::NIC_F_PASS_FINAL);
-        let (slot, new_slot) = self.slot_for(ifindex, old.as_ref())?;
         let cfg = NicConfig {
             mac,
             flags: flags | moving,
@@ -123,9 +136,7 @@ impl Datapath {
             generation,
         };
         if let Err(e) = self.nics.insert(ifindex, cfg, 0) {
-            if new_slot {
-                self.slots.release(slot);
-            }
+            undo(self);
             return Err(map_err("writing NIC config")(e));
         }
         if network.is_none() {
@@ -254,17 +265,17 @@ impl Datapath {
     /// Removes every map entry of `ifindex`. Entries already gone (pins
     /// cleared under hookd) are no error.
     pub fn forget_nic(&mut self, ifindex: u32) {
-        let slot = self.nics.get(&ifindex, 0).map(|c| c.slot);
+        let slot = self.ct_slot(ifindex);
         let _ = self.nics.remove(&ifindex);
-        if let Ok(slot) = slot
-            && self.slots.owns(slot)
-        {
+        if let Some(slot) = slot {
+            // Its connections go with the slot (a NIC taking the slot
+            // later gets a table of its own).
+            self.clear_ct_slot(slot);
             self.slots.release(slot);
         }
         let _ = self.stats.remove(&ifindex);
         self.clear_fw(ifindex, None);
         self.owned.retired.retain(|(i, _)| *i != ifindex);
-        self.clear_ct(ifindex);
         self.clear_hits(|k| k.ifindex == ifindex);
         let _ = self.log_rate.remove(&ifindex);
         self.clear_addrs(ifindex);
@@ -318,8 +329,9 @@ impl Datapath {
         Ok((self.new_slot()?, true))
     }
 
-    /// A free counter slot, its counters zeroed (a NIC gone before left
-    /// its counts there).
+    /// A free slot, its counters zeroed and no conntrack table at it (a
+    /// NIC gone before left its counts there, and a table if its removal
+    /// failed).
     fn new_slot(&mut self) -> Result<u32, DatapathError> {
         let slot = self.slots.take().ok_or_else(|| DatapathError::Io {
             what: format!(
@@ -333,6 +345,9 @@ impl Datapath {
         if let Err(e) = self.nic_counters.set(slot, zero, 0) {
             self.slots.release(slot);
             return Err(map_err(format!("zeroing counter slot {slot}"))(e));
+        }
+        if self.ct.get(&slot, 0).is_ok() {
+            self.clear_ct_slot(slot);
         }
         Ok(slot)
     }

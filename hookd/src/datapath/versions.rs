@@ -16,10 +16,11 @@
 //! [`plan_pins`] decides where each map goes from what is pinned (pure);
 //! the rest asks the kernel and moves entries.
 
-use crate::datapath::Datapath;
 use crate::datapath::error::{DatapathError, io_err, map_err};
+use crate::datapath::{Datapath, batch};
 use aya::maps::{
-    HashMap, HashOfMaps, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap, PerCpuValues,
+    ArrayOfMaps, HashMap, HashOfMaps, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap,
+    PerCpuValues,
 };
 use aya::programs::loaded_programs;
 use hookd_bpf::layout::{CtEntry, CtKey, FwHitKey, NetStats, NicStats};
@@ -206,37 +207,28 @@ fn compatible(path: &Path, obj: &aya_obj::Map) -> bool {
     }
 }
 
-/// A map of maps accepts tables of `inner`'s definition: one it holds has
-/// it, or, when it holds none, it takes one (a probe under a key no NIC
-/// has, removed at once).
+/// An array of maps accepts tables of `inner`'s definition: the kernel
+/// compares each table with the one the array was made with, so a probe
+/// table at slot 0 (no NIC's) says it, and is removed at once. Two RCU
+/// grace periods, once per daemon start.
 fn tables_compatible(path: &Path, inner: aya_obj::Map) -> bool {
-    let Ok(outer) = MapData::from_pin(path)
-        .and_then(|m| HashOfMaps::<MapData, u32>::try_from(Map::HashOfMaps(m)))
-    else {
+    let Ok(outer) = MapData::from_pin(path) else {
         return false;
     };
-    let want = Def::of_obj(&inner);
-    if let Some(Ok(key)) = outer.keys().next() {
-        // As the kernel compares tables of a map of hashes: not by
-        // capacity, so NICs may keep tables of another size.
-        return outer
-            .get(&key, 0)
-            .ok()
-            .and_then(|t| t.info().ok())
-            .and_then(|i| Def::of_info(&i))
-            .is_some_and(|d| {
-                Def {
-                    max_entries: want.max_entries,
-                    ..d
-                } == want
-            });
-    }
-    let mut outer = outer;
+    let fd = std::os::fd::AsFd::as_fd(outer.fd()).try_clone_to_owned();
+    let (Ok(fd), Ok(mut outer)) = (
+        fd,
+        ArrayOfMaps::<MapData>::try_from(Map::ArrayOfMaps(outer)),
+    ) else {
+        return false;
+    };
     let Ok(probe) = MapData::create(inner, "hookd_ct_probe", None) else {
         return false;
     };
-    let ok = outer.insert(u32::MAX, &probe, 0).is_ok();
-    let _ = outer.remove(&u32::MAX);
+    let ok = outer.set(0, &probe, 0).is_ok();
+    if ok && let Err(e) = batch::delete_all(&fd, &[0u32]) {
+        tracing::warn!(pin = %path.display(), error = %e, "removing the probe table from hookd_ct");
+    }
     ok
 }
 
@@ -408,6 +400,51 @@ fn copy_ct_entries(old: MapData, new: MapData) -> Result<usize, DatapathError> {
 }
 
 impl Datapath {
+    /// The tables of an earlier version of `hookd_ct`, each with the slot
+    /// it belongs at in this build's: an array of maps keeps its slots
+    /// (they carry over, `adopt_slots`); a hash of maps (a build before
+    /// slots) is keyed by ifindex, whose config gives the slot. Tables of
+    /// an ifindex without one are logged and left.
+    fn earlier_tables(&self, path: &Path, map: MapData) -> Vec<(u32, MapData)> {
+        let kind = map.info().and_then(|i| i.map_type());
+        match kind {
+            Ok(aya::maps::MapType::ArrayOfMaps) => {
+                let Ok(outer) = ArrayOfMaps::<MapData>::try_from(Map::ArrayOfMaps(map)) else {
+                    return Vec::new();
+                };
+                (1..outer.len())
+                    .filter_map(|slot| Some((slot, outer.get(&slot, 0).ok()?)))
+                    .collect()
+            }
+            Ok(aya::maps::MapType::HashOfMaps) => {
+                let Ok(outer) = HashOfMaps::<MapData, u32>::try_from(Map::HashOfMaps(map)) else {
+                    return Vec::new();
+                };
+                let mut tables = Vec::new();
+                for ifindex in outer.keys().filter_map(Result::ok) {
+                    let Ok(table) = outer.get(&ifindex, 0) else {
+                        continue;
+                    };
+                    let slot = self
+                        .ct_slot(ifindex)
+                        .or_else(|| self.carried_slots.get(&ifindex).copied());
+                    match slot {
+                        Some(slot) => tables.push((slot, table)),
+                        None => tracing::warn!(
+                            ifindex,
+                            "a conntrack table of an ifindex without a NIC config is not carried"
+                        ),
+                    }
+                }
+                tables
+            }
+            _ => {
+                tracing::warn!(pin = %path.display(), "an earlier hookd_ct is not a map of maps; its connections are not carried");
+                Vec::new()
+            }
+        }
+    }
+
     /// Moves the conntrack tables of earlier versions of `hookd_ct` into
     /// this build's, before any tap runs this build's programs: each NIC's
     /// table itself when the kernel accepts it (old and new programs then
@@ -420,19 +457,12 @@ impl Datapath {
             .filter_map(|r| Some((r.path.clone(), MapData::from_id(r.id).ok()?)))
             .collect();
         for (path, map) in old {
-            let Ok(outer) = HashOfMaps::<MapData, u32>::try_from(Map::HashOfMaps(map)) else {
-                tracing::warn!(pin = %path.display(), "an earlier hookd_ct is not a map of maps; its connections are not carried");
-                continue;
-            };
             let (mut shared, mut copied, mut lost) = (0, 0, 0);
-            for ifindex in outer.keys().filter_map(Result::ok) {
-                let Ok(table) = outer.get(&ifindex, 0) else {
-                    continue;
-                };
-                if self.ct.get(&ifindex, 0).is_ok() {
+            for (slot, table) in self.earlier_tables(&path, map) {
+                if self.ct.get(&slot, 0).is_ok() {
                     continue;
                 }
-                if self.ct.insert(ifindex, &table, 0).is_ok() {
+                if self.ct.set(slot, &table, 0).is_ok() {
                     shared += 1;
                     continue;
                 }
@@ -442,14 +472,14 @@ impl Datapath {
                     .info()
                     .map_or(self.ct_entries, |i| i.max_entries().max(self.ct_entries));
                 let copy = self
-                    .ensure_ct_table(ifindex, size)
-                    .and_then(|()| self.ct.get(&ifindex, 0).map_err(map_err("new table")))
+                    .ensure_ct_table(slot, size)
+                    .and_then(|()| self.ct.get(&slot, 0).map_err(map_err("new table")))
                     .and_then(|new| copy_ct_entries(table, new));
                 match copy {
                     Ok(n) => copied += n,
                     Err(e) => {
                         lost += 1;
-                        tracing::warn!(ifindex, error = %e, "copying a NIC's tracked connections failed");
+                        tracing::warn!(slot, error = %e, "copying a NIC's tracked connections failed");
                     }
                 }
             }
@@ -485,7 +515,7 @@ impl Datapath {
                 self.retired.push(r);
                 continue;
             }
-            match self.carry_retired(&r.name, r.carry, r.map) {
+            match self.carry_retired(&r.name, &r.path, r.carry, r.map) {
                 Ok(n) => tracing::info!(map = %r.name, pin = %r.path.display(), entries = n,
                     "earlier map version carried and retired"),
                 Err(e) => tracing::warn!(map = %r.name, error = %e,
@@ -504,6 +534,7 @@ impl Datapath {
     fn carry_retired(
         &mut self,
         name: &str,
+        path: &Path,
         carry: Carry,
         map: MapData,
     ) -> Result<usize, DatapathError> {
@@ -588,12 +619,9 @@ impl Datapath {
             Carry::Tables => {
                 // Second pass: connections the old programs opened after
                 // `carry_tables` and before their swap.
-                let outer = HashOfMaps::<MapData, u32>::try_from(Map::HashOfMaps(map))
-                    .map_err(map_err("old hookd_ct"))?;
                 let mut n = 0;
-                for ifindex in outer.keys().filter_map(Result::ok) {
-                    let (Ok(old), Ok(new)) = (outer.get(&ifindex, 0), self.ct.get(&ifindex, 0))
-                    else {
+                for (slot, old) in self.earlier_tables(path, map) {
+                    let Ok(new) = self.ct.get(&slot, 0) else {
                         continue;
                     };
                     let same = old.info().map(|i| i.id()).ok() == new.info().map(|i| i.id()).ok();
