@@ -17,9 +17,11 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 RCU_SAVED=$(cat /sys/kernel/rcu_expedited 2>/dev/null || echo 0)
 # HOOKD_OLD_TREE: a checkout of REV to build in (and keep), instead of a
-# temporary worktree; its target/ is reused.
+# temporary worktree; its target/ is reused. Made (a worktree of REV) when
+# it does not exist yet.
 if [ -n "${HOOKD_OLD_TREE:-}" ]; then
     OLD=$HOOKD_OLD_TREE
+    [ -e "$OLD" ] || git worktree add -q --detach "$OLD" "$REV"
     cleanup() { echo "$RCU_SAVED" > /sys/kernel/rcu_expedited 2>/dev/null || true; }
 else
     OLD=$(mktemp -d /tmp/hookd-bench-old.XXXXXX)
