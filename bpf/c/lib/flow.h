@@ -124,9 +124,9 @@ static __always_inline void map4(__u8 *dst, __be32 a)
  * bpf_skb_load_bytes. -1 when the frame is shorter. A helper call costs
  * more than the rest of an established flow's parsing on this project's
  * machines (about 28 ns a packet, with the CPU's return mitigations), so
- * it is only the fallback. Copied either way, so that the verifier's
- * states meet again after it (a pointer into the packet on one path and
- * into the stack on the other took from_vm past its limit). LEN is a
+ * it is only the fallback. Copied either way, so that the caller reads
+ * one kind of pointer (its stack) whichever way the bytes came; parse_l4
+ * is a global function so that these two ways are verified once. LEN is a
  * constant at each call site. */
 static __always_inline int l4_bytes(struct __sk_buff *skb, __u32 off, __u8 *buf, __u32 len)
 {
@@ -145,7 +145,7 @@ static __always_inline int l4_bytes(struct __sk_buff *skb, __u32 off, __u8 *buf,
  * still be malformed for the firewall after it).
  *
  * A global function, which the verifier checks once on its own: inlined,
- * the two ways l4_bytes reads took the programs' states past its limit. */
+ * the two ways l4_bytes reads took hookd_to_vm past 1M instructions. */
 __attribute__((noinline)) int parse_l4(struct __sk_buff *skb, struct flow *f)
 {
 	__u8 l4[14];
