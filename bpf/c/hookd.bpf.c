@@ -61,7 +61,7 @@ SEC("classifier")
 int hookd_from_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
+	struct nic_config *cfg = nic_config_of(ifindex);
 	struct nic_stats *st;
 	struct flow f = {};
 	int verdict;
@@ -105,7 +105,7 @@ int hookd_from_vm(struct __sk_buff *skb)
 		if (verdict == VERDICT_PASS && fw_enabled(cfg))
 			verdict = firewall(skb, cfg, DIR_EGRESS, &f);
 		if (verdict == VERDICT_PASS && (cfg->flags & NIC_F_NETWORK))
-			verdict = net_stage(skb, ifindex, &f);
+			verdict = net_stage(skb, ifindex, &f, st);
 		if (verdict == VERDICT_REDIRECT) {
 			if (HOOKD_WRITES && st) {
 				st->from_vm_packets++;
@@ -130,7 +130,7 @@ SEC("classifier")
 int hookd_to_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
+	struct nic_config *cfg = nic_config_of(ifindex);
 	struct nic_stats *st = cfg ? nic_counters(cfg) : NULL;
 	struct flow f = {};
 	int verdict;

@@ -34,6 +34,13 @@ pub const PROG_TO_VM: &str = "hookd_to_vm";
 pub const PROG_FROM_TENANT: &str = "hookd_from_tenant";
 /// Map: tap ifindex -> [`layout::NicConfig`].
 pub const MAP_NICS: &str = "hookd_nics";
+/// Map: tap ifindex (below [`layout::NIC_INDEX_DIRECT`]) -> 1 + the
+/// position in [`MAP_NIC_CFGS`] of the config the programs read; 0 none.
+pub const MAP_NIC_INDEX: &str = "hookd_nic_index";
+/// Map: as [`MAP_NIC_INDEX`], for the other ifindexes (a hash).
+pub const MAP_NIC_FAR: &str = "hookd_nic_far";
+/// Map: the configs the programs read, two per slot (double-buffered).
+pub const MAP_NIC_CFGS: &str = "hookd_nic_cfgs";
 /// Map: LPM [`layout::AddrKey`] -> u32, the NIC's allowed source prefixes.
 pub const MAP_ADDRS: &str = "hookd_addrs";
 /// Map: a NIC's slot ([`layout::NicConfig::slot`]) -> per-CPU
@@ -68,6 +75,8 @@ pub const MAP_NET_STATS: &str = "hookd_net_stats";
 pub const MAP_TRACE: &str = "hookd_trace";
 /// Map: per-CPU room for answers too large for a program's stack.
 pub const MAP_SCRATCH: &str = "hookd_scratch";
+/// Map: each CPU's conntrack clock, the coarse clock as last read.
+pub const MAP_CLOCK: &str = "hookd_clock";
 /// What router advertisements tell each network NIC -> [`layout::RaInfo`].
 pub const MAP_RA: &str = "hookd_ra";
 /// Each network's NICs on this host -> [`layout::NetMembers`].

@@ -566,3 +566,74 @@ fn rarp_announce(mac: [u8; 6]) -> Vec<u8> {
     p.extend_from_slice(&[0; 4]);
     p
 }
+
+/// The programs find a NIC's config by ifindex in an array below
+/// NIC_INDEX_DIRECT and in a hash above it (maps.h): both are enforced,
+/// policy switches flip both, and a NIC forgotten is no longer judged.
+#[test]
+#[ignore = "privileged: run by scripts/test-privileged.sh"]
+fn configs_are_found_below_and_above_the_direct_index() {
+    let fs = Bpffs::new();
+    let ns = Netns::new("far");
+    let pin_dir = fs.pin_dir();
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let _in_ns = Netns::enter(&name);
+        let far = hookd_bpf::layout::NIC_INDEX_DIRECT + 7;
+        sh(&format!(
+            "ip link add fr0 index {far} type veth peer name fr1 && ip link add nr0 type veth peer name nr1"
+        ));
+        let near = hookd::datapath::netdev::ifindex("nr0").unwrap();
+        assert!(near < hookd_bpf::layout::NIC_INDEX_DIRECT);
+        let mut dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        let m = mac(VM_MAC);
+        let from = |src: &str| {
+            eth(
+                mac(HOST_MAC),
+                m,
+                0x0800,
+                &ipv4(v4(src), v4("192.0.2.1"), 1, &icmp_echo(1)),
+            )
+        };
+        for (generation, own, other) in [
+            (1, "192.0.2.10", "192.0.2.20"),
+            (2, "192.0.2.20", "192.0.2.10"),
+            (3, "192.0.2.10", "192.0.2.20"),
+        ] {
+            for ifindex in [near, far] {
+                dp.program_nic(ifindex, m, &antispoof_mode(&[&format!("{own}/32")]), generation)
+                    .unwrap();
+            }
+            for ifindex in [near, far] {
+                let before = dp.stats(ifindex).unwrap().drops[DropReason::IpSpoof as usize];
+                assert_eq!(
+                    run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, ifindex, &from(own)),
+                    TC_ACT_UNSPEC,
+                    "generation {generation}: ifindex {ifindex} drops its own address {own}"
+                );
+                assert_eq!(
+                    run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, ifindex, &from(other)),
+                    TC_ACT_SHOT,
+                    "generation {generation}: ifindex {ifindex} passes {other}, not its address"
+                );
+                let after = dp.stats(ifindex).unwrap().drops[DropReason::IpSpoof as usize];
+                assert_eq!(after, before + 1, "ifindex {ifindex}: the drop is counted");
+            }
+        }
+        dp.forget_nic(far);
+        assert_eq!(
+            run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, far, &from("192.0.2.20")),
+            TC_ACT_UNSPEC,
+            "a forgotten NIC is still judged"
+        );
+        assert_eq!(run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, near, &from("192.0.2.20")), TC_ACT_SHOT);
+        // A daemon started again finds the same configs in force.
+        drop(dp);
+        let dp = Datapath::open(&pin_dir, AttachMode::Auto).unwrap();
+        assert_eq!(run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, near, &from("192.0.2.20")), TC_ACT_SHOT);
+        assert_eq!(run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, near, &from("192.0.2.10")), TC_ACT_UNSPEC);
+        assert_eq!(run_prog_at(&dp, hookd_bpf::PROG_FROM_VM, far, &from("192.0.2.20")), TC_ACT_UNSPEC);
+    })
+    .join()
+    .unwrap();
+}

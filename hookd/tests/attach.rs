@@ -242,6 +242,7 @@ fn daemon_lifecycle_is_idempotent_and_cleans_up() {
         let written = cfg;
         (cfg.flags, cfg.fw_kinds) = (0, 0);
         nics.insert(ifindex, cfg, 0).unwrap();
+        set_live_config(&pin_dir, ifindex, cfg);
         assert_eq!(ping_from_vm(&mut tap, VM_MAC, "192.0.2.99", 20), 1);
         // ...and that hookd's programs are not known to be this build's
         // (an older build pinned its own): the next one migrates the maps.
@@ -322,7 +323,23 @@ fn tc_show(what: &str, tap: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The pinned `hookd_nics` map, as the programs read it.
+/// Overwrites the copy of `ifindex`'s config that the programs read
+/// (`hookd_nic_cfgs`, at the entry `hookd_nic_index` names).
+fn set_live_config(pin_dir: &Path, ifindex: u32, cfg: NicConfig) {
+    let open = |name: &str| {
+        aya::maps::Map::from_map_data(MapData::from_pin(pin_dir.join("maps").join(name)).unwrap())
+            .unwrap()
+    };
+    let index: aya::maps::Array<MapData, u32> =
+        aya::maps::Array::try_from(open(hookd_bpf::MAP_NIC_INDEX)).unwrap();
+    let entry = index.get(&ifindex, 0).unwrap();
+    assert_ne!(entry, 0, "ifindex {ifindex} has a live config");
+    let mut cfgs: aya::maps::Array<MapData, NicConfig> =
+        aya::maps::Array::try_from(open(hookd_bpf::MAP_NIC_CFGS)).unwrap();
+    cfgs.set(entry - 1, cfg, 0).unwrap();
+}
+
+/// The pinned `hookd_nics` map: hookd's record of the NICs' configs.
 fn pinned_nics(pin_dir: &Path) -> aya::maps::HashMap<MapData, u32, NicConfig> {
     let m = MapData::from_pin(pin_dir.join("maps").join(hookd_bpf::MAP_NICS)).unwrap();
     aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(m).unwrap()).unwrap()

@@ -479,7 +479,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
         let mut a = Daemon::new(Box::new(dp), StateDir::open(run.path()).unwrap(), true);
         start(&mut a);
         let plain = map_pins(&pin_dir);
-        assert_eq!(plain.len(), 19, "{plain:?}");
+        assert_eq!(plain.len(), 23, "every map of the object pinned: {plain:?}");
 
         let stop = Arc::new(AtomicBool::new(false));
         let upgrader = {
@@ -491,7 +491,7 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
                 std::thread::sleep(Duration::from_millis(300));
                 drop(a);
                 let dp = Datapath::open(&pin_dir, mode).unwrap();
-                // Beside the old: the eleven policy maps, the counters and
+                // Beside the old: the fourteen policy maps, the counters and
                 // the conntrack map; log rate and events were compatible.
                 let during = map_pins(&pin_dir);
                 let versions: BTreeSet<String> = during.difference(&plain).cloned().collect();
@@ -503,6 +503,9 @@ fn new_map_layout_under_traffic(mode: AttachMode, how: Attachment) {
                     "hookd_fw_rules-v2",
                     "hookd_net_addrs-v2",
                     "hookd_net_members-v2",
+                    "hookd_nic_cfgs-v2",
+                    "hookd_nic_far-v2",
+                    "hookd_nic_index-v2",
                     "hookd_nic_nets-v2",
                     "hookd_nics-v2",
                     "hookd_ra-v2",
@@ -842,8 +845,7 @@ fn nics_of_a_build_before_counter_slots_get_slots_and_keep_their_counts() {
             &tcp(1024, 22, 0x10),
         ),
     );
-    let mut ctx = [0u8; 44];
-    ctx[40..].copy_from_slice(&LO.to_ne_bytes());
+    let ctx = support::vm::skb_ctx(LO);
     let to_vm = dp.program(hookd_bpf::PROG_TO_VM).unwrap();
     for _ in 0..5 {
         let opts = TestRunOptions {

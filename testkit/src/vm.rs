@@ -54,6 +54,24 @@ pub fn run_prog(dp: &Datapath, prog: &str, frame: &[u8]) -> u32 {
 /// The verdict of `prog` on `frame`, and the frame as the program left it
 /// (an answer it wrote in place, a frame it redirected).
 pub fn run_prog_out(dp: &Datapath, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+    run_prog_ctx(dp, prog, frame, None)
+}
+
+/// A `__sk_buff` context that names the device a test run plays (the
+/// kernel's default is the namespace's loopback): the fields up to
+/// `ifindex`, at offset 40, the rest zero.
+pub fn skb_ctx(ifindex: u32) -> [u8; 44] {
+    let mut ctx = [0u8; 44];
+    ctx[40..].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx
+}
+
+/// The verdict of `prog` on `frame` come in through the device `ifindex`.
+pub fn run_prog_at(dp: &Datapath, prog: &str, ifindex: u32, frame: &[u8]) -> u32 {
+    run_prog_ctx(dp, prog, frame, Some(&skb_ctx(ifindex))).0
+}
+
+fn run_prog_ctx(dp: &Datapath, prog: &str, frame: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; frame.len() + 64];
     let r = dp
         .program(prog)
@@ -61,6 +79,7 @@ pub fn run_prog_out(dp: &Datapath, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: ctx,
             ..Default::default()
         })
         .expect("BPF_PROG_TEST_RUN");

@@ -68,14 +68,14 @@ static __always_inline int net_answer(struct __sk_buff *skb, __u32 ifindex, int 
  * to each but the last, which gets the frame itself, each to its tap's
  * egress, where its ingress rules apply. At most MAX_FLOOD NICs (the first
  * of hookd_net_members); a bounded loop, no more. Copies the bound leaves
- * out are counted as DROP_FLOOD_BOUND. */
+ * out are counted as DROP_FLOOD_BOUND, in NS (the sender's counters, or
+ * NULL). */
 static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net *net,
-				     __u32 ifindex)
+				     __u32 ifindex, struct nic_stats *ns)
 {
 	__u32 id = net->net_id;
 	struct net_members *m = bpf_map_lookup_elem(&hookd_net_members, &id);
 	struct net_stats *st;
-	struct nic_stats *ns = NULL;
 	__u32 last = 0, sent = 0, self = 0, i;
 
 	if (!m)
@@ -96,12 +96,7 @@ static __always_inline int net_flood(struct __sk_buff *skb, const struct nic_net
 	}
 	/* m->count is every NIC of the network on this host; only the first
 	 * MAX_FLOOD are in m->ifindex. The others' copies are counted. */
-	if (HOOKD_WRITES && m->count > MAX_FLOOD) {
-		struct nic_config *cfg = bpf_map_lookup_elem(&hookd_nics, &ifindex);
-
-		ns = cfg ? nic_counters(cfg) : NULL;
-	}
-	if (ns)
+	if (HOOKD_WRITES && ns && m->count > MAX_FLOOD)
 		__sync_fetch_and_add(&ns->drops[DROP_FLOOD_BOUND], m->count - MAX_FLOOD - !self);
 	if (!last)
 		return DROP_NOT_FORWARDED;
@@ -547,7 +542,7 @@ static __always_inline int net_route6(struct __sk_buff *skb, const struct nic_ne
 }
 
 static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_net *net,
-				      __u32 ifindex, struct flow *f)
+				      __u32 ifindex, struct flow *f, struct nic_stats *ns)
 {
 	struct ethhdr *eth;
 	struct ipv6hdr *ip6;
@@ -563,7 +558,7 @@ static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_ne
 	if (!eth || !ip6)
 		return DROP_MALFORMED;
 	if (eth->h_dest[0] & 1)
-		return net_flood(skb, net, ifindex);
+		return net_flood(skb, net, ifindex, ns);
 	if (is_v4_mapped((const __u8 *)&ip6->daddr))
 		return DROP_NOT_FORWARDED;
 	a = net_lookup6(net->net_id, (const __u8 *)&ip6->daddr);
@@ -583,7 +578,10 @@ static __always_inline int net_stage6(struct __sk_buff *skb, const struct nic_ne
 	return VERDICT_REDIRECT;
 }
 
-static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struct flow *f)
+/* The stage, for the frame F from the NIC at IFINDEX, whose counters are NS
+ * (or NULL). */
+static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struct flow *f,
+				     struct nic_stats *ns)
 {
 	struct nic_net *net = bpf_map_lookup_elem(&hookd_nic_nets, &ifindex);
 	struct ethhdr *eth;
@@ -595,7 +593,7 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struc
 	if (f->eth_proto == bpf_htons(ETH_P_ARP))
 		return net_arp(skb, net, ifindex);
 	if (f->ip == 6)
-		return net_stage6(skb, net, ifindex, f);
+		return net_stage6(skb, net, ifindex, f, ns);
 	if (f->ip != 4)
 		return DROP_NOT_FORWARDED;
 	eth = pkt_ptr(skb, 0, ETH_HLEN);
@@ -603,7 +601,7 @@ static __always_inline int net_stage(struct __sk_buff *skb, __u32 ifindex, struc
 	if (!eth || !ip)
 		return DROP_MALFORMED;
 	if (eth->h_dest[0] & 1)
-		return net_flood(skb, net, ifindex);
+		return net_flood(skb, net, ifindex, ns);
 	a = net_lookup4(net->net_id, (const __u8 *)&ip->daddr);
 	if (!a)
 		return mac_eq(eth->h_dest, net->gw_mac) ? net_route4(skb, net, eth, ip)

@@ -17,6 +17,58 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_nics SEC(".maps");
 
+/* The configs as the programs read them: two per slot, at 2 * slot + half
+ * in hookd_nic_cfgs, the live one named by the NIC's entry (1 + its
+ * position; 0 is none) in hookd_nic_index (an array by ifindex, for
+ * ifindexes below NIC_INDEX_DIRECT) or hookd_nic_far (a hash, for the
+ * rest); hookd/src/datapath/configs.rs writes them.
+ * Array lookups the verifier inlines, where the hash lookup of hookd_nics
+ * by ifindex cost about 0.8 of an empty program a packet (a fifth of an
+ * established flow's cost). A policy switch writes the idle half, then the
+ * index: a packet reads the one config or the other, never a mix. (As
+ * with a preallocated hash, whose freed element the next update may
+ * reuse, two switches of one NIC within one packet's run could overlap;
+ * hookd's switches are milliseconds apart.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NIC_INDEX_DIRECT);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_nic_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_nic_far SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * (MAX_NICS + 1));
+	__type(key, __u32);
+	__type(value, struct nic_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_nic_cfgs SEC(".maps");
+
+/* The config of the NIC at IFINDEX, or NULL (not a NIC hookd knows). */
+static __always_inline struct nic_config *nic_config_of(__u32 ifindex)
+{
+	/* The array refuses an ifindex past its end. No test of the ifindex
+	 * here: a branch on it would give the verifier two ranges of it, and
+	 * every state after it would be checked twice. */
+	__u32 *at = bpf_map_lookup_elem(&hookd_nic_index, &ifindex), i;
+
+	if (!at)
+		at = bpf_map_lookup_elem(&hookd_nic_far, &ifindex);
+	if (!at || !*at)
+		return NULL;
+	i = *at - 1;
+	return bpf_map_lookup_elem(&hookd_nic_cfgs, &i);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, MAX_ADDRS);
@@ -146,6 +198,21 @@ struct {
 	/* Pinned as the others: a program's identity includes its maps. */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hookd_scratch SEC(".maps");
+
+/* Each CPU's conntrack clock (conntrack.h, ct_now): the coarse clock as
+ * last read, and the jiffies it was read at. */
+struct ct_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_clock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hookd_clock SEC(".maps");
 
 /* What router advertisements tell each network NIC with IPv6. */
 struct {

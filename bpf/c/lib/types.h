@@ -107,7 +107,10 @@ enum ct_timeout_s {
 /* Map sizes (maps.h). */
 enum map_size {
 	MAX_NICS       = 4096,    /* hookd_nics, hookd_counters and hookd_ct (slots
-				   * 1..MAX_NICS), hookd_stats, hookd_log_rate */
+				   * 1..MAX_NICS), hookd_nic_cfgs (two per slot),
+				   * hookd_nic_far, hookd_stats, hookd_log_rate */
+	NIC_INDEX_DIRECT = 262144, /* hookd_nic_index: ifindexes below it; the
+				   * others in hookd_nic_far */
 	MAX_ADDRS      = 65536,   /* hookd_addrs */
 	MAX_FW_CLASSES = 262144,  /* hookd_fw_classes */
 	MAX_FW_RULES   = 1048576, /* hookd_fw_rules */
@@ -207,7 +210,8 @@ enum net_addr_kind {
 	NET_ADDR_NIC     = 2, /* a NIC of the network on this host */
 };
 
-/* Key of nic_config and nic_stats: the tap's ifindex. */
+/* A NIC's config: in hookd_nics by the tap's ifindex (hookd's record),
+ * and as the programs read it, in hookd_nic_cfgs (maps.h). */
 struct nic_config {
 	__u8 mac[6];
 	__u16 flags;      /* enum nic_flag */

@@ -28,6 +28,7 @@
 mod attach;
 mod batch;
 mod bpffs;
+mod configs;
 mod conntrack;
 pub mod counters;
 mod ct_queue;
@@ -56,7 +57,9 @@ pub use upgrade::Replaced;
 use crate::config::AttachMode;
 use crate::datapath::error::{io_err, map_err, prog_err};
 use crate::datapath::owned::Owned;
-use aya::maps::{ArrayOfMaps, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{
+    Array, ArrayOfMaps, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
+};
 use aya::programs::ProgramInfo;
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -129,7 +132,10 @@ pub struct Datapath {
     /// keep running them, and the kernel holds one copy, not one more per
     /// restart.
     pub(crate) adopted: std::collections::HashMap<&'static str, SchedClassifier>,
+    /// hookd's record of the NICs' configs (`configs`).
     pub(crate) nics: HashMap<MapData, u32, NicConfig>,
+    /// The configs as the programs read them.
+    pub(crate) published: configs::Published,
     pub(crate) addrs: LpmTrie<MapData, AddrData, u32>,
     /// The tenant veths' counters, and NICs' from before slots.
     pub(crate) stats: PerCpuHashMap<MapData, u32, NicStats>,
@@ -293,6 +299,21 @@ impl Datapath {
         };
         let nics = HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NICS)?)
             .map_err(map_err("hookd_nics"))?;
+        let index_map = take(&mut ebpf, hookd_bpf::MAP_NIC_INDEX)?;
+        let index_fd = match &index_map {
+            aya::maps::Map::Array(m) => std::os::fd::AsFd::as_fd(m.fd())
+                .try_clone_to_owned()
+                .map_err(io_err("hookd_nic_index"))?,
+            _ => return Err(DatapathError::Missing("hookd_nic_index as an array".into())),
+        };
+        let published = configs::Published {
+            index: Array::try_from(index_map).map_err(map_err("hookd_nic_index"))?,
+            far: HashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_NIC_FAR)?)
+                .map_err(map_err("hookd_nic_far"))?,
+            cfgs: Array::try_from(take(&mut ebpf, hookd_bpf::MAP_NIC_CFGS)?)
+                .map_err(map_err("hookd_nic_cfgs"))?,
+            index_fd,
+        };
         let addrs = LpmTrie::try_from(take(&mut ebpf, hookd_bpf::MAP_ADDRS)?)
             .map_err(map_err("hookd_addrs"))?;
         let stats = PerCpuHashMap::try_from(take(&mut ebpf, hookd_bpf::MAP_STATS)?)
@@ -362,6 +383,7 @@ impl Datapath {
             ebpf,
             adopted,
             nics,
+            published,
             addrs,
             stats,
             nic_counters,
@@ -404,6 +426,9 @@ impl Datapath {
             .and_then(|p| p.older.first())
             .and_then(|f| MapData::from_pin(maps_dir.join(f)).ok());
         dp.adopt_slots(trusted, earlier_nics);
+        // Before any tap runs this build's programs, which read the
+        // configs' copies.
+        dp.publish_configs()?;
         // Before any tap runs this build's programs, which fail closed on
         // a NIC with rules and no table.
         dp.carry_tables();

@@ -135,9 +135,9 @@ impl Datapath {
             slot,
             generation,
         };
-        if let Err(e) = self.nics.insert(ifindex, cfg, 0) {
+        if let Err(e) = self.set_config(ifindex, cfg) {
             undo(self);
-            return Err(map_err("writing NIC config")(e));
+            return Err(e);
         }
         if network.is_none() {
             self.clear_network(ifindex);
@@ -266,7 +266,7 @@ impl Datapath {
     /// cleared under hookd) are no error.
     pub fn forget_nic(&mut self, ifindex: u32) {
         let slot = self.ct_slot(ifindex);
-        let _ = self.nics.remove(&ifindex);
+        self.drop_config(ifindex);
         if let Some(slot) = slot {
             // Its connections go with the slot (a NIC taking the slot
             // later gets a table of its own).
@@ -366,9 +366,8 @@ impl Datapath {
             }
             let written = self.new_slot().and_then(|slot| {
                 cfg.slot = slot;
-                self.nics.insert(ifindex, cfg, 0).map_err(|e| {
+                self.set_config(ifindex, cfg).inspect_err(|_| {
                     self.slots.release(slot);
-                    map_err("writing the NIC's config")(e)
                 })
             });
             if let Err(e) = written {

@@ -122,9 +122,7 @@ impl Datapath {
         } else {
             cfg.flags &= !layout::NIC_F_PASS_FINAL;
         }
-        self.nics
-            .insert(ifindex, cfg, 0)
-            .map_err(map_err("writing NIC config"))
+        self.set_config(ifindex, cfg)
     }
 }
 

@@ -48,8 +48,11 @@ pub(crate) enum Carry {
 
 /// Every map of hookd's object, with how it is carried; a test checks that
 /// the object has no map missing here.
-pub(crate) const CARRY: [(&str, Carry); 19] = [
+pub(crate) const CARRY: [(&str, Carry); 23] = [
     (hookd_bpf::MAP_NICS, Carry::Policy),
+    (hookd_bpf::MAP_NIC_INDEX, Carry::Policy),
+    (hookd_bpf::MAP_NIC_FAR, Carry::Policy),
+    (hookd_bpf::MAP_NIC_CFGS, Carry::Policy),
     (hookd_bpf::MAP_ADDRS, Carry::Policy),
     (hookd_bpf::MAP_FW_CLASSES, Carry::Policy),
     (hookd_bpf::MAP_FW_RULES, Carry::Policy),
@@ -68,6 +71,7 @@ pub(crate) const CARRY: [(&str, Carry); 19] = [
     (hookd_bpf::MAP_LOG_RATE, Carry::Fresh),
     (hookd_bpf::MAP_EVENTS, Carry::Fresh),
     (hookd_bpf::MAP_SCRATCH, Carry::Fresh),
+    (hookd_bpf::MAP_CLOCK, Carry::Fresh),
 ];
 
 pub(crate) fn carry_of(name: &str) -> Option<Carry> {
