@@ -82,18 +82,11 @@ fn frames(flags: u8) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The `__sk_buff` a test run starts with: the ifindex of the device it
-/// runs on (offset 40), so that each size has a NIC of its own.
-fn ctx_of(ifindex: u32) -> [u8; 44] {
-    let mut ctx = [0u8; 44];
-    ctx[40..].copy_from_slice(&ifindex.to_ne_bytes());
-    ctx
-}
-
 /// Total ns of the frames `frames` on device `ifindex`, each run `repeat`
 /// times in the kernel (divided by `repeat`: ns per packet, summed).
 fn cost(prog: &SchedClassifier, ifindex: u32, frames: &[Vec<u8>], repeat: u32) -> f64 {
-    let ctx = ctx_of(ifindex);
+    // The device each size's NIC is: its own ifindex.
+    let ctx = support::vm::skb_ctx(ifindex);
     let mut total = 0u128;
     for f in frames {
         let opts = TestRunOptions {

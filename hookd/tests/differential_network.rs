@@ -730,8 +730,7 @@ fn run_back(dp: &Datapath, uplink: u32, ports: &[Port], f: &[u8]) -> Option<Seen
     let net_of = |i: u32| dp.counters().net_stats(i).unwrap_or_default().count;
     let before = dp.stats(uplink).unwrap_or_default();
     let nets_before: Vec<_> = ports.iter().map(|p| net_of(p.ifindex)).collect();
-    let mut ctx = [0u8; 44]; // struct __sk_buff up to ifindex
-    ctx[40..].copy_from_slice(&uplink.to_ne_bytes());
+    let ctx = hookd_testkit::vm::skb_ctx(uplink);
     let (ret, out) = test_run(dp, hookd_bpf::PROG_FROM_TENANT, f, Some(&ctx))?;
     let after = dp.stats(uplink).unwrap_or_default();
     let mut net = Vec::new();

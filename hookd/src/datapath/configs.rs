@@ -64,11 +64,7 @@ impl Published {
         if cfg.slot == 0 || cfg.slot > layout::MAX_NICS {
             return Err(no_slot(ifindex));
         }
-        let idle = if self.live(ifindex) == entry(cfg.slot, 0) {
-            1
-        } else {
-            0
-        };
+        let idle = u32::from(self.live(ifindex) == entry(cfg.slot, 0));
         let e = entry(cfg.slot, idle);
         self.cfgs
             .set(e - 1, cfg, 0)
@@ -130,10 +126,10 @@ impl Datapath {
             if self.published.get(ifindex) == Some(cfg) {
                 continue;
             }
-            // One NIC's failure does not keep the daemon from the others;
-            // writing its policy again retries it.
             // A slot not this daemon's (adopt_slots found none for it)
-            // could be another NIC's copies.
+            // could be another NIC's copies. One NIC's failure does not
+            // keep the daemon from the others; writing its policy again
+            // retries it.
             let put = if self.slots.owns(cfg.slot) {
                 self.published
                     .stage(ifindex, &cfg)
